@@ -1,0 +1,213 @@
+"""Frozen configuration dataclasses and the named presets.
+
+Every stage of the pipeline takes one of these. They serialise to plain JSON dicts
+(``to_dict`` / ``from_dict``) so that a bundle records exactly how it was made and the app can
+persist the last training setup. Presets live in ``resources/presets.json`` (one place for all of
+them); ``preset(name)`` returns a ``RunConfig``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from engine.resources import read_text
+
+__all__ = [
+    "CorpusConfig", "TokenizerConfig", "ModelConfig", "TrainConfig", "SAEConfig",
+    "HarvestConfig", "RunConfig", "preset", "preset_names", "ConfigError", "SAE_RECIPES",
+]
+
+SAE_RECIPES = ("topk", "2024-04", "2023")
+
+
+class ConfigError(ValueError):
+    """A configuration value a user supplied is invalid; the message says which and why."""
+
+
+class _Config:
+    """Mixin: JSON round-trip that ignores unknown keys from newer versions and nests dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None):
+        data = dict(data or {})
+        kwargs = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            sub = _NESTED.get((cls.__name__, f.name))
+            kwargs[f.name] = sub.from_dict(value) if sub is not None and isinstance(value, dict) else value
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:  # pragma: no cover - defensive
+            raise ConfigError(f"invalid {cls.__name__}: {exc}") from None
+
+    def replace(self, **changes):
+        return replace(self, **changes)  # type: ignore[type-var]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class CorpusConfig(_Config):
+    spec: str = "builtin"          # builtin | PATH (file/folder/.jsonl) | hf:NAME[:split]
+    seed: int = 0                  # built-in generation and train/val split
+    val_fraction: float = 0.05     # fraction of documents held out
+    max_chars: int | None = None   # cap on total text (None: everything)
+
+
+@dataclass(frozen=True)
+class TokenizerConfig(_Config):
+    vocab_size: int = 4096
+    path: str | None = None        # load this tokenizer.json instead of training one
+    train_chars: int = 8_000_000   # characters of the corpus used to train the BPE
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Config):
+    vocab_size: int = 4096
+    n_ctx: int = 128
+    d_model: int = 128
+    n_heads: int = 4
+    d_mlp: int = 512
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        for name in ("vocab_size", "n_ctx", "d_model", "n_heads", "d_mlp"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model {name} must be positive")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    tokens: int = 4_000_000        # training budget in tokens
+    batch_size: int = 32           # sequences per step (tokens/step = batch_size * n_ctx)
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1      # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    eval_every: int = 100          # steps between validation estimates
+    eval_batches: int = 8
+    checkpoint_every: int = 200    # steps between checkpoints
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SAEConfig(_Config):
+    recipe: str = "topk"           # topk | 2024-04 | 2023
+    d_in: int = 512
+    d_sae: int = 4096
+    k: int = 24                    # topk: active latents per token
+    aux_k: int = 256               # topk: dead latents used by the AuxK loss
+    aux_coeff: float = 1 / 32
+    l1_coeff: float = 5.0          # 2023: lambda on ||f||_1 ; 2024-04: lambda on sum f_i ||W_dec,i||
+    lr: float = 2e-3
+    batch_size: int = 4096
+    n_activations: int = 2_000_000  # training budget in activation vectors
+    buffer_batches: int = 16       # shuffling buffer size, in batches
+    dead_window: int = 1_000_000   # activations without firing after which a latent counts as dead
+    cooldown_fraction: float = 0.2  # linear LR decay over the last fraction (2024-04, topk)
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.recipe not in SAE_RECIPES:
+            raise ConfigError(f"unknown SAE recipe {self.recipe!r}; choose one of {', '.join(SAE_RECIPES)}")
+        if self.d_sae <= 0 or self.d_in <= 0:
+            raise ConfigError("SAE sizes must be positive")
+        if self.recipe == "topk" and not 0 < self.k <= self.d_sae:
+            raise ConfigError(f"k must be between 1 and d_sae ({self.d_sae})")
+
+
+@dataclass(frozen=True)
+class HarvestConfig(_Config):
+    n_tokens: int = 200_000        # held-out tokens scanned for statistics
+    eval_tokens: int = 100_000     # held-out tokens for the evaluation metrics
+    top_k: int = 20                # top examples per unit
+    n_intervals: int = 10          # subsample intervals
+    per_interval: int = 5          # examples per interval
+    ctx_left: int = 10             # tokens shown before the example's token
+    ctx_right: int = 5             # tokens shown after it
+    hist_bins: int = 40
+    n_logits: int = 10             # top and bottom logit effects
+    n_align: int = 8               # neuron alignment / correlated neurons / loading features
+    sample_tokens: int = 4096      # paired feature/neuron sample for scatter plots
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig(_Config):
+    name: str = "demo"
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sae: SAEConfig = field(default_factory=SAEConfig)
+    harvest: HarvestConfig = field(default_factory=HarvestConfig)
+    device: str = "auto"           # auto | cuda | mps | cpu
+
+    def __post_init__(self):
+        if self.model.vocab_size != self.tokenizer.vocab_size and self.tokenizer.path is None:
+            object.__setattr__(self, "model", replace(self.model, vocab_size=self.tokenizer.vocab_size))
+        if self.sae.d_in != self.model.d_mlp:
+            object.__setattr__(self, "sae", replace(self.sae, d_in=self.model.d_mlp))
+
+    def with_overrides(self, **sections: dict[str, Any]) -> "RunConfig":
+        """Return a copy with ``section={key: value}`` overrides applied (top-level keys too)."""
+        data = self.to_dict()
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                unknown = set(value) - set(data[key])
+                if unknown:
+                    raise ConfigError(f"unknown {key} setting(s): {', '.join(sorted(unknown))}")
+                data[key].update(value)
+            elif key in data:
+                data[key] = value
+            else:
+                raise ConfigError(f"unknown setting {key!r}")
+        return RunConfig.from_dict(data)
+
+
+_NESTED = {
+    ("RunConfig", "corpus"): CorpusConfig,
+    ("RunConfig", "tokenizer"): TokenizerConfig,
+    ("RunConfig", "model"): ModelConfig,
+    ("RunConfig", "train"): TrainConfig,
+    ("RunConfig", "sae"): SAEConfig,
+    ("RunConfig", "harvest"): HarvestConfig,
+}
+
+
+def _presets() -> dict[str, dict[str, Any]]:
+    return json.loads(read_text("presets.json"))
+
+
+def preset_names() -> list[str]:
+    return [name for name in _presets() if not name.startswith("_")]
+
+
+def preset(name: str = "demo") -> RunConfig:
+    """The named preset as a RunConfig (``tiny`` for tests, ``demo`` the default, ``paper`` for a GPU)."""
+    presets = _presets()
+    if name not in presets or name.startswith("_"):
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(preset_names())}")
+    data = dict(presets[name])
+    data.pop("description", None)
+    if "train" in data and "betas" in data["train"]:
+        data["train"]["betas"] = tuple(data["train"]["betas"])
+    return RunConfig.from_dict({"name": name, **data})
+
+
+def preset_description(name: str) -> str:
+    return _presets().get(name, {}).get("description", "")

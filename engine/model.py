@@ -1,0 +1,138 @@
+"""The one-layer transformer of *Towards Monosemanticity*, written to be read top to bottom.
+
+    tokens -> token embedding + learned positions                    x: (B, T, C)
+    x = x + Attention(LayerNorm(x))                                  one causal multi-head block
+    h = ReLU(W_in LayerNorm(x) + b_in)                               h: (B, T, d_mlp)  <- "the neurons"
+    x = x + W_out h + b_out
+    logits = W_U LayerNorm(x)                                        (B, T, vocab), untied unembedding
+
+Shape legend: B batch, T positions, C residual width (d_model), H heads, M MLP neurons, V vocab.
+
+Two hooks make the model an instrument rather than a black box:
+* ``mlp_acts(idx)`` returns the post-ReLU MLP activations h for any batch;
+* ``forward(idx, mlp_acts=...)`` *replaces* h by a given tensor (an SAE reconstruction, zeros for
+  zero-ablation, an edited copy for clamping) — or ``mlp_edit=fn`` transforms h in flight.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from engine.config import ModelConfig
+
+__all__ = ["OneLayerTransformer", "ModelConfig"]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)                                  # 3 x (B, T, C)
+        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)      # (B, H, T, C/H)
+        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)      # (B, H, T, C/H)
+        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)      # (B, H, T, C/H)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)            # (B, H, T, C/H)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)                       # (B, T, C)
+        return self.proj(y)                                                    # (B, T, C)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.W_in = nn.Linear(cfg.d_model, cfg.d_mlp)    # weight (M, C)
+        self.W_out = nn.Linear(cfg.d_mlp, cfg.d_model)   # weight (C, M)
+
+    def acts(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.W_in(x))                      # (B, T, M)
+
+
+class OneLayerTransformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)   # (V, C)
+        self.pos_emb = nn.Embedding(cfg.n_ctx, cfg.d_model)        # (T_max, C)
+        self.ln_attn = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_mlp = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg)
+        self.ln_final = nn.LayerNorm(cfg.d_model)
+        self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)  # W_U, weight (V, C)
+        self.apply(self._init_weights)
+        # GPT-2 style: residual-writing projections scaled down by sqrt(2 * n_layer) (here n_layer = 1).
+        for w in (self.attn.proj.weight, self.mlp.W_out.weight):
+            nn.init.normal_(w, mean=0.0, std=0.02 / math.sqrt(2))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    # ------------------------------------------------------------------ forward pieces
+    def _pre_mlp(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Residual stream after attention, and the MLP's input. idx: (B, T) token ids."""
+        B, T = idx.shape
+        if T > self.cfg.n_ctx:
+            raise ValueError(f"sequence of {T} tokens exceeds the model context of {self.cfg.n_ctx}")
+        pos = torch.arange(T, device=idx.device)
+        x = self.tok_emb(idx) + self.pos_emb(pos)          # (B, T, C)
+        x = x + self.attn(self.ln_attn(x))                 # (B, T, C)
+        return x, self.ln_mlp(x)                           # (B, T, C), (B, T, C)
+
+    def mlp_acts(self, idx: torch.Tensor) -> torch.Tensor:
+        """Post-ReLU MLP activations ("the neurons") for token ids idx (B, T) -> (B, T, M)."""
+        _, mlp_in = self._pre_mlp(idx)
+        return self.mlp.acts(mlp_in)
+
+    def logits_from_acts(self, resid: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        x = resid + self.mlp.W_out(acts)                   # (B, T, C)
+        return self.unembed(self.ln_final(x))              # (B, T, V)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        mlp_acts: torch.Tensor | None = None,
+        mlp_edit: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        return_acts: bool = False,
+    ):
+        """Logits (B, T, V) for token ids idx (B, T).
+
+        mlp_acts: if given (B, T, M), it *replaces* the MLP's post-ReLU activations.
+        mlp_edit: if given, a function applied to the activations before W_out.
+        return_acts: also return the activations actually used, as (logits, acts).
+        """
+        resid, mlp_in = self._pre_mlp(idx)
+        acts = self.mlp.acts(mlp_in) if mlp_acts is None else mlp_acts.to(resid.dtype)
+        if mlp_edit is not None:
+            acts = mlp_edit(acts)
+        logits = self.logits_from_acts(resid, acts)
+        return (logits, acts) if return_acts else logits
+
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Mean next-token cross-entropy (nats). kwargs go to ``forward`` (mlp_acts, mlp_edit)."""
+        logits = self.forward(idx, **kwargs)
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+
+    # ------------------------------------------------------------------ conveniences
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def from_state_dict(cls, cfg: ModelConfig, state: dict[str, torch.Tensor]) -> "OneLayerTransformer":
+        model = cls(cfg)
+        model.load_state_dict(state)
+        return model.eval()

@@ -1,0 +1,98 @@
+"""In-memory form of the statistics the harvest computes and the bundle stores.
+
+Shape legend: N units (features or neurons), K top examples, I intervals, P examples per interval,
+W window tokens (ctx_left + 1 + ctx_right), B histogram bins, L logits, A alignment entries,
+S sample tokens. Token ids of -1 mark window positions outside the text (padding).
+Every array is numpy; nothing here imports torch, so the app can use it freely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["UnitStats", "HarvestResult", "Dashboard", "UNIT_KINDS"]
+
+UNIT_KINDS = ("feature", "neuron")
+
+
+@dataclass
+class UnitStats:
+    """Per-unit statistics for one kind ("feature" or "neuron"), as columns."""
+
+    kind: str
+    density: np.ndarray            # float64 [N] fraction of harvested tokens with activation > 0
+    max_act: np.ndarray            # float32 [N]
+    mean_act: np.ndarray           # float32 [N] mean activation over the tokens where active
+    act_hist: np.ndarray           # int64 [N, B] counts of active tokens in B equal bins over (0, max_act]
+    top_tokens: np.ndarray         # int32 [N, K, W] token ids of the top-K windows (-1 padding)
+    top_acts: np.ndarray           # float16 [N, K, W] activation of every window token
+    top_center: int                # index in W of the example's own token (== ctx_left)
+    interval_tokens: np.ndarray    # int32 [N, I, P, W]
+    interval_acts: np.ndarray      # float16 [N, I, P, W]
+    interval_bounds: np.ndarray    # float32 [N, I, 2] activation range (lo, hi] of each interval
+    top_token_ids: np.ndarray      # int32 [N, 5] most frequent center tokens among the top examples (-1 pad)
+    logit_top_ids: np.ndarray      # int32 [N, L] tokens most promoted by the unit's direct effect
+    logit_top_values: np.ndarray   # float32 [N, L]
+    logit_bottom_ids: np.ndarray   # int32 [N, L] tokens most suppressed
+    logit_bottom_values: np.ndarray  # float32 [N, L]
+    logit_hist: np.ndarray         # int64 [N, B] histogram of all V logit weights
+    logit_range: np.ndarray        # float32 [N, 2] (min, max) logit weight: the histogram's range
+    align_ids: np.ndarray          # int32 [N, A] features: neurons with largest |decoder weight|;
+                                   #              neurons: features whose decoder loads most on it
+    align_values: np.ndarray       # float32 [N, A] signed weights
+    align_l1: np.ndarray           # float32 [N] share of the L1 norm held by those A entries
+    corr_ids: np.ndarray           # int32 [N, A] features: most correlated neurons; neurons: features
+    corr_values: np.ndarray        # float32 [N, A] Pearson r over the harvested tokens
+    labels: list[str] = field(default_factory=list)   # [N] short human label ("" if none)
+    scores: np.ndarray | None = None                  # float32 [N] label score (Spearman), NaN if none
+
+    def __len__(self) -> int:
+        return int(self.density.shape[0])
+
+
+@dataclass
+class HarvestResult:
+    features: UnitStats
+    neurons: UnitStats
+    n_tokens: int                        # harvested tokens
+    density_hist_edges: np.ndarray       # float64 [B+1] log10(density) bin edges (features)
+    density_hist_counts: np.ndarray      # int64 [B] count of live features per bin
+    sample_token_ids: np.ndarray         # int32 [S] the paired sample's tokens
+    sample_neuron_acts: np.ndarray       # float16 [S, M] neuron activations on the sample
+    sample_feature_indptr: np.ndarray    # int64 [F+1] CSR by feature over the sample
+    sample_feature_token: np.ndarray     # int32 [nnz] sample index
+    sample_feature_value: np.ndarray     # float16 [nnz]
+
+
+@dataclass
+class Dashboard:
+    """Everything the detail pane shows for one unit (read by ``Bundle.dashboard``)."""
+
+    kind: str
+    index: int
+    label: str
+    score: float
+    density: float
+    max_act: float
+    mean_act: float
+    act_hist: np.ndarray           # [B]
+    act_hist_edges: np.ndarray     # [B+1] = linspace(0, max_act, B+1)
+    top_tokens: np.ndarray         # [K, W]
+    top_acts: np.ndarray           # [K, W] float32
+    top_center: int
+    interval_tokens: np.ndarray    # [I, P, W]
+    interval_acts: np.ndarray      # [I, P, W] float32
+    interval_bounds: np.ndarray    # [I, 2]
+    logit_top_ids: np.ndarray
+    logit_top_values: np.ndarray
+    logit_bottom_ids: np.ndarray
+    logit_bottom_values: np.ndarray
+    logit_hist: np.ndarray         # [B]
+    logit_hist_edges: np.ndarray   # [B+1] = linspace(min, max, B+1)
+    align_ids: np.ndarray
+    align_values: np.ndarray
+    align_l1: float
+    corr_ids: np.ndarray
+    corr_values: np.ndarray

@@ -1,0 +1,1 @@
+"""superpos desktop app."""
