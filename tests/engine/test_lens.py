@@ -1,0 +1,125 @@
+"""LensEngine against direct model + SAE calls: activations, truncation, clamping, error term."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from engine.config import ModelConfig
+from engine.lens import LensEngine
+from engine.model import OneLayerTransformer
+
+
+class CharTokenizer:
+    """One token per character (code point mod vocab): enough to exercise offsets and truncation."""
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+
+    def encode_with_offsets(self, text):
+        return [ord(c) % self.vocab_size for c in text], [(i, i + 1) for i in range(len(text))]
+
+    def token_str(self, i):
+        return chr(i)
+
+
+class TinySAE(nn.Module):
+    """f = ReLU(W_enc (x - b_dec) + b_enc); x_hat = W_dec f + b_dec (the SAELens orientation)."""
+
+    def __init__(self, d_in, d_sae):
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.W_enc = nn.Parameter(torch.randn(d_in, d_sae, generator=g) * 0.5)
+        self.b_enc = nn.Parameter(torch.full((d_sae,), -0.05))
+        self.W_dec = nn.Parameter(self.W_enc.detach().T.clone())
+        self.b_dec = nn.Parameter(torch.randn(d_in, generator=g) * 0.01)
+
+    def encode(self, x):
+        return torch.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
+
+    def decode(self, f):
+        return f @ self.W_dec + self.b_dec
+
+
+@pytest.fixture(scope="module")
+def engine():
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=128, n_ctx=16, d_model=32, n_heads=2, d_mlp=64)
+    model = OneLayerTransformer(cfg).eval()
+    sae = TinySAE(64, 96).eval()
+    return LensEngine(model, sae, CharTokenizer(128))
+
+
+def _direct(engine, text, clamp=None, error_term=True):
+    ids = torch.tensor([[ord(c) % 128 for c in text[: engine.n_ctx]]])
+    with torch.no_grad():
+        h = engine.model.mlp_acts(ids)[0]
+        f = engine.sae.encode(h)
+        h_hat = engine.sae.decode(f)
+        err = h - h_hat if error_term else 0
+        base = engine.model(ids, mlp_acts=(h_hat + err)[None])[0]
+        f2 = f.clone()
+        for i, c in (clamp or {}).items():
+            f2[:, i] *= c
+        clamped = engine.model(ids, mlp_acts=(engine.sae.decode(f2) + err)[None])[0]
+    return h.numpy(), f.numpy(), base.softmax(-1).numpy(), clamped.softmax(-1).numpy()
+
+
+def test_activations_match_direct_call(engine):
+    text = "hello superposition"
+    res = engine.analyze(text)
+    h, f, base, _ = _direct(engine, text)
+    assert res.truncated and res.n_tokens == 16 and res.n_tokens_total == len(text)
+    assert res.tokens == list(text[:16])
+    np.testing.assert_array_equal(res.offsets[:, 0], np.arange(16))
+    np.testing.assert_allclose(res.neuron_acts, h, rtol=1e-5, atol=1e-6)
+    assert (f > 0).any(), "the toy SAE must fire for the test to mean anything"
+    for i in np.flatnonzero(f.max(0) > 0)[:10]:
+        np.testing.assert_allclose(res.acts_of("feature", int(i)), f[:, i], rtol=1e-5, atol=1e-6)
+    # per-token top features are the largest of f, in order
+    t = int(np.argmax((f > 0).sum(1)))
+    want = np.argsort(-f[t])[: engine.top_k]
+    got = res.top_ids[t][res.top_ids[t] >= 0]
+    np.testing.assert_array_equal(got, want[: len(got)])
+    # ranked active list: every active feature once, by max activation
+    assert set(res.active_ids.tolist()) == set(np.flatnonzero(f.max(0) > 0).tolist())
+    assert np.all(np.diff(res.active_max) <= 0)
+    # with the error term the baseline is the clean model's prediction
+    np.testing.assert_allclose(res.predictions.probs[:, 0], base.max(-1), rtol=1e-4, atol=1e-6)
+    assert res.clamped is None
+
+
+def test_clamp_to_zero_matches_direct_ablation(engine):
+    text = "abcabcabcabc"
+    f = _direct(engine, text)[1]
+    feat = int(np.argmax(f.sum(0)))
+    for error_term in (True, False):
+        res = engine.analyze(text, clamp={feat: 0.0}, error_term=error_term)
+        _, _, base, clamped = _direct(engine, text, {feat: 0.0}, error_term=error_term)
+        np.testing.assert_array_equal(res.predictions.ids[:, 0], base.argmax(-1))
+        np.testing.assert_allclose(res.clamped.probs, -np.sort(-clamped, axis=-1)[:, :5], rtol=1e-4, atol=1e-6)
+        assert not np.allclose(res.clamped.probs, res.predictions.probs), "ablating must change predictions"
+    # a multiplier of 1 changes nothing
+    res = engine.analyze(text, clamp={feat: 1.0})
+    np.testing.assert_allclose(res.clamped.probs, res.predictions.probs, rtol=1e-5, atol=1e-7)
+
+
+def test_set_mode_and_errors(engine):
+    res = engine.analyze("xyz", clamp={3: 5.0}, clamp_mode="set")
+    assert res.clamped is not None and res.clamp == {3: 5.0}
+    with pytest.raises(ValueError, match="does not exist"):
+        engine.analyze("xyz", clamp={10_000: 0.0})
+    with pytest.raises(ValueError):
+        engine.analyze("xyz", clamp_mode="bogus")
+    empty = engine.analyze("")
+    assert empty.n_tokens == 0 and not empty.truncated
+
+
+def test_neuron_kind_ranks_neurons(engine):
+    res = engine.analyze("neurons", unit_kind="neuron")
+    h = _direct(engine, "neurons")[0]
+    assert res.top_ids[0, 0] == int(np.argmax(h[0]))
+    np.testing.assert_allclose(res.acts_of("neuron", 5), h[:, 5], rtol=1e-5, atol=1e-6)
+    assert np.isnan(res.predictions.next_logprob[-1]) and np.isfinite(res.predictions.next_logprob[:-1]).all()
