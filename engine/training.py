@@ -1,0 +1,230 @@
+"""Training the one-layer transformer: ``train_model`` is a generator job.
+
+It yields ``engine.events`` (Progress with step, tokens seen, train/val loss, lr, tokens/s, ETA)
+and returns a ``ModelTrainResult``. AdamW, linear warm-up then cosine decay, gradient clipping,
+bf16 autocast on CUDA. Checkpoints hold only tensors and plain numbers (``torch.save`` loaded with
+``weights_only=True``) and are written atomically; ``resume=True`` continues the same run.
+
+Determinism: the batch at step s depends only on (seed, s), and the model's initialisation only on
+the seed, so a run that is killed and resumed from a checkpoint sees exactly the same batches and
+optimiser state as an uninterrupted one; on the same CPU and thread count the final weights are
+bit-identical (tests/engine/test_training.py checks it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generator
+
+import numpy as np
+import torch
+
+from engine.config import ModelConfig, TrainConfig
+from engine.device import resolve_device, tune_allocator
+from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted, TrainingDiverged
+from engine.fileio import atomic_path
+from engine.model import OneLayerTransformer
+
+__all__ = ["train_model", "ModelTrainResult", "batch_at", "lr_at", "estimate_loss", "unigram_entropy",
+           "load_checkpoint_model", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "model_checkpoint.pt"
+
+
+@dataclass
+class ModelTrainResult:
+    model: OneLayerTransformer            # trained, on the CPU, in eval mode
+    config: ModelConfig
+    train_config: TrainConfig
+    curves: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, 2): (tokens, value)
+    steps: int = 0
+    tokens_seen: int = 0
+    seconds: float = 0.0
+    final_val_loss: float = float("nan")
+
+
+def batch_at(tokens: np.ndarray, step: int, batch_size: int, n_ctx: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training batch for ``step``: random windows of n_ctx+1 tokens. Returns x, y: (B, T) int64."""
+    if len(tokens) < n_ctx + 2:
+        raise ValueError(f"the corpus has only {len(tokens)} training tokens; at least {n_ctx + 2} are needed")
+    rng = np.random.default_rng([seed, step])
+    starts = rng.integers(0, len(tokens) - n_ctx - 1, size=batch_size)
+    window = np.asarray(tokens[starts[:, None] + np.arange(n_ctx + 1)], dtype=np.int64)  # (B, T+1)
+    window = torch.from_numpy(window)
+    return window[:, :-1], window[:, 1:]
+
+
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio at the last step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+
+
+@torch.no_grad()
+def estimate_loss(model: OneLayerTransformer, tokens: np.ndarray, n_batches: int, batch_size: int,
+                  device: torch.device, seed: int = 1_000_003) -> float:
+    """Mean cross-entropy over a fixed set of random windows (the same windows every call)."""
+    was_training = model.training
+    model.eval()
+    losses = []
+    for i in range(n_batches):
+        x, y = batch_at(tokens, i, batch_size, model.cfg.n_ctx, seed)
+        with _autocast(device):
+            losses.append(model.loss(x.to(device), y.to(device)).item())
+    model.train(was_training)
+    return float(np.mean(losses))
+
+
+def unigram_entropy(tokens: np.ndarray, vocab_size: int) -> float:
+    """Entropy (nats) of the corpus's unigram distribution: the loss of the best context-free model."""
+    counts = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def _make_optimizer(model: OneLayerTransformer, cfg: TrainConfig) -> torch.optim.AdamW:
+    # nanoGPT: weight decay on matrices (2-D), none on biases, LayerNorm gains and gains alike.
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+def _save_checkpoint(path: Path, model, optimizer, step, tokens_seen, elapsed, curves, model_cfg, train_cfg) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "tokens_seen": tokens_seen,
+        "elapsed": elapsed,
+        "curves": {name: torch.tensor(np.asarray(points, dtype=np.float64).reshape(-1, 2)) for name, points in curves.items()},
+        "model_config": json.dumps(model_cfg.to_dict()),
+        "train_config": json.dumps(train_cfg.to_dict()),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise ValueError(f"cannot read the checkpoint {path}: {exc}. Delete it to start afresh.") from None
+
+
+def load_checkpoint_model(path: str | Path) -> OneLayerTransformer:
+    """The model stored in a training checkpoint (for ``--resume``-less reuse, e.g. the pipeline)."""
+    state = _load_checkpoint(Path(path))
+    cfg = ModelConfig.from_dict(json.loads(state["model_config"]))
+    return OneLayerTransformer.from_state_dict(cfg, state["model"])
+
+
+def train_model(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    train_tokens: np.ndarray,
+    val_tokens: np.ndarray,
+    device: str = "auto",
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    cancel: CancelToken | None = None,
+) -> Generator[object, None, ModelTrainResult]:
+    """Train a OneLayerTransformer on 1-D token arrays; yields events, returns ModelTrainResult."""
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        tune_allocator()
+    tokens_per_step = train_cfg.batch_size * model_cfg.n_ctx
+    total_steps = max(1, train_cfg.tokens // tokens_per_step)
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+
+    torch.manual_seed(train_cfg.seed)
+    model = OneLayerTransformer(model_cfg).to(dev)
+    optimizer = _make_optimizer(model, train_cfg)
+    curves: dict[str, list[tuple[float, float]]] = {"model/train_loss": [], "model/val_loss": [], "model/lr": []}
+    step, elapsed_before = 0, 0.0
+
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = _load_checkpoint(ckpt_path)
+        saved_cfg = ModelConfig.from_dict(json.loads(state["model_config"]))
+        if saved_cfg != model_cfg:
+            raise ValueError(f"the checkpoint in {checkpoint_dir} was made with a different model configuration; "
+                             "start without --resume or choose another output folder")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed_before = int(state["step"]), float(state["elapsed"])
+        curves.update({name: [tuple(row) for row in t.tolist()] for name, t in state["curves"].items()})
+
+    yield StageStarted("model", total=total_steps * tokens_per_step, unit="tokens")
+    if resume and step:
+        from engine.events import Message
+        yield Message(f"resuming model training at step {step} of {total_steps}")
+
+    meter = RateMeter(total_steps * tokens_per_step)
+    t_start = time.perf_counter()
+    model.train()
+    last_good_step = step
+    val_loss = float("nan")
+
+    def checkpoint():
+        if ckpt_path is not None:
+            _save_checkpoint(ckpt_path, model, optimizer, step, step * tokens_per_step,
+                             elapsed_before + time.perf_counter() - t_start, curves, model_cfg, train_cfg)
+
+    while step < total_steps:
+        if cancel is not None and cancel.cancelled:
+            checkpoint()
+            raise Cancelled("model training cancelled", checkpoint=str(ckpt_path) if ckpt_path else None)
+        lr = lr_at(step, total_steps, train_cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = batch_at(train_tokens, step, train_cfg.batch_size, model_cfg.n_ctx, train_cfg.seed)
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        with _autocast(dev):
+            loss = model.loss(x, y)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                f"model training diverged at step {step} (loss {loss_value}); the last good checkpoint "
+                f"(step {last_good_step}) is kept. Try a lower learning rate.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        seen = step * tokens_per_step
+        curves["model/train_loss"].append((seen, loss_value))
+        curves["model/lr"].append((seen, lr))
+        metrics = {"loss": loss_value, "lr": lr}
+        if step % train_cfg.eval_every == 0 or step == total_steps:
+            val_loss = estimate_loss(model, val_tokens, train_cfg.eval_batches, train_cfg.batch_size, dev)
+            curves["model/val_loss"].append((seen, val_loss))
+            metrics["val_loss"] = val_loss
+        if ckpt_path is not None and (step % train_cfg.checkpoint_every == 0):
+            checkpoint()
+            last_good_step = step
+        rate, eta = meter.update(seen)
+        yield Progress("model", done=seen, total=total_steps * tokens_per_step, step=step,
+                       metrics=metrics, rate=rate, eta_s=eta, unit="tokens")
+
+    checkpoint()
+    seconds = elapsed_before + time.perf_counter() - t_start
+    yield StageFinished("model", seconds=seconds, summary={"val_loss": val_loss})
+    model = model.to("cpu").eval()
+    return ModelTrainResult(
+        model=model, config=model_cfg, train_config=train_cfg,
+        curves={k: np.asarray(v, dtype=np.float64).reshape(-1, 2) for k, v in curves.items()},
+        steps=step, tokens_seen=step * tokens_per_step, seconds=seconds, final_val_loss=val_loss,
+    )
