@@ -213,19 +213,21 @@ def _decode_tokens(stored: np.ndarray, pad: int) -> np.ndarray:
     return out
 
 
-def _chunks(shape: tuple[int, ...], unit_chunk: int = UNIT_CHUNK, itemsize: int = 4) -> tuple[int, ...] | None:
+def _chunks(shape: tuple[int, ...], unit_chunk: int = UNIT_CHUNK, itemsize: int = 4,
+            chunk_bytes: int = CHUNK_BYTES) -> tuple[int, ...] | None:
     """Chunk shape along the first axis (None for empty datasets, which HDF5 cannot chunk)."""
     if not shape or 0 in shape:
         return None
     if len(shape) == 1:
         return (min(shape[0], COLUMN_CHUNK),)
     row_bytes = itemsize * int(np.prod(shape[1:]))
-    rows = max(1, min(unit_chunk, CHUNK_BYTES // max(1, row_bytes)))
+    rows = max(1, min(unit_chunk, chunk_bytes // max(1, row_bytes)))
     return (min(shape[0], rows), *shape[1:])
 
 
 def _create(group: h5py.Group, name: str, shape: tuple[int, ...], dtype, *, compress: bool = True,
-            unit_chunk: int = UNIT_CHUNK, chunks: tuple[int, ...] | None = None) -> h5py.Dataset:
+            unit_chunk: int = UNIT_CHUNK, chunks: tuple[int, ...] | None = None,
+            chunk_bytes: int = CHUNK_BYTES) -> h5py.Dataset:
     """A dataset chunked along axis 0 with a Fletcher-32 checksum per chunk (and gzip if ``compress``).
 
     The checksum turns silent corruption of stored numbers into a read error (-> BundleError).
@@ -234,7 +236,7 @@ def _create(group: h5py.Group, name: str, shape: tuple[int, ...], dtype, *, comp
     if dtype == "str":
         chunk = _chunks(shape, COLUMN_CHUNK)
         return group.create_dataset(name, shape=shape, dtype=h5py.string_dtype("utf-8"), chunks=chunk)
-    chunk = chunks or _chunks(shape, unit_chunk, np.dtype(dtype).itemsize)
+    chunk = chunks or _chunks(shape, unit_chunk, np.dtype(dtype).itemsize, chunk_bytes)
     if chunk is None:
         return group.create_dataset(name, shape=shape, dtype=dtype)
     kwargs: dict[str, Any] = {"chunks": chunk, "fletcher32": True}
@@ -350,9 +352,8 @@ class BundleWriter:
             arr = _to_numpy(value)
             if name in expected and arr.shape != expected[name]:
                 raise ValueError(f"model tensor {name} has shape {arr.shape}, expected {expected[name]}")
-            _create(group, name, arr.shape, np.float32, compress=False,
-                    unit_chunk=max(1, (1 << 18) // max(1, int(np.prod(arr.shape[1:]))))
-                    )[...] = arr
+            _create(group, name, arr.shape, np.float32, compress=False, unit_chunk=1 << 30,
+                    chunk_bytes=1 << 20)[...] = arr
         missing = sorted(set(expected) - set(model_state))
         if missing:
             raise ValueError(f"model state lacks {', '.join(missing)}")
@@ -434,7 +435,8 @@ class BundleWriter:
     def create_sample(self, n_sample: int, n_neurons: int, n_features: int, nnz: int) -> h5py.Group:
         group = self.file.require_group("sample")
         _create(group, "token_ids", (n_sample,), np.int32, compress=False)
-        _create(group, "neuron_acts", (n_sample, n_neurons), np.float16, unit_chunk=256)
+        _create(group, "neuron_acts", (n_sample, n_neurons), np.float16, unit_chunk=1 << 30,
+                chunk_bytes=1 << 20)
         _create(group, "feature_indptr", (n_features + 1,), np.int64, compress=False)
         _create(group, "feature_token", (nnz,), np.int32, compress=False)
         _create(group, "feature_value", (nnz,), np.float16, compress=False)
