@@ -9,6 +9,10 @@ import tempfile
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["SUPERPOS_HOME"] = tempfile.mkdtemp(prefix="superpos-test-home-")
 os.environ.setdefault("SUPERPOS_SYNC_JOBS", "0")
+# Tests use tiny models, where thread start-up costs more than it saves, and a second OpenMP thread
+# fighting other processes for two cores can make a step 20x slower (measured). One thread each.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
@@ -17,5 +21,6 @@ import pytest  # noqa: E402
 def _seed_torch():
     import torch
 
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     yield
