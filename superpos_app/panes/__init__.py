@@ -1,0 +1,81 @@
+"""The exploration panes: feature search, feature detail, text lens, neuron vs feature.
+
+Every pane is built from the shared ``Selection`` alone (``FeatureSearchPane(selection)``) and fed a
+bundle with ``set_bundle(bundle)`` (``None`` when it closes), so tests build them without a window.
+``install_panes(window)`` (called by the main window; alias ``register_panes``) docks them, wires
+them to ``window.bundleOpened`` / ``window.bundleClosed`` and adds Ctrl+F (search) and Ctrl+L (lens).
+Back/forward (Alt+Left/Right) are the window's actions over ``Selection``'s history.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+
+from superpos_app.panes.compare import NeuronComparePane
+from superpos_app.panes.detail import FeatureDetailPane
+from superpos_app.panes.lens import TextLensPane
+from superpos_app.panes.search import FeatureSearchPane
+
+__all__ = ["install_panes", "register_panes", "FeatureSearchPane", "FeatureDetailPane", "TextLensPane",
+           "NeuronComparePane", "PANE_NAMES"]
+
+PANE_NAMES = ("featureSearch", "featureDetail", "textLens", "neuronCompare")
+
+
+def install_panes(window) -> dict:
+    """Create the four panes, dock them in ``window`` and connect them; returns {objectName: pane}."""
+    sel = window.selection
+    search = FeatureSearchPane(sel)
+    detail = FeatureDetailPane(sel)
+    lens = TextLensPane(sel)
+    compare = NeuronComparePane(sel)
+    panes = {p.objectName(): p for p in (search, detail, lens, compare)}
+
+    docks = {
+        "featureSearch": window.add_pane(search, "Feature Search", Qt.DockWidgetArea.LeftDockWidgetArea,
+                                         "featureSearch"),
+        "featureDetail": window.add_pane(detail, "Feature Detail", Qt.DockWidgetArea.RightDockWidgetArea,
+                                         "featureDetail"),
+        "neuronCompare": window.add_pane(compare, "Neuron vs Feature", Qt.DockWidgetArea.RightDockWidgetArea,
+                                         "neuronCompare"),
+        "textLens": window.add_pane(lens, "Text Lens", Qt.DockWidgetArea.BottomDockWidgetArea, "textLens"),
+    }
+    window.tabifyDockWidget(docks["featureDetail"], docks["neuronCompare"])
+    docks["featureDetail"].raise_()
+
+    def opened(bundle):
+        for p in panes.values():
+            p.set_bundle(bundle)
+
+    def closed():
+        for p in panes.values():
+            p.set_bundle(None)
+
+    window.bundleOpened.connect(opened)
+    if hasattr(window, "bundleClosed"):
+        window.bundleClosed.connect(closed)
+    if getattr(window, "bundle", None) is not None:
+        opened(window.bundle)
+
+    def focus(dock, pane_focus):
+        dock.show()
+        dock.raise_()
+        pane_focus()
+
+    find = QShortcut(QKeySequence("Ctrl+F"), window)
+    find.setObjectName("focusSearchShortcut")
+    find.setContext(Qt.ShortcutContext.WindowShortcut)
+    find.activated.connect(lambda: focus(docks["featureSearch"], search.focus_search))
+    lens_key = QShortcut(QKeySequence("Ctrl+L"), window)
+    lens_key.setObjectName("focusLensShortcut")
+    lens_key.setContext(Qt.ShortcutContext.WindowShortcut)
+    lens_key.activated.connect(lambda: focus(docks["textLens"], lens.focus_input))
+    app = window.window()
+    destroyed = getattr(app, "destroyed", None)
+    if destroyed is not None:
+        destroyed.connect(lambda *_: lens.shutdown())
+    return panes
+
+
+register_panes = install_panes

@@ -1,0 +1,332 @@
+"""Neuron vs feature: why a dictionary of features reads better than the neuron basis.
+
+For a feature: its decoder direction over the neurons (sorted bar plot — a monosemantic feature
+spread over many neurons, or concentrated on a few), its most correlated neurons, and a scatter of
+the feature's activation against the best-correlated neuron's on the stored sample.
+For a neuron: the features that load on it, the scatter against its best-correlated feature, and its
+top examples (which, for a polysemantic neuron, mix unrelated contexts).
+Population view (computed once per bundle): label-score distributions of neurons vs features, and
+the distribution of each feature's largest |cosine| with a neuron axis, next to the same quantity for
+random directions (a feature that *is* a neuron would sit at 1).
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from superpos_app.panes.detail import unit_name
+from superpos_app.panes.plots import (
+    FEATURE_COLOR, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
+)
+from superpos_app.panes.token_view import TokenView
+
+__all__ = ["NeuronComparePane", "max_abs_cosine"]
+
+_DECODER_CHUNK = 8192
+
+
+def max_abs_cosine(W_dec_FM: np.ndarray) -> np.ndarray:
+    """Largest |cos| between each row of W_dec (F, M) and any neuron axis: max_j |W[i,j]| / ||W[i]||."""
+    W = np.asarray(W_dec_FM, np.float32)
+    norms = np.linalg.norm(W, axis=1)
+    return np.abs(W).max(axis=1) / np.maximum(norms, 1e-12)
+
+
+class NeuronComparePane(QWidget):
+    def __init__(self, selection, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("neuronCompare")
+        self.selection = selection
+        self.bundle = None
+        self.dashboard = None
+        self.unit: tuple[str, int] | None = None
+        self._vocab: list[str] = []
+        self._sample_neurons: np.ndarray | None = None      # [S, M]
+        self.max_cos: np.ndarray | None = None               # [F]
+        self.random_max_cos: np.ndarray | None = None        # [R]
+
+        self.title = QLabel("Select a feature or neuron")
+        self.title.setObjectName("compareTitle")
+        f = self.title.font()
+        f.setBold(True)
+        f.setPointSizeF(f.pointSizeF() * 1.2)
+        self.title.setFont(f)
+
+        # --- unit plots
+        self.weights_plot = make_plot("Decoder weights over the neurons (sorted)", "rank", "weight")
+        self.weights_plot.setObjectName("compareWeightsPlot")
+        self.weights_item = bar_item(FEATURE_COLOR, self.weights_plot)
+        self.scatter_plot = make_plot("Activation on the stored sample", "", "")
+        self.scatter_plot.setObjectName("compareScatterPlot")
+        self.scatter_item = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(208, 116, 43, 110))
+        self.scatter_plot.addItem(self.scatter_item)
+        self.links = QLabel("")
+        self.links.setObjectName("compareLinks")
+        self.links.setTextFormat(Qt.TextFormat.RichText)
+        self.links.setWordWrap(True)
+        self.links.linkActivated.connect(self._on_link)
+        self.links.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+
+        self.examples_title = QLabel("")
+        self.examples = TokenView()
+        self.examples.setObjectName("compareExamples")
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(self.examples)
+        scroll.setMinimumHeight(90)
+        self.examples_scroll = scroll
+
+        # --- population plots
+        self.score_plot = make_plot("Label score: neurons vs features", "auto-label score", "fraction of units")
+        self.score_plot.setObjectName("compareScorePlot")
+        self.score_plot.getPlotItem().addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.score_feature_curve = self.score_plot.plot([], [], stepMode="center", fillLevel=0,
+                                                        brush=pg.mkBrush(208, 116, 43, 90),
+                                                        pen=pg.mkPen(FEATURE_COLOR, width=1.5), name="features")
+        self.score_neuron_curve = self.score_plot.plot([], [], stepMode="center", fillLevel=0,
+                                                       brush=pg.mkBrush(59, 110, 168, 70),
+                                                       pen=pg.mkPen(NEURON_COLOR, width=1.5), name="neurons")
+        self.score_marker = pg.InfiniteLine(angle=90, pen=pg.mkPen("#333", width=1, style=Qt.PenStyle.DashLine))
+        self.score_plot.addItem(self.score_marker)
+        self.cos_plot = make_plot("Largest |cosine| of each feature with a neuron axis", "max |cos|",
+                                  "fraction of features")
+        self.cos_plot.setObjectName("compareCosinePlot")
+        self.cos_plot.getPlotItem().addLegend(offset=(5, 5), labelTextSize="8pt")
+        self.cos_feature_curve = self.cos_plot.plot([], [], stepMode="center", fillLevel=0,
+                                                    brush=pg.mkBrush(208, 116, 43, 90),
+                                                    pen=pg.mkPen(FEATURE_COLOR, width=1.5), name="features")
+        self.cos_random_curve = self.cos_plot.plot([], [], stepMode="center",
+                                                   pen=pg.mkPen("#777", width=1.2, style=Qt.PenStyle.DashLine),
+                                                   name="random directions")
+        self.cos_marker = pg.InfiniteLine(angle=90, pen=pg.mkPen("#333", width=1, style=Qt.PenStyle.DashLine))
+        self.cos_plot.addItem(self.cos_marker)
+        self.population_note = QLabel("")
+        self.population_note.setObjectName("comparePopulationNote")
+        self.population_note.setStyleSheet("color:#555;")
+        self.population_note.setWordWrap(True)
+
+        self.export_button = ExportButton({"Decoder weights": self.weights_plot, "Scatter": self.scatter_plot,
+                                           "Label scores": self.score_plot, "Max cosine": self.cos_plot})
+        self.export_button.setObjectName("compareExportButton")
+
+        header = QHBoxLayout()
+        header.addWidget(self.title, 1)
+        header.addWidget(self.export_button)
+        grid = QGridLayout()
+        grid.addWidget(self.weights_plot, 0, 0)
+        grid.addWidget(self.scatter_plot, 0, 1)
+        grid.addWidget(self.links, 1, 0, 1, 2)
+        grid.addWidget(self.examples_title, 2, 0, 1, 2)
+        grid.addWidget(scroll, 3, 0, 1, 2)
+        pop_title = QLabel("<b>Population: neurons vs features</b>")
+        grid.addWidget(pop_title, 4, 0, 1, 2)
+        grid.addWidget(self.score_plot, 5, 0)
+        grid.addWidget(self.cos_plot, 5, 1)
+        grid.addWidget(self.population_note, 6, 0, 1, 2)
+        grid.setRowStretch(0, 3)
+        grid.setRowStretch(3, 2)
+        grid.setRowStretch(5, 3)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.addLayout(header)
+        layout.addLayout(grid, 1)
+
+        selection.unitSelected.connect(self.show_unit)
+        if hasattr(selection, "cleared"):
+            selection.cleared.connect(self.clear)
+
+    # ------------------------------------------------------------------ bundle
+    def set_bundle(self, bundle) -> None:
+        self.bundle = bundle
+        self._sample_neurons = None
+        self.max_cos = None
+        self._vocab = []
+        self.clear()
+        if bundle is None:
+            for c in (self.score_feature_curve, self.score_neuron_curve, self.cos_feature_curve,
+                      self.cos_random_curve):
+                c.setData([], [])
+            self.population_note.setText("")
+            return
+        tok = bundle.tokenizer()
+        self._vocab = [tok.token_str(i) for i in range(tok.vocab_size)]
+        self._compute_population()
+        cur = self.selection.current
+        if cur is not None:
+            self.show_unit(*cur)
+
+    def _compute_population(self) -> None:
+        b = self.bundle
+        fs = np.asarray(b.columns("feature")["score"], np.float64)
+        ns = np.asarray(b.columns("neuron")["score"], np.float64)
+        edges = np.linspace(-0.2, 1.0, 31)
+        parts = []
+        for curve, s, name in ((self.score_feature_curve, fs, "features"), (self.score_neuron_curve, ns, "neurons")):
+            s = s[np.isfinite(s)]
+            h, _ = np.histogram(np.clip(s, edges[0], edges[-1]), bins=edges)
+            curve.setData(edges, h / max(1, s.size))
+            if s.size:
+                parts.append(f"median score {name} {np.median(s):.2f}")
+        F, M = int(b.n_features), int(b.n_neurons)
+        mc = np.empty(F, np.float32)
+        for a in range(0, F, _DECODER_CHUNK):
+            mc[a:a + _DECODER_CHUNK] = max_abs_cosine(b.decoder_rows(slice(a, min(F, a + _DECODER_CHUNK))))
+        self.max_cos = mc
+        rng = np.random.default_rng(0)
+        self.random_max_cos = max_abs_cosine(rng.standard_normal((4096, M)).astype(np.float32))
+        hi = float(max(mc.max(initial=0), self.random_max_cos.max())) * 1.05 or 1.0
+        edges = np.linspace(0, min(1.0, hi), 41)
+        h, _ = np.histogram(mc, bins=edges)
+        self.cos_feature_curve.setData(edges, h / max(1, F))
+        h, _ = np.histogram(self.random_max_cos, bins=edges)
+        self.cos_random_curve.setData(edges, h / self.random_max_cos.size)
+        parts.append(f"median max |cos| to a neuron: features {np.median(mc):.2f}, "
+                     f"random directions {np.median(self.random_max_cos):.2f}")
+        self.population_note.setText(" · ".join(parts))
+
+    def _load_sample(self) -> np.ndarray | None:
+        if self._sample_neurons is None and self.bundle is not None:
+            try:
+                self._sample_neurons = self.bundle.sample_neurons()[1]
+            except Exception:  # noqa: BLE001 - no sample: the scatter stays empty
+                self._sample_neurons = np.zeros((0, int(self.bundle.n_neurons)), np.float32)
+        return self._sample_neurons
+
+    def sample_feature_dense(self, i: int) -> np.ndarray:
+        acts = self._load_sample()
+        S = acts.shape[0]
+        out = np.zeros(S, np.float32)
+        idx, vals = self.bundle.sample_feature(i)
+        out[idx] = vals
+        return out
+
+    # ------------------------------------------------------------------ unit
+    def clear(self) -> None:
+        self.dashboard = None
+        self.unit = None
+        self.title.setText("Select a feature or neuron")
+        set_bars(self.weights_item, np.zeros(0), np.zeros(0))
+        self.scatter_item.setData([], [])
+        self.links.setText("")
+        self.examples.clear()
+        self.examples_title.setText("")
+        self.score_marker.setVisible(False)
+        self.cos_marker.setVisible(False)
+
+    def show_unit(self, kind: str, index: int) -> None:
+        if self.bundle is None:
+            return
+        try:
+            dash = self.bundle.dashboard(kind, index)
+        except Exception as exc:  # noqa: BLE001
+            self.clear()
+            self.title.setText(f"{unit_name(kind, index)}: {exc}")
+            return
+        self.dashboard = dash
+        self.unit = (kind, int(index))
+        other = "neuron" if kind == "feature" else "feature"
+        label = f" — {dash.label}" if dash.label else ""
+        self.title.setText(f"{unit_name(kind, index)}{label}  vs  {other}s")
+
+        wp = self.weights_plot.getPlotItem()
+        if kind == "feature":
+            w = self.bundle.decoder_rows(int(index))
+            w = np.asarray(w, np.float32).reshape(-1)
+            order = np.argsort(-w, kind="stable")
+            vals = w[order]
+            wp.setTitle(f"Decoder direction over the {w.size} neurons (sorted)", size="9pt", color="#333")
+            wp.setLabel("bottom", "neurons, by weight", **{"font-size": "8pt"})
+            self.weights_order = order
+        else:
+            ids = dash.align_ids[dash.align_ids >= 0]
+            vals = np.sort(dash.align_values[dash.align_ids >= 0])[::-1]
+            wp.setTitle("Decoder weights on this neuron of the features that load on it most", size="9pt",
+                        color="#333")
+            wp.setLabel("bottom", "features, by weight", **{"font-size": "8pt"})
+            self.weights_order = ids
+        edges = np.arange(vals.size + 1, dtype=np.float64) - 0.5
+        brushes = [pg.mkBrush(FEATURE_COLOR if v >= 0 else NEURON_COLOR) for v in vals] if vals.size <= 1024 else None
+        set_bars(self.weights_item, edges, vals, brushes)
+        self.weights_values = vals
+        wp.enableAutoRange()
+
+        # scatter against the best-correlated unit of the other kind
+        self._scatter(kind, int(index), dash)
+
+        corr = " &nbsp; ".join(f"{link(other, int(i))}&nbsp;<span style='color:#777'>r={v:+.2f}</span>"
+                               for i, v in zip(dash.corr_ids, dash.corr_values) if i >= 0)
+        align = " &nbsp; ".join(f"{link(other, int(i))}&nbsp;<span style='color:#777'>{v:+.2f}</span>"
+                                for i, v in zip(dash.align_ids, dash.align_values) if i >= 0)
+        if kind == "feature":
+            text = (f"<b>Most correlated neurons:</b> {corr or '<i>none</i>'}<br>"
+                    f"<b>Largest decoder weights:</b> {align or '<i>none</i>'} "
+                    f"<span style='color:#777'>({dash.align_l1:.0%} of the L1 norm)</span>")
+        else:
+            text = (f"<b>Features that load on this neuron:</b> {align or '<i>none</i>'}<br>"
+                    f"<b>Most correlated features:</b> {corr or '<i>none</i>'}")
+        self.links.setText(text)
+        self._show_examples(kind, dash)
+        self._mark_population(kind, int(index))
+
+    def _scatter(self, kind: str, index: int, dash) -> None:
+        sp = self.scatter_plot.getPlotItem()
+        best = int(dash.corr_ids[0]) if dash.corr_ids.size and dash.corr_ids[0] >= 0 else -1
+        acts = self._load_sample()
+        if best < 0 or acts is None or acts.shape[0] == 0:
+            self.scatter_item.setData([], [])
+            sp.setTitle("No stored sample to compare on", size="9pt", color="#333")
+            self.scatter_xy = (np.zeros(0), np.zeros(0))
+            return
+        if kind == "feature":
+            x, y = acts[:, best], self.sample_feature_dense(index)
+            xl, yl = f"neuron {best}", f"feature {index}"
+        else:
+            x, y = self.sample_feature_dense(best), acts[:, index]
+            xl, yl = f"feature {best}", f"neuron {index}"
+        r = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
+        self.scatter_item.setData(x, y)
+        self.scatter_xy = (x, y)
+        sp.setTitle(f"{yl} vs best-correlated {xl}: r = {r:.2f} on {x.size:,} sample tokens",
+                    size="9pt", color="#333")
+        sp.setLabel("bottom", xl, **{"font-size": "8pt"})
+        sp.setLabel("left", yl, **{"font-size": "8pt"})
+        sp.enableAutoRange()
+
+    def _show_examples(self, kind: str, dash) -> None:
+        c = dash.top_center
+        lines, values, prefixes, centers = [], [], [], []
+        for k in range(min(10, dash.top_tokens.shape[0])):
+            tokens, acts = dash.top_tokens[k], dash.top_acts[k]
+            if tokens[c] < 0:
+                continue
+            keep = tokens >= 0
+            lines.append([self._vocab[int(t)] if int(t) < len(self._vocab) else "" for t in tokens[keep]])
+            values.append(acts[keep])
+            prefixes.append(f"{float(acts[c]):.2f}")
+            centers.append(int(np.sum(keep[:c])))
+        what = ("its top examples: a polysemantic neuron fires in unrelated contexts" if kind == "neuron"
+                else "its top examples (compare with the best neuron's by clicking it)")
+        self.examples_title.setText(f"<b>{html.escape(unit_name(kind, dash.index))}</b> — {what}")
+        self.examples.set_lines(lines, values, max_value=max(dash.max_act, 1e-6), prefixes=prefixes, centers=centers)
+
+    def _mark_population(self, kind: str, index: int) -> None:
+        score = float(self.dashboard.score)
+        self.score_marker.setVisible(bool(np.isfinite(score)))
+        if np.isfinite(score):
+            self.score_marker.setValue(score)
+        if kind == "feature" and self.max_cos is not None and index < self.max_cos.size:
+            self.cos_marker.setValue(float(self.max_cos[index]))
+            self.cos_marker.setVisible(True)
+        else:
+            self.cos_marker.setVisible(False)
+
+    def _on_link(self, href: str) -> None:
+        target = parse_link(href)
+        if target is not None:
+            self.selection.select(*target)

@@ -1,0 +1,412 @@
+"""Feature detail: the dashboard of one feature or neuron, as in the paper's visualizer.
+
+Header (id, label, score, density, max activation); the activation histogram — drag the shaded
+region on it to list the stored examples whose activation lies in that range; the logit-weight
+histogram and the top/bottom 10 logit effects; neuron alignment and correlated units as links;
+top and interval examples with each token shaded by its activation (tooltip: the value).
+A neuron gets the same dashboard; its links then point to features.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSizePolicy, QSplitter, QVBoxLayout,
+    QWidget,
+)
+
+from engine.stats import Dashboard
+from superpos_app.panes.plots import (
+    ACCENT, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
+)
+from superpos_app.panes.token_view import TokenView, display_token
+
+__all__ = ["FeatureDetailPane", "dashboard_to_json", "examples_in_range", "unit_name"]
+
+MAX_RANGE_EXAMPLES = 40
+
+
+def unit_name(kind: str, index: int) -> str:
+    return f"{'Feature' if kind == 'feature' else 'Neuron'} {int(index)}"
+
+
+def _tok(s: str) -> str:
+    """A token for lists: quoted so leading spaces show, newlines as ↵."""
+    return "'" + display_token(s) + "'"
+
+
+def examples_in_range(dash: Dashboard, lo: float, hi: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stored examples (top + interval) whose own token's activation lies in (lo, hi], strongest first,
+    without duplicates: a list of (tokens [W], acts [W])."""
+    c = dash.top_center
+    toks = np.concatenate([dash.top_tokens.reshape(-1, dash.top_tokens.shape[-1]),
+                           dash.interval_tokens.reshape(-1, dash.interval_tokens.shape[-1])])
+    acts = np.concatenate([dash.top_acts.reshape(-1, dash.top_acts.shape[-1]),
+                           dash.interval_acts.reshape(-1, dash.interval_acts.shape[-1])]).astype(np.float32)
+    center = acts[:, c]
+    ok = (toks[:, c] >= 0) & (center > lo) & (center <= hi)
+    out, seen = [], set()
+    for k in np.flatnonzero(ok)[np.argsort(-center[ok], kind="stable")]:
+        key = (toks[k].tobytes(), float(center[k]))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((toks[k], acts[k]))
+    return out
+
+
+def dashboard_to_json(dash: Dashboard, token_str, model_id: str = "superpos") -> dict:
+    """The dashboard as a Neuronpedia / SAE-Dashboard style feature dict (field names as theirs)."""
+    def strs(ids):
+        return [token_str(int(i)) for i in ids if int(i) >= 0]
+
+    def centers(edges):
+        edges = np.asarray(edges, np.float64)
+        return ((edges[:-1] + edges[1:]) / 2).tolist() if np.isfinite(edges).all() else []
+
+    activations = []
+    c = int(dash.top_center)
+
+    def add(tokens, acts, lo, hi):
+        keep = tokens >= 0
+        if not keep[c]:
+            return
+        idx = int(np.sum(keep[:c]))
+        activations.append({"tokens": strs(tokens[keep]), "values": [float(v) for v in acts[keep]],
+                            "bin_min": float(lo), "bin_max": float(hi), "qualifying_token_index": idx})
+
+    for k in range(dash.top_tokens.shape[0]):
+        add(dash.top_tokens[k], dash.top_acts[k], -1, -1)   # -1: the "top activations" bin
+    for i in range(dash.interval_tokens.shape[0]):
+        lo, hi = dash.interval_bounds[i]
+        for k in range(dash.interval_tokens.shape[1]):
+            add(dash.interval_tokens[i, k], dash.interval_acts[i, k], lo, hi)
+    other = "neuron" if dash.kind == "feature" else "feature"
+    return {
+        "modelId": model_id,
+        "unit_kind": dash.kind,
+        "feature_index" if dash.kind == "feature" else "neuron_index": int(dash.index),
+        "explanation": dash.label,
+        "explanation_score": None if not np.isfinite(dash.score) else float(dash.score),
+        "frac_nonzero": float(dash.density),
+        "max_act": float(dash.max_act),
+        "mean_act": float(dash.mean_act),
+        f"{other}_alignment_indices": [int(i) for i in dash.align_ids if i >= 0],
+        f"{other}_alignment_values": [float(v) for i, v in zip(dash.align_ids, dash.align_values) if i >= 0],
+        f"{other}_alignment_l1": float(dash.align_l1),
+        f"correlated_{other}s_indices": [int(i) for i in dash.corr_ids if i >= 0],
+        f"correlated_{other}s_pearson": [float(v) for i, v in zip(dash.corr_ids, dash.corr_values) if i >= 0],
+        "pos_str": strs(dash.logit_top_ids), "pos_values": [float(v) for v in dash.logit_top_values],
+        "neg_str": strs(dash.logit_bottom_ids), "neg_values": [float(v) for v in dash.logit_bottom_values],
+        "freq_hist_data_bar_values": centers(dash.act_hist_edges),
+        "freq_hist_data_bar_heights": [int(v) for v in dash.act_hist],
+        "logits_hist_data_bar_values": centers(dash.logit_hist_edges),
+        "logits_hist_data_bar_heights": [int(v) for v in dash.logit_hist],
+        "activations": activations,
+    }
+
+
+class FeatureDetailPane(QWidget):
+    def __init__(self, selection, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("featureDetail")
+        self.selection = selection
+        self.bundle = None
+        self.dashboard: Dashboard | None = None
+        self._vocab: list[str] = []
+        self._region_full = True
+
+        # --- header
+        self.title = QLabel("Select a feature")
+        self.title.setObjectName("detailTitle")
+        f = self.title.font()
+        f.setPointSizeF(f.pointSizeF() * 1.35)
+        f.setBold(True)
+        self.title.setFont(f)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.stats = QLabel("")
+        self.stats.setObjectName("detailStats")
+        self.stats.setStyleSheet("color: #555;")
+        self.copy_button = QPushButton("Copy as JSON")
+        self.copy_button.setObjectName("copyJsonButton")
+        self.copy_button.setToolTip("Copy this dashboard as Neuronpedia-style JSON")
+        self.copy_button.clicked.connect(self.copy_json)
+
+        # --- plots (created once; updates only set data)
+        self.act_plot = make_plot("Activation histogram (drag the band to filter examples)", "activation", "tokens")
+        self.act_plot.setObjectName("actHistPlot")
+        self.act_hist_item = bar_item(ACCENT, self.act_plot)
+        self.region = pg.LinearRegionItem(values=(0, 1), brush=pg.mkBrush(59, 110, 168, 22),
+                                          pen=pg.mkPen(NEURON_COLOR, width=1.5))
+        self.region.setZValue(10)
+        self.act_plot.addItem(self.region)
+        self.region.sigRegionChanged.connect(self._on_region_changed)
+        self.logit_plot = make_plot("Logit weights (direct effect on every token)", "logit weight", "tokens")
+        self.logit_plot.setObjectName("logitHistPlot")
+        self.logit_hist_item = bar_item("#888888", self.logit_plot)
+        self.export_button = ExportButton({"Activation histogram": self.act_plot,
+                                           "Logit histogram": self.logit_plot})
+        self.export_button.setObjectName("detailExportButton")
+
+        header = QHBoxLayout()
+        header.addWidget(self.title, 1)
+        header.addWidget(self.copy_button)
+        header.addWidget(self.export_button)
+
+        # --- logit lists and links
+        self.pos_label = _rich_label("detailPositiveLogits")
+        self.neg_label = _rich_label("detailNegativeLogits")
+        self.align_label = _rich_label("detailAlignment")
+        self.corr_label = _rich_label("detailCorrelated")
+        for lab in (self.align_label, self.corr_label):
+            lab.linkActivated.connect(self._on_link)
+            lab.setWordWrap(True)
+
+        plots = QHBoxLayout()
+        plots.addWidget(self.act_plot, 3)
+        plots.addWidget(self.logit_plot, 2)
+        logits = QHBoxLayout()
+        logits.addWidget(self.pos_label, 1)
+        logits.addWidget(self.neg_label, 1)
+
+        top = QWidget()
+        tl = QVBoxLayout(top)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addLayout(header)
+        tl.addWidget(self.stats)
+        tl.addLayout(plots, 1)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(16)
+        grid.addLayout(logits, 0, 0, 2, 1)
+        grid.addWidget(self.align_label, 0, 1)
+        grid.addWidget(self.corr_label, 1, 1)
+        grid.setColumnStretch(0, 1)
+        grid.setColumnStretch(1, 1)
+        tl.addLayout(grid)
+
+        # --- examples
+        self.examples_title = QLabel("Examples")
+        self.examples_title.setObjectName("examplesTitle")
+        self.examples = TokenView()
+        self.examples.setObjectName("detailExamples")
+        self.examples.placeholder = "Select a feature or neuron to see the texts it fires on."
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(self.examples)
+        self.examples_scroll = scroll
+        bottom = QWidget()
+        bl = QVBoxLayout(bottom)
+        bl.setContentsMargins(0, 0, 0, 0)
+        bl.addWidget(self.examples_title)
+        bl.addWidget(scroll, 1)
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(top)
+        splitter.addWidget(bottom)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        splitter.setSizes([380, 520])
+        splitter.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.addWidget(splitter)
+
+        selection.unitSelected.connect(self.show_unit)
+        if hasattr(selection, "cleared"):
+            selection.cleared.connect(self.clear)
+        self.clear()
+
+    # ------------------------------------------------------------------ bundle / unit
+    def set_bundle(self, bundle) -> None:
+        self.bundle = bundle
+        self._vocab = []
+        if bundle is not None:
+            tok = bundle.tokenizer()
+            self._vocab = [tok.token_str(i) for i in range(tok.vocab_size)]
+        self.clear()
+        cur = self.selection.current
+        if bundle is not None and cur is not None:
+            self.show_unit(*cur)
+
+    def token_str(self, i: int) -> str:
+        return self._vocab[i] if 0 <= i < len(self._vocab) else ""
+
+    def clear(self) -> None:
+        self.dashboard = None
+        self.title.setText("Select a feature or neuron")
+        self.stats.setText("Search for a feature, or click one in the lens.")
+        for item in (self.act_hist_item, self.logit_hist_item):
+            set_bars(item, np.zeros(0), np.zeros(0))
+        for lab in (self.pos_label, self.neg_label, self.align_label, self.corr_label):
+            lab.setText("")
+        self.examples.clear()
+        self.examples_title.setText("Examples")
+        self.copy_button.setEnabled(False)
+
+    def show_unit(self, kind: str, index: int) -> None:
+        if self.bundle is None:
+            return
+        try:
+            dash = self.bundle.dashboard(kind, index)
+        except Exception as exc:  # noqa: BLE001 - a damaged row: say so in the pane
+            self.clear()
+            self.title.setText(unit_name(kind, index))
+            self.stats.setText(f"Could not read this unit: {exc}")
+            return
+        self.dashboard = dash
+        self.copy_button.setEnabled(True)
+        other = "neuron" if kind == "feature" else "feature"
+
+        label = dash.label or "(no label)"
+        self.title.setText(f"{unit_name(kind, index)} — {label}")
+        score = "—" if not np.isfinite(dash.score) else f"{dash.score:.2f}"
+        dens = f"{dash.density:.3g}" + (f" (log10 {np.log10(dash.density):.2f})" if dash.density > 0 else " — dead")
+        self.stats.setText(f"score {score}  ·  density {dens}  ·  max act {dash.max_act:.3g}  ·  "
+                           f"mean act {dash.mean_act:.3g}")
+
+        set_bars(self.act_hist_item, dash.act_hist_edges, dash.act_hist)
+        hi = float(dash.act_hist_edges[-1]) if dash.act_hist_edges.size else 1.0
+        self.act_plot.getPlotItem().setXRange(0, hi or 1.0, padding=0.02)
+        self.act_plot.getPlotItem().enableAutoRange(axis="y")
+        self._set_region_full()
+
+        edges = dash.logit_hist_edges
+        brushes = None
+        if edges.size > 1 and np.isfinite(edges).all():
+            mids = (edges[:-1] + edges[1:]) / 2
+            brushes = [pg.mkBrush("#c0504d") if m < 0 else pg.mkBrush("#4f81bd") for m in mids]
+        set_bars(self.logit_hist_item, edges, dash.logit_hist, brushes)
+        self.logit_plot.getPlotItem().enableAutoRange()
+
+        self.pos_label.setText(self._logit_html("Promoted tokens", dash.logit_top_ids, dash.logit_top_values, "#2f6bb3"))
+        self.neg_label.setText(self._logit_html("Suppressed tokens", dash.logit_bottom_ids, dash.logit_bottom_values,
+                                                "#b33b2f"))
+        if kind == "feature":
+            align_title = f"Neuron alignment (largest decoder weights; {dash.align_l1:.0%} of L1)"
+            corr_title = "Most correlated neurons (Pearson r)"
+        else:
+            align_title = f"Features that load on this neuron (decoder weight; {dash.align_l1:.0%} of L1)"
+            corr_title = "Most correlated features (Pearson r)"
+        self.align_label.setText(self._links_html(align_title, other, dash.align_ids, dash.align_values))
+        self.corr_label.setText(self._links_html(corr_title, other, dash.corr_ids, dash.corr_values))
+        self._show_all_examples()
+
+    # ------------------------------------------------------------------ pieces
+    def _logit_html(self, title, ids, values, color) -> str:
+        rows = "".join(
+            f"<tr><td style='color:{color}; padding-right:8px' align='right'>{v:+.3f}</td>"
+            f"<td><code>{html.escape(_tok(self.token_str(int(i))))}</code></td></tr>"
+            for i, v in zip(ids, values) if int(i) >= 0)
+        return f"<b>{title}</b><table cellspacing='0' cellpadding='0'>{rows}</table>"
+
+    def _links_html(self, title, kind, ids, values) -> str:
+        parts = [f"{link(kind, int(i))}&nbsp;<span style='color:#777'>{v:+.2f}</span>"
+                 for i, v in zip(ids, values) if int(i) >= 0]
+        return f"<b>{title}</b><br>" + (" &nbsp; ".join(parts) if parts else "<i>none</i>")
+
+    def _on_link(self, href: str) -> None:
+        target = parse_link(href)
+        if target is not None:
+            self.selection.select(*target)
+
+    def _example_line(self, tokens: np.ndarray, acts: np.ndarray, center: int):
+        keep = tokens >= 0
+        toks = [self.token_str(int(t)) for t in tokens[keep]]
+        return toks, acts[keep], int(np.sum(keep[:center])) if keep[center] else -1
+
+    def _show_all_examples(self) -> None:
+        dash = self.dashboard
+        c = dash.top_center
+        lines, values, prefixes, centers = [], [], [], []
+
+        def heading(text):
+            lines.append([]); values.append(np.zeros(0)); prefixes.append(text); centers.append(-1)
+
+        def example(tokens, acts):
+            if tokens[c] < 0:
+                return
+            toks, vals, ci = self._example_line(tokens, acts, c)
+            lines.append(toks); values.append(vals); prefixes.append(f"{float(acts[c]):.2f}"); centers.append(ci)
+
+        heading("Top activations")
+        for k in range(dash.top_tokens.shape[0]):
+            example(dash.top_tokens[k], dash.top_acts[k])
+        for i in range(dash.interval_tokens.shape[0]):
+            lo, hi = (float(v) for v in dash.interval_bounds[i])
+            if not (dash.interval_tokens[i, :, c] >= 0).any():
+                continue
+            heading(f"Subsample interval {i}: activation in ({lo:.2f}, {hi:.2f}]")
+            for k in range(dash.interval_tokens.shape[1]):
+                example(dash.interval_tokens[i, k], dash.interval_acts[i, k])
+        n = sum(1 for ln in lines if ln)
+        self.examples_title.setText(f"Examples ({n}): background = activation, framed = the example's token")
+        self.examples.set_lines(lines, values, max_value=max(dash.max_act, 1e-6), prefixes=prefixes,
+                                centers=centers)
+        self.examples_scroll.verticalScrollBar().setValue(0)
+
+    def _set_region_full(self) -> None:
+        hi = float(self.dashboard.max_act) if self.dashboard is not None else 1.0
+        self.region.blockSignals(True)
+        self.region.setBounds((0, max(hi, 1e-6)))
+        self.region.setRegion((0, max(hi, 1e-6)))
+        self.region.blockSignals(False)
+        self._region_full = True
+
+    def set_region(self, lo: float, hi: float) -> None:
+        """Select an activation range (as dragging the band does)."""
+        self.region.setRegion((lo, hi))
+
+    def _on_region_changed(self) -> None:
+        dash = self.dashboard
+        if dash is None:
+            return
+        lo, hi = self.region.getRegion()
+        full = lo <= 1e-9 and hi >= dash.max_act * (1 - 1e-6)
+        if full:
+            if not self._region_full:
+                self._region_full = True
+                self._show_all_examples()
+            return
+        self._region_full = False
+        found = examples_in_range(dash, lo, hi)
+        c = dash.top_center
+        lines, values, prefixes, centers = [], [], [], []
+        for tokens, acts in found[:MAX_RANGE_EXAMPLES]:
+            toks, vals, ci = self._example_line(tokens, acts, c)
+            lines.append(toks); values.append(vals); prefixes.append(f"{float(acts[c]):.2f}"); centers.append(ci)
+        more = f", first {MAX_RANGE_EXAMPLES}" if len(found) > MAX_RANGE_EXAMPLES else ""
+        self.examples_title.setText(f"Stored examples with activation in ({lo:.2f}, {hi:.2f}]: {len(found)}{more}"
+                                    "  — drag the band to the full range to see all")
+        self.examples.set_lines(lines, values, max_value=max(dash.max_act, 1e-6), prefixes=prefixes,
+                                centers=centers)
+
+    # ------------------------------------------------------------------ export
+    def dashboard_json(self) -> dict | None:
+        if self.dashboard is None:
+            return None
+        name = getattr(self.bundle, "path", "superpos")
+        return dashboard_to_json(self.dashboard, self.token_str, model_id=f"superpos:{getattr(name, 'stem', name)}")
+
+    def copy_json(self) -> str:
+        data = self.dashboard_json()
+        if data is None:
+            return ""
+        text = json.dumps(data, indent=1)
+        QGuiApplication.clipboard().setText(text)
+        return text
+
+
+def _rich_label(name: str) -> QLabel:
+    lab = QLabel()
+    lab.setObjectName(name)
+    lab.setTextFormat(Qt.TextFormat.RichText)
+    lab.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+    lab.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+    return lab

@@ -1,0 +1,617 @@
+"""Text lens: type or paste text and watch features fire, token by token.
+
+Each edit restarts a short debounce timer; when it fires, a request tagged with a counter goes to
+one worker thread that runs ``engine.lens.LensEngine.analyze`` (tokenize, model, SAE, predictions,
+optional clamp). Only the latest request is shown: a request that is already stale when the worker
+reaches it is skipped, and a stale result is dropped on arrival ("latest request wins"). The GUI
+thread never runs the model; only plain ``LensResult`` data crosses back.
+
+Tokens are shaded by the selected unit's activation (features from the sparse result, neurons from
+the dense one — changing the selection re-shades without re-running). Hovering a token lists its
+strongest features and the model's next-token predictions; the ranked table lists every feature
+active in the text (click selects it). The clamp scales (or sets) one feature in the spliced SAE
+reconstruction and the predictions table shows how the top next tokens change at each position;
+underlines mark how the loss on each actual next token changed (red: worse, blue: better).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFrame, QHBoxLayout, QHeaderView, QLabel,
+    QPlainTextEdit, QScrollArea, QSpinBox, QSplitter, QTableView, QVBoxLayout, QWidget,
+)
+
+from engine.lens import LensEngine, LensResult
+from superpos_app.panes.token_view import TokenView, display_token
+
+__all__ = ["TextLensPane", "LensFeatureModel", "PredictionModel", "DEBOUNCE_MS"]
+
+DEBOUNCE_MS = 60
+DEFAULT_TEXT = ""
+
+
+def _sync_default() -> bool:
+    return os.environ.get("SUPERPOS_SYNC_JOBS", "0") == "1"
+
+
+def _q(s: str) -> str:
+    return "'" + display_token(s) + "'"
+
+
+# ====================================================================================== models
+class LensFeatureModel(QAbstractTableModel):
+    """The features active in the analysed text, strongest first."""
+
+    HEADERS = ("feature", "label", "max act", "tokens")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._ids = np.zeros(0, np.int32)
+        self._max = np.zeros(0, np.float32)
+        self._count = np.zeros(0, np.int32)
+        self._labels: list[str] = []
+
+    def set_labels(self, labels: list[str]) -> None:
+        self._labels = labels
+
+    def set_result(self, result: LensResult | None) -> None:
+        self.beginResetModel()
+        if result is None or result.unit_kind != "feature":
+            self._ids, self._max, self._count = np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+        else:
+            self._ids, self._max, self._count = result.active_ids, result.active_max, result.active_count
+        self.endResetModel()
+
+    def feature_at(self, row: int) -> int:
+        return int(self._ids[row])
+
+    def rowCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else int(self._ids.shape[0])
+
+    def columnCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < 4:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not 0 <= index.row() < self._ids.shape[0]:
+            return None
+        r, c = index.row(), index.column()
+        fid = int(self._ids[r])
+        if role == Qt.ItemDataRole.DisplayRole:
+            if c == 0:
+                return str(fid)
+            if c == 1:
+                return self._labels[fid] if fid < len(self._labels) else ""
+            if c == 2:
+                return f"{float(self._max[r]):.2f}"
+            if c == 3:
+                return str(int(self._count[r]))
+        elif role == Qt.ItemDataRole.UserRole:
+            return fid
+        elif role == Qt.ItemDataRole.TextAlignmentRole and c != 1:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def flags(self, index):
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+
+class PredictionModel(QAbstractTableModel):
+    """Per position: the token, the model's top next tokens, and with the clamp applied."""
+
+    HEADERS = ("#", "token", "next", "predicted", "with clamp", "Δ log p(next)")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._r: LensResult | None = None
+
+    def set_result(self, result: LensResult | None) -> None:
+        self.beginResetModel()
+        self._r = result
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() or self._r is None else self._r.n_tokens
+
+    def columnCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(self.HEADERS):
+            if role == Qt.ItemDataRole.DisplayRole:
+                return self.HEADERS[section]
+            if role == Qt.ItemDataRole.ToolTipRole and section == 5:
+                return "change in log-probability of the actual next token caused by the clamp"
+        return None
+
+    @staticmethod
+    def _top(pred, t: int) -> str:
+        return "  ".join(f"{_q(s)} {p:.0%}" for s, p in zip(pred.strs[t], pred.probs[t].tolist()))
+
+    def delta(self, t: int) -> float:
+        r = self._r
+        if r is None or r.clamped is None:
+            return math.nan
+        return float(r.clamped.next_logprob[t] - r.predictions.next_logprob[t])
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        r = self._r
+        if r is None or not index.isValid() or not 0 <= index.row() < r.n_tokens:
+            return None
+        t, c = index.row(), index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if c == 0:
+                return str(t)
+            if c == 1:
+                return _q(r.tokens[t])
+            if c == 2:
+                return _q(r.tokens[t + 1]) if t + 1 < r.n_tokens else ""
+            if c == 3:
+                return self._top(r.predictions, t)
+            if c == 4:
+                return self._top(r.clamped, t) if r.clamped is not None else ""
+            if c == 5:
+                d = self.delta(t)
+                return "" if not math.isfinite(d) else f"{d:+.3f}"
+        elif role == Qt.ItemDataRole.ForegroundRole and c in (4, 5) and r.clamped is not None:
+            if c == 4 and int(r.clamped.ids[t, 0]) != int(r.predictions.ids[t, 0]):
+                return QColor(180, 40, 40)
+            if c == 5:
+                d = self.delta(t)
+                if math.isfinite(d) and abs(d) > 1e-3:
+                    return QColor(180, 40, 40) if d < 0 else QColor(40, 90, 200)
+        elif role == Qt.ItemDataRole.TextAlignmentRole and c in (0, 5):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def flags(self, index):
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+
+# ====================================================================================== worker
+class _Bridge(QObject):
+    """Lives on the GUI thread; the worker emits through it (queued into the GUI thread)."""
+
+    done = Signal(object, float)          # LensResult, seconds
+    failed = Signal(int, str)             # request id, message
+
+
+class _LensRunner:
+    """One worker thread; skips requests that are stale before they start."""
+
+    def __init__(self, bridge: _Bridge, sync: bool):
+        self.bridge = bridge
+        self.sync = sync
+        self.engine: LensEngine | None = None
+        self.latest = 0
+        self._lock = threading.Lock()
+        self._pool = None if sync else ThreadPoolExecutor(max_workers=1, thread_name_prefix="lens")
+
+    def submit(self, request_id: int, text: str, kwargs: dict) -> None:
+        with self._lock:
+            self.latest = request_id
+        if self.sync:
+            self._run(request_id, text, kwargs)
+        else:
+            self._pool.submit(self._run, request_id, text, kwargs)
+
+    def _run(self, request_id: int, text: str, kwargs: dict) -> None:
+        with self._lock:
+            if request_id != self.latest or self.engine is None:
+                return
+            engine = self.engine
+        t0 = time.perf_counter()
+        try:
+            result = engine.analyze(text, request_id=request_id, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - report to the pane, never kill the thread
+            self.bridge.failed.emit(request_id, str(exc) or type(exc).__name__)
+            return
+        self.bridge.done.emit(result, time.perf_counter() - t0)
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ====================================================================================== pane
+class TextLensPane(QWidget):
+    resultShown = Signal(int)             # request id, after the result is drawn
+
+    def __init__(self, selection, parent: QWidget | None = None, sync: bool | None = None):
+        super().__init__(parent)
+        self.setObjectName("textLens")
+        self.selection = selection
+        self.bundle = None
+        self.result: LensResult | None = None
+        self._labels: list[str] = []
+        self._unit: tuple[str, int] | None = None
+        self._request = 0
+        self.last_seconds = 0.0
+        self._bridge = _Bridge(self)
+        self._bridge.done.connect(self._on_done)
+        self._bridge.failed.connect(self._on_failed)
+        self.runner = _LensRunner(self._bridge, _sync_default() if sync is None else sync)
+
+        self.input = QPlainTextEdit()
+        self.input.setObjectName("lensInput")
+        self.input.setPlaceholderText("Type or paste text here (Ctrl+L). Every token is run through the model "
+                                      "and the SAE as you type.")
+        self.input.setMaximumHeight(90)
+        self.input.setTabChangesFocus(True)
+
+        self.notice = QLabel("")
+        self.notice.setObjectName("lensTruncated")
+        self.notice.setStyleSheet("background:#fff3cd; color:#6b4e00; padding:2px 6px; border-radius:3px;")
+        self.notice.setVisible(False)
+        self.shading_label = QLabel("")
+        self.shading_label.setObjectName("lensShading")
+        self.status = QLabel("")
+        self.status.setObjectName("lensStatus")
+        self.status.setStyleSheet("color:#777;")
+        info = QHBoxLayout()
+        info.addWidget(self.shading_label, 1)
+        info.addWidget(self.status)
+
+        self.tokens = TokenView()
+        self.tokens.setObjectName("lensTokens")
+        self.tokens.placeholder = "Tokens appear here, shaded by the selected feature's activation."
+        self.tokens.tooltip_fn = self._token_tooltip
+        self.tokens.tokenHovered.connect(self._on_hover)
+        self.tokens.tokenClicked.connect(self._on_token_clicked)
+        tok_scroll = QScrollArea()
+        tok_scroll.setWidgetResizable(True)
+        tok_scroll.setFrameShape(QFrame.Shape.StyledPanel)
+        tok_scroll.setWidget(self.tokens)
+        tok_scroll.setMinimumHeight(70)
+
+        # ranked features
+        self.feature_model = LensFeatureModel(self)
+        self.feature_table = _table(self.feature_model, "lensFeatureTable")
+        self.feature_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        for c, w in ((0, 58), (2, 58), (3, 50)):
+            self.feature_table.setColumnWidth(c, w)
+        self.feature_table.clicked.connect(self._on_feature_clicked)
+        self.feature_table.activated.connect(self._on_feature_clicked)
+        ranked = QWidget()
+        rl = QVBoxLayout(ranked)
+        rl.setContentsMargins(0, 0, 0, 0)
+        self.ranked_title = QLabel("<b>Features active in this text</b>")
+        rl.addWidget(self.ranked_title)
+        rl.addWidget(self.feature_table, 1)
+
+        # hover info, clamp, predictions
+        self.hover_info = QLabel("Hover a token to list its strongest features.")
+        self.hover_info.setObjectName("lensHoverInfo")
+        self.hover_info.setTextFormat(Qt.TextFormat.RichText)
+        self.hover_info.setWordWrap(True)
+        self.hover_info.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.hover_info.setMinimumHeight(60)
+
+        self.clamp_enable = QCheckBox("Clamp feature")
+        self.clamp_enable.setObjectName("lensClampEnable")
+        self.clamp_enable.setToolTip("Edit one feature in the SAE reconstruction spliced into the MLP and compare "
+                                     "the model's predictions")
+        self.clamp_feature = QSpinBox()
+        self.clamp_feature.setObjectName("lensClampFeature")
+        self.clamp_feature.setRange(0, 0)
+        self.clamp_feature.setToolTip("Feature to clamp (follows the selected feature)")
+        self.clamp_mode = QComboBox()
+        self.clamp_mode.setObjectName("lensClampMode")
+        self.clamp_mode.addItem("× scale", "scale")
+        self.clamp_mode.addItem("= set to", "set")
+        self.clamp_mode.setToolTip("scale: multiply the feature's activation (0 ablates it); set: the same value "
+                                   "at every token (steering)")
+        self.clamp_value = QDoubleSpinBox()
+        self.clamp_value.setObjectName("lensClampValue")
+        self.clamp_value.setRange(-100.0, 100.0)
+        self.clamp_value.setDecimals(2)
+        self.clamp_value.setSingleStep(0.5)
+        self.clamp_value.setValue(0.0)
+        self.clamp_value.setToolTip("0 with × scale ablates the feature")
+        self.error_term = QCheckBox("keep SAE error")
+        self.error_term.setObjectName("lensErrorTerm")
+        self.error_term.setChecked(True)
+        self.error_term.setToolTip("Checked: baseline = the model's own MLP output (SAE error added back), so "
+                                   "only the clamp differs.\nUnchecked: both runs use the pure SAE reconstruction.")
+        clamp_row = QHBoxLayout()
+        for w in (self.clamp_enable, self.clamp_feature, self.clamp_mode, self.clamp_value, self.error_term):
+            clamp_row.addWidget(w)
+        clamp_row.addStretch(1)
+
+        self.pred_model = PredictionModel(self)
+        self.pred_table = _table(self.pred_model, "lensPredictions")
+        hh = self.pred_table.horizontalHeader()
+        for c, w in ((0, 34), (1, 80), (2, 80), (5, 90)):
+            self.pred_table.setColumnWidth(c, w)
+        hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        hh.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.pred_table.clicked.connect(lambda idx: self.tokens.set_highlight(0, idx.row()))
+
+        right = QWidget()
+        rr = QVBoxLayout(right)
+        rr.setContentsMargins(0, 0, 0, 0)
+        rr.addWidget(self.hover_info)
+        rr.addLayout(clamp_row)
+        rr.addWidget(self.pred_table, 1)
+
+        lower = QSplitter(Qt.Orientation.Horizontal)
+        lower.addWidget(ranked)
+        lower.addWidget(right)
+        lower.setStretchFactor(0, 2)
+        lower.setStretchFactor(1, 3)
+        lower.setChildrenCollapsible(False)
+        body = QSplitter(Qt.Orientation.Vertical)
+        body.addWidget(tok_scroll)
+        body.addWidget(lower)
+        body.setStretchFactor(0, 2)
+        body.setStretchFactor(1, 3)
+        body.setChildrenCollapsible(False)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.addWidget(self.input)
+        layout.addWidget(self.notice)
+        layout.addLayout(info)
+        layout.addWidget(body, 1)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.request_now)
+        self.input.textChanged.connect(self._debounce.start)
+        self.clamp_enable.toggled.connect(self._on_clamp_changed)
+        self.clamp_feature.valueChanged.connect(self._on_clamp_changed)
+        self.clamp_mode.currentIndexChanged.connect(self._on_clamp_mode)
+        self.clamp_value.valueChanged.connect(self._on_clamp_changed)
+        self.error_term.toggled.connect(lambda _c: self.request_now())
+        selection.unitSelected.connect(self._on_unit_selected)
+        if hasattr(selection, "cleared"):
+            selection.cleared.connect(lambda: self._on_unit_selected(None, -1))
+        self.setEnabled(False)
+
+    # ------------------------------------------------------------------ bundle
+    def set_bundle(self, bundle) -> None:
+        self.bundle = bundle
+        self.result = None
+        self.runner.engine = None
+        self.feature_model.set_result(None)
+        self.pred_model.set_result(None)
+        self.tokens.clear()
+        self.notice.setVisible(False)
+        if bundle is None:
+            self.setEnabled(False)
+            return
+        self._labels = list(bundle.columns("feature")["label"])
+        self.feature_model.set_labels(self._labels)
+        self.clamp_feature.setRange(0, max(0, int(bundle.n_features) - 1))
+        self.setEnabled(True)
+        cur = self.selection.current
+        self._unit = cur
+        if cur is not None and cur[0] == "feature":
+            self.clamp_feature.setValue(cur[1])
+        if self.input.toPlainText():
+            self.request_now()
+
+    def _ensure_engine(self) -> LensEngine | None:
+        if self.runner.engine is None and self.bundle is not None:
+            # h5py reads happen here, on the GUI thread; the worker only gets torch modules.
+            self.runner.engine = LensEngine(self.bundle.load_model(), self.bundle.load_sae(), self.bundle.tokenizer())
+        return self.runner.engine
+
+    @property
+    def engine(self) -> LensEngine | None:
+        return self._ensure_engine()
+
+    def focus_input(self) -> None:
+        self.input.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def set_text(self, text: str) -> None:
+        self.input.setPlainText(text)
+
+    def shutdown(self) -> None:
+        self.runner.shutdown()
+
+    # ------------------------------------------------------------------ requests
+    def clamp(self) -> dict[int, float] | None:
+        if not self.clamp_enable.isChecked():
+            return None
+        return {int(self.clamp_feature.value()): float(self.clamp_value.value())}
+
+    def request_now(self) -> int:
+        """Send the current text to the worker now (the debounce calls this); returns the request id."""
+        self._debounce.stop()
+        if self.bundle is None:
+            return self._request
+        try:
+            self._ensure_engine()
+        except Exception as exc:  # noqa: BLE001 - e.g. a bundle without a loadable model
+            self.status.setText(f"Cannot run the lens: {exc}")
+            return self._request
+        self._request += 1
+        kwargs = dict(unit_kind="feature", clamp=self.clamp(), clamp_mode=self.clamp_mode.currentData(),
+                      error_term=self.error_term.isChecked())
+        self.runner.submit(self._request, self.input.toPlainText(), kwargs)
+        return self._request
+
+    @property
+    def latest_request(self) -> int:
+        return self._request
+
+    def _on_clamp_changed(self, *_a) -> None:
+        if self.clamp_enable.isChecked() or self.sender() is self.clamp_enable:
+            self.request_now()
+
+    def _on_clamp_mode(self, *_a) -> None:
+        mode = self.clamp_mode.currentData()
+        self.clamp_value.setToolTip("0 ablates the feature" if mode == "scale" else
+                                    "activation given to the feature at every token")
+        self._on_clamp_changed()
+
+    def _on_failed(self, request_id: int, message: str) -> None:
+        if request_id == self._request:
+            self.status.setText(f"Lens failed: {message}")
+
+    def _on_done(self, result: LensResult, seconds: float) -> None:
+        if result.request_id != self._request:
+            return                                        # stale: a newer request is on its way
+        self.last_seconds = seconds
+        self.result = result
+        self._render()
+        self.resultShown.emit(result.request_id)
+
+    # ------------------------------------------------------------------ drawing
+    def _render(self) -> None:
+        r = self.result
+        if r.truncated:
+            self.notice.setText(f"Showing the first {r.n_tokens} of {r.n_tokens_total} tokens: the model's "
+                                f"context is {r.n_ctx} tokens.")
+        self.notice.setVisible(r.truncated)
+        self.tokens.set_lines([r.tokens], [self._unit_values()], max_value=self._shade_max())
+        self._update_underlines()
+        self.feature_model.set_result(r)
+        self.pred_model.set_result(r)
+        n = r.n_tokens
+        self.ranked_title.setText(f"<b>Features active in this text</b> ({r.active_ids.size:,})")
+        clamp = ""
+        if r.clamped is not None:
+            (fid, val), = r.clamp.items()
+            changed = int((r.clamped.ids[:, 0] != r.predictions.ids[:, 0]).sum())
+            op = "×" if r.clamp_mode == "scale" else "="
+            clamp = f" · clamp F{fid} {op} {val:g}: top prediction changed at {changed} of {n} positions"
+        self.status.setText(f"{n} tokens · {self.last_seconds * 1000:.0f} ms{clamp}")
+        self._update_shading_label()
+
+    def _shade_unit(self) -> tuple[str, int] | None:
+        if self._unit is not None:
+            return self._unit
+        r = self.result
+        if r is not None and r.active_ids.size:
+            return ("feature", int(r.active_ids[0]))
+        return None
+
+    def _unit_values(self) -> np.ndarray:
+        r = self.result
+        unit = self._shade_unit()
+        if r is None or unit is None or r.n_tokens == 0:
+            return np.zeros(r.n_tokens if r is not None else 0, np.float32)
+        kind, i = unit
+        if kind == "feature" and i >= (self.bundle.n_features if self.bundle is not None else 0):
+            return np.zeros(r.n_tokens, np.float32)
+        return r.acts_of(kind, i)
+
+    def unit_values(self) -> np.ndarray:
+        """Activations currently shading the tokens (float32 [T])."""
+        return self._unit_values()
+
+    def _shade_max(self) -> float:
+        """Shade relative to the unit's max activation in the bundle (falls back to this text's max)."""
+        unit = self._shade_unit()
+        vals = self._unit_values()
+        mx = float(vals.max()) if vals.size else 0.0
+        if unit is not None and self.bundle is not None:
+            try:
+                mx = max(mx, float(self.bundle.columns(unit[0])["max_act"][unit[1]]))
+            except Exception:  # noqa: BLE001
+                pass
+        return mx or 1.0
+
+    def _update_underlines(self) -> None:
+        r = self.result
+        if r is None or r.clamped is None or r.n_tokens < 2:
+            self.tokens.set_underlines(None)
+            return
+        # loss change on the token being predicted: position t predicts token t+1
+        d = -(r.clamped.next_logprob - r.predictions.next_logprob)          # + = loss got worse
+        under = np.zeros(r.n_tokens, np.float32)
+        under[1:] = np.nan_to_num(d[:-1])
+        self.tokens.set_underlines([under])
+
+    def _update_shading_label(self) -> None:
+        unit = self._shade_unit()
+        if unit is None:
+            self.shading_label.setText("<i>Select a feature to shade the tokens by its activation.</i>")
+            return
+        kind, i = unit
+        name = f"{'Feature' if kind == 'feature' else 'Neuron'} {i}"
+        label = self._labels[i] if kind == "feature" and i < len(self._labels) else ""
+        how = "" if self._unit is not None else " (strongest in this text; select another to change)"
+        self.shading_label.setText(f"Shading: <b>{html.escape(name)}</b> {html.escape(label)}{how}")
+
+    def _on_unit_selected(self, kind, index) -> None:
+        self._unit = None if kind is None else (kind, int(index))
+        if kind == "feature" and self.bundle is not None:
+            follow = self.clamp_feature.value() != index
+            self.clamp_feature.blockSignals(True)
+            self.clamp_feature.setValue(int(index))
+            self.clamp_feature.blockSignals(False)
+            if follow and self.clamp_enable.isChecked():
+                self.request_now()
+        if self.result is not None:
+            self.tokens.set_values([self._unit_values()], max_value=self._shade_max())
+        self._update_shading_label()
+
+    def _on_feature_clicked(self, index) -> None:
+        if index.isValid():
+            self.selection.select("feature", self.feature_model.feature_at(index.row()))
+
+    def _on_token_clicked(self, line: int, t: int) -> None:
+        if self.result is not None and 0 <= t < self.result.n_tokens:
+            self.pred_table.selectRow(t)
+            self.pred_table.scrollTo(self.pred_model.index(t, 0))
+
+    def _hover_html(self, t: int) -> str:
+        r = self.result
+        ids, vals = r.features_at(t)
+        unit = self._shade_unit()
+        head = f"<b>{html.escape(_q(r.tokens[t]))}</b> (token {t})"
+        if unit is not None:
+            head += f" · {unit[0]} {unit[1]}: {float(self._unit_values()[t]):.3g}"
+        feats = ", ".join(
+            f"F{int(i)} {float(v):.2f}" + (f" <span style='color:#777'>{html.escape(self._labels[int(i)][:28])}</span>"
+                                          if int(i) < len(self._labels) and self._labels[int(i)] else "")
+            for i, v in zip(ids[:6], vals[:6]))
+        pred = html.escape(PredictionModel._top(r.predictions, t))
+        out = f"{head}<br>features: {feats or '<i>none</i>'}<br>next: {pred}"
+        if r.clamped is not None:
+            out += f"<br>clamped: {html.escape(PredictionModel._top(r.clamped, t))}"
+        return out
+
+    def _on_hover(self, line: int, t: int) -> None:
+        if self.result is None or t < 0 or t >= self.result.n_tokens:
+            return
+        self.hover_info.setText(self._hover_html(t))
+
+    def _token_tooltip(self, line: int, t: int) -> str:
+        return self._hover_html(t) if self.result is not None and t < self.result.n_tokens else ""
+
+
+def _table(model, name: str) -> QTableView:
+    view = QTableView()
+    view.setObjectName(name)
+    view.setModel(model)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    view.verticalHeader().setVisible(False)
+    view.verticalHeader().setDefaultSectionSize(view.fontMetrics().height() + 6)
+    view.setAlternatingRowColors(True)
+    view.setWordWrap(False)
+    return view

@@ -1,0 +1,153 @@
+"""Small pyqtgraph helpers shared by the panes: a styled plot, a bar item, and PNG/SVG export.
+
+Each pane creates its plot items once and later only calls ``setOpts`` / ``setData`` on them.
+PNG export uses pyqtgraph's ImageExporter (as its right-click "Export..." menu does); SVG goes through
+Qt's QSvgGenerator because pyqtgraph 0.14's SVGExporter fails on Qt 6 path data. The
+``ExportButton`` makes export discoverable without knowing about the right-click menu.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QFileDialog, QMenu, QToolButton, QWidget
+
+__all__ = ["make_plot", "bar_item", "set_bars", "export_plot", "ExportButton", "ACCENT", "NEURON_COLOR",
+           "FEATURE_COLOR", "link"]
+
+ACCENT = "#d0742b"           # features / activations (orange, as the token shading)
+FEATURE_COLOR = "#d0742b"
+NEURON_COLOR = "#3b6ea8"     # neurons (blue)
+
+
+def make_plot(title: str = "", x_label: str = "", y_label: str = "", height: int = 150) -> pg.PlotWidget:
+    w = pg.PlotWidget(background="w")
+    w.setMinimumHeight(height)
+    item = w.getPlotItem()
+    if title:
+        item.setTitle(title, size="9pt", color="#333")
+    axis_pen = pg.mkPen("#888")
+    for name in ("left", "bottom"):
+        ax = item.getAxis(name)
+        ax.setPen(axis_pen)
+        ax.setTextPen(pg.mkPen("#444"))
+        ax.enableAutoSIPrefix(False)          # fractions read better than "(x0.001)" units
+    if x_label:
+        item.setLabel("bottom", x_label, **{"font-size": "8pt"})
+    if y_label:
+        item.setLabel("left", y_label, **{"font-size": "8pt"})
+    item.showGrid(x=False, y=True, alpha=0.15)
+    item.setMenuEnabled(True)
+    w.setMouseEnabled(x=False, y=False)
+    return w
+
+
+def bar_item(color: str = ACCENT, plot: pg.PlotWidget | None = None) -> pg.BarGraphItem:
+    item = pg.BarGraphItem(x0=np.zeros(0), x1=np.zeros(0), height=np.zeros(0), brush=color,
+                           pen=pg.mkPen(None))
+    if plot is not None:
+        plot.addItem(item)
+    return item
+
+
+def set_bars(item: pg.BarGraphItem, edges: np.ndarray, heights: np.ndarray, brushes=None) -> None:
+    edges = np.asarray(edges, np.float64)
+    heights = np.asarray(heights, np.float64)
+    if edges.size < 2 or not np.isfinite(edges).all():
+        item.setOpts(x0=np.zeros(0), x1=np.zeros(0), height=np.zeros(0), brushes=None)
+        return
+    opts = dict(x0=edges[:-1], x1=edges[1:], height=heights)
+    if brushes is not None:
+        opts["brushes"] = brushes
+    item.setOpts(**opts)
+
+
+def _export_svg(item: pg.PlotItem, path: Path) -> Path:
+    """Vector SVG via Qt's QSvgGenerator: pyqtgraph 0.14's SVGExporter fails on Qt 6 path data."""
+    from PySide6.QtCore import QRectF, QSize
+    from PySide6.QtGui import QPainter
+    from PySide6.QtSvg import QSvgGenerator
+
+    source = item.sceneBoundingRect()
+    gen = QSvgGenerator()
+    gen.setFileName(str(path))
+    gen.setSize(QSize(int(source.width()), int(source.height())))
+    gen.setViewBox(QRectF(0, 0, source.width(), source.height()))
+    gen.setTitle(path.stem)
+    painter = QPainter(gen)
+    try:
+        item.scene().render(painter, QRectF(0, 0, source.width(), source.height()), source)
+    finally:
+        painter.end()
+    if not path.exists():
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def export_plot(plot: pg.PlotWidget | pg.PlotItem, path: str | os.PathLike) -> Path:
+    """Write ``plot`` to ``path`` as PNG or SVG (chosen by the suffix)."""
+    from pyqtgraph import exporters
+
+    path = Path(path)
+    item = plot.getPlotItem() if isinstance(plot, pg.PlotWidget) else plot
+    suffix = path.suffix.lower()
+    if suffix == ".svg":
+        return _export_svg(item, path)
+    if suffix in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
+        exporter = exporters.ImageExporter(item)
+        exporter.parameters()["width"] = max(800, int(item.sceneBoundingRect().width() * 2))
+    else:
+        raise ValueError(f"cannot export a plot as {suffix or 'a file without extension'}: use .png or .svg")
+    exporter.export(str(path))
+    return path
+
+
+class ExportButton(QToolButton):
+    """A "Export plot" drop-down: one entry per named plot, each as PNG or SVG."""
+
+    def __init__(self, plots: dict[str, pg.PlotWidget], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setText("Export plot")
+        self.setToolTip("Save a plot as PNG or SVG (right-click a plot for pyqtgraph's full export menu)")
+        self.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.plots = plots
+        menu = QMenu(self)
+        for name, plot in plots.items():
+            sub = menu.addMenu(name)
+            for fmt in ("PNG", "SVG"):
+                act = sub.addAction(f"as {fmt}…")
+                act.triggered.connect(lambda _c=False, n=name, p=plot, f=fmt: self._export(n, p, f))
+        self.setMenu(menu)
+
+    def _export(self, name: str, plot: pg.PlotWidget, fmt: str) -> None:
+        ext = fmt.lower()
+        default = str(Path.home() / f"{name.lower().replace(' ', '_')}.{ext}")
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {name}", default, f"{fmt} (*.{ext})")
+        if path:
+            if not path.lower().endswith("." + ext):
+                path += "." + ext
+            try:
+                export_plot(plot, path)
+            except Exception as exc:  # noqa: BLE001 - tell the user, never crash on a bad path
+                from superpos_app.errors import show_error
+                show_error(self, "Could not export the plot", exc)
+
+
+def link(kind: str, index: int, text: str | None = None) -> str:
+    """An HTML link that the panes turn into ``selection.select(kind, index)``."""
+    color = NEURON_COLOR if kind == "neuron" else FEATURE_COLOR
+    return f'<a href="{kind}:{int(index)}" style="color:{color}; text-decoration:none;">{text or _short(kind, index)}</a>'
+
+
+def _short(kind: str, index: int) -> str:
+    return f"{'N' if kind == 'neuron' else 'F'}{int(index)}"
+
+
+def parse_link(href: str) -> tuple[str, int] | None:
+    kind, _, idx = href.partition(":")
+    if kind in ("feature", "neuron") and idx.lstrip("-").isdigit():
+        return kind, int(idx)
+    return None
