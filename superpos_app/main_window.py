@@ -98,14 +98,14 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        self.open_action = self._action("&Open Bundle…", self.open_dialog, QKeySequence.StandardKey.Open, "openAction")
+        self.open_action = self._action("&Open Bundle…", self.open_dialog, QKeySequence("Ctrl+O"), "openAction")
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.setObjectName("recentMenu")
-        self.close_action = self._action("&Close Bundle", self.close_bundle, QKeySequence.StandardKey.Close, "closeAction")
+        self.close_action = self._action("&Close Bundle", self.close_bundle, QKeySequence("Ctrl+W"), "closeAction")
         self.export_copy_action = self._action("Save a &Copy of the Bundle…", self.export_copy, None, "exportCopyAction")
         self.export_saelens_action = self._action("Export SAE for &SAELens…", self.export_saelens, None,
                                                   "exportSaelensAction")
-        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, "quitAction")
+        self.quit_action = self._action("&Quit", self.close, QKeySequence("Ctrl+Q"), "quitAction")
         self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
         file_menu.insertAction(self.recent_menu.menuAction(), self.open_action)
         file_menu.addAction(self.close_action)

@@ -190,7 +190,9 @@ class OverviewPane(QWidget):
         info = getattr(bundle, "info", {}) or {}
         bits = [str(path.parent)]
         if info.get("created"):
-            bits.append(f"created {info['created']}")
+            bits.append(f"created {str(info['created'])[:16].replace('T', ' ')}")
+        if info.get("extra_info", {}).get("synthetic") or metrics.get("synthetic"):
+            bits.append("synthetic statistics (for testing)")
         if getattr(bundle, "schema_version", None) is not None:
             bits.append(f"format v{bundle.schema_version}")
         self.subtitle.setText(" · ".join(bits))
@@ -210,7 +212,7 @@ class OverviewPane(QWidget):
             facts["recipe"].setText(f"{s.recipe} ({detail}) · {s.d_sae:,} features" if detail else s.recipe)
             facts["sae_acts"].setText(f"{s.n_activations:,}")
             facts["corpus"].setText(_corpus_text(cfg.corpus.spec))
-            facts["harvest"].setText(f"{int(info.get('harvest_tokens', cfg.harvest.n_tokens)):,}")
+            facts["harvest"].setText(f"{int(info.get('n_tokens') or cfg.harvest.n_tokens):,}")
         self._show_density(bundle)
         self._show_curves(bundle)
 
