@@ -14,7 +14,6 @@ up to ``vocab_size`` tokens. One special token, ``<|endoftext|>``, separates doc
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from functools import cached_property

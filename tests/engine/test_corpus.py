@@ -144,6 +144,31 @@ def test_hf_without_datasets_is_a_clear_error(monkeypatch):
         open_corpus(CorpusConfig(spec="hf:roneneldan/TinyStories"))
 
 
+def test_hf_streams_text_column_and_reports_failures(monkeypatch):
+    import types
+
+    calls = []
+
+    def load_dataset(name, split, streaming):
+        calls.append((name, split, streaming))
+        if name == "offline/ds":
+            raise ConnectionError("no network")
+        if name == "notext/ds":
+            return iter([{"content": "x"}])
+        return iter([{"text": "one"}, {"text": "two"}, {"text": None}, {"text": "three"}])
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    docs = docs_of(CorpusConfig(spec="hf:some/ds:validation"))
+    assert [t for _, t in docs] == ["one", "two", "three"]
+    assert calls[-1] == ("some/ds", "validation", True)
+    docs_of(CorpusConfig(spec="hf:some/ds"))
+    assert calls[-1][1] == "train"
+    with pytest.raises(CorpusError, match="network"):
+        docs_of(CorpusConfig(spec="hf:offline/ds"))
+    with pytest.raises(CorpusError, match="no 'text' column"):
+        docs_of(CorpusConfig(spec="hf:notext/ds"))
+
+
 def test_bad_settings():
     with pytest.raises(CorpusError):
         open_corpus(CorpusConfig(val_fraction=1.5))

@@ -1,0 +1,66 @@
+"""Corpus + tokenizer throughput for a preset: build the built-in corpus, train the BPE, tokenize.
+
+    python benchmarks/bench_corpus.py [--preset demo] [--cache DIR]
+
+Prints seconds and characters/second for each stage (a fresh cache folder, so nothing is reused),
+then the time of a second, cached tokenize call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+from engine.config import preset
+from engine.corpus import iter_texts, open_corpus, tokenize_corpus
+from engine.tokenizer import Tokenizer
+
+
+def drain(gen):
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--cache", default=None, help="token cache folder (default: a fresh temp folder)")
+    args = parser.parse_args()
+    cfg = preset(args.preset)
+    cache = args.cache or tempfile.mkdtemp(prefix="superpos-bench-")
+
+    t0 = time.perf_counter()
+    source = open_corpus(cfg.corpus)
+    t_open = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n_chars = sum(len(text) for _, text in source.iter_documents())
+    t_iter = time.perf_counter() - t0
+    print(f"preset {args.preset}: corpus {cfg.corpus.spec!r}, {n_chars:,} chars")
+    print(f"  open_corpus        {t_open:7.2f} s")
+    print(f"  read all documents {t_iter:7.2f} s  ({n_chars / t_iter / 1e6:.2f} M chars/s)")
+
+    t0 = time.perf_counter()
+    tok = Tokenizer.train(iter_texts(source, cfg.tokenizer.train_chars), cfg.tokenizer.vocab_size)
+    t_train = time.perf_counter() - t0
+    train_chars = min(cfg.tokenizer.train_chars, n_chars)
+    print(f"  train BPE (vocab {tok.vocab_size}) on {train_chars:,} chars: {t_train:.2f} s "
+          f"({train_chars / t_train / 1e6:.2f} M chars/s)")
+
+    t0 = time.perf_counter()
+    data = drain(tokenize_corpus(cfg.corpus, tok, cache_dir=cache))
+    t_tok = time.perf_counter() - t0
+    n_tokens = len(data.train) + len(data.val)
+    print(f"  tokenize + write   {t_tok:7.2f} s  ({n_chars / t_tok / 1e6:.2f} M chars/s); "
+          f"{n_tokens:,} tokens ({n_chars / n_tokens:.2f} chars/token), train {len(data.train):,}, "
+          f"val {len(data.val):,}, dtype {data.train.dtype}")
+    t0 = time.perf_counter()
+    drain(tokenize_corpus(cfg.corpus, tok, cache_dir=cache))
+    print(f"  cached tokenize    {time.perf_counter() - t0:7.2f} s")
+
+
+if __name__ == "__main__":
+    main()
