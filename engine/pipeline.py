@@ -1,0 +1,198 @@
+"""The whole superpos run as one generator job: corpus -> tokenizer -> tokens -> model -> SAE ->
+evaluation -> harvest -> labels -> bundle.
+
+``run_pipeline`` yields the stage jobs' events (each ``StageStarted`` stamped with its place in the
+pipeline so a driver can show "stage 4/8") and returns the bundle's path. Intermediate results live
+in a work folder (by default keyed by the configuration in the user cache), so ``resume=True``
+after a cancel or a crash picks up the tokenizer, the cached tokens and the model / SAE checkpoints
+instead of starting again. The CLI (``superpos run``) and the app drive this same function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any, Generator
+
+import numpy as np
+
+from engine.config import RunConfig
+from engine.device import describe_device, resolve_device
+from engine.events import CancelToken, Message, StageFinished, StageStarted
+
+__all__ = ["run_pipeline", "prepare_data", "staged", "PIPELINE_STAGES", "default_workdir", "PreparedData"]
+
+PIPELINE_STAGES = ("tokenizer", "tokenize", "model", "sae", "evaluate", "harvest", "labels", "bundle")
+
+
+@dataclasses.dataclass
+class PreparedData:
+    config: RunConfig          # with the tokenizer's real vocabulary size filled in
+    tokenizer: Any             # engine.tokenizer.Tokenizer
+    tokens: Any                # engine.corpus.TokenData
+    source_description: str
+
+
+def default_workdir(cfg: RunConfig) -> Path:
+    """Work folder for a configuration: the same settings resume into the same folder."""
+    from engine import paths
+
+    key = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
+    return paths.cache_dir() / "runs" / f"{cfg.name}-{key}"
+
+
+def staged(events, index: int, n_stages: int):
+    """Re-yield a sub-job's events with its StageStarted stamped with the pipeline position."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, StageStarted):
+            event = dataclasses.replace(event, index=index, n_stages=n_stages)
+        yield event
+
+
+def _blocking_stage(stage: str, index: int, n_stages: int, fn, *args, **kwargs):
+    """Run a call that has no progress of its own as one stage (start, finish, timing)."""
+    yield StageStarted(stage, total=0, index=index, n_stages=n_stages)
+    t0 = time.perf_counter()
+    result = fn(*args, **kwargs)
+    yield StageFinished(stage, seconds=time.perf_counter() - t0)
+    return result
+
+
+def prepare_data(cfg: RunConfig, workdir: Path, resume: bool = False, cancel: CancelToken | None = None,
+                 n_stages: int = len(PIPELINE_STAGES)) -> Generator[object, None, PreparedData]:
+    """Stages 1-2: train (or load) the tokenizer and tokenize the corpus into the token cache."""
+    from engine.corpus import iter_texts, open_corpus, tokenize_corpus
+    from engine.tokenizer import Tokenizer
+
+    source = open_corpus(cfg.corpus)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tok_path = workdir / "tokenizer.json"
+    if cfg.tokenizer.path:
+        tokenizer = yield from _blocking_stage("tokenizer", 0, n_stages, Tokenizer.load, cfg.tokenizer.path)
+    elif resume and tok_path.exists():
+        tokenizer = yield from _blocking_stage("tokenizer", 0, n_stages, Tokenizer.load, tok_path)
+        yield Message(f"reusing the tokenizer in {tok_path}")
+    else:
+        def train_tokenizer():
+            tok = Tokenizer.train(iter_texts(source, cfg.tokenizer.train_chars), cfg.tokenizer.vocab_size)
+            tok.save(tok_path)
+            return tok
+        tokenizer = yield from _blocking_stage("tokenizer", 0, n_stages, train_tokenizer)
+    if tokenizer.vocab_size != cfg.model.vocab_size:
+        if not cfg.tokenizer.path and tokenizer.vocab_size < cfg.tokenizer.vocab_size:
+            yield Message(f"the corpus supports only {tokenizer.vocab_size} tokens (asked for "
+                          f"{cfg.tokenizer.vocab_size}); the model uses {tokenizer.vocab_size}", level="warning")
+        cfg = cfg.with_overrides(tokenizer={"vocab_size": tokenizer.vocab_size},
+                                 model={"vocab_size": tokenizer.vocab_size})
+    yield StageStarted("tokenize", total=0, unit="chars", index=1, n_stages=n_stages)
+    t0 = time.perf_counter()
+    tokens = yield from tokenize_corpus(cfg.corpus, tokenizer, cancel=cancel)
+    yield StageFinished("tokenize", seconds=time.perf_counter() - t0,
+                        summary={"train_tokens": float(len(tokens.train)), "val_tokens": float(len(tokens.val))})
+    if len(tokens.val) < cfg.model.n_ctx + 2:
+        from engine.corpus import CorpusError
+        raise CorpusError(f"the corpus's validation split has only {len(tokens.val)} tokens; it needs at "
+                          f"least {cfg.model.n_ctx + 2}. Use a larger corpus or a larger validation fraction.")
+    return PreparedData(cfg, tokenizer, tokens, source_description=repr(source))
+
+
+def run_pipeline(
+    cfg: RunConfig,
+    out_path: str | Path,
+    workdir: str | Path | None = None,
+    resume: bool = False,
+    cancel: CancelToken | None = None,
+) -> Generator[object, None, Path]:
+    """Run every stage and write the bundle to ``out_path`` (atomically). Returns ``out_path``."""
+    from engine.activations import ModelActivationSource
+    from engine.bundle import write_bundle
+    from engine.evaluate import evaluate
+    from engine.harvest import harvest
+    from engine.labels import label_units
+    from engine.sae_training import train_sae
+    from engine.training import train_model
+
+    t_run = time.perf_counter()
+    out_path = Path(out_path)
+    workdir = Path(workdir) if workdir is not None else default_workdir(cfg)
+    device = resolve_device(cfg.device)
+    n = len(PIPELINE_STAGES)
+    stage_seconds: dict[str, float] = {}
+
+    def timed(events):
+        """Pass events through, recording each stage's duration."""
+        result = yield from _record_seconds(events, stage_seconds)
+        return result
+
+    yield Message(f"work folder: {workdir}; device: {describe_device(device)}")
+    data = yield from timed(prepare_data(cfg, workdir, resume=resume, cancel=cancel))
+    cfg = data.config
+
+    model_result = yield from timed(staged(train_model(
+        cfg.model, cfg.train, data.tokens.train, data.tokens.val, device=cfg.device,
+        checkpoint_dir=workdir, resume=resume, cancel=cancel), 2, n))
+    model = model_result.model
+
+    source = ModelActivationSource(model, data.tokens.train, n_ctx=cfg.model.n_ctx,
+                                   batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
+                                   seed=cfg.sae.seed, device=str(device))
+    sae_result = yield from timed(staged(train_sae(
+        cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n))
+    sae = sae_result.sae
+
+    metrics = yield from timed(_blocking_stage(
+        "evaluate", 4, n, evaluate, model, sae, data.tokens.val, cfg.harvest.eval_tokens, device=str(device)))
+    metrics = {k: v for k, v in metrics.items() if not isinstance(v, np.ndarray)}
+
+    stats = yield from timed(staged(harvest(model, sae, data.tokens.val, cfg.harvest, device=str(device),
+                                             cancel=cancel, eos_id=data.tokens.eos_id), 5, n))
+
+    def label_both():
+        for unit_stats in (stats.features, stats.neurons):
+            labels, scores = label_units(unit_stats, data.tokenizer, seed=cfg.harvest.seed)
+            unit_stats.labels, unit_stats.scores = list(labels), np.asarray(scores, dtype=np.float32)
+    yield from timed(_blocking_stage("labels", 6, n, label_both))
+
+    metrics.update({
+        "model_val_loss": float(model_result.final_val_loss),
+        "model_tokens": float(model_result.tokens_seen),
+        "sae_activations": float(getattr(sae_result, "n_activations", cfg.sae.n_activations)),
+        "harvest_tokens": float(stats.n_tokens),
+        "feature_score_median": float(np.nanmedian(stats.features.scores)) if len(stats.features) else float("nan"),
+        "neuron_score_median": float(np.nanmedian(stats.neurons.scores)) if len(stats.neurons) else float("nan"),
+    })
+    curves = {**model_result.curves, **sae_result.curves}
+    info = {
+        "corpus": data.source_description,
+        "device": describe_device(device),
+        "platform": platform.platform(),
+        "stage_seconds": json.dumps(stage_seconds),
+    }
+    yield StageStarted("bundle", index=7, n_stages=n)
+    t0 = time.perf_counter()
+    write_bundle(out_path, config=cfg, tokenizer_json=data.tokenizer.to_json(),
+                 model_state=model.state_dict(), sae_state=sae.state_dict(), harvest=stats,
+                 metrics=metrics, curves=curves, extra_info=info)
+    stage_seconds["bundle"] = time.perf_counter() - t0
+    yield StageFinished("bundle", seconds=stage_seconds["bundle"])
+    yield Message(f"wrote {out_path} in {time.perf_counter() - t_run:.0f} s")
+    return out_path
+
+
+def _record_seconds(events, stage_seconds: dict[str, float]):
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, StageFinished):
+            stage_seconds[event.stage] = event.seconds
+        yield event
