@@ -118,6 +118,18 @@ class BundleError(Exception):
     """A bundle cannot be written or read; the message says which file, what is wrong, what to do."""
 
 
+class _CallerError:
+    """Marker: a bad argument from the calling code (not a damaged file); passes through unchanged."""
+
+
+class UnitKindError(_CallerError, ValueError):
+    pass
+
+
+class UnitIndexError(_CallerError, IndexError):
+    pass
+
+
 # ====================================================================== shapes of the model state
 def expected_model_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """The OneLayerTransformer state dict's names and shapes, computed without importing torch.
@@ -682,6 +694,8 @@ def _guarded(what: str) -> Callable:
             except BundleError:
                 raise
             except _READ_ERRORS as exc:
+                if isinstance(exc, _CallerError):
+                    raise
                 raise BundleError(
                     f"{self.path}: could not read {what} ({_describe(exc)}); the file may be damaged. "
                     "Re-create it, e.g. with `superpos run`.") from exc
@@ -763,6 +777,9 @@ class Bundle:
         if not isinstance(config, dict):
             self._fail("/config is not a JSON object")
         try:
+            train = config.get("train")
+            if isinstance(train, dict) and isinstance(train.get("betas"), list):  # JSON has no tuples
+                config["train"] = {**train, "betas": tuple(train["betas"])}
             self.config = RunConfig.from_dict(config)
         except Exception as exc:  # ConfigError or a type problem from a damaged value
             self._fail(f"/config is not a valid run configuration ({_describe(exc)})")
@@ -893,7 +910,7 @@ class Bundle:
 
     def _check_kind(self, kind: str) -> str:
         if kind not in GROUP_OF_KIND:
-            raise ValueError(f"kind must be 'feature' or 'neuron', not {kind!r}")
+            raise UnitKindError(f"kind must be 'feature' or 'neuron', not {kind!r}")
         return kind
 
     # -------------------------------------------------------------- statistics
@@ -937,7 +954,7 @@ class Bundle:
         n = self._n[kind]
         i = int(i)
         if not 0 <= i < n:
-            raise IndexError(f"{kind} {i} does not exist (this bundle has {n})")
+            raise UnitIndexError(f"{kind} {i} does not exist (this bundle has {n})")
         g = self._file[GROUP_OF_KIND[kind]]
         row = {name: g[name][i] for name in UNIT_COLUMNS
                if UNIT_COLUMNS[name][1] != "token" and name != "labels"}
@@ -974,7 +991,7 @@ class Bundle:
         """Raw access to any per-unit column (token columns decoded to int32 with -1 padding)."""
         kind = self._check_kind(kind)
         if name not in UNIT_COLUMNS:
-            raise KeyError(f"unknown column {name!r}")
+            raise UnitKindError(f"unknown column {name!r}")
         ds = self._file[GROUP_OF_KIND[kind]][name]
         storage = UNIT_COLUMNS[name][1]
         if storage == "token":
@@ -1006,7 +1023,7 @@ class Bundle:
         """(sample indices int32 [n], values float32 [n]) where feature ``i`` is active in the sample."""
         i = int(i)
         if not 0 <= i < self.n_features:
-            raise IndexError(f"feature {i} does not exist (this bundle has {self.n_features})")
+            raise UnitIndexError(f"feature {i} does not exist (this bundle has {self.n_features})")
         g = self._file["sample"]
         a, b = (int(v) for v in g["feature_indptr"][i:i + 2])
         nnz = g["feature_token"].shape[0]

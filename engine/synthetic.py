@@ -135,6 +135,9 @@ def _unit_chunk(rng: np.random.Generator, kind: str, n: int, start: int, n_token
     align_values = np.take_along_axis(align_values, order, 1)
     corr_values = -np.sort(-rng.uniform(-0.2, 0.9, size=(n, A)), axis=1).astype(np.float32)
 
+    top_token_ids = np.full((n, 5), -1, np.int32)                                      # (N, 5)
+    top_token_ids[:, :min(K, 5)] = np.where(missing[:, :5], -1, top_tokens[:, :5, c])
+
     label_idx = rng.integers(0, len(labels_pool), size=n)
     labels = [labels_pool[j] for j in label_idx]
     scores = rng.beta(4 if kind == "feature" else 2, 2 if kind == "feature" else 4, size=n).astype(np.float32)
@@ -147,7 +150,7 @@ def _unit_chunk(rng: np.random.Generator, kind: str, n: int, start: int, n_token
         top_tokens=top_tokens, top_acts=top_acts.astype(np.float16), top_center=c,
         interval_tokens=interval_tokens, interval_acts=interval_acts.astype(np.float16),
         interval_bounds=interval_bounds.astype(np.float32),
-        top_token_ids=np.where(missing[:, :5], -1, top_tokens[:, :5, c]).astype(np.int32),
+        top_token_ids=top_token_ids,
         logit_top_ids=rng.integers(0, V, size=(n, L), dtype=np.int32), logit_top_values=logit_top_values,
         logit_bottom_ids=rng.integers(0, V, size=(n, L), dtype=np.int32),
         logit_bottom_values=logit_bottom_values, logit_hist=logit_hist, logit_range=logit_range.astype(np.float32),
