@@ -5,6 +5,7 @@ A corpus *spec* is one string that the CLI and the app share:
     builtin            the demo corpus (below), deterministic for ``CorpusConfig.seed``
     PATH.txt / .md ... one text file (cut into documents of at most a few thousand characters)
     PATH/              a folder, searched recursively for .txt .md .py .rst .json; each file a document
+    PATTERN            a glob such as ``notes/**/*.txt`` (``**`` recurses); each file a document
     PATH.jsonl         one JSON object per line with a ``text`` field; each line a document
     hf:NAME[:split]    a Hugging Face dataset's ``text`` column, streamed (needs ``datasets``, online)
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import glob
 import hashlib
 import itertools
 import json
@@ -250,22 +252,29 @@ class TextFileSource(CorpusSource):
 
 
 class FolderSource(CorpusSource):
-    """Every text file under a folder (recursive; hidden folders skipped); each file a document
-    (very long files are cut into pieces). Unreadable files are skipped and listed in ``report``."""
+    """Every text file under a folder (recursive; hidden folders skipped), or the files a glob
+    pattern matches; each file a document (very long files are cut into pieces). Unreadable files
+    are skipped and listed in ``report``."""
 
     kind = "folder"
 
-    def __init__(self, cfg: CorpusConfig, root: Path):
+    def __init__(self, cfg: CorpusConfig, root: Path, pattern: str | None = None):
         super().__init__(cfg)
         self.root = root
+        self.pattern = pattern
         files = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
-            for name in filenames:
-                if name.lower().endswith(TEXT_EXTENSIONS) and not name.startswith("."):
-                    files.append(Path(dirpath) / name)
+        if pattern is not None:
+            files = [Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
+        else:
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+                for name in filenames:
+                    if name.lower().endswith(TEXT_EXTENSIONS) and not name.startswith("."):
+                        files.append(Path(dirpath) / name)
         self.files = sorted(files, key=lambda p: p.relative_to(root).as_posix())
         if not self.files:
+            if pattern is not None:
+                raise CorpusError(f"the pattern {pattern} matches no files")
             raise CorpusError(f"the folder {root} holds no text files (looked recursively for "
                               f"{' '.join(TEXT_EXTENSIONS)})")
 
@@ -276,7 +285,7 @@ class FolderSource(CorpusSource):
                 h.update(_file_stamp(path).encode("utf-8", "surrogateescape") + b"\n")
             except OSError:
                 h.update(f"{path}|missing\n".encode("utf-8", "surrogateescape"))
-        return f"folder|{self.root.resolve()}|{h.hexdigest()}"
+        return f"folder|{self.root.resolve()}|{self.pattern}|{h.hexdigest()}"
 
     def estimate_chars(self) -> int:
         total = 0
@@ -695,10 +704,14 @@ def open_corpus(cfg: CorpusConfig) -> CorpusSource:
         name, _, split = spec[3:].partition(":")
         return HFSource(cfg, name.strip(), split.strip() or "train")
     path = Path(spec).expanduser()
+    if glob.has_magic(spec) and not path.exists():
+        pattern = str(path)
+        root = Path(*[part for part in itertools.takewhile(lambda q: not glob.has_magic(q), path.parts)] or ["."])
+        return FolderSource(cfg, root, pattern=pattern)
     try:
         if not path.exists():
             raise CorpusError(f"no such file or folder: {path} (a corpus is 'builtin', a text file, a "
-                              "folder, a .jsonl file or hf:NAME)")
+                              "folder, a glob pattern, a .jsonl file or hf:NAME)")
         if path.is_dir():
             return FolderSource(cfg, path)
         if not path.is_file():

@@ -60,6 +60,15 @@ def test_folder_reads_text_files_recursively(text_folder):
     assert docs["sub/c.py"] == "def f(x):\n\treturn x * 2  \n"  # exact text, whitespace kept
 
 
+def test_glob_pattern(text_folder):
+    docs = dict(docs_of(CorpusConfig(spec=str(text_folder / "**" / "*.py"))))
+    assert list(docs) == ["sub/c.py"]
+    docs = dict(docs_of(CorpusConfig(spec=str(text_folder / "*.*"))))
+    assert list(docs) == ["a.txt", "b.md"]  # ignored.bin matched but binary: skipped
+    with pytest.raises(CorpusError, match="matches no files"):
+        open_corpus(CorpusConfig(spec=str(text_folder / "*.xyz")))
+
+
 def test_folder_skips_and_reports_bad_files(text_folder, tok, tmp_path):
     (text_folder / "bad_utf8.txt").write_bytes(b"caf\xe9 au lait\n")
     (text_folder / "binary.txt").write_bytes(b"PK\x03\x04\x00\x00abc")
