@@ -1,0 +1,144 @@
+"""Text lens pane: typing shades tokens with the activations the engine computes; latest request
+wins; clamping changes predictions exactly as a direct engine call; truncation notice; item models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.bundle import open_bundle
+from engine.lens import LensEngine
+from superpos_app.panes.lens import TextLensPane
+from superpos_app.selection import Selection
+
+TEXT = "The model feature neuron ACGTACGT def f(x):\n    return x + 1"
+TYPED = "The model feature neuron ACGTACGT def f(x): return x + 1"    # QTest cannot type "\n"
+
+
+@pytest.fixture
+def bundle(tiny_bundle):
+    with open_bundle(tiny_bundle) as b:
+        yield b
+
+
+@pytest.fixture
+def lens(qtbot, bundle):
+    sel = Selection()
+    pane = TextLensPane(sel, sync=False)          # the real worker thread
+    qtbot.addWidget(pane)
+    pane.resize(900, 600)
+    pane.show()
+    pane.set_bundle(bundle)
+    yield pane
+    pane.shutdown()
+
+
+def _direct_features(bundle, text):
+    """Feature activations from a direct model + SAE call (no LensEngine)."""
+    model, sae, tok = bundle.load_model(), bundle.load_sae(), bundle.tokenizer()
+    ids = tok.encode(text)[: model.cfg.n_ctx]
+    with torch.no_grad():
+        h = model.mlp_acts(torch.tensor([ids]))[0]
+        return sae.encode(h).numpy(), h.numpy(), [tok.token_str(i) for i in ids]
+
+
+def test_typing_shades_tokens_with_engine_activations(lens, bundle, qtbot):
+    f, h, toks = _direct_features(bundle, TYPED)
+    fid = int(np.argmax((f > 0).sum(0)))          # a feature that fires on this text
+    lens.selection.select("feature", fid)
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000):
+        qtbot.keyClicks(lens.input, TYPED)        # debounced: one request after the last key
+    r = lens.result
+    assert r.text == TYPED and r.tokens == toks
+    assert lens.tokens.line_tokens(0) == toks
+    np.testing.assert_allclose(lens.tokens.line_values(0), f[:, fid], rtol=1e-4, atol=1e-5)
+    fired = int(np.argmax(f[:, fid]))
+    assert lens.tokens.token_color(0, fired).alpha() > 0
+    assert f"Feature {fid}" in lens.shading_label.text()
+    # the ranked list holds every active feature, strongest first, and clicking selects
+    active = np.flatnonzero(f.max(0) > 0)
+    assert lens.feature_model.rowCount() == active.size
+    assert lens.feature_model.feature_at(0) == int(np.argmax(f.max(0)))
+    idx = lens.feature_model.index(2, 0)
+    lens.feature_table.clicked.emit(idx)
+    assert lens.selection.current == ("feature", lens.feature_model.feature_at(2))
+    # selecting a neuron re-shades from the stored result without re-running
+    before = lens.latest_request
+    lens.selection.select("neuron", 7)
+    assert lens.latest_request == before
+    np.testing.assert_allclose(lens.tokens.line_values(0), h[:, 7], rtol=1e-4, atol=1e-5)
+    # hover lists the token's strongest features
+    lens._on_hover(0, fired)
+    assert f"F{int(np.argmax(f[fired]))} " in lens.hover_info.text()
+
+
+def test_latest_request_wins(lens, qtbot):
+    lens.set_text("first text")
+    lens.request_now()
+    lens.set_text("second text, the one that counts")
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000) as blocker:
+        last = lens.request_now()
+    assert blocker.args == [last]
+    qtbot.wait(200)                              # any late result for the first request is dropped
+    assert lens.result.text == "second text, the one that counts"
+    assert lens.result.request_id == last
+
+
+def test_clamp_to_zero_matches_direct_engine_call(lens, bundle, qtbot):
+    engine = LensEngine(bundle.load_model(), bundle.load_sae(), bundle.tokenizer())
+    text = TEXT * 2
+    # the feature whose ablation moves the predictions most
+    base = engine.analyze(text)
+    cand = base.active_ids[:20]
+    shift = [np.abs(engine.analyze(text, clamp={int(i): 0.0}).clamped.probs - base.predictions.probs).sum()
+             for i in cand]
+    fid = int(cand[int(np.argmax(shift))])
+    want = engine.analyze(text, clamp={fid: 0.0})
+    assert not np.allclose(want.clamped.probs, want.predictions.probs)
+
+    lens.selection.select("feature", fid)
+    assert lens.clamp_feature.value() == fid
+    lens.clamp_value.setValue(0.0)
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000):
+        lens.set_text(text)
+    assert lens.result.clamped is None
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000):
+        lens.clamp_enable.setChecked(True)
+    r = lens.result
+    assert r.clamp == {fid: 0.0}
+    np.testing.assert_array_equal(r.clamped.ids, want.clamped.ids)
+    np.testing.assert_allclose(r.clamped.probs, want.clamped.probs, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(r.predictions.probs, want.predictions.probs, rtol=1e-4, atol=1e-6)
+    # the table shows both; the Δ column equals the change in log p of the actual next token
+    m = lens.pred_model
+    t = 3
+    assert m.data(m.index(t, 4)).startswith("'" + want.clamped.strs[t][0].replace("\n", "↵"))
+    d = want.clamped.next_logprob[t] - want.predictions.next_logprob[t]
+    assert m.data(m.index(t, 5)) == f"{d:+.3f}"
+    assert "clamp F" in lens.status.text()
+    # doubling instead of ablating also matches the engine
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000):
+        lens.clamp_value.setValue(2.0)
+    want2 = engine.analyze(text, clamp={fid: 2.0})
+    np.testing.assert_allclose(lens.result.clamped.probs, want2.clamped.probs, rtol=1e-4, atol=1e-6)
+
+
+def test_long_text_shows_truncation_notice(lens, bundle, qtbot):
+    n_ctx = bundle.model_config.n_ctx
+    text = "ACGT " * (n_ctx * 2)
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000):
+        lens.set_text(text)
+    assert lens.result.truncated and lens.result.n_tokens == n_ctx
+    assert lens.notice.isVisible() and f"first {n_ctx} of" in lens.notice.text()
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000):
+        lens.set_text("short")
+    assert not lens.notice.isVisible()
+
+
+def test_lens_item_models(lens, qtmodeltester, qtbot):
+    lens.clamp_enable.setChecked(True)
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000):
+        lens.set_text(TEXT)
+    qtmodeltester.check(lens.feature_model)
+    qtmodeltester.check(lens.pred_model)

@@ -1,0 +1,60 @@
+"""The panes inside the main window: docks, bundle wiring, shortcuts, back/forward across panes."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLineEdit, QPlainTextEdit, QTableView, QWidget
+
+import pytest
+
+from superpos_app.panes import PANE_NAMES
+
+
+@pytest.fixture
+def window(qtbot, app_settings):
+    """The full window, panes installed (the shared fixture builds it without them)."""
+    from superpos_app import create_window
+
+    win = create_window(settings=app_settings)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close_bundle()
+    win.pane("textLens").shutdown()
+
+
+def test_panes_are_docked_and_follow_the_bundle(window, tiny_bundle, qtbot):
+    for name in PANE_NAMES:
+        assert window.pane(name) is not None, name
+        assert window.findChild(QWidget, name) is window.pane(name)
+    assert window.findChild(QLineEdit, "featureSearchInput") is not None
+    assert window.findChild(QTableView, "featureTable") is not None
+    assert window.findChild(QPlainTextEdit, "lensInput") is not None
+
+    assert window.open_bundle(tiny_bundle)
+    search, detail = window.pane("featureSearch"), window.pane("featureDetail")
+    lens, compare = window.pane("textLens"), window.pane("neuronCompare")
+    assert all(p.bundle is window.bundle for p in (search, detail, lens, compare))
+    assert search.model.rowCount() > 0
+
+    # select in the table: every pane shows it; back/forward through the window's actions
+    search.table.selectRow(0)
+    first = window.selection.current
+    assert detail.dashboard.index == first[1] and compare.unit == first
+    window.selection.select("neuron", 3)
+    assert detail.dashboard.kind == "neuron" and compare.unit == ("neuron", 3)
+    window.back_action.trigger()
+    assert window.selection.current == first and detail.dashboard.index == first[1]
+    window.forward_action.trigger()
+    assert window.selection.current == ("neuron", 3)
+
+    # Ctrl+F / Ctrl+L focus the search box and the lens input
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: lens.input.hasFocus(), timeout=2000)
+    qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: search.input.hasFocus(), timeout=2000)
+
+    window.close_bundle()
+    assert all(p.bundle is None for p in (search, detail, lens, compare))
+    assert detail.dashboard is None and search.model.rowCount() == 0
