@@ -810,6 +810,9 @@ def tokenize_corpus(cfg: CorpusConfig, tokenizer: "Tokenizer", cache_dir: str | 
             yield Progress(stage="tokenize", done=chars, total=chars, unit="chars",
                            metrics={"tokens": float(len(data.train) + len(data.val)), "cached": 1.0})
             return data
+    if final.exists():  # a folder without meta.json is not a finished cache
+        shutil.rmtree(final, ignore_errors=True)
+    _remove_stale_temp_folders(root)
 
     dtype = token_dtype(tokenizer.vocab_size)
     eos = np.array([tokenizer.eos_id], dtype=dtype)
@@ -883,6 +886,17 @@ def tokenize_corpus(cfg: CorpusConfig, tokenizer: "Tokenizer", cache_dir: str | 
     yield Progress(stage="tokenize", done=chars_done, total=chars_done, unit="chars",
                    metrics={"tokens": float(counts["train"] + counts["val"])})
     return _load_cached(final)
+
+
+def _remove_stale_temp_folders(root: Path, max_age_s: float = 86_400.0) -> None:
+    """Temp folders of tokenize runs that crashed (a live run touches its folder far more often)."""
+    now = time.time()
+    for tmp in root.glob(".*.tmp-*"):
+        try:
+            if now - tmp.stat().st_mtime > max_age_s:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _move_tail_to_val(folder: Path, dtype: np.dtype, counts: dict, val_fraction: float, eos: np.ndarray) -> None:

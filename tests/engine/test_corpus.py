@@ -316,6 +316,19 @@ def test_tokenize_round_trips_and_is_cached(text_folder, tok, tmp_path):
     assert other_split.path not in (data.path, changed.path)
 
 
+def test_damaged_cache_is_rebuilt(text_folder, tok, tmp_path):
+    cfg = CorpusConfig(spec=str(text_folder))
+    cache = tmp_path / "cache"
+    _, data = run_job(tokenize_corpus(cfg, tok, cache_dir=cache))
+    expected = np.asarray(data.train).copy()
+    (data.path / "meta.json").unlink()  # as if a crash had left the folder half-built
+    _, again = run_job(tokenize_corpus(cfg, tok, cache_dir=cache))
+    np.testing.assert_array_equal(again.train, expected)
+    (again.path / "meta.json").write_text("{garbage", encoding="utf-8")
+    _, third = run_job(tokenize_corpus(cfg, tok, cache_dir=cache))
+    np.testing.assert_array_equal(third.train, expected)
+
+
 def test_tokenize_builtin_default_cache_dir(tok):
     cfg = CorpusConfig(max_chars=100_000)
     _, data = run_job(tokenize_corpus(cfg, tok))
