@@ -52,7 +52,8 @@ from engine.stats import UNIT_KINDS, Dashboard, HarvestResult, UnitStats
 
 __all__ = [
     "SCHEMA_VERSION", "FORMAT", "BundleError", "Bundle", "BundleWriter", "open_bundle", "write_bundle",
-    "write_sae_file", "read_sae", "load_sae_file", "TOKEN_PAD_U16", "ULTRALOW_DENSITY",
+    "write_sae_file", "read_sae", "load_sae_file", "export_saelens", "saelens_config",
+    "TOKEN_PAD_U16", "ULTRALOW_DENSITY",
 ]
 
 FORMAT = "superpos-bundle"
@@ -261,6 +262,25 @@ def _write_string(group: h5py.Group, name: str, text: str) -> None:
     group.create_dataset(name, data=text, dtype=h5py.string_dtype("utf-8"))
 
 
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _make_temp(folder: Path, name: str) -> Path:
+    """An empty temporary file beside the target, with the permissions a normal new file gets
+    (mkstemp would make it private to the owner)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+    except OSError:  # pragma: no cover - e.g. filesystems without permissions
+        pass
+    return Path(tmp)
+
+
 def _fsync_path(path: Path) -> None:
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
@@ -286,9 +306,7 @@ class BundleWriter:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
-        os.close(fd)
-        self.tmp_path = Path(tmp)
+        self.tmp_path = _make_temp(self.path.parent, self.path.name)
         try:
             self.file = h5py.File(self.tmp_path, "w", libver=("earliest", "v110"))
         except Exception:
@@ -807,16 +825,22 @@ class Bundle:
         # unit columns: shapes agree with each other and across kinds
         dims: dict[str, int] = {}
         self._n: dict[str, int] = {}
+        # open Dataset handles and token pads, kept so a dashboard read skips h5py's name lookups
+        self._ds: dict[str, dict[str, h5py.Dataset]] = {}
+        self._pad: dict[int, int] = {}
         for kind in UNIT_KINDS:
+            self._ds[kind] = {}
             group = GROUP_OF_KIND[kind]
             self._group(group)
             kind_dims = {k: v for k, v in dims.items() if k != "N"}
             for name, (spec, storage) in UNIT_COLUMNS.items():
                 ds = self._check_shape(f"{group}/{name}", spec, kind_dims, _STORAGE_KIND[storage])
+                self._ds[kind][name] = ds
                 if storage == "token":
                     pad = ds.attrs.get("pad")
-                    if pad is None or np.asarray(pad).shape != ():
-                        self._fail(f"/{group}/{name} has no pad attribute")
+                    if pad is None or np.asarray(pad).shape != () or np.asarray(pad).dtype.kind not in "iu":
+                        self._fail(f"/{group}/{name} has no valid pad attribute")
+                    self._pad[id(ds)] = int(pad)
             self._n[kind] = kind_dims.pop("N")
             dims.update(kind_dims)
         self.dims = dims
@@ -915,7 +939,8 @@ class Bundle:
 
     # -------------------------------------------------------------- statistics
     def _tokens(self, ds: h5py.Dataset, sel) -> np.ndarray:
-        return _decode_tokens(ds[sel], int(ds.attrs["pad"]))
+        pad = self._pad.get(id(ds))
+        return _decode_tokens(ds[sel], int(ds.attrs["pad"]) if pad is None else pad)
 
     @_guarded("the unit table")
     def columns(self, kind: str) -> dict[str, Any]:
@@ -928,7 +953,7 @@ class Bundle:
         """
         kind = self._check_kind(kind)
         if kind not in self._columns_cache:
-            g = self._file[GROUP_OF_KIND[kind]]
+            g = self._ds[kind]
             density = np.asarray(g["density"][:], np.float64)
             cols: dict[str, Any] = {
                 "density": density,
@@ -955,7 +980,7 @@ class Bundle:
         i = int(i)
         if not 0 <= i < n:
             raise UnitIndexError(f"{kind} {i} does not exist (this bundle has {n})")
-        g = self._file[GROUP_OF_KIND[kind]]
+        g = self._ds[kind]
         row = {name: g[name][i] for name in UNIT_COLUMNS
                if UNIT_COLUMNS[name][1] != "token" and name != "labels"}
         tokens = {name: self._tokens(g[name], i) for name, (_, st) in UNIT_COLUMNS.items() if st == "token"}
@@ -992,7 +1017,7 @@ class Bundle:
         kind = self._check_kind(kind)
         if name not in UNIT_COLUMNS:
             raise UnitKindError(f"unknown column {name!r}")
-        ds = self._file[GROUP_OF_KIND[kind]][name]
+        ds = self._ds[kind][name]
         storage = UNIT_COLUMNS[name][1]
         if storage == "token":
             return self._tokens(ds, sel)
@@ -1094,3 +1119,83 @@ class Bundle:
 def open_bundle(path: str | os.PathLike) -> Bundle:
     """Open a bundle for reading (metadata only); raises ``BundleError`` with a readable message."""
     return Bundle(path)
+
+
+# ====================================================================== SAELens export
+def saelens_config(b: Bundle) -> dict[str, Any]:
+    """cfg.json for SAELens: v6 keys (``metadata``) plus the flat keys older versions read.
+
+    Our encoder subtracts b_dec first (``apply_b_dec_to_input``) and works on raw activations
+    (``normalize_activations`` "none": any training-time scaling is folded into the weights). The hook is
+    the MLP's post-ReLU output of the one layer (TransformerLens name ``blocks.0.mlp.hook_post``).
+    """
+    sae = b.sae_config_dict
+    topk = sae.get("recipe") == "topk"
+    meta = {
+        "model_name": f"superpos-1l-{b.config.name}",
+        "hook_name": "blocks.0.mlp.hook_post",
+        "hook_layer": 0,
+        "context_size": b.model_config.n_ctx,
+        "dataset_path": b.config.corpus.spec,
+        "prepend_bos": False,
+        "neuronpedia_id": None,
+        "sae_lens_training_version": None,
+        "superpos_recipe": sae.get("recipe"),
+    }
+    cfg: dict[str, Any] = {
+        "architecture": "topk" if topk else "standard",
+        "d_in": b.n_neurons,
+        "d_sae": b.n_features,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": meta,
+        # pre-v6 flat keys
+        **{k: meta[k] for k in ("model_name", "hook_name", "hook_layer", "context_size", "dataset_path",
+                                "prepend_bos", "neuronpedia_id")},
+        "activation_fn_str": "topk" if topk else "relu",
+        "activation_fn_kwargs": {"k": int(sae.get("k", 0))} if topk else {},
+        "finetuning_scaling_factor": False,
+    }
+    if topk:
+        cfg["k"] = int(sae.get("k", 0))
+    return cfg
+
+
+def export_saelens(b: Bundle, folder: str | os.PathLike) -> list[Path]:
+    """Write ``cfg.json``, ``sae_weights.safetensors`` and ``sparsity.safetensors`` to ``folder``.
+
+    sparsity.safetensors holds ``sparsity`` [d_sae] = log10(feature density + 1e-10), as SAELens
+    stores it (dead features come out near -10). Each file is written atomically.
+    """
+    from safetensors.numpy import save_file
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BundleError(f"cannot create {folder}: {exc.strerror or exc}") from exc
+    state, _ = b.sae_state()
+    tensors = {k: np.ascontiguousarray(v.numpy(), dtype=np.float32) for k, v in state.items()}
+    density = b.columns("feature")["density"]
+    sparsity = {"sparsity": np.log10(density + 1e-10).astype(np.float32)}
+    cfg_text = json.dumps(saelens_config(b), indent=2)
+    written = []
+    try:
+        for name, write in (("sae_weights.safetensors", lambda p: save_file(tensors, str(p))),
+                            ("sparsity.safetensors", lambda p: save_file(sparsity, str(p))),
+                            ("cfg.json", lambda p: p.write_text(cfg_text, encoding="utf-8"))):
+            target = folder / name
+            tmp = _make_temp(folder, name)
+            try:
+                write(Path(tmp))
+                _fsync_path(Path(tmp))
+                os.replace(tmp, target)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+            written.append(target)
+    except OSError as exc:
+        raise BundleError(f"could not write the SAELens export to {folder}: {exc.strerror or exc}") from exc
+    return written

@@ -432,3 +432,82 @@ def test_synthetic_bundle_is_usable(tmp_path):
                                    chunk=128)
     with open_bundle(path) as a, open_bundle(again) as b2:
         np.testing.assert_array_equal(a.columns("feature")["density"], b2.columns("feature")["density"])
+
+
+# ---------------------------------------------------------------------------------- the documented format
+def test_bundle_written_with_plain_h5py_from_the_doc_opens(tmp_path, parts):
+    """docs/bundle-format.md is enough: a bundle written with bare h5py (no chunks, no filters) opens."""
+    h, cfg = parts["harvest"], parts["config"]
+    path = tmp_path / "plain.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format="superpos-bundle", schema_version=np.int64(1), created="2026-01-01T00:00:00+00:00",
+                       generator="by hand", versions=json.dumps({}), extra_info=json.dumps({}))
+        f["config"] = json.dumps(cfg.to_dict())
+        f["tokenizer"] = parts["tokenizer_json"]
+        f["metrics"] = json.dumps({"l0": 4.0})
+        m = f.create_group("model")
+        m.attrs["config"] = json.dumps(cfg.model.to_dict())
+        for name, t in parts["model_state"].items():
+            m[name] = t.float().numpy()
+        s = f.create_group("sae")
+        s.attrs["config"] = json.dumps(cfg.sae.to_dict())
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            s[name] = parts["sae_state"][name].numpy().astype(np.float32)
+        for group, stats in (("features", h.features), ("neurons", h.neurons)):
+            g = f.create_group(group)
+            for name, value in stats.__dict__.items():
+                if name in ("kind", "top_center", "labels", "scores"):
+                    continue
+                if name in ("top_tokens", "interval_tokens", "top_token_ids", "logit_top_ids", "logit_bottom_ids"):
+                    g[name] = np.where(value < 0, 65535, value).astype(np.uint16)
+                    g[name].attrs["pad"] = np.int64(65535)
+                else:
+                    g[name] = value
+            g.create_dataset("labels", data=stats.labels, dtype=h5py.string_dtype("utf-8"))
+            g["scores"] = stats.scores
+        hv = f.create_group("harvest")
+        hv.attrs.update(n_tokens=np.int64(h.n_tokens), top_center=np.int64(HC.ctx_left),
+                        config=json.dumps(HC.to_dict()))
+        f["density_hist/edges"] = h.density_hist_edges
+        f["density_hist/counts"] = h.density_hist_counts
+        for name in ("token_ids", "neuron_acts", "feature_indptr", "feature_token", "feature_value"):
+            f[f"sample/{name}"] = getattr(h, "sample_" + name)
+        f["curves/model/train_loss"] = parts["curves"]["model/train_loss"]
+    with open_bundle(path) as b:
+        d = b.dashboard("feature", 3)
+        np.testing.assert_array_equal(d.top_tokens, h.features.top_tokens[3])
+        assert b.columns("neuron")["label"] == h.neurons.labels
+        assert list(b.curves()) == ["model/train_loss"]
+        b.load_model()
+        b.load_sae()
+
+
+# ---------------------------------------------------------------------------------- CLI
+def test_cli_info_and_export(written, tmp_path, capsys):
+    from engine.cli_bundle import cmd_export_saelens, cmd_info
+    import argparse
+
+    assert cmd_info(argparse.Namespace(bundle=str(written), json=False)) == 0
+    out = capsys.readouterr().out
+    assert f"{N_F} features on {N_M} neurons" in out and "loss_recovered n/a" in out and "corpus" in out
+    assert cmd_info(argparse.Namespace(bundle=str(written), json=True)) == 0
+    assert json.loads(capsys.readouterr().out)["features"]["count"] == N_F
+    assert cmd_info(argparse.Namespace(bundle=str(tmp_path / "nope.h5"), json=False)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such file" in err
+
+    assert cmd_export_saelens(argparse.Namespace(bundle=str(written), out=str(tmp_path / "sl"))) == 0
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(tmp_path / "sl" / "sae_weights.safetensors"))
+    assert weights["W_enc"].shape == (N_M, N_F) and weights["W_dec"].shape == (N_F, N_M)
+    cfg = json.loads((tmp_path / "sl" / "cfg.json").read_text())
+    assert (cfg["d_in"], cfg["d_sae"], cfg["architecture"], cfg["k"]) == (N_M, N_F, "topk", 4)
+    assert load_file(str(tmp_path / "sl" / "sparsity.safetensors"))["sparsity"].shape == (N_F,)
+
+
+def test_cli_registered_in_main(written, capsys):
+    from engine.cli import main
+
+    assert main(["info", str(written)]) == 0
+    assert "features" in capsys.readouterr().out

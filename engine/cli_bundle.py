@@ -1,0 +1,164 @@
+"""``superpos info BUNDLE`` and ``superpos export-saelens BUNDLE DIR``.
+
+``register(subparsers)`` adds both commands to the ``superpos`` parser (engine/cli.py calls it).
+Command functions return exit codes; a BundleError prints one line on stderr and returns 1
+(``--debug`` re-raises it so the main entry point shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+import numpy as np
+
+from engine.bundle import Bundle, BundleError, export_saelens, open_bundle
+
+__all__ = ["register", "cmd_info", "cmd_export_saelens", "summary_lines"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("info", help="print a summary of a result bundle",
+                              description="Summarise a result bundle: sizes, corpus, recipe, metrics, "
+                                          "creation time and package versions.")
+    p.add_argument("bundle", metavar="BUNDLE", help="a .h5 bundle written by `superpos run`")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = subparsers.add_parser("export-saelens", help="export a bundle's SAE as a SAELens folder",
+                              description="Write cfg.json, sae_weights.safetensors and sparsity.safetensors "
+                                          "(log10 feature density) to DIR, in the layout SAELens loads.")
+    p.add_argument("bundle", metavar="BUNDLE", help="a .h5 bundle")
+    p.add_argument("out", metavar="DIR", help="output folder (created if needed)")
+    p.set_defaults(func=cmd_export_saelens)
+
+
+def _fail(args: argparse.Namespace, exc: BundleError) -> int:
+    if getattr(args, "debug", False):
+        raise exc
+    print(f"superpos: error: {exc}", file=sys.stderr)
+    return 1
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    try:
+        with open_bundle(args.bundle) as b:
+            if args.json:
+                print(json.dumps(summary_dict(b), indent=2, sort_keys=True, default=str))
+            else:
+                print("\n".join(summary_lines(b)))
+    except BundleError as exc:
+        return _fail(args, exc)
+    return 0
+
+
+def cmd_export_saelens(args: argparse.Namespace) -> int:
+    try:
+        with open_bundle(args.bundle) as b:
+            files = export_saelens(b, args.out)
+    except BundleError as exc:
+        return _fail(args, exc)
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ summary
+def _size(n_bytes: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n_bytes < 1000 or unit == "GB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return ""  # pragma: no cover
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+    return str(value)
+
+
+def _unit_summary(b: Bundle, kind: str) -> dict[str, Any]:
+    cols = b.columns(kind)
+    density = cols["density"]
+    live = density[density > 0]
+    scores = cols["score"][np.isfinite(cols["score"])]
+    return {
+        "count": b.n_units(kind),
+        "dead": int(cols["dead"].sum()),
+        "ultralow": int(cols["ultralow"].sum()),
+        "median_density": float(np.median(live)) if live.size else float("nan"),
+        "labelled": int(sum(1 for s in cols["label"] if s)),
+        "mean_score": float(scores.mean()) if scores.size else float("nan"),
+    }
+
+
+def summary_dict(b: Bundle) -> dict[str, Any]:
+    return {"path": str(b.path), "info": b.info, "config": b.config.to_dict(), "metrics": b.metrics,
+            "features": _unit_summary(b, "feature"), "neurons": _unit_summary(b, "neuron")}
+
+
+def summary_lines(b: Bundle) -> list[str]:
+    """The human summary ``superpos info`` prints, as lines."""
+    info, cfg, m = b.info, b.config, b.model_config
+    c = cfg.corpus
+    corpus = c.spec + (f", at most {c.max_chars:,} chars" if c.max_chars else "") + f", seed {c.seed}"
+    sae = b.sae_config_dict
+    recipe = str(sae.get("recipe", "?"))
+    if recipe == "topk":
+        recipe += f" (k={sae.get('k')})"
+    elif "l1_coeff" in sae:
+        recipe += f" (l1_coeff={sae.get('l1_coeff')})"
+    d = b.dims
+    lines = [
+        f"bundle      {b.path}",
+        f"            {_size(info['file_size'])}, schema {b.schema_version}, {info['generator']}, "
+        f"created {info['created']}",
+        f"run         {cfg.name!r}",
+        f"corpus      {corpus}",
+        f"tokenizer   byte-level BPE, {m.vocab_size:,} tokens",
+        f"model       1 layer, d_model {m.d_model}, {m.n_heads} heads, {m.d_mlp} MLP neurons, context {m.n_ctx}; "
+        f"{cfg.train.tokens:,} training tokens",
+        f"SAE         {recipe}, {b.n_features:,} features on {b.n_neurons} neurons; "
+        f"{int(sae.get('n_activations', 0)):,} training activations",
+        f"harvest     {b.n_tokens:,} tokens; top {d['K']} examples, {d['I']} intervals x {d['P']}, "
+        f"window {d['W']} tokens",
+    ]
+    for kind, title in (("feature", "features"), ("neuron", "neurons")):
+        s = _unit_summary(b, kind)
+        lines.append(
+            f"{title:<12}{s['count']:,}: {s['dead']:,} dead, {s['ultralow']:,} ultralow (< 1e-6), median live "
+            f"density {s['median_density']:.2e}; {s['labelled']:,} labelled, mean score {_num(s['mean_score'])}")
+    if b.metrics:
+        items = [f"{k} {_num(v)}" for k, v in sorted(b.metrics.items()) if not isinstance(v, (dict, list))]
+        lines.append("metrics     " + _wrap(items))
+    if info["curves"]:
+        lines.append("curves      " + _wrap(info["curves"]))
+    versions = info.get("versions") or {}
+    if versions:
+        lines.append("versions    " + _wrap([f"{k} {v}" for k, v in sorted(versions.items())]))
+    extra = info.get("extra_info") or {}
+    if extra:
+        lines.append("extra       " + _wrap([f"{k} {v}" for k, v in sorted(extra.items())]))
+    return lines
+
+
+def _wrap(items: list[str], width: int = 88) -> str:
+    out, line = [], ""
+    for item in items:
+        piece = item if not line else ", " + item
+        if line and len(line) + len(piece) > width:
+            out.append(line + ",")
+            line = item
+        else:
+            line += piece
+    out.append(line)
+    return ("\n" + " " * 12).join(out)
