@@ -1,0 +1,180 @@
+"""The job controller: events become throttled signals, cancel is prompt, errors are reported, and the
+GUI thread stays responsive while a CPU-heavy torch job runs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from PySide6.QtCore import QElapsedTimer, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from engine.events import Cancelled, Message, Progress, StageFinished, StageStarted
+from superpos_app.jobs import JobController, JobStatus, format_eta
+
+
+def counting_job(n, metrics_every=10, sleep_every=0):
+    def job(cancel):
+        yield StageStarted("model", total=n, unit="steps", index=0, n_stages=2)
+        for i in range(n):
+            if cancel.cancelled:
+                raise Cancelled("stopped", checkpoint="ckpt-here")
+            if sleep_every and i % sleep_every == 0:
+                time.sleep(0.001)
+            metrics = {"loss": 1.0 / (i + 1)} if i % metrics_every == 0 else {}
+            yield Progress("model", done=i + 1, total=n, metrics=metrics, eta_s=(n - i) * 1e-4)
+        yield StageFinished("model", seconds=0.1, summary={"loss": 0.5})
+        yield Message("all done")
+        return "the-result"
+    return job
+
+
+def test_events_become_coalesced_signals(qtbot):
+    jobs = JobController()
+    stages, statuses, points, messages = [], [], [], []
+    jobs.stageStarted.connect(lambda *a: stages.append(a))
+    jobs.statusChanged.connect(lambda s: statuses.append(s.text))
+    jobs.metricsReceived.connect(lambda stage, pts: points.extend(pts))
+    jobs.messageReceived.connect(lambda text, level: messages.append(text))
+    t0 = time.perf_counter()
+    with qtbot.waitSignal(jobs.jobFinished, timeout=20000) as blocker:
+        assert jobs.start("count", counting_job(100_000))
+        assert not jobs.start("second", counting_job(10))          # one job at a time
+    elapsed = time.perf_counter() - t0
+    assert blocker.args == ["the-result"]
+    assert stages == [("model", 0, 2)]
+    assert messages == ["all done"]
+    assert jobs.events_seen == 100_003
+    # 100k events arrive as at most ~10 status updates per second (plus start/finish), not 100k
+    assert len(statuses) <= elapsed * 10 + 4
+    assert 1 <= len(points) <= 20_000                          # metric points arrive, thinned if bursty
+    assert points[-1][0] <= 100_000 and "loss" in points[-1][1]
+    assert not jobs.is_busy and jobs.last_outcome == "finished"
+
+
+def test_status_text_and_eta():
+    s = JobStatus(title="t", stage="sae", stage_index=1, n_stages=7, done=50, total=200, fraction=0.25, eta_s=75)
+    assert s.text == "sae (2/7) · 25% · ETA 1:15"
+    assert format_eta(3725) == "1:02:05" and format_eta(None) == ""
+    s.cancelling = True
+    assert s.text == "Cancelling…"
+
+
+def test_cancel_stops_within_a_second(qtbot):
+    jobs = JobController()
+    with qtbot.waitSignal(jobs.jobCancelled, timeout=10000) as blocker:
+        jobs.start("slow", counting_job(10_000_000, sleep_every=50))
+        qtbot.wait(300)
+        t0 = time.perf_counter()
+        jobs.cancel()
+    assert time.perf_counter() - t0 < 1.0
+    assert "ckpt-here" in blocker.args[0]
+    assert jobs.last_outcome == "cancelled" and not jobs.is_busy
+
+
+def test_job_ignoring_its_token_is_stopped(qtbot):
+    def stubborn(cancel):
+        for i in range(10_000_000):
+            time.sleep(0.002)
+            yield Progress("model", done=i, total=10_000_000)
+
+    jobs = JobController()
+    with qtbot.waitSignal(jobs.jobCancelled, timeout=10000):
+        jobs.start("stubborn", stubborn)
+        qtbot.wait(100)
+        t0 = time.perf_counter()
+        jobs.cancel()
+    assert time.perf_counter() - t0 < 1.5
+
+
+def test_engine_error_becomes_a_dialog_and_app_stays_usable(window, qtbot):
+    from engine.config import ConfigError
+
+    def broken(cancel):
+        yield StageStarted("tokenizer", total=10)
+        raise ConfigError("the corpus folder /nowhere does not exist")
+
+    with qtbot.waitSignal(window.jobs.jobFailed, timeout=5000) as blocker:
+        window.jobs.start("broken", broken)
+    assert blocker.args[0] == "the corpus folder /nowhere does not exist"
+    assert "Traceback" in blocker.args[1]
+    box = next(w for w in window.findChildren(QMessageBox) if w.objectName() == "errorDialog")
+    assert box.isVisible() and "/nowhere" in box.informativeText() and box.detailedText()
+    box.accept()
+    assert not window.job_box.isVisible()
+    with qtbot.waitSignal(window.jobs.jobFinished, timeout=5000):   # the next job runs normally
+        window.jobs.start("ok", counting_job(100))
+
+
+def test_unexpected_error_is_labelled_as_such(qtbot):
+    def buggy(cancel):
+        yield Message("hi")
+        return 1 / 0
+
+    jobs = JobController()
+    with qtbot.waitSignal(jobs.jobFailed, timeout=5000) as blocker:
+        jobs.start("buggy", buggy)
+    assert blocker.args[0].startswith("Unexpected error (ZeroDivisionError)")
+
+
+def test_progress_bar_and_cancel_button_in_the_window(window, qtbot):
+    bar, button = window.job_progress, window.cancel_button
+    assert not window.job_box.isVisible()
+    window.jobs.start("slow", counting_job(10_000_000, sleep_every=50))
+    qtbot.waitUntil(lambda: bar.value() > 0, timeout=5000)
+    assert window.job_box.isVisible() and button.isEnabled() and window.cancel_action.isEnabled()
+    assert bar.format().startswith("model (1/2)") and "ETA" in bar.format()
+    with qtbot.waitSignal(window.jobs.jobCancelled, timeout=3000):
+        button.click()
+    assert not window.job_box.isVisible() and not window.cancel_action.isEnabled()
+
+
+def test_sync_mode_runs_inline(qtbot):
+    jobs = JobController(sync=True)
+    got = []
+    jobs.jobFinished.connect(got.append)
+    jobs.start("inline", counting_job(50))
+    assert got == ["the-result"] and not jobs.is_busy
+
+
+def torch_job(seconds: float, size: int = 384):
+    """CPU-heavy: real matmuls plus the Python bookkeeping a training loop does, yielding often."""
+    import torch
+
+    def job(cancel):
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        t_end = time.perf_counter() + seconds
+        step = 0
+        while time.perf_counter() < t_end:
+            if cancel.cancelled:
+                raise Cancelled()
+            c = a @ b
+            c = torch.relu(c).sum(dim=0)
+            bookkeeping = sum(i * i for i in range(2000))       # pure Python: holds the GIL
+            step += 1
+            yield Progress("model", done=step, total=10**6, metrics={"loss": float(c[0]) + bookkeeping * 0})
+        return step
+    return job
+
+
+def test_gui_thread_stays_responsive_during_a_torch_job(qtbot):
+    jobs = JobController()
+    gaps, clock = [], QElapsedTimer()
+    timer = QTimer()
+    timer.setInterval(10)
+
+    def tick():
+        if clock.isValid():
+            gaps.append(clock.restart())
+        else:
+            clock.start()
+
+    timer.timeout.connect(tick)
+    timer.start()
+    with qtbot.waitSignal(jobs.jobFinished, timeout=20000) as blocker:
+        jobs.start("torch", torch_job(1.5))
+    timer.stop()
+    assert blocker.args[0] > 10                  # the job really worked
+    assert len(gaps) > 20
+    print(f"max tick gap {max(gaps)} ms over {len(gaps)} ticks")
+    assert max(gaps) < 250, f"GUI timer waited {max(gaps)} ms"
