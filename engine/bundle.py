@@ -543,7 +543,13 @@ def write_bundle(
     if "tok_emb.weight" in model_state:  # the stored weights are the truth about the model's sizes
         V, C = _to_numpy(model_state["tok_emb.weight"]).shape
         model_cfg = model_cfg.replace(vocab_size=int(V), d_model=int(C))
-    sae_cfg = config.sae.replace(d_in=len(harvest.neurons), d_sae=len(harvest.features))
+    F, M = len(harvest.features), len(harvest.neurons)
+    sae_cfg = config.sae.replace(d_in=M, d_sae=F)
+    if model_cfg.d_mlp != M:
+        raise ValueError(f"the model has {model_cfg.d_mlp} MLP neurons but the harvest has {M}")
+    if "W_enc" in sae_state and tuple(sae_state["W_enc"].shape) != (M, F):
+        raise ValueError(f"SAE W_enc has shape {tuple(sae_state['W_enc'].shape)}, expected {(M, F)} "
+                         "(neurons, features) to match the harvest")
     try:
         with BundleWriter(path) as w:
             w.write_header(config=config, tokenizer_json=tokenizer_json, metrics=metrics, curves=curves,
@@ -587,6 +593,7 @@ def write_sae_file(path: str | os.PathLike, sae_state: Mapping[str, Any],
             w.file.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
             w.file.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             w.file.attrs["generator"] = _generator()
+            w.file.attrs["versions"] = _dumps(_versions())
             _write_sae_group(w.file, sae_state, dict(sae_config_dict))
     except OSError as exc:
         raise BundleError(f"could not write the SAE file {path}: {exc.strerror or exc}") from exc
@@ -877,8 +884,8 @@ class Bundle:
         for name, (spec, storage) in SAMPLE_COLUMNS.items():
             self._check_shape(f"sample/{name}", spec, sample_dims, _STORAGE_KIND[storage])
         self._curve_names: list[str] = []
-        curves = self._group("curves")
-        curves.visititems(self._collect_curve)
+        if "curves" in f:                               # optional: a bundle may have no curves
+            self._group("curves").visititems(self._collect_curve)
 
         self.info: dict[str, Any] = {
             "format": FORMAT,

@@ -511,3 +511,28 @@ def test_cli_registered_in_main(written, capsys):
 
     assert main(["info", str(written)]) == 0
     assert "features" in capsys.readouterr().out
+
+
+def test_one_handle_per_thread(written):
+    """The app reads in worker threads, each with its own handle: results match the main thread's."""
+    import threading
+
+    with open_bundle(written) as main:
+        expected = [main.dashboard("feature", i).top_acts for i in range(N_F)]
+    failures = []
+
+    def work():
+        try:
+            with open_bundle(written) as b:
+                for _ in range(3):
+                    for i in range(N_F):
+                        np.testing.assert_array_equal(b.dashboard("feature", i).top_acts, expected[i])
+        except Exception as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
