@@ -1,0 +1,206 @@
+"""Offline labels on constructed statistics whose right answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.labels import (HeldOutSample, RuleLabeller, TokenRule, TokenTable, class_share, label_harvest,
+                           label_units, spearman)
+from engine.stats import UnitStats
+
+POOLS = {
+    "dna": ["ACGT", "GAT", "TTA", "A", "C", "G", "T", "AC", "GG", "CCTA", "TGCA", "\n"],
+    "base64": ["Zk", "qL3", "+/", "Hj", "aB9", "xY", "Q0", "w7", "Mz", "pK", "bad", "Ab", "=="],
+    "hex": ["3f", "a0", "ff", "e4b", "00", "1c", "0x", "de", " ", "9d", "b2", "7e"],
+    "prose": [" the", " of", " and", " is", " a", " model", " word", ".", ",", " self", " text"],
+    "code": ["def", " self", "(", ")", ":", "\n", "    ", "return", " import", "if", " x", "=", "1"],
+    "arabic": ["ال", "مر", "كتاب", " ", "في", "من", "\\xd8"],
+}
+VOCAB = sorted({t for pool in POOLS.values() for t in pool})
+ID = {t: i for i, t in enumerate(VOCAB)}
+T, K, I, P, LEFT, RIGHT = 64, 20, 5, 5, 6, 3
+
+
+class FakeTokenizer:
+    vocab_size = len(VOCAB)
+
+    def token_str(self, i: int) -> str:
+        return VOCAB[i]
+
+
+def _stream(rng, n=24_000):
+    tokens, kinds = [], []
+    names = list(POOLS)
+    while len(tokens) < n:
+        kind = names[rng.integers(len(names))]
+        length = int(rng.integers(20, 60))
+        pool = POOLS[kind]
+        tokens += [ID[pool[j]] for j in rng.integers(0, len(pool), length)]
+        kinds += [kind] * length
+    return np.array(tokens[:n]), np.array(kinds[:n])
+
+
+def _stats(tokens, acts_NU, seed=0) -> UnitStats:
+    """Brute-force UnitStats (top and interval windows) of activations over a token stream."""
+    rng = np.random.default_rng(seed)
+    N, U = acts_NU.shape
+    W = LEFT + 1 + RIGHT
+
+    def window(u, p):
+        off = np.arange(-LEFT, RIGHT + 1)
+        q = p + off
+        ok = (q // T == p // T) & (q >= 0) & (q < N)
+        qc = np.clip(q, 0, N - 1)
+        return np.where(ok, tokens[qc], -1), np.where(ok, acts_NU[qc, u], 0.0)
+
+    top_t = np.full((U, K, W), -1, np.int32)
+    top_a = np.zeros((U, K, W), np.float16)
+    int_t = np.full((U, I, P, W), -1, np.int32)
+    int_a = np.zeros((U, I, P, W), np.float16)
+    mx = acts_NU.max(0)
+    for u in range(U):
+        order = np.argsort(-acts_NU[:, u], kind="stable")[:K]
+        for k, p in enumerate(order[acts_NU[order, u] > 0]):
+            top_t[u, k], top_a[u, k] = window(u, p)
+        if mx[u] <= 0:
+            continue
+        j_of = np.clip(np.ceil(acts_NU[:, u] / mx[u] * I) - 1, 0, I - 1)
+        for j in range(I):
+            members = np.nonzero((acts_NU[:, u] > 0) & (j_of == j))[0]
+            for e, p in enumerate(rng.permutation(members)[:P]):
+                int_t[u, j, e], int_a[u, j, e] = window(u, p)
+    z = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
+    return UnitStats(kind="feature", density=(acts_NU > 0).mean(0), max_act=mx.astype(np.float32),
+                     mean_act=z(U), act_hist=np.zeros((U, 4), np.int64), top_tokens=top_t, top_acts=top_a,
+                     top_center=LEFT, interval_tokens=int_t, interval_acts=int_a,
+                     interval_bounds=z(U, I, 2), top_token_ids=np.full((U, 5), -1, np.int32),
+                     logit_top_ids=np.zeros((U, 3), np.int32), logit_top_values=z(U, 3),
+                     logit_bottom_ids=np.zeros((U, 3), np.int32), logit_bottom_values=z(U, 3),
+                     logit_hist=np.zeros((U, 4), np.int64), logit_range=z(U, 2),
+                     align_ids=np.zeros((U, 2), np.int32), align_values=z(U, 2), align_l1=z(U),
+                     corr_ids=np.zeros((U, 2), np.int32), corr_values=z(U, 2))
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    rng = np.random.default_rng(0)
+    tokens, kinds = _stream(rng)
+    N = len(tokens)
+    act = lambda mask: np.where(mask, rng.uniform(1.0, 3.0, N), 0.0)  # noqa: E731
+    is_ = lambda *names: np.isin(tokens, [ID[t] for t in names])  # noqa: E731
+    units = {
+        "dna": act((kinds == "dna") & ~is_("\n")),
+        "base64": act((kinds == "base64") & ~is_("==")),
+        "hex": act((kinds == "hex") & ~is_(" ")),
+        "arabic": act((kinds == "arabic") & ~is_(" ")),
+        "self": act(is_(" self")),
+        "def": act(is_("def")),
+        "random": act(rng.random(N) < 0.05),
+        "dead": np.zeros(N),
+        "polysemantic": act(((kinds == "dna") & ~is_("\n")) | is_("(")) * np.where(is_("("), 1.5, 0.6),
+    }
+    names = list(units)
+    acts = np.stack([units[n] for n in names], axis=1)
+    stats = _stats(tokens, acts)
+    S = 4096
+    held = HeldOutSample(token_ids=tokens[:S].astype(np.int32), acts_of=lambda u: acts[:S, u].astype(np.float32),
+                         positions=np.sort(rng.choice(S, 20, replace=False)))
+    labels, scores = label_units(stats, FakeTokenizer(), held_out=held, seed=0)
+    return dict(names=names, labels=dict(zip(names, labels)), scores=dict(zip(names, scores)), stats=stats)
+
+
+@pytest.mark.parametrize("name,expected", [("dna", "DNA"), ("base64", "base64"), ("hex", "hex"),
+                                           ("arabic", "Arabic script"), ("self", "the token ' self'"),
+                                           ("def", "Python keyword 'def'")])
+def test_known_units_get_their_label_and_a_high_score(labelled, name, expected):
+    assert expected in labelled["labels"][name]
+    assert labelled["scores"][name] > 0.6, (name, labelled["scores"][name])
+
+
+def test_random_and_dead_units(labelled):
+    assert abs(labelled["scores"]["random"]) < 0.3
+    assert labelled["scores"]["random"] < min(labelled["scores"][n] for n in ("dna", "base64", "hex", "self"))
+    assert labelled["labels"]["dead"] == "" and np.isnan(labelled["scores"]["dead"])
+    assert labelled["stats"].labels == [labelled["labels"][n] for n in labelled["names"]]
+
+
+def test_polysemantic_unit_scores_below_the_monosemantic_one(labelled):
+    assert labelled["scores"]["polysemantic"] < labelled["scores"]["dna"]
+
+
+def test_class_share_of_top_examples(labelled):
+    table = TokenTable.from_tokenizer(FakeTokenizer())
+    stats, names = labelled["stats"], labelled["names"]
+    for name, cls in (("dna", "DNA"), ("base64", "base64"), ("hex", "hex")):
+        label, share = class_share(stats, table, names.index(name), k=20)
+        assert cls in label and share >= 0.8, (name, label, share)
+
+
+def test_token_classes_use_context():
+    table = TokenTable.from_tokenizer(FakeTokenizer())
+    win = np.array([[ID[t] for t in ("ACGT", "A", "GG", "TTA", "C", "GAT")],       # 'A', 'GG' are DNA here
+                    [ID[t] for t in (" the", " a", " model", " is", " a", " word")],  # ' a' is a word here
+                    [ID[t] for t in ("3f", "ff", "00", "de", "a0", "1c")],           # 'ff', 'de', '00' hex
+                    [ID[t] for t in ("Zk", "qL3", "bad", "Hj", "aB9", "xY")]])       # 'bad' base64 here
+    c = table.classify(win)
+    names = [[table.class_name(int(x)) for x in row] for row in c]
+    assert all("DNA" in n for n in names[0])
+    assert names[1][1] == "words"
+    assert all("hex" in n for n in names[2])
+    assert names[3][2] == "base64" and names[3][1] == "base64"
+
+
+def test_spearman_conventions():
+    assert spearman(np.ones(10), np.arange(10)) == 0.0
+    assert spearman(np.arange(10), np.arange(10)) == pytest.approx(1.0)
+    assert spearman(np.arange(10), -np.arange(10.0) ** 3) == pytest.approx(-1.0)
+
+
+def test_labeller_is_replaceable(labelled):
+    class Always:
+        table = None
+
+        def label(self, unit):
+            return "custom", TokenRule(frozenset([ID["ACGT"]]))
+
+    stats = labelled["stats"]
+    labels, scores = label_units(stats, FakeTokenizer(), labeller=Always(), units=[0, 6])
+    assert labels[0] == "custom" and labels[6] == "custom"
+    assert scores[0] > 0 and np.isfinite(scores[6])
+
+
+def test_label_harvest_on_a_real_harvest():
+    import torch
+
+    from engine.config import HarvestConfig, ModelConfig, SAEConfig
+    from engine.events import Progress
+    from engine.harvest import harvest
+    from engine.model import OneLayerTransformer
+    from engine.sae import SparseAutoencoder
+
+    model = OneLayerTransformer(ModelConfig(vocab_size=len(VOCAB), n_ctx=16, d_model=16, n_heads=2, d_mlp=24))
+    sae = SparseAutoencoder(SAEConfig(recipe="topk", d_in=24, d_sae=40, k=4))
+    tokens, _ = _stream(np.random.default_rng(1), n=16 * 40)
+    gen = harvest(model, sae, tokens, HarvestConfig(n_tokens=len(tokens), sample_tokens=200), device="cpu")
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+    gen = label_harvest(result, FakeTokenizer(), seed=0)
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            assert stop.value is result
+            break
+    assert events and isinstance(events[-1], Progress) and events[-1].done == events[-1].total == 64
+    for stats in (result.features, result.neurons):
+        assert len(stats.labels) == len(stats) and stats.scores.shape == (len(stats),)
+        live = stats.density > 0
+        assert all(stats.labels[i] for i in np.nonzero(live)[0])
+        assert np.isfinite(stats.scores[live]).all() and np.isnan(stats.scores[~live]).all()
+    assert isinstance(RuleLabeller(FakeTokenizer()).table, TokenTable)
