@@ -215,6 +215,8 @@ def token_storage_dtype(vocab_size: int) -> tuple[np.dtype, int]:
 
 def _encode_tokens(ids: np.ndarray, dtype: np.dtype, pad: int) -> np.ndarray:
     ids = np.asarray(ids)
+    if ids.size and ids.max() >= np.iinfo(dtype).max:
+        raise ValueError(f"token id {int(ids.max())} does not fit the bundle's {np.dtype(dtype).name} tokens")
     out = ids.astype(dtype)
     out[ids < 0] = pad
     return out
