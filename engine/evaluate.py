@@ -1,0 +1,115 @@
+"""How good is a sparse autoencoder? The paper's measures on held-out tokens.
+
+On contiguous windows of the model's context length from `val_tokens` (each predicting its next
+token), with x the MLP activations, x̂ the SAE reconstruction and f the feature activations:
+
+    mse               = Σ ‖x - x̂‖² / (n·D)                  mean squared error per element
+    fvu               = Σ ‖x - x̂‖² / Σ ‖x - x̄‖²             fraction of variance unexplained
+    l0                = mean over tokens of #{i : fᵢ > 0}
+    dead_fraction     = fraction of features never active on these n tokens
+    ultralow_fraction = fraction with density < ultralow_threshold (1e-6); with n < 1e6 tokens this
+                        is the same as "never active in n tokens" — reported as is, with n_tokens
+    loss_clean        = mean next-token cross-entropy (nats) of the model
+    loss_sae          = the same with x̂ spliced in place of x
+    loss_zero_ablation= the same with x replaced by 0
+    loss_recovered    = (L_zero - L_sae) / (L_zero - L_clean)
+
+``evaluate`` returns a JSON-safe dict with those keys plus ``ultralow_threshold`` and
+``feature_density`` (a numpy array [F], the fraction of tokens on which each feature fires; pop it
+before serialising).
+
+Shape legend: B windows, T positions, D MLP neurons, F features, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+
+__all__ = ["evaluate", "METRIC_KEYS", "ULTRALOW_THRESHOLD"]
+
+METRIC_KEYS = ("mse", "fvu", "l0", "dead_fraction", "ultralow_fraction", "loss_clean", "loss_sae",
+               "loss_zero_ablation", "loss_recovered", "n_tokens")
+ULTRALOW_THRESHOLD = 1e-6
+
+
+@torch.no_grad()
+def evaluate(model, sae, val_tokens: np.ndarray, n_tokens: int, device: str | torch.device = "cpu",
+             n_ctx: int | None = None, batch_size: int = 16) -> dict:
+    """The measures above on about n_tokens tokens (whole windows) of val_tokens."""
+    device = torch.device(device)
+    T = int(n_ctx or model.cfg.n_ctx)
+    n_windows = min(max(1, n_tokens // T), (len(val_tokens) - 1) // T)
+    if n_windows < 1:
+        raise ValueError(f"need more than {T} validation tokens to evaluate; got {len(val_tokens)}")
+    was_training = model.training
+    model.eval()
+    sae_was_training = sae.training
+    sae.eval()
+    D, F = sae.cfg.d_in, sae.cfg.d_sae
+    sq_err = 0.0
+    sum_x_D = torch.zeros(D, dtype=torch.float64)
+    sum_x2 = 0.0
+    l0_sum = 0.0
+    count_F = torch.zeros(F, dtype=torch.float64)
+    ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
+    n = 0
+    for w0 in range(0, n_windows, batch_size):
+        starts = np.arange(w0, min(n_windows, w0 + batch_size)) * T
+        window = np.asarray(val_tokens[starts[:, None] + np.arange(T + 1)], dtype=np.int64)
+        idx_BT = torch.from_numpy(window[:, :-1]).to(device)
+        tgt = torch.from_numpy(window[:, 1:]).reshape(-1).to(device)
+        resid, mlp_in = model._pre_mlp(idx_BT)
+        x_BTD = model.mlp.acts(mlp_in)
+        x_ND = x_BTD.reshape(-1, D).float()
+        f_NF = sae.encode(x_ND)
+        x_hat_ND = sae.decode(f_NF)
+        err = x_hat_ND - x_ND
+        sq_err += float(err.double().pow(2).sum())
+        sum_x_D += x_ND.double().sum(0).cpu()
+        sum_x2 += float(x_ND.double().pow(2).sum())
+        active = f_NF > 0
+        l0_sum += float(active.sum())
+        count_F += active.sum(0).double().cpu()
+        n += x_ND.shape[0]
+        for name, acts in (("clean", x_BTD), ("sae", x_hat_ND.reshape(x_BTD.shape)),
+                           ("zero", torch.zeros_like(x_BTD))):
+            logits = model.logits_from_acts(resid, acts.to(resid.dtype))
+            ce[name] += float(Fn.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt, reduction="sum"))
+    if was_training:
+        model.train()
+    if sae_was_training:
+        sae.train()
+    total_var = sum_x2 - float((sum_x_D * sum_x_D).sum()) / n
+    density_F = (count_F / n).numpy()
+    loss_clean, loss_sae, loss_zero = ce["clean"] / n, ce["sae"] / n, ce["zero"] / n
+    gap = loss_zero - loss_clean
+    return {
+        "mse": sq_err / (n * D),
+        "fvu": sq_err / total_var if total_var > 0 else float("nan"),
+        "l0": l0_sum / n,
+        "dead_fraction": float((count_F == 0).double().mean()),
+        "ultralow_fraction": float((density_F < ULTRALOW_THRESHOLD).mean()),
+        "ultralow_threshold": ULTRALOW_THRESHOLD,
+        "loss_clean": loss_clean,
+        "loss_sae": loss_sae,
+        "loss_zero_ablation": loss_zero,
+        "loss_recovered": (loss_zero - loss_sae) / gap if abs(gap) > 1e-12 else float("nan"),
+        "n_tokens": int(n),
+        "feature_density": density_F,
+    }
+
+
+def json_safe(metrics: dict) -> dict:
+    """The metrics without the numpy array, NaN/inf turned into None (strict JSON)."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, np.ndarray):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[key] = value
+    return out

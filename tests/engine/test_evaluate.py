@@ -1,0 +1,85 @@
+"""evaluate(): loss recovered is 1 for an exact reconstruction and 0 for a zero one; the rest adds up."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine.config import ModelConfig, SAEConfig
+from engine.evaluate import METRIC_KEYS, evaluate, json_safe
+from engine.model import OneLayerTransformer
+from engine.sae import SparseAutoencoder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def model_and_tokens():
+    torch.manual_seed(0)
+    model = OneLayerTransformer(ModelConfig(vocab_size=64, n_ctx=16, d_model=16, n_heads=2, d_mlp=32)).eval()
+    with torch.no_grad():                     # make the MLP matter to the loss
+        model.mlp.W_out.weight.mul_(30)
+        model.mlp.W_in.weight.mul_(5)
+        model.unembed.weight.mul_(50)
+    tokens = np.random.default_rng(0).integers(0, 64, size=3000).astype(np.uint16)
+    return model, tokens
+
+
+def _sae(d_in: int, W_enc, W_dec) -> SparseAutoencoder:
+    sae = SparseAutoencoder(SAEConfig(recipe="2023", d_in=d_in, d_sae=d_in))
+    state = {"W_enc": W_enc, "b_enc": torch.zeros(d_in), "W_dec": W_dec, "b_dec": torch.zeros(d_in)}
+    return SparseAutoencoder.from_state_dict(sae.cfg, state)
+
+
+def test_identity_sae_recovers_everything(model_and_tokens):
+    model, tokens = model_and_tokens
+    eye = torch.eye(32)
+    m = evaluate(model, _sae(32, eye, eye), tokens, n_tokens=1000, batch_size=8)
+    assert set(METRIC_KEYS) <= set(m)
+    assert m["n_tokens"] == (1000 // 16) * 16
+    assert abs(m["loss_zero_ablation"] - m["loss_clean"]) > 0.05  # the MLP matters in this model
+    assert m["loss_recovered"] == pytest.approx(1.0, abs=1e-5)
+    assert m["loss_sae"] == pytest.approx(m["loss_clean"], abs=1e-6)
+    assert m["mse"] < 1e-10 and m["fvu"] < 1e-8
+    # f = x: l0 is the mean number of active neurons, density their firing rate
+    acts = model.mlp_acts(torch.from_numpy(tokens[: m["n_tokens"]].astype(np.int64)).reshape(-1, 16))
+    active = (acts > 0).reshape(-1, 32)
+    assert m["l0"] == pytest.approx(active.sum(1).float().mean().item(), rel=1e-6)
+    assert np.allclose(m["feature_density"], active.float().mean(0).numpy())
+    assert m["ultralow_threshold"] == 1e-6
+
+
+def test_zero_sae_recovers_nothing(model_and_tokens):
+    model, tokens = model_and_tokens
+    m = evaluate(model, _sae(32, torch.eye(32), torch.zeros(32, 32)), tokens, n_tokens=800)
+    assert m["loss_recovered"] == pytest.approx(0.0, abs=1e-6)
+    assert m["fvu"] > 1.0 - 1e-9                         # predicting 0 is worse than predicting the mean
+
+
+def test_dead_features_and_json(model_and_tokens):
+    model, tokens = model_and_tokens
+    W_enc = torch.eye(32)
+    W_enc[:, :4] = 0                                     # features 0..3 never fire (pre = 0 -> ReLU 0)
+    m = evaluate(model, _sae(32, W_enc, torch.eye(32)), tokens, n_tokens=640)
+    assert m["dead_fraction"] >= 4 / 32
+    assert m["ultralow_fraction"] >= m["dead_fraction"]  # with < 1e6 tokens ultralow == never active
+    assert abs(m["loss_recovered"] - 1) > 1e-3          # dropping features costs something
+    text = json.dumps(json_safe(m))
+    assert "feature_density" not in json.loads(text)
+
+
+def test_topk_sae_evaluates(model_and_tokens):
+    model, tokens = model_and_tokens
+    sae = SparseAutoencoder(SAEConfig(recipe="topk", d_in=32, d_sae=128, k=6))
+    m = evaluate(model, sae, tokens, n_tokens=512)
+    assert m["l0"] <= 6 + 1e-9
+    assert len(m["feature_density"]) == 128

@@ -1,0 +1,297 @@
+"""SAE training: hand-written gradients equal autograd's, recipes recover known directions,
+2023 keeps unit decoder rows and resamples dead features, cancel/resume, NaN stop, sources."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine import events
+from engine.activations import (ActivationFileError, ArrayActivationSource, ModelActivationSource,
+                                cache_activations)
+from engine.config import ModelConfig, SAEConfig
+from engine.model import OneLayerTransformer
+from engine.sae_training import CHECKPOINT_NAME, _Trainer, run_to_completion, train_sae
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny matrices: one thread avoids OpenMP hand-offs that dominate at these sizes.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def synthetic(n=40_000, d=32, m=48, p=0.05, seed=0):
+    """x = Σ (sparse non-negative magnitudes) · (m random unit directions) + offset."""
+    rng = np.random.default_rng(seed)
+    dirs = rng.standard_normal((m, d))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    mags = rng.uniform(0.5, 2.0, (n, m)) * (rng.random((n, m)) < p)
+    return (mags @ dirs + 0.5).astype(np.float32), dirs
+
+
+def mean_max_cosine(dirs: np.ndarray, W_dec: torch.Tensor) -> float:
+    W = W_dec.detach().numpy()
+    W = W / np.linalg.norm(W, axis=1, keepdims=True)
+    return float((dirs @ W.T).max(1).mean())
+
+
+# ------------------------------------------------------------------ gradients
+def _autograd_loss(tr: _Trainer, x: torch.Tensor, dead_window: int) -> tuple[float, list[torch.Tensor]]:
+    cfg = tr.cfg
+    W_enc, b_enc, W_dec, b_dec = [p.detach().clone().requires_grad_(True) for p in tr.params]
+    xs, B = x * tr.scale, x.shape[0]
+    pre = (xs if cfg.recipe == "2024-04" else xs - b_dec) @ W_enc.t() + b_enc
+    if cfg.recipe == "topk":
+        v, i = pre.topk(cfg.k, dim=1)
+        f = torch.zeros_like(pre).scatter(1, i, v.relu())
+    else:
+        f = pre.relu()
+    x_hat = f @ W_dec + b_dec
+    loss = (x_hat - xs).pow(2).sum() / B
+    lam = tr.l1_at(tr.step)
+    if cfg.recipe == "2023":
+        loss = loss + lam * f.sum() / B
+    if cfg.recipe == "2024-04":
+        loss = loss + lam * (f * W_dec.norm(dim=1)).sum() / B
+    if cfg.recipe == "topk":
+        dead = tr.dead_mask(dead_window)
+        n_aux = min(cfg.aux_k, int(dead.sum()))
+        assert n_aux > 0
+        e = (xs - x_hat).detach()
+        av, ai = pre.masked_fill(~dead, -float("inf")).topk(n_aux, dim=1)
+        e_hat = torch.zeros_like(pre).scatter(1, ai, av.relu()) @ W_dec
+        loss = loss + cfg.aux_coeff * (e_hat - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum()
+    loss.backward()
+    return loss.item(), [W_enc.grad, b_enc.grad, W_dec.grad, b_dec.grad]
+
+
+@pytest.mark.parametrize("recipe", ["topk", "2023", "2024-04"])
+def test_hand_written_gradients_match_autograd(recipe):
+    torch.manual_seed(0)
+    cfg = SAEConfig(recipe=recipe, d_in=16, d_sae=64, k=4, aux_k=8, batch_size=32, l1_coeff=0.3)
+    tr = _Trainer(cfg, torch.device("cpu"), total_steps=100)
+    x = torch.rand(32, 16) * 3
+    tr.initialise(x)
+    with torch.no_grad():
+        tr.b_enc_F.normal_(0, 0.3)
+        tr.b_dec_D.normal_(0, 0.1)
+        tr.W_dec_FD.mul_(torch.rand(64, 1) + 0.5)        # non-unit rows exercise the 2024-04 penalty
+    tr.n_seen = 1000
+    tr.last_fired[:30] = 1000                             # latents 30.. are dead: AuxK is active
+    ref_loss, ref_grads = _autograd_loss(tr, x, dead_window=500)
+    torch.mul(x, tr.scale, out=tr.x_BD)
+    for p in tr.params:
+        p.grad.zero_()
+    metrics = tr._topk_grads(500) if recipe == "topk" else tr._dense_grads()
+    assert metrics["loss"] == pytest.approx(ref_loss, rel=1e-5)
+    for p, g in zip(tr.params, ref_grads):
+        assert torch.allclose(p.grad, g, atol=1e-5 * (1 + g.abs().max().item())), recipe
+
+
+# ------------------------------------------------------------------ recipes
+@pytest.mark.parametrize("recipe, extra", [("topk", {"k": 3}), ("2024-04", {"l1_coeff": 3.0}),
+                                           ("2023", {"l1_coeff": 1.0})])
+def test_recovers_known_sparse_directions(recipe, extra):
+    x, dirs = synthetic()
+    cfg = SAEConfig(recipe=recipe, d_in=32, d_sae=96, aux_k=16, batch_size=512, n_activations=200_000,
+                    dead_window=20_000, lr=3e-3, **extra)
+    progress = []
+    job = train_sae(cfg, ArrayActivationSource(x, seed=0))
+    while True:
+        try:
+            progress.append(next(job))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert len(progress) == result.steps == 200_000 // 512
+    assert {"mse", "sparsity_loss", "l0", "dead_fraction", "lr"} <= set(progress[-1].metrics)
+    assert progress[-1].unit == "activations" and progress[-1].stage == "sae"
+    assert mean_max_cosine(dirs, result.sae.W_dec) >= 0.9
+    assert set(result.curves) >= {"sae/mse", "sae/l0", "sae/dead_fraction", "sae/lr", "sae/loss"}
+    assert result.curves["sae/mse"].shape == (result.steps, 2)
+    assert result.curves["sae/mse"][-1, 1] < result.curves["sae/mse"][0, 1]
+    # the returned SAE works on raw activations: its error there, rescaled, is the training error
+    x_t = torch.from_numpy(x[:4096])
+    with torch.no_grad():
+        x_hat, _ = result.sae(x_t)
+    mse_raw = ((x_hat - x_t) ** 2).mean().item()
+    assert 0.7 < mse_raw * result.scale**2 / result.final["mse"] < 1.4
+    fvu = ((x_hat - x_t) ** 2).sum() / ((x_t - x_t.mean(0)) ** 2).sum()
+    assert fvu < (0.6 if recipe == "2024-04" else 0.2)      # the L1-type penalty shrinks magnitudes
+    if recipe in ("2023", "topk"):
+        norms = result.sae.W_dec.norm(dim=1) * result.scale     # unit norm in the training scale
+        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
+
+
+def test_2023_decoder_rows_stay_unit_norm_every_step():
+    x, _ = synthetic(n=5000)
+    cfg = SAEConfig(recipe="2023", d_in=32, d_sae=64, batch_size=256, l1_coeff=1.0, lr=1e-2)
+    tr = _Trainer(cfg, torch.device("cpu"), total_steps=20)
+    tr.initialise(torch.from_numpy(x[:1024]))
+    for step in range(10):
+        tr.train_step(torch.from_numpy(x[step * 256:(step + 1) * 256]), dead_window=10_000)
+        norms = tr.W_dec_FD.norm(dim=1)
+        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+
+
+def test_resampling_revives_dead_features():
+    x, _ = synthetic(n=8000)
+    data = torch.from_numpy(x)
+    cfg = SAEConfig(recipe="2023", d_in=32, d_sae=64, batch_size=256, l1_coeff=1.0, lr=1e-3)
+    tr = _Trainer(cfg, torch.device("cpu"), total_steps=100)
+    tr.initialise(data[:1024])
+    with torch.no_grad():
+        tr.b_enc_F[:16] = -1e4                                    # features 0..15 can never fire
+    for step in range(8):
+        tr.train_step(data[step * 256:(step + 1) * 256], dead_window=1024)
+    dead = tr.dead_mask(1024)
+    assert dead[:16].all()
+    n = tr.resample_dead_(data[4000:8000], window=1024, seed=0)
+    assert n == int(dead.sum()) >= 16
+    state = tr.opt.state[tr.W_dec_FD]
+    assert state["exp_avg"][:16].abs().max() == 0 and state["exp_avg_sq"][:16].abs().max() == 0
+    assert torch.allclose(tr.W_dec_FD[:16].norm(dim=1), torch.ones(16), atol=1e-5)
+    live = ~dead
+    enc_norms = tr.W_enc_FD.norm(dim=1)
+    assert torch.allclose(enc_norms[:16], 0.2 * enc_norms[live].mean().expand(16), rtol=1e-4)
+    f = tr.to_sae().encode(data[2000:4000])
+    assert (f[:, :16] > 0).any(0).all()                         # every revived feature fires again
+    assert not tr.dead_mask(1024)[:16].any()
+
+
+def test_2023_run_resamples_on_schedule():
+    x, _ = synthetic(n=20_000)
+    cfg = SAEConfig(recipe="2023", d_in=32, d_sae=256, batch_size=256, n_activations=60_000,
+                    l1_coeff=3.0, dead_window=100_000)
+    result = run_to_completion(train_sae(cfg, ArrayActivationSource(x)))
+    assert result.steps == 60_000 // 256
+    assert result.final["dead_fraction"] < 0.5
+
+
+# ------------------------------------------------------------------ cancel, resume, divergence
+def test_cancel_then_resume_matches_uninterrupted_run(tmp_path):
+    x, _ = synthetic(n=20_000)
+    cfg = SAEConfig(recipe="topk", d_in=32, d_sae=64, k=4, aux_k=8, batch_size=256, n_activations=40_000,
+                    dead_window=2000, checkpoint_every=5)
+    reference = run_to_completion(train_sae(cfg, ArrayActivationSource(x, seed=1)))
+
+    token = events.CancelToken()
+    job = train_sae(cfg, ArrayActivationSource(x, seed=1), checkpoint_dir=tmp_path, cancel=token)
+    with pytest.raises(events.Cancelled) as info:
+        for i, _ in enumerate(job):
+            if i == 61:
+                token.cancel()
+    assert info.value.checkpoint == str(tmp_path / CHECKPOINT_NAME)
+    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert state["trainer"]["step"] == 62
+    resumed = run_to_completion(train_sae(cfg, ArrayActivationSource(x, seed=1), checkpoint_dir=tmp_path,
+                                          resume=True))
+    assert resumed.steps == reference.steps
+    for key in ("W_enc", "b_enc", "W_dec", "b_dec"):
+        assert torch.allclose(getattr(resumed.sae, key), getattr(reference.sae, key), atol=1e-6), key
+    assert np.allclose(resumed.curves["sae/mse"], reference.curves["sae/mse"])
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    x, _ = synthetic(n=5000)
+    cfg = SAEConfig(recipe="topk", d_in=32, d_sae=64, k=4, batch_size=256, n_activations=2560)
+    run_to_completion(train_sae(cfg, ArrayActivationSource(x), checkpoint_dir=tmp_path))
+    with pytest.raises(ValueError, match="different SAE configuration"):
+        run_to_completion(train_sae(cfg.replace(k=5), ArrayActivationSource(x), checkpoint_dir=tmp_path,
+                                    resume=True))
+
+
+class _PoisonedSource:
+    """Finite batches, then NaN from batch `bad` on."""
+
+    d_in = 32
+
+    def __init__(self, bad: int):
+        self.bad = bad
+        self.data = torch.from_numpy(synthetic(n=4096)[0])
+
+    def iter_batches(self, batch_size, start=0):
+        i = start
+        while True:
+            batch = self.data[(i * batch_size) % 4096:][:batch_size].clone()
+            if i >= self.bad:
+                batch[0, 0] = float("nan")
+            yield batch
+            i += 1
+
+
+def test_nan_stops_with_training_diverged_and_keeps_checkpoint(tmp_path):
+    cfg = SAEConfig(recipe="topk", d_in=32, d_sae=64, k=4, batch_size=256, n_activations=256 * 20,
+                    checkpoint_every=2)
+    with pytest.raises(events.TrainingDiverged, match="nan"):
+        run_to_completion(train_sae(cfg, _PoisonedSource(bad=7), checkpoint_dir=tmp_path))
+    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert state["trainer"]["step"] == 6
+    assert torch.isfinite(state["trainer"]["params"]["W_dec_FD"]).all()
+
+
+# ------------------------------------------------------------------ sources
+def test_array_source_is_deterministic_and_resumable(tmp_path):
+    x = np.arange(1000 * 4, dtype=np.float32).reshape(1000, 4)
+    src = ArrayActivationSource(x, seed=3)
+    it = src.iter_batches(64)
+    first = [next(it) for _ in range(20)]                      # crosses an epoch boundary (15 per epoch)
+    again = list(zip(range(5), src.iter_batches(64, start=13)))
+    for j, batch in again:
+        assert torch.equal(batch, first[13 + j])
+    rows = torch.cat(first[:15])[:, 0].numpy() / 4
+    assert len(np.unique(rows)) == 15 * 64                     # no row repeats within an epoch
+
+
+def test_array_source_files_and_errors(tmp_path):
+    import h5py
+
+    x = np.random.default_rng(0).random((300, 8), dtype=np.float32)
+    np.save(tmp_path / "acts.npy", x)
+    with h5py.File(tmp_path / "acts.h5", "w") as h5:
+        h5["meta/ids"] = np.arange(5)
+        h5["acts"] = x
+    for name in ("acts.npy", "acts.h5"):
+        src = ArrayActivationSource(tmp_path / name)
+        assert src.d_in == 8 and next(src.iter_batches(100)).shape == (100, 8)
+    np.save(tmp_path / "flat.npy", x.reshape(-1))
+    np.save(tmp_path / "ints.npy", (x * 10).astype(np.int64))
+    (tmp_path / "acts.txt").write_text("1 2 3")
+    for name, match in [("flat.npy", "2-D"), ("ints.npy", "dtype"), ("acts.txt", ".npy or .h5"),
+                        ("missing.npy", "does not exist")]:
+        with pytest.raises(ActivationFileError, match=match):
+            ArrayActivationSource(tmp_path / name)
+
+
+def _tiny_model():
+    torch.manual_seed(0)
+    return OneLayerTransformer(ModelConfig(vocab_size=50, n_ctx=16, d_model=16, n_heads=2, d_mlp=24)).eval()
+
+
+def test_model_source_streams_deterministic_shuffled_batches(tmp_path):
+    model = _tiny_model()
+    tokens = np.random.default_rng(0).integers(0, 50, size=5000).astype(np.uint16)
+    src = ModelActivationSource(model, tokens, n_ctx=16, batch_size=32, buffer_batches=4, seed=0)
+    it = src.iter_batches(32)
+    first = [next(it) for _ in range(7)]
+    assert all(b.shape == (32, 24) and b.dtype == torch.float32 for b in first)
+    assert all((b >= 0).all() for b in first)                   # post-ReLU activations
+    resumed = src.iter_batches(32, start=5)
+    assert torch.equal(next(resumed), first[5]) and torch.equal(next(resumed), first[6])
+    # the activations are the model's: every row appears among the model's outputs on its windows
+    with torch.no_grad():
+        windows = np.lib.stride_tricks.sliding_window_view(tokens.astype(np.int64), 16)
+        all_acts = model.mlp_acts(torch.from_numpy(np.ascontiguousarray(windows))).reshape(-1, 24)
+    row = first[0][0]
+    assert torch.isclose(all_acts, row, atol=1e-5).all(1).any()
+
+    path = cache_activations(src, 100, tmp_path / "cache.npy", batch_size=32)
+    cached = np.load(path)
+    assert cached.shape == (100, 24)
+    assert np.allclose(cached[:32], first[0].numpy())
+    mtime = path.stat().st_mtime_ns
+    assert cache_activations(src, 100, path, batch_size=32) == path and path.stat().st_mtime_ns == mtime
