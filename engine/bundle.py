@@ -415,7 +415,11 @@ class BundleWriter:
             if storage == "str":
                 _create(group, name, shape, "str")
             elif storage == "token":
-                ds = _create(group, name, shape, token_dtype)
+                if name == "top_token_ids":   # read whole for the table: few, large chunks
+                    ds = _create(group, name, shape, token_dtype, compress=False, unit_chunk=COLUMN_CHUNK,
+                                 chunk_bytes=1 << 18)
+                else:
+                    ds = _create(group, name, shape, token_dtype)
                 ds.attrs["pad"] = np.int64(pad)
             else:
                 # 1-D columns are read whole for the table; gzip buys little there and costs time.
