@@ -19,6 +19,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
+from superpos_app.panes._none_guard import ensure_none_guard
 from superpos_app.panes.detail import unit_name
 from superpos_app.panes.plots import (
     FEATURE_COLOR, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
@@ -40,6 +41,7 @@ def max_abs_cosine(W_dec_FM: np.ndarray) -> np.ndarray:
 class NeuronComparePane(QWidget):
     def __init__(self, selection, parent: QWidget | None = None):
         super().__init__(parent)
+        ensure_none_guard()          # PySide6 6.12 + Python 3.11 workaround, see _none_guard.py
         self.setObjectName("neuronCompare")
         self.selection = selection
         self.bundle = None

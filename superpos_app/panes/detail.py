@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.stats import Dashboard
+from superpos_app.panes._none_guard import ensure_none_guard
 from superpos_app.panes.plots import (
     ACCENT, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
@@ -115,6 +116,7 @@ def dashboard_to_json(dash: Dashboard, token_str, model_id: str = "superpos") ->
 class FeatureDetailPane(QWidget):
     def __init__(self, selection, parent: QWidget | None = None):
         super().__init__(parent)
+        ensure_none_guard()          # PySide6 6.12 + Python 3.11 workaround, see _none_guard.py
         self.setObjectName("featureDetail")
         self.selection = selection
         self.bundle = None

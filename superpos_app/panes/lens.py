@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.lens import LensEngine, LensResult
+from superpos_app.panes._none_guard import ensure_none_guard
 from superpos_app.panes.token_view import TokenView, display_token
 
 __all__ = ["TextLensPane", "LensFeatureModel", "PredictionModel", "DEBOUNCE_MS"]
@@ -237,6 +238,7 @@ class TextLensPane(QWidget):
 
     def __init__(self, selection, parent: QWidget | None = None, sync: bool | None = None):
         super().__init__(parent)
+        ensure_none_guard()          # PySide6 6.12 + Python 3.11 workaround, see _none_guard.py
         self.setObjectName("textLens")
         self.selection = selection
         self.bundle = None

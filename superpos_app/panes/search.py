@@ -11,11 +11,12 @@ import math
 from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView, QButtonGroup, QCheckBox, QDoubleSpinBox, QHBoxLayout, QHeaderView, QLabel,
-    QLineEdit, QTableView, QToolButton, QVBoxLayout, QWidget,
+    QLineEdit, QToolButton, QVBoxLayout, QWidget,
 )
 
+from superpos_app.panes._none_guard import ensure_none_guard
 from superpos_app.panes.unit_table_model import (
-    COL_LABEL, COL_SCORE, UnitFilter, UnitTable, UnitTableModel,
+    COL_LABEL, COL_SCORE, UnitFilter, UnitTable, UnitTableModel, UnitTableView,
 )
 
 __all__ = ["FeatureSearchPane", "DEBOUNCE_MS"]
@@ -28,6 +29,7 @@ class FeatureSearchPane(QWidget):
 
     def __init__(self, selection, parent: QWidget | None = None):
         super().__init__(parent)
+        ensure_none_guard()          # PySide6 6.12 + Python 3.11 workaround, see _none_guard.py
         self.setObjectName("featureSearch")
         self.selection = selection
         self.bundle = None
@@ -79,7 +81,7 @@ class FeatureSearchPane(QWidget):
         filters.addStretch(1)
 
         self.model = UnitTableModel(self)
-        self.table = QTableView()
+        self.table = UnitTableView()
         self.table.setObjectName("featureTable")
         self.table.setModel(self.model)
         self.table.setSortingEnabled(True)

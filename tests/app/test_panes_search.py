@@ -61,13 +61,32 @@ def test_search_filters_rows_by_label_id_and_tokens(pane, bundle, qtbot):
     for i in set(_shown(pane.model)) - want:
         toks = [tok.token_str(int(t)).strip().lower() for t in cols["top_token_ids"][i] if t >= 0]
         assert any("script" in t for t in toks)
+    # a query that only a top token can match finds exactly the rows holding that token
+    t0 = next(int(t) for t in cols["top_token_ids"][0] if t >= 0 and len(tok.token_str(int(t)).strip()) >= 2)
+    q = tok.token_str(t0).strip().lower()
+    pane.input.setText(q)
+    pane.apply_filter()
+    by_token = {u for u in range(len(labels)) if any(
+        q in tok.token_str(int(t)).strip().lower() for t in cols["top_token_ids"][u] if t >= 0)}
+    by_label = {u for u in range(len(labels)) if q in labels[u].lower()}
+    digits = {int(q.lstrip("#"))} if q.lstrip("#").isdigit() and int(q.lstrip("#")) < len(labels) else set()
+    assert 0 in _shown(pane.model)
+    assert set(_shown(pane.model)) == by_token | by_label | digits
     assert pane.count_label.text().startswith(f"{pane.model.rowCount():,} of {len(labels):,}")
 
     # an id matches exactly
     pane.input.setText("17")
     pane.apply_filter()
     assert 17 in _shown(pane.model)
-    assert all(u == 17 or "17" in pane.model.table.search[u].decode() for u in _shown(pane.model))
+    tok = bundle.tokenizer()
+
+    def matches(u, q):
+        toks = [tok.token_str(int(t)).strip().lower() for t in cols["top_token_ids"][u] if t >= 0]
+        return q in labels[u].lower() or any(q in t for t in toks)
+
+    assert all(u == 17 or matches(u, "17") for u in _shown(pane.model))
+    want = {u for u in range(len(labels)) if matches(u, "17")} | {17}
+    assert set(_shown(pane.model)) == want
 
     # nothing matches
     pane.input.setText("zzzz-no-such-feature")
