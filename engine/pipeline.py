@@ -22,7 +22,7 @@ import numpy as np
 
 from engine.config import RunConfig
 from engine.device import describe_device, resolve_device
-from engine.events import CancelToken, Message, StageFinished, StageStarted
+from engine.events import CancelToken, Message, Progress, StageFinished, StageStarted
 
 __all__ = ["run_pipeline", "prepare_data", "staged", "PIPELINE_STAGES", "default_workdir", "PreparedData"]
 
@@ -45,15 +45,30 @@ def default_workdir(cfg: RunConfig) -> Path:
     return paths.cache_dir() / "runs" / f"{cfg.name}-{key}"
 
 
-def staged(events, index: int, n_stages: int):
-    """Re-yield a sub-job's events with its StageStarted stamped with the pipeline position."""
+def staged(events, index: int, n_stages: int, stage: str | None = None):
+    """Re-yield a sub-job's events as pipeline stage ``index``: its StageStarted is stamped with
+    the position (one is made up from the first event if the job yields none), and a StageFinished
+    closes the stage if the job did not send one."""
+    started = finished = False
+    t0 = time.perf_counter()
     while True:
         try:
             event = next(events)
         except StopIteration as stop:
+            if started and not finished:
+                yield StageFinished(stage or "", seconds=time.perf_counter() - t0)
             return stop.value
         if isinstance(event, StageStarted):
             event = dataclasses.replace(event, index=index, n_stages=n_stages)
+            started, stage = True, event.stage
+        elif not started:
+            stage = stage or getattr(event, "stage", "")
+            total = event.total if isinstance(event, Progress) else 0
+            unit = event.unit if isinstance(event, Progress) else ""
+            yield StageStarted(stage, total=total, unit=unit, index=index, n_stages=n_stages)
+            started = True
+        if isinstance(event, StageFinished):
+            finished = True
         yield event
 
 
@@ -116,7 +131,7 @@ def run_pipeline(
     from engine.bundle import write_bundle
     from engine.evaluate import evaluate
     from engine.harvest import harvest
-    from engine.labels import label_units
+    from engine.labels import HeldOutSample, label_units
     from engine.sae_training import train_sae
     from engine.training import train_model
 
@@ -138,14 +153,14 @@ def run_pipeline(
 
     model_result = yield from timed(staged(train_model(
         cfg.model, cfg.train, data.tokens.train, data.tokens.val, device=cfg.device,
-        checkpoint_dir=workdir, resume=resume, cancel=cancel), 2, n))
+        checkpoint_dir=workdir, resume=resume, cancel=cancel), 2, n, "model"))
     model = model_result.model
 
     source = ModelActivationSource(model, data.tokens.train, n_ctx=cfg.model.n_ctx,
                                    batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
                                    seed=cfg.sae.seed, device=str(device))
     sae_result = yield from timed(staged(train_sae(
-        cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n))
+        cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n, "sae"))
     sae = sae_result.sae
 
     metrics = yield from timed(_blocking_stage(
@@ -153,11 +168,12 @@ def run_pipeline(
     metrics = {k: v for k, v in metrics.items() if not isinstance(v, np.ndarray)}
 
     stats = yield from timed(staged(harvest(model, sae, data.tokens.val, cfg.harvest, device=str(device),
-                                             cancel=cancel, eos_id=data.tokens.eos_id), 5, n))
+                                             cancel=cancel, eos_id=data.tokens.eos_id), 5, n, "harvest"))
 
     def label_both():
         for unit_stats in (stats.features, stats.neurons):
-            labels, scores = label_units(unit_stats, data.tokenizer, seed=cfg.harvest.seed)
+            held_out = HeldOutSample.from_result(stats, unit_stats.kind, seed=cfg.harvest.seed)
+            labels, scores = label_units(unit_stats, data.tokenizer, held_out=held_out, seed=cfg.harvest.seed)
             unit_stats.labels, unit_stats.scores = list(labels), np.asarray(scores, dtype=np.float32)
     yield from timed(_blocking_stage("labels", 6, n, label_both))
 
@@ -188,11 +204,22 @@ def run_pipeline(
 
 
 def _record_seconds(events, stage_seconds: dict[str, float]):
+    """Record each stage's seconds: its StageFinished, or the wall time until the job moves on."""
+    current: tuple[str, float] | None = None
+
+    def close_current():
+        if current is not None and current[0] not in stage_seconds:
+            stage_seconds[current[0]] = time.perf_counter() - current[1]
+
     while True:
         try:
             event = next(events)
         except StopIteration as stop:
+            close_current()
             return stop.value
-        if isinstance(event, StageFinished):
+        if isinstance(event, StageStarted):
+            close_current()
+            current = (event.stage, time.perf_counter())
+        elif isinstance(event, StageFinished):
             stage_seconds[event.stage] = event.seconds
         yield event
