@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSizePolicy,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from superpos_app.curves import CurvePanel, configure_pyqtgraph
 
@@ -84,6 +83,7 @@ class OverviewPane(QWidget):
         self.setObjectName("overviewPane")
         self.bundle = None
 
+        # In a scroll area so the pane never forces a minimum size on the window (panes dock beside it).
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -94,8 +94,8 @@ class OverviewPane(QWidget):
         body.setObjectName("overviewBody")
         scroll.setWidget(body)
         layout = QVBoxLayout(body)
-        layout.setContentsMargins(24, 18, 24, 18)
-        layout.setSpacing(12)
+        layout.setContentsMargins(24, 16, 24, 16)
+        layout.setSpacing(10)
 
         self.title = QLabel("")
         self.title.setObjectName("overviewTitle")
@@ -132,6 +132,7 @@ class OverviewPane(QWidget):
             val = QLabel("—")
             val.setObjectName(f"fact_{key}")
             val.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            val.setWordWrap(True)
             self.fact_labels[key] = val
             row, col = i // 2, (i % 2) * 2
             self.facts.addWidget(cap, row, col)
@@ -147,7 +148,7 @@ class OverviewPane(QWidget):
         self.density_plot = pg.PlotWidget()
         self.density_plot.setObjectName("densityHistogram")
         self.density_plot.setMenuEnabled(False)
-        self.density_plot.setMinimumHeight(230)
+        self.density_plot.setMinimumHeight(160)
         self.density_plot.setLabel("bottom", "log10(feature density)")
         self.density_plot.setLabel("left", "features")
         self.density_plot.showGrid(x=True, y=True, alpha=0.15)
@@ -162,7 +163,7 @@ class OverviewPane(QWidget):
         right.addWidget(_section("Training curves"))
         self.curves = CurvePanel(x_label="")
         self.curves.setObjectName("overviewCurves")
-        self.curves.setMinimumHeight(300)
+        self.curves.setMinimumHeight(220)
         right.addWidget(self.curves, 1)
         plots.addLayout(left, 2)
         plots.addLayout(right, 3)

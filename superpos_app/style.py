@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
-from engine.resources import read_text
+from engine.resources import read_text, resource_path
 
 __all__ = ["apply_style", "ACCENT"]
 
@@ -33,8 +33,12 @@ def apply_style(app: QApplication | None = None) -> None:
         font.setPointSizeF(10)
     font.setStyleStrategy(QFont.StyleStrategy.PreferAntialias)
     app.setFont(font)
+    from PySide6.QtGui import QIcon
+
+    app.setWindowIcon(QIcon(str(resource_path("icons/superpos.svg"))))
     try:
-        app.setStyleSheet(read_text("style.qss"))
+        icons = str(resource_path("icons")).replace("\\", "/")
+        app.setStyleSheet(read_text("style.qss").replace("@ICONS@", icons))
     except (FileNotFoundError, ModuleNotFoundError):  # pragma: no cover - broken install
         pass
     app.setProperty("superposStyled", True)

@@ -73,7 +73,17 @@ def _spin(lo: int, hi: int, step: int = 1, tip: str = "") -> QSpinBox:
     box.setGroupSeparatorShown(True)
     box.setToolTip(tip)
     box.setMinimumWidth(130)
+    box.setAlignment(Qt.AlignmentFlag.AlignRight)
     return box
+
+
+def _form(group: QGroupBox) -> QFormLayout:
+    form = QFormLayout(group)
+    form.setContentsMargins(10, 8, 10, 8)
+    form.setVerticalSpacing(6)
+    form.setHorizontalSpacing(12)
+    form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+    return form
 
 
 class TrainDialog(QDialog):
@@ -110,19 +120,18 @@ class TrainDialog(QDialog):
 
         form_scroll = QScrollArea()
         form_scroll.setWidgetResizable(True)
-        form_scroll.setMinimumWidth(430)
-        form_scroll.setMaximumWidth(470)
         form_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        form_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         form_host = QWidget()
         form_scroll.setWidget(form_host)
         self.form_host = form_host
         col = QVBoxLayout(form_host)
         col.setContentsMargins(0, 0, 6, 0)
-        col.setSpacing(6)
+        col.setSpacing(4)
 
         # corpus
         group = QGroupBox("Corpus")
-        form = QFormLayout(group)
+        form = _form(group)
         self.corpus_kind = QComboBox()
         self.corpus_kind.setObjectName("corpusKind")
         for kind, (label, _ph) in CORPUS_KINDS.items():
@@ -143,7 +152,7 @@ class TrainDialog(QDialog):
 
         # preset
         group = QGroupBox("Preset")
-        form = QFormLayout(group)
+        form = _form(group)
         self.preset_combo = QComboBox()
         self.preset_combo.setObjectName("presetCombo")
         for name in preset_names():
@@ -158,7 +167,7 @@ class TrainDialog(QDialog):
 
         # model
         group = QGroupBox("Transformer")
-        form = QFormLayout(group)
+        form = _form(group)
         self.vocab_size = _spin(64, 1 << 17, 256, "BPE vocabulary size")
         self.n_ctx = _spin(8, 4096, 8, "context length in tokens")
         self.d_model = _spin(8, 4096, 8, "residual stream width")
@@ -176,7 +185,7 @@ class TrainDialog(QDialog):
 
         # SAE
         group = QGroupBox("Sparse autoencoder")
-        form = QFormLayout(group)
+        form = _form(group)
         self.d_sae = _spin(16, 1 << 20, 256, "dictionary size (number of features)")
         self.d_sae.setObjectName("dSae")
         self.recipe = QComboBox()
@@ -193,6 +202,7 @@ class TrainDialog(QDialog):
         self.l1.setRange(0.0, 1000.0)
         self.l1.setSingleStep(0.5)
         self.l1.setToolTip("sparsity penalty λ")
+        self.l1.setAlignment(Qt.AlignmentFlag.AlignRight)
         self.sae_acts = _spin(1000, 2_000_000_000, 100_000, "training budget in activation vectors")
         self.sae_acts.setObjectName("saeActivations")
         form.addRow("Features", self.d_sae)
@@ -206,7 +216,7 @@ class TrainDialog(QDialog):
 
         # harvest + run
         group = QGroupBox("Statistics and output")
-        form = QFormLayout(group)
+        form = _form(group)
         self.harvest_tokens = _spin(1000, 2_000_000_000, 10_000, "held-out tokens scanned for feature statistics")
         self.harvest_tokens.setObjectName("harvestTokens")
         self.device = QComboBox()
@@ -279,6 +289,15 @@ class TrainDialog(QDialog):
 
         root.addWidget(form_scroll)
         root.addLayout(right, 1)
+        for form in form_host.findChildren(QFormLayout):   # one label column width for all groups
+            for row in range(form.rowCount()):
+                item = form.itemAt(row, QFormLayout.ItemRole.LabelRole)
+                if item is not None and item.widget() is not None:
+                    item.widget().setMinimumWidth(120)
+        for button in self.findChildren(QPushButton):   # Enter starts the run, nothing else
+            button.setAutoDefault(False)
+        self.start_button.setDefault(True)
+        form_scroll.setFixedWidth(form_host.sizeHint().width() + 14)   # room for the scroll bar
 
     def _connect_jobs(self) -> None:
         self.jobs.statusChanged.connect(self._on_status)

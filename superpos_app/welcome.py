@@ -68,7 +68,7 @@ class WelcomeView(QWidget):
         recent_title.setProperty("role", "sectionTitle")
         self.recent_list = QListWidget()
         self.recent_list.setObjectName("recentList")
-        self.recent_list.setMinimumHeight(180)
+        self.recent_list.setMinimumHeight(230)
         self.recent_list.setMaximumHeight(300)
         self.recent_list.itemActivated.connect(self._recent_activated)
         self.recent_list.itemClicked.connect(self._recent_activated)
