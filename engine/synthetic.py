@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.bundle import BundleWriter
-from engine.config import HarvestConfig, ModelConfig, RunConfig, preset
+from engine.config import HarvestConfig, ModelConfig, preset
 from engine.stats import UnitStats
 
 __all__ = ["write_synthetic_bundle", "synthetic_text", "SYNTHETIC_LABELS"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from engine.bundle import (
     SCHEMA_VERSION, BundleError, expected_model_shapes, load_sae_file, open_bundle, read_sae,
     write_bundle, write_sae_file,
 )
-from engine.config import HarvestConfig, ModelConfig, RunConfig, preset
+from engine.config import HarvestConfig, ModelConfig, preset
 from engine.model import OneLayerTransformer
 from engine.stats import HarvestResult
 from engine.synthetic import _unit_chunk, synthetic_text, write_synthetic_bundle
