@@ -205,8 +205,11 @@ class _LensRunner:
         self.latest = 0
         self._lock = threading.Lock()
         self._pool = None if sync else ThreadPoolExecutor(max_workers=1, thread_name_prefix="lens")
+        self.closed = False
 
     def submit(self, request_id: int, text: str, kwargs: dict) -> None:
+        if self.closed:
+            return
         with self._lock:
             self.latest = request_id
         if self.sync:
@@ -228,6 +231,7 @@ class _LensRunner:
         self.bridge.done.emit(result, time.perf_counter() - t0)
 
     def shutdown(self) -> None:
+        self.closed = True
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -429,6 +433,8 @@ class TextLensPane(QWidget):
         self.input.setPlainText(text)
 
     def shutdown(self) -> None:
+        """Stop the worker thread (the pane shows no new results afterwards)."""
+        self._debounce.stop()
         self.runner.shutdown()
 
     # ------------------------------------------------------------------ requests
