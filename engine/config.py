@@ -42,7 +42,11 @@ class _Config:
                 continue
             value = data[f.name]
             sub = _NESTED.get((cls.__name__, f.name))
-            kwargs[f.name] = sub.from_dict(value) if sub is not None and isinstance(value, dict) else value
+            if sub is not None and isinstance(value, dict):
+                value = sub.from_dict(value)
+            elif isinstance(value, list):  # JSON has no tuples (e.g. betas)
+                value = tuple(value)
+            kwargs[f.name] = value
         try:
             return cls(**kwargs)
         except TypeError as exc:  # pragma: no cover - defensive
@@ -204,8 +208,6 @@ def preset(name: str = "demo") -> RunConfig:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(preset_names())}")
     data = dict(presets[name])
     data.pop("description", None)
-    if "train" in data and "betas" in data["train"]:
-        data["train"]["betas"] = tuple(data["train"]["betas"])
     return RunConfig.from_dict({"name": name, **data})
 
 

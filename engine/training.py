@@ -219,6 +219,10 @@ def train_model(
         yield Progress("model", done=seen, total=total_steps * tokens_per_step, step=step,
                        metrics=metrics, rate=rate, eta_s=eta, unit="tokens")
 
+    if resume and step == total_steps and not math.isfinite(val_loss) and curves["model/val_loss"]:
+        val_loss = float(curves["model/val_loss"][-1][1])  # resumed a finished run: report its result
+        yield Progress("model", done=step * tokens_per_step, total=total_steps * tokens_per_step, step=step,
+                       metrics={"val_loss": val_loss}, unit="tokens")
     checkpoint()
     seconds = elapsed_before + time.perf_counter() - t_start
     yield StageFinished("model", seconds=seconds, summary={"val_loss": val_loss})

@@ -24,3 +24,18 @@ def _seed_torch():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def real_tiny_bundle(tmp_path_factory):
+    """A bundle made once per test session by the real pipeline on the built-in corpus (tiny preset)."""
+    from engine.config import preset
+    from engine.pipeline import run_pipeline
+
+    root = tmp_path_factory.mktemp("real-tiny")
+    job = run_pipeline(preset("tiny"), root / "tiny.h5", workdir=root / "work")
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            return stop.value

@@ -1,0 +1,112 @@
+"""The whole pipeline and the CLI, end to end on tiny configurations."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.bundle import open_bundle
+from engine.config import preset
+from engine.events import Cancelled, CancelToken, Progress, StageStarted
+from engine.pipeline import PIPELINE_STAGES, prepare_data, run_pipeline
+from engine.training import train_model, unigram_entropy
+
+
+def _drain(job):
+    events = []
+    while True:
+        try:
+            events.append(next(job))
+        except StopIteration as stop:
+            return stop.value, events
+
+
+def test_tiny_builtin_bundle_holds_a_model_that_learned(real_tiny_bundle):
+    with open_bundle(real_tiny_bundle) as bundle:
+        m = bundle.metrics
+        assert m["loss_clean"] < m["loss_zero_ablation"]
+        assert 0.5 < m["loss_recovered"] <= 1.05
+        assert bundle.n_features == preset("tiny").sae.d_sae
+        assert bundle.n_neurons == preset("tiny").model.d_mlp
+        assert len(bundle.columns("feature")["label"]) == bundle.n_features
+        assert "model/train_loss" in bundle.curves() and "sae/mse" in bundle.curves()
+
+
+def test_tiny_model_beats_unigram_entropy_on_builtin_and_on_text_files(tmp_path):
+    # Built-in corpus.
+    cfg = preset("tiny")
+    data, _ = _drain(prepare_data(cfg, tmp_path / "builtin"))
+    result, _ = _drain(train_model(data.config.model, data.config.train, data.tokens.train, data.tokens.val, "cpu"))
+    unigram = unigram_entropy(data.tokens.val, data.config.model.vocab_size)
+    assert result.final_val_loss < unigram - 0.5, (result.final_val_loss, unigram)
+
+    # A folder of plain text files given by path.
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "red", "house", "with", "big"]
+    for i in range(40):
+        sentences = [" ".join(rng.choice(words, 6)).capitalize() + "." for _ in range(60)]
+        (folder / f"doc{i}.txt").write_text("\n".join(sentences), encoding="utf-8")
+    cfg = cfg.with_overrides(corpus={"spec": str(folder), "max_chars": None}, tokenizer={"vocab_size": 300})
+    data, _ = _drain(prepare_data(cfg, tmp_path / "folder"))
+    result, _ = _drain(train_model(data.config.model, data.config.train, data.tokens.train, data.tokens.val, "cpu"))
+    unigram = unigram_entropy(data.tokens.val, data.config.model.vocab_size)
+    assert result.final_val_loss < unigram - 0.3, (result.final_val_loss, unigram)
+
+
+def test_pipeline_cancel_then_resume_finishes(tmp_path):
+    cfg = preset("tiny").with_overrides(train={"tokens": 30_000}, sae={"n_activations": 40_000},
+                                        harvest={"n_tokens": 4_000, "eval_tokens": 2_000})
+    cancel = CancelToken()
+    job = run_pipeline(cfg, tmp_path / "b.h5", workdir=tmp_path / "work", cancel=cancel)
+    stages = []
+    with pytest.raises(Cancelled):
+        for event in job:
+            if isinstance(event, StageStarted):
+                stages.append(event.stage)
+            if isinstance(event, Progress) and event.stage == "sae" and event.fraction > 0.3:
+                cancel.cancel()
+    assert stages[:4] == list(PIPELINE_STAGES[:4])
+    assert not (tmp_path / "b.h5").exists()
+    out, events = _drain(run_pipeline(cfg, tmp_path / "b.h5", workdir=tmp_path / "work", resume=True))
+    first_model = next(e for e in events if isinstance(e, Progress) and e.stage == "model")
+    assert first_model.fraction == 1.0  # the model was not trained again
+    with open_bundle(out) as bundle:
+        assert bundle.n_features == cfg.sae.d_sae
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    result = _cli("train-model", "--corpus", str(tmp_path / "missing"), "--preset", "tiny", "--out", str(tmp_path / "o"))
+    assert result.returncode == 1
+    assert "no such file or folder" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not an hdf5 file at all")
+    result = _cli("info", str(bad))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_cli_info_and_eval_json(real_tiny_bundle):
+    result = _cli("info", str(real_tiny_bundle))
+    assert result.returncode == 0, result.stderr
+    assert "loss_recovered" in result.stdout
+    result = _cli("eval", str(real_tiny_bundle), "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    for key in ("mse", "fvu", "l0", "dead_fraction", "ultralow_fraction", "loss_clean", "loss_sae",
+                "loss_zero_ablation", "loss_recovered", "n_tokens"):
+        assert key in metrics
+    assert Path(real_tiny_bundle).exists()
