@@ -1,0 +1,135 @@
+"""SAE trainer speed against the matmul bound (512 -> 4,096 latents, batch 4,096, CPU).
+
+    python benchmarks/bench_sae.py [--recipes topk,2023,2024-04] [--steps 8] [--rounds 2] [--threads N]
+
+For each recipe it prints the trainer's activations/s (train_sae end to end on an in-memory array,
+first steps excluded) and, in the same run, the bound: the time of the five matmuls of one dense
+step alone, each into a preallocated output —
+
+    enc fwd  x[B,D] @ W_enc[D,F]       dec fwd  f[B,F] @ W_dec[F,D]
+    grad W_dec = fᵀ @ e                grad f = e @ W_decᵀ          grad W_enc = xᵀ @ g
+
+bound activations/s = B / (sum of those five times). Trainer and bound are measured alternately,
+several times, and the medians compared, because this machine is shared.
+
+The trainer runs in fp32. bf16 is only worth it where the CPU has bf16 matmul units (AMX or
+AVX512-BF16); the script times one small bf16 matmul and prints its throughput so that the
+choice can be checked on the machine at hand.
+
+No allocator settings are needed: the trainer preallocates its (B, F) and (B, D) buffers and
+writes into them with out=...; the remaining temporaries are below glibc's dynamic mmap threshold,
+so they are recycled rather than page-faulted in afresh. Any MALLOC_* variables set are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from engine.activations import ArrayActivationSource  # noqa: E402
+from engine.config import SAEConfig  # noqa: E402
+from engine.sae_training import train_sae  # noqa: E402
+
+D, F, B = 512, 4096, 4096
+
+
+def matmul_bound_seconds(dtype=torch.float32, reps: int = 3) -> float:
+    """Median over reps of the summed time of the five matmuls of one step."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(B, D, generator=g).to(dtype)
+    W_enc = torch.randn(D, F, generator=g).to(dtype) * 0.05
+    W_dec = torch.randn(F, D, generator=g).to(dtype) * 0.05
+    f = torch.rand(B, F, generator=g).to(dtype)
+    e = torch.randn(B, D, generator=g).to(dtype)
+    out_BF, out_BD = torch.empty(B, F, dtype=dtype), torch.empty(B, D, dtype=dtype)
+    out_FD, out_DF = torch.empty(F, D, dtype=dtype), torch.empty(D, F, dtype=dtype)
+    ops = [lambda: torch.mm(x, W_enc, out=out_BF),
+           lambda: torch.mm(f, W_dec, out=out_BD),
+           lambda: torch.mm(f.t(), e, out=out_FD),
+           lambda: torch.mm(e, W_dec.t(), out=out_BF),
+           lambda: torch.mm(x.t(), f, out=out_DF)]
+    for op in ops:
+        op()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for op in ops:
+            op()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def trainer_rate(recipe: str, data: np.ndarray, steps: int, warmup: int = 3) -> tuple[float, dict]:
+    cfg = SAEConfig(recipe=recipe, d_in=D, d_sae=F, k=24, batch_size=B, n_activations=B * (steps + warmup),
+                    l1_coeff=5.0 if recipe == "2024-04" else 1.0, dead_window=B * 2)
+    job = train_sae(cfg, ArrayActivationSource(data, seed=0))
+    stamps = []
+    metrics = {}
+    for event in job:
+        stamps.append(time.perf_counter())
+        metrics = dict(event.metrics)
+    dt = stamps[-1] - stamps[warmup - 1]
+    return B * (len(stamps) - warmup) / dt, metrics
+
+
+def bf16_probe() -> str:
+    n = 512
+    a, b = torch.rand(n, n).bfloat16(), torch.rand(n, n).bfloat16()
+    torch.mm(a, b)
+    t0 = time.perf_counter()
+    torch.mm(a, b)
+    dt = time.perf_counter() - t0
+    a32, b32 = a.float(), b.float()
+    torch.mm(a32, b32)
+    t1 = time.perf_counter()
+    torch.mm(a32, b32)
+    dt32 = time.perf_counter() - t1
+    return (f"bf16 matmul {2 * n**3 / dt / 1e9:.1f} GFLOP/s vs fp32 {2 * n**3 / dt32 / 1e9:.1f} GFLOP/s "
+            f"({n}x{n}x{n})")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", default="topk,2023,2024-04")
+    parser.add_argument("--steps", type=int, default=8, help="timed trainer steps per measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating trainer/bound measurements")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print("allocator env:", {k: v for k, v in os.environ.items() if k.startswith("MALLOC")} or "none")
+    print(bf16_probe())
+    flop = 5 * 2 * B * D * F
+    rng = np.random.default_rng(0)
+    # sparse non-negative data, like MLP activations
+    data = (rng.random((B * 8, D), dtype=np.float32) * (rng.random((B * 8, D)) < 0.1)).astype(np.float32)
+    for recipe in args.recipes.split(","):
+        rates, bounds = [], []
+        metrics = {}
+        for _ in range(args.rounds):
+            bounds.append(matmul_bound_seconds())
+            rate, metrics = trainer_rate(recipe, data, args.steps)
+            rates.append(rate)
+        bound_s = statistics.median(bounds)
+        bound_rate = B / bound_s
+        rate = statistics.median(rates)
+        print(f"[{recipe:>7}] trainer {rate:,.0f} activations/s (rounds: {', '.join(f'{r:,.0f}' for r in rates)}) | "
+              f"fp32 5-matmul bound {bound_rate:,.0f} activations/s ({flop / bound_s / 1e9:.0f} GFLOP/s, "
+              f"{bound_s * 1e3:.0f} ms/step) | ratio {rate / bound_rate:.2f} | "
+              f"l0 {metrics.get('l0', float('nan')):.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
