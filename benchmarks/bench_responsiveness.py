@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -107,6 +108,7 @@ def main() -> int:
     app.exec()
     seconds = time.perf_counter() - t0
     timer.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
     if "error" in outcome:
         print(f"job failed: {outcome['error']}")
         return 1

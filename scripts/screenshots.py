@@ -109,7 +109,7 @@ def train_dialog(ctx: Context):
     win = ctx.window(bundle=False)
     with_curves = _open_curves(ctx.bundle_path)
     td.pipeline_job = lambda cfg, out, workdir, resume, cancel: _replay_job(with_curves, cancel)
-    dialog = win.show_train_dialog("tiny", str(ctx.home / "runs" / "tiny-run.h5"))
+    dialog = win.show_train_dialog("tiny", str(Path.home() / "superpos-runs" / "tiny-run.h5"))  # never written
     dialog.resize(1180, 760)
     dialog.start()
     deadline = time.perf_counter() + 20

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPlainTextEdit, QProgressBar,
                                QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from engine import paths
@@ -358,7 +358,10 @@ class TrainDialog(QDialog):
             return False
         name = saved.get("preset")
         self.set_config(cfg, name if name in preset_names() else None)
-        self.set_output(saved.get("output") or self.default_output(cfg.name))
+        output = saved.get("output")
+        if not output or Path(output).exists():      # never offer to overwrite the last run's bundle
+            output = self.default_output(cfg.name)
+        self.set_output(output)
         return True
 
     def _corpus_kind_changed(self) -> None:
@@ -494,6 +497,8 @@ class TrainDialog(QDialog):
             return False
         self.show_message("")
         resume = self.resume_check.isChecked() and self.resume_check.isEnabled()
+        if out.exists() and not resume and not self._confirm_overwrite(out):
+            return False
         workdir = workdir_for(out)
         self.last_config = cfg
         if self.settings is not None:
@@ -513,6 +518,13 @@ class TrainDialog(QDialog):
             self.running = False
             self.show_message("Another job is running.")
         return started
+
+    def _confirm_overwrite(self, out: Path) -> bool:
+        answer = QMessageBox.question(self, "Replace the bundle?",
+                                      f"{out} already exists. Replace it with the new run's bundle?",
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                                      QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
 
     def _log(self, text: str) -> None:
         self.log.appendPlainText(text)

@@ -114,7 +114,26 @@ def test_training_run_streams_curves_and_opens_the_bundle(window, dialog, fake_p
     assert saved["config"]["sae"]["d_sae"] == 384 and saved["output"] == str(out)
     again = TrainDialog(window.jobs, window.settings)
     qtbot.addWidget(again)
-    assert again.d_sae.value() == 384 and again.output_edit.text() == str(out)
+    assert again.d_sae.value() == 384
+    assert again.output_edit.text() != str(out)             # a fresh name: never overwrite by default
+
+
+def test_existing_output_is_replaced_only_when_confirmed(dialog, fake_pipeline, tmp_path, monkeypatch, qtbot):
+    from PySide6.QtWidgets import QMessageBox
+
+    out = tmp_path / "kept.h5"
+    out.write_bytes(b"a bundle the user keeps")
+    dialog.load_preset("tiny")
+    dialog.set_output(str(out))
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Cancel)
+    assert dialog.start() is False
+    assert asked and fake_pipeline.calls == [] and out.read_bytes() == b"a bundle the user keeps"
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignal(dialog.bundleReady, timeout=15000):
+        assert dialog.start()
+    assert out.read_bytes() != b"a bundle the user keeps"
 
 
 def test_cancelled_run_stops_promptly_and_resumes(window, dialog, fake_pipeline, tmp_path, qtbot):
