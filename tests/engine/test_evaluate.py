@@ -83,3 +83,15 @@ def test_topk_sae_evaluates(model_and_tokens):
     m = evaluate(model, sae, tokens, n_tokens=512)
     assert m["l0"] <= 6 + 1e-9
     assert len(m["feature_density"]) == 128
+
+
+def test_cli_eval_prints_the_issue_keys(tmp_path, capsys):
+    from engine.cli_sae import main
+    from engine.synthetic import write_synthetic_bundle
+
+    path = write_synthetic_bundle(tmp_path / "b.h5", n_features=64, n_neurons=32, vocab_size=300, n_tokens=5000)
+    assert main(["eval", str(path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert list(shown) == list(METRIC_KEYS)
+    assert main(["eval", str(tmp_path / "missing.h5"), "--json"]) == 1
+    assert "missing.h5" in capsys.readouterr().err

@@ -295,3 +295,21 @@ def test_model_source_streams_deterministic_shuffled_batches(tmp_path):
     assert np.allclose(cached[:32], first[0].numpy())
     mtime = path.stat().st_mtime_ns
     assert cache_activations(src, 100, path, batch_size=32) == path and path.stat().st_mtime_ns == mtime
+
+
+def test_cli_train_sae_writes_an_sae_file(tmp_path, capsys):
+    import h5py
+
+    from engine.cli_sae import main
+
+    x, _ = synthetic(n=3000)
+    np.save(tmp_path / "acts.npy", x)
+    out = tmp_path / "sae.h5"
+    code = main(["train-sae", "--activations", str(tmp_path / "acts.npy"), "--d-sae", "64", "--k", "4",
+                 "--n-activations", "5120", "--batch-size", "512", "--device", "cpu", "--quiet", "--out", str(out)])
+    assert code == 0 and "wrote" in capsys.readouterr().out
+    with h5py.File(out, "r") as h5:
+        assert h5["sae/W_enc"].shape == (32, 64) and h5["sae/W_dec"].shape == (64, 32)
+        assert '"recipe": "topk"' in h5["sae"].attrs["config"]
+    code = main(["train-sae", "--activations", str(tmp_path / "missing.npy"), "--out", str(out)])
+    assert code == 1 and "does not exist" in capsys.readouterr().err

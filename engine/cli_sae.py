@@ -1,0 +1,186 @@
+"""``superpos train-sae`` and ``superpos eval``: the SAE commands of the command line.
+
+    superpos train-sae --activations acts.npy --d-sae 4096 --recipe topk --k 24 --out sae.h5
+    superpos eval demo.h5 --json
+    superpos eval demo.h5 --json --recompute --corpus notes/ --n-tokens 100000
+
+``train-sae`` trains on an [n, d_in] float array you already have (.npy, or the first 2-D float
+dataset of an .h5 file, or --dataset NAME) and writes the SAE with its config into the ``/sae``
+group of an HDF5 file (see docs/bundle-format.md), readable with plain h5py.
+``eval`` prints the evaluation stored in a bundle, or recomputes it on a corpus's held-out split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.config import SAE_RECIPES, ConfigError, SAEConfig
+from engine.evaluate import METRIC_KEYS, json_safe
+
+__all__ = ["register", "cmd_train_sae", "cmd_eval"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train-sae", help="train a sparse autoencoder on an activations file (.npy / .h5)",
+        description="Train a sparse autoencoder on activations you already have: an [n, d_in] float array "
+                    "in a .npy file or an .h5 file. Writes the SAE and its config into the /sae group of "
+                    "an HDF5 file.")
+    p.add_argument("--activations", required=True, metavar="FILE", help="[n, d_in] float array (.npy or .h5)")
+    p.add_argument("--dataset", metavar="NAME", help=".h5 only: the dataset to read (default: the first 2-D float one)")
+    p.add_argument("--out", required=True, metavar="OUT.h5", help="where to write the SAE")
+    p.add_argument("--d-sae", type=int, default=4096, help="dictionary size (features); default 4096")
+    p.add_argument("--recipe", choices=SAE_RECIPES, default="topk", help="training recipe; default topk")
+    p.add_argument("--k", type=int, help="topk: active features per activation vector")
+    p.add_argument("--aux-k", type=int, help="topk: dead latents used by the AuxK loss")
+    p.add_argument("--l1", type=float, help="2023 / 2024-04: sparsity penalty lambda")
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--n-activations", type=int, help="training budget in activation vectors (epochs repeat)")
+    p.add_argument("--batch-size", type=int, help="activation vectors per step")
+    p.add_argument("--dead-window", type=int, help="activations without firing after which a latent is dead")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-dir", metavar="DIR", help="save resumable checkpoints here")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_sae)
+
+    p = subparsers.add_parser(
+        "eval", help="print a bundle's SAE evaluation (loss recovered, L0, dead features, ...)",
+        description="Print the SAE evaluation stored in a bundle, or recompute it on held-out text.")
+    p.add_argument("bundle", metavar="BUNDLE", help="a superpos bundle (.h5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--recompute", action="store_true",
+                   help="recompute on the held-out split of --corpus (default: the bundle's own corpus)")
+    p.add_argument("--corpus", metavar="SPEC", help="with --recompute: builtin, a file, a folder, .jsonl or hf:NAME")
+    p.add_argument("--n-tokens", type=int, help="with --recompute: held-out tokens to use")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
+
+
+def _error(message: str) -> int:
+    print(f"superpos: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from engine.events import TrainingDiverged
+
+    errors: list[type[BaseException]] = [ConfigError, TrainingDiverged, ValueError, OSError]
+    for module, name in (("engine.bundle", "BundleError"), ("engine.corpus", "CorpusError")):
+        try:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+# ------------------------------------------------------------------------------------------ train-sae
+def sae_config_from_args(args: argparse.Namespace, d_in: int) -> SAEConfig:
+    changes = {"recipe": args.recipe, "d_in": d_in, "d_sae": args.d_sae, "seed": args.seed}
+    for arg, key in (("k", "k"), ("aux_k", "aux_k"), ("l1", "l1_coeff"), ("lr", "lr"),
+                     ("n_activations", "n_activations"), ("batch_size", "batch_size"),
+                     ("dead_window", "dead_window")):
+        value = getattr(args, arg, None)
+        if value is not None:
+            changes[key] = value
+    return SAEConfig(**changes)
+
+
+def cmd_train_sae(args: argparse.Namespace) -> int:
+    from engine.activations import ArrayActivationSource
+    from engine.events import Cancelled, CancelToken
+
+    try:
+        from engine.bundle import write_sae_file
+        from engine.cli import ProgressPrinter, drive
+        from engine.device import resolve_device
+        from engine.sae_training import train_sae
+
+        source = ArrayActivationSource(args.activations, seed=args.seed, dataset=args.dataset)
+        cfg = sae_config_from_args(args, source.d_in)
+        if cfg.batch_size > source.n:
+            cfg = cfg.replace(batch_size=source.n)
+        device = resolve_device(args.device)
+        cancel = CancelToken()
+        result = drive(train_sae(cfg, source, device=str(device), checkpoint_dir=args.checkpoint_dir,
+                                 resume=args.resume, cancel=cancel), cancel, ProgressPrinter(quiet=args.quiet))
+        out = write_sae_file(args.out, result.sae.state_dict(), cfg.to_dict())
+    except Cancelled:
+        raise                                   # engine.cli.main explains how to resume
+    except _user_errors() as exc:
+        return _error(str(exc))
+    final = result.final
+    print(f"trained a {cfg.recipe} SAE {cfg.d_in} -> {cfg.d_sae} on {result.n_activations:,} activations in "
+          f"{result.seconds:.0f} s: mse {final.get('mse', float('nan')):.4g} (training scale), "
+          f"L0 {final.get('l0', float('nan')):.1f}, dead {final.get('dead_fraction', float('nan')):.1%}")
+    print(f"wrote {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ eval
+def _print_metrics(metrics: dict, as_json: bool) -> None:
+    shown = {key: metrics.get(key) for key in METRIC_KEYS}
+    if as_json:
+        print(json.dumps(json_safe(shown), indent=2))
+        return
+    for key, value in shown.items():
+        text = "n/a" if value is None else (f"{value:,}" if isinstance(value, int) else f"{value:.4g}")
+        print(f"{key:>20}  {text}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    try:
+        from engine.bundle import open_bundle
+
+        with open_bundle(args.bundle) as bundle:
+            if not args.recompute:
+                if args.corpus or args.n_tokens:
+                    return _error("--corpus and --n-tokens need --recompute")
+                metrics = dict(bundle.metrics or {})
+                if not metrics:
+                    return _error(f"{args.bundle} stores no evaluation; use --recompute --corpus SPEC")
+                _print_metrics(metrics, args.json)
+                return 0
+            metrics = _recompute(bundle, args)
+    except _user_errors() as exc:
+        return _error(str(exc))
+    _print_metrics(metrics, args.json)
+    return 0
+
+
+def _recompute(bundle, args: argparse.Namespace) -> dict:
+    from engine.cli import ProgressPrinter, drive
+    from engine.corpus import tokenize_corpus
+    from engine.device import resolve_device
+    from engine.evaluate import evaluate
+    from engine.events import CancelToken
+
+    cfg = bundle.config
+    corpus_cfg = cfg.corpus.replace(spec=args.corpus) if args.corpus else cfg.corpus
+    tokenizer = bundle.tokenizer()
+    model = bundle.load_model()
+    sae = bundle.load_sae()
+    device = resolve_device(args.device)
+    cancel = CancelToken()
+    data = drive(tokenize_corpus(corpus_cfg, tokenizer, cancel=cancel), cancel, ProgressPrinter(quiet=args.quiet))
+    n_tokens = args.n_tokens or cfg.harvest.eval_tokens
+    model.to(device)
+    sae.to(device)
+    metrics = evaluate(model, sae, data.val, n_tokens, device=str(device))
+    return {key: value for key, value in metrics.items() if key != "feature_density"}
+
+
+def main(argv: list[str] | None = None) -> int:  # for `python -m engine.cli_sae`
+    parser = argparse.ArgumentParser(prog="superpos")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
