@@ -214,6 +214,14 @@ def test_export_copy(window, tiny_bundle, tmp_path):
         assert b.n_features == window.bundle.n_features
 
 
+def test_export_saelens(window, tiny_bundle, tmp_path):
+    window.open_bundle(tiny_bundle)
+    assert window.export_saelens_action.isEnabled()
+    target = tmp_path / "saelens"
+    assert window.export_saelens(str(target))
+    assert any(target.iterdir())
+
+
 def test_demo_opens_the_cached_bundle(window, tiny_bundle):
     demo = paths.demo_bundle_path()
     shutil.copyfile(tiny_bundle, demo)
@@ -264,3 +272,23 @@ def test_settings_live_under_superpos_home(qtbot):
     assert Path(s.path).parent == paths.config_dir()
     s.set_last_training({"preset": "tiny", "config": {"name": "tiny"}, "output": "x.h5"})
     assert AppSettings().last_training()["preset"] == "tiny"
+
+
+def test_entry_point_opens_the_bundle_argument(qtbot, tiny_bundle, monkeypatch):
+    from superpos_app.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+
+    def fake_exec(*_):
+        QApplication.processEvents()       # runs the queued open; no event loop in tests
+        return 0
+
+    monkeypatch.setattr(QApplication, "exec", fake_exec)
+    before = set(QApplication.topLevelWidgets())
+    assert main([str(tiny_bundle)]) == 0
+    wins = [w for w in QApplication.topLevelWidgets() if w.objectName() == "mainWindow" and w not in before]
+    assert wins and wins[0].bundle is not None
+    for w in wins:
+        w.close()
