@@ -162,10 +162,11 @@ class MainWindow(QMainWindow):
         box.setSpacing(6)
         self.job_label = QLabel("")
         self.job_label.setObjectName("jobLabel")
+        self.job_label.setMinimumWidth(120)
         self.job_progress = QProgressBar()
         self.job_progress.setObjectName("jobProgress")
         self.job_progress.setRange(0, 1000)
-        self.job_progress.setFixedWidth(200)
+        self.job_progress.setFixedWidth(290)
         self.job_progress.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("cancelJobButton")
@@ -177,7 +178,7 @@ class MainWindow(QMainWindow):
         status.addPermanentWidget(self.job_box)
         self.job_box.setVisible(False)
 
-        self.device_label = QLabel("")
+        self.device_label = QLabel("Device: …")
         self.device_label.setObjectName("deviceStatus")
         status.addPermanentWidget(self.device_label)
 
@@ -450,6 +451,7 @@ class MainWindow(QMainWindow):
 
     def _show_device(self) -> None:
         self.device_label.setText(f"Device: {self._device_text()}")
+        self.device_label.adjustSize()
 
     def about_text(self) -> str:
         import numpy
