@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QBoxLayout, QFrame, QGridLayout, QLabel, QScrollArea, QVBoxLayout,
+                               QWidget)
 
 from superpos_app.curves import CurvePanel, configure_pyqtgraph
 
@@ -108,7 +109,7 @@ class OverviewPane(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.subtitle)
 
-        grid = QGridLayout()
+        grid = self.card_grid = QGridLayout()
         grid.setHorizontalSpacing(10)
         grid.setVerticalSpacing(10)
         self.cards: dict[str, _MetricCard] = {}
@@ -135,13 +136,13 @@ class OverviewPane(QWidget):
             val.setWordWrap(True)
             self.fact_labels[key] = val
             row, col = i // 2, (i % 2) * 2
-            self.facts.addWidget(cap, row, col)
-            self.facts.addWidget(val, row, col + 1)
+            self.facts.addWidget(cap, row, col, Qt.AlignmentFlag.AlignTop)
+            self.facts.addWidget(val, row, col + 1, Qt.AlignmentFlag.AlignTop)
         self.facts.setColumnStretch(1, 1)
         self.facts.setColumnStretch(3, 1)
         layout.addLayout(self.facts)
 
-        plots = QHBoxLayout()
+        plots = self.plots_row = QBoxLayout(QBoxLayout.Direction.LeftToRight)
         plots.setSpacing(14)
         left = QVBoxLayout()
         left.addWidget(_section("Feature density"))
@@ -168,7 +169,26 @@ class OverviewPane(QWidget):
         plots.addLayout(left, 2)
         plots.addLayout(right, 3)
         layout.addLayout(plots, 1)
+        self._columns = 4
         self.density_counts = np.zeros(0)
+
+    # --- layout ----------------------------------------------------------------------------------
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(event)
+        self._reflow(event.size().width())
+
+    def _reflow(self, width: int) -> None:
+        """Four metric cards a row and plots side by side when wide; two a row, stacked, when narrow."""
+        columns = 4 if width >= 900 else 2
+        if columns != self._columns:
+            self._columns = columns
+            for i, (key, *_rest) in enumerate(METRICS):
+                card = self.cards[key]
+                self.card_grid.removeWidget(card)
+                self.card_grid.addWidget(card, i // columns, i % columns)
+        direction = QBoxLayout.Direction.LeftToRight if width >= 900 else QBoxLayout.Direction.TopToBottom
+        if self.plots_row.direction() != direction:
+            self.plots_row.setDirection(direction)
 
     # --- data ------------------------------------------------------------------------------------
     def set_bundle(self, bundle) -> None:
