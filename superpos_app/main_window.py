@@ -305,7 +305,7 @@ class MainWindow(QMainWindow):
                     for dock in self._docks.values():
                         dock.setVisible(True)
         else:
-            if self._docks and any(d.isVisible() for d in self._docks.values()):
+            if self._docks and any(not d.isHidden() for d in self._docks.values()):
                 self._dock_layout = self.saveState(_STATE_VERSION)
             for dock in self._docks.values():
                 dock.setVisible(False)
