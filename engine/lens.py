@@ -30,7 +30,7 @@ Only plain numpy data and Python strings leave this module (a ``LensResult`` can
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -98,16 +98,49 @@ class LensResult:
         return ids[order], vals[order]
 
 
+@dataclass
+class _Cache:
+    """What the previous ``analyze`` computed, for reuse over the unchanged prefix of the next text."""
+
+    ids: np.ndarray                 # int64 [T]
+    f_TF: np.ndarray                # float32 (T, F) feature activations
+    base: Predictions
+    base_key: tuple
+    clamped: Predictions | None
+    clamp_key: tuple | None
+    result: "LensResult"
+
+
+def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if diff.size else n
+
+
+def _concat(old: Predictions, new: Predictions, q: int) -> Predictions:
+    """Rows [0, q) of ``old`` followed by ``new`` (which starts at row q)."""
+    return Predictions(ids=np.concatenate([old.ids[:q], new.ids]),
+                       probs=np.concatenate([old.probs[:q], new.probs]),
+                       strs=old.strs[:q] + new.strs,
+                       next_logprob=np.concatenate([old.next_logprob[:q], new.next_logprob]))
+
+
 class LensEngine:
     """Analyse texts with a loaded model, SAE and tokenizer (CPU; fast enough per keystroke).
 
     ``model``: engine.model.OneLayerTransformer; ``sae``: anything with ``encode(x)->f`` and
     ``decode(f)->x_hat`` on raw MLP activations; ``tokenizer``: engine.tokenizer.Tokenizer.
     Not thread-safe by itself: use it from one worker thread at a time.
+
+    ``incremental=True`` (default) reuses the previous call's work over the unchanged token prefix
+    (exact: the model is causal); ``False`` recomputes everything each call.
     """
 
-    def __init__(self, model, sae, tokenizer, top_k: int = 8, n_predictions: int = 5):
+    def __init__(self, model, sae, tokenizer, top_k: int = 8, n_predictions: int = 5,
+                 incremental: bool = True):
         self.model = model.eval()
+        self.incremental = incremental
+        self._cache: _Cache | None = None
         self.sae = sae.eval() if hasattr(sae, "eval") else sae
         self.tokenizer = tokenizer
         self.top_k = top_k
@@ -115,6 +148,13 @@ class LensEngine:
         self.n_ctx = int(model.cfg.n_ctx)
         self.device = next(model.parameters()).device
         vocab = int(model.cfg.vocab_size)
+        # The decoder as numpy, for sparse decoding (a view of the parameters on CPU, not a copy).
+        W_dec, b_dec = getattr(sae, "W_dec", None), getattr(sae, "b_dec", None)
+        if W_dec is not None and b_dec is not None and W_dec.device.type == "cpu" and W_dec.dim() == 2:
+            self._W_dec_FM = W_dec.detach().float().numpy()
+            self._b_dec_M = b_dec.detach().float().numpy()
+        else:
+            self._W_dec_FM = self._b_dec_M = None
         # Token strings are looked up thousands of times per analysis: cache them once.
         self._vocab_strs = [tokenizer.token_str(i) for i in range(vocab)]
 
@@ -152,55 +192,101 @@ class LensEngine:
         if T == 0:
             return self._empty(text, unit_kind, clamp, clamp_mode, error_term, request_id)
 
+        # Incremental: the model is causal, so positions before the first changed token keep their
+        # activations and predictions. Reuse them from the previous call (typing at the end of a
+        # text re-encodes only the last token or two; typing past the context re-encodes nothing).
+        cache = self._cache if self.incremental else None
+        p = _common_prefix(cache.ids, ids_T) if cache is not None else 0
+        base_key = (error_term,)
+        clamp_key = (tuple(sorted(clamp.items())), clamp_mode, error_term) if clamp else None
+        if (cache is not None and p == T == len(cache.ids) and cache.base_key == base_key
+                and cache.clamp_key == clamp_key and cache.result.unit_kind == unit_kind):
+            # the analysed tokens did not change (an edit past the context): only the text did
+            return replace(cache.result, text=text, offsets=offsets_T2, n_tokens_total=n_total,
+                           truncated=n_total > T, request_id=request_id)
+
         idx = torch.as_tensor(ids_T, device=self.device).unsqueeze(0)       # (1, T)
         resid_1TC, mlp_in_1TC = self.model._pre_mlp(idx)                     # (1, T, C) x2
         h_TM = self.model.mlp.acts(mlp_in_1TC)[0]                            # (T, M)
-        f_TF = self.sae.encode(h_TM)                                         # (T, F)
-        h_hat_TM = self.sae.decode(f_TF)                                     # (T, M)
-        err_TM = (h_TM - h_hat_TM) if error_term else torch.zeros_like(h_TM)
+        if p < T:
+            f_new = self.sae.encode(h_TM[p:]).float().cpu().numpy()         # (T-p, F)
+            f_TF = f_new if p == 0 else np.concatenate([cache.f_TF[:p], f_new])
+        else:
+            f_TF = cache.f_TF[:T]
+        F = f_TF.shape[1]
 
-        base = self._predict(resid_1TC, h_hat_TM + err_TM, ids_T)
+        # predictions: rows before q are reusable (row p-1's "actual next token" may have changed),
+        # if they were computed with the same settings
+        q = max(0, p - 1)
+        q_base = q if cache is not None and cache.base_key == base_key else 0
+        q_clamp = q if cache is not None and clamp and cache.clamp_key == clamp_key else 0
+        q0 = min(q_base, q_clamp) if clamp else q_base
+        h_hat_RM = self._decode(f_TF[q0:])                                   # (T-q0, M)
+        err_RM = (h_TM[q0:] - h_hat_RM) if error_term else torch.zeros_like(h_hat_RM)
+        d = q_base - q0
+        base = self._predict(resid_1TC[:, q_base:], h_hat_RM[d:] + err_RM[d:], ids_T, q_base)
+        if q_base > 0:
+            base = _concat(cache.base, base, q_base)
         clamped = None
         if clamp:
-            f2_TF = f_TF.clone()
+            f2_RF = f_TF[q_clamp:].copy()
             for i, c in clamp.items():
-                if not 0 <= i < f_TF.shape[1]:
-                    raise ValueError(f"clamped feature {i} does not exist (the SAE has {f_TF.shape[1]})")
-                f2_TF[:, i] = f_TF[:, i] * c if clamp_mode == "scale" else c
-            clamped = self._predict(resid_1TC, self.sae.decode(f2_TF) + err_TM, ids_T)
+                if not 0 <= i < F:
+                    raise ValueError(f"clamped feature {i} does not exist (the SAE has {F})")
+                f2_RF[:, i] = f2_RF[:, i] * c if clamp_mode == "scale" else c
+            d = q_clamp - q0
+            clamped = self._predict(resid_1TC[:, q_clamp:], self._decode(f2_RF) + err_RM[d:], ids_T, q_clamp)
+            if q_clamp > 0:
+                clamped = _concat(cache.clamped, clamped, q_clamp)
 
         # Sparse features (CSR by token) and dense neurons: the pane can shade by any unit later.
-        f_TF = f_TF.float().cpu()
-        nz_rows, nz_cols = torch.nonzero(f_TF, as_tuple=True)
-        feat_ids = nz_cols.numpy().astype(np.int32)
-        feat_values = f_TF[nz_rows, nz_cols].numpy().astype(np.float32)
+        # Small post-processing runs in numpy: torch's thread pool only adds latency at this size.
+        nz_rows, nz_cols = np.nonzero(f_TF)                                  # row-major = CSR order
+        feat_ids = nz_cols.astype(np.int32)
+        feat_values = f_TF[nz_rows, nz_cols].astype(np.float32)
         feat_indptr = np.zeros(T + 1, dtype=np.int64)
-        np.cumsum(np.bincount(nz_rows.numpy(), minlength=T), out=feat_indptr[1:])
+        np.cumsum(np.bincount(nz_rows, minlength=T), out=feat_indptr[1:])
         neuron_acts = h_TM.float().cpu().numpy().astype(np.float32, copy=True)
 
-        acts_TU = f_TF if unit_kind == "feature" else h_TM.float().cpu()
-        k = min(self.top_k, acts_TU.shape[1])
-        top_vals, top_ids = torch.topk(acts_TU, k, dim=1)
-        top_ids_np = top_ids.numpy().astype(np.int32)
-        top_vals_np = top_vals.numpy().astype(np.float32)
-        top_ids_np[top_vals_np <= 0] = -1
-        top_vals_np[top_vals_np <= 0] = 0.0
-
-        max_U = acts_TU.max(dim=0).values.numpy()
-        count_U = (acts_TU > 0).sum(dim=0).numpy()
+        K = self.top_k
+        top_ids_np = np.full((T, K), -1, np.int32)
+        top_vals_np = np.zeros((T, K), np.float32)
+        if unit_kind == "feature":
+            order = np.lexsort((-feat_values, nz_rows))                      # by token, strongest first
+            rank = np.arange(order.size) - feat_indptr[nz_rows[order]]
+            keep = order[rank < K]
+            top_ids_np[nz_rows[keep], rank[rank < K]] = feat_ids[keep]
+            top_vals_np[nz_rows[keep], rank[rank < K]] = feat_values[keep]
+            max_U = np.zeros(F, np.float32)
+            np.maximum.at(max_U, feat_ids, feat_values)
+            count_U = np.bincount(feat_ids, minlength=F)
+        else:
+            k = min(K, neuron_acts.shape[1])
+            part = np.argpartition(-neuron_acts, k - 1, axis=1)[:, :k]
+            vals = np.take_along_axis(neuron_acts, part, axis=1)
+            o = np.argsort(-vals, axis=1, kind="stable")
+            top_ids_np[:, :k] = np.take_along_axis(part, o, axis=1)
+            top_vals_np[:, :k] = np.take_along_axis(vals, o, axis=1)
+            top_ids_np[top_vals_np <= 0] = -1
+            top_vals_np[top_vals_np <= 0] = 0.0
+            max_U = neuron_acts.max(axis=0)
+            count_U = (neuron_acts > 0).sum(axis=0)
         active = np.flatnonzero(max_U > 0)
-        order = active[np.argsort(-max_U[active], kind="stable")]
+        ranked = active[np.argsort(-max_U[active], kind="stable")]
 
-        return LensResult(
+        result = LensResult(
             text=text, token_ids=ids_T, tokens=[self.token_str(int(i)) for i in ids_T],
             offsets=offsets_T2, n_tokens_total=n_total, truncated=n_total > T, n_ctx=self.n_ctx,
             unit_kind=unit_kind, top_ids=top_ids_np, top_values=top_vals_np,
-            active_ids=order.astype(np.int32), active_max=max_U[order].astype(np.float32),
-            active_count=count_U[order].astype(np.int32),
+            active_ids=ranked.astype(np.int32), active_max=max_U[ranked].astype(np.float32),
+            active_count=count_U[ranked].astype(np.int32),
             feat_indptr=feat_indptr, feat_ids=feat_ids, feat_values=feat_values,
             neuron_acts=neuron_acts, predictions=base, clamped=clamped, clamp=clamp,
             clamp_mode=clamp_mode, error_term=error_term, request_id=request_id,
         )
+        self._cache = _Cache(ids=ids_T.copy(), f_TF=f_TF, base=base, base_key=base_key,
+                             clamped=clamped, clamp_key=clamp_key, result=result)
+        return result
 
     @torch.inference_mode()
     def bare_forward(self, text: str) -> None:
@@ -211,15 +297,28 @@ class LensEngine:
         self.model(idx, mlp_acts=self.sae.decode(self.sae.encode(h_1TM)))
 
     # ------------------------------------------------------------------ helpers
-    def _predict(self, resid_1TC: torch.Tensor, acts_TM: torch.Tensor, ids_T: np.ndarray) -> Predictions:
-        logits_TV = self.model.logits_from_acts(resid_1TC, acts_TM.unsqueeze(0).to(resid_1TC.dtype))[0]
-        logp_TV = torch.log_softmax(logits_TV.float(), dim=-1)
-        top_logp, top_ids = torch.topk(logp_TV, self.n_predictions, dim=-1)   # (T, P)
+    def _decode(self, f_RF: np.ndarray) -> torch.Tensor:
+        """x̂ = f @ W_dec + b_dec for numpy f (R, F), summing only its non-zero features (L0 << F)."""
+        if self._W_dec_FM is None:
+            return self.sae.decode(torch.from_numpy(np.ascontiguousarray(f_RF)).to(self.device))
+        from scipy.sparse import csr_matrix
+
+        x_hat_RM = np.asarray(csr_matrix(f_RF) @ self._W_dec_FM) + self._b_dec_M
+        return torch.from_numpy(x_hat_RM.astype(np.float32)).to(self.device)
+
+    def _predict(self, resid_1RC: torch.Tensor, acts_RM: torch.Tensor, ids_T: np.ndarray, start: int = 0) -> Predictions:
+        """Predictions for positions start..T-1 (resid and acts hold those rows only)."""
+        logits_RV = self.model.logits_from_acts(resid_1RC, acts_RM.unsqueeze(0).to(resid_1RC.dtype))[0]
+        logp_TV = torch.log_softmax(logits_RV.float(), dim=-1)
+        top_logp, top_ids = torch.topk(logp_TV, self.n_predictions, dim=-1)   # (R, P)
         T = logp_TV.shape[0]
         next_lp = np.full(T, np.nan, dtype=np.float32)
-        if T > 1:
-            nxt = torch.as_tensor(ids_T[1:], device=logp_TV.device)
-            next_lp[:-1] = logp_TV[:-1].gather(1, nxt[:, None])[:, 0].cpu().numpy()
+        if start + T < len(ids_T) + 1 and T > 0:
+            nxt_ids = ids_T[start + 1:start + T]                             # actual next tokens
+            n = len(nxt_ids)
+            if n:
+                nxt = torch.as_tensor(nxt_ids, device=logp_TV.device)
+                next_lp[:n] = logp_TV[:n].gather(1, nxt[:, None])[:, 0].cpu().numpy()
         ids = top_ids.cpu().numpy().astype(np.int32)
         strs = [[self._vocab_strs[j] for j in row] for row in ids.tolist()]
         return Predictions(ids=ids, probs=top_logp.exp().cpu().numpy().astype(np.float32),

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from engine.lens import LensEngine, LensResult
 from superpos_app.panes._none_guard import ensure_none_guard
+from superpos_app.panes.fast_table import FastTableView
 from superpos_app.panes.token_view import TokenView, display_token
 
 __all__ = ["TextLensPane", "LensFeatureModel", "PredictionModel", "DEBOUNCE_MS"]
@@ -76,6 +77,18 @@ class LensFeatureModel(QAbstractTableModel):
     def feature_at(self, row: int) -> int:
         return int(self._ids[row])
 
+    RIGHT_ALIGNED = frozenset({0, 2, 3})
+
+    def display_text(self, r: int, c: int) -> str:
+        fid = int(self._ids[r])
+        if c == 0:
+            return str(fid)
+        if c == 1:
+            return self._labels[fid] if fid < len(self._labels) else ""
+        if c == 2:
+            return f"{float(self._max[r]):.2f}"
+        return str(int(self._count[r]))
+
     def rowCount(self, parent=QModelIndex()):
         return 0 if parent.isValid() else int(self._ids.shape[0])
 
@@ -93,14 +106,7 @@ class LensFeatureModel(QAbstractTableModel):
         r, c = index.row(), index.column()
         fid = int(self._ids[r])
         if role == Qt.ItemDataRole.DisplayRole:
-            if c == 0:
-                return str(fid)
-            if c == 1:
-                return self._labels[fid] if fid < len(self._labels) else ""
-            if c == 2:
-                return f"{float(self._max[r]):.2f}"
-            if c == 3:
-                return str(int(self._count[r]))
+            return self.display_text(r, c)
         elif role == Qt.ItemDataRole.UserRole:
             return fid
         elif role == Qt.ItemDataRole.TextAlignmentRole and c != 1:
@@ -151,32 +157,45 @@ class PredictionModel(QAbstractTableModel):
             return math.nan
         return float(r.clamped.next_logprob[t] - r.predictions.next_logprob[t])
 
+    RIGHT_ALIGNED = frozenset({0, 5})
+    _RED, _BLUE = QColor(180, 40, 40), QColor(40, 90, 200)
+
+    def display_text(self, t: int, c: int) -> str:
+        r = self._r
+        if c == 0:
+            return str(t)
+        if c == 1:
+            return _q(r.tokens[t])
+        if c == 2:
+            return _q(r.tokens[t + 1]) if t + 1 < r.n_tokens else ""
+        if c == 3:
+            return self._top(r.predictions, t)
+        if c == 4:
+            return self._top(r.clamped, t) if r.clamped is not None else ""
+        d = self.delta(t)
+        return "" if not math.isfinite(d) else f"{d:+.3f}"
+
+    def cell_color(self, t: int, c: int):
+        """Red: the clamp changed the top prediction / lowered p(next); blue: raised it."""
+        r = self._r
+        if r.clamped is None or c < 4:
+            return None
+        if c == 4:
+            return self._RED if int(r.clamped.ids[t, 0]) != int(r.predictions.ids[t, 0]) else None
+        d = self.delta(t)
+        if math.isfinite(d) and abs(d) > 1e-3:
+            return self._RED if d < 0 else self._BLUE
+        return None
+
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         r = self._r
         if r is None or not index.isValid() or not 0 <= index.row() < r.n_tokens:
             return None
         t, c = index.row(), index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            if c == 0:
-                return str(t)
-            if c == 1:
-                return _q(r.tokens[t])
-            if c == 2:
-                return _q(r.tokens[t + 1]) if t + 1 < r.n_tokens else ""
-            if c == 3:
-                return self._top(r.predictions, t)
-            if c == 4:
-                return self._top(r.clamped, t) if r.clamped is not None else ""
-            if c == 5:
-                d = self.delta(t)
-                return "" if not math.isfinite(d) else f"{d:+.3f}"
-        elif role == Qt.ItemDataRole.ForegroundRole and c in (4, 5) and r.clamped is not None:
-            if c == 4 and int(r.clamped.ids[t, 0]) != int(r.predictions.ids[t, 0]):
-                return QColor(180, 40, 40)
-            if c == 5:
-                d = self.delta(t)
-                if math.isfinite(d) and abs(d) > 1e-3:
-                    return QColor(180, 40, 40) if d < 0 else QColor(40, 90, 200)
+            return self.display_text(t, c)
+        elif role == Qt.ItemDataRole.ForegroundRole:
+            return self.cell_color(t, c)
         elif role == Qt.ItemDataRole.TextAlignmentRole and c in (0, 5):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -263,10 +282,11 @@ class TextLensPane(QWidget):
         self.input.setMaximumHeight(90)
         self.input.setTabChangesFocus(True)
 
+        # The truncation notice sits in the info row and only changes its text: showing and hiding
+        # a widget would relayout the whole pane on every keystroke that crosses the context.
         self.notice = QLabel("")
         self.notice.setObjectName("lensTruncated")
-        self.notice.setStyleSheet("background:#fff3cd; color:#6b4e00; padding:2px 6px; border-radius:3px;")
-        self.notice.setVisible(False)
+        self.notice.setStyleSheet("color:#a05a00; font-weight:bold;")
         self.shading_label = QLabel("")
         self.shading_label.setObjectName("lensShading")
         self.status = QLabel("")
@@ -274,6 +294,7 @@ class TextLensPane(QWidget):
         self.status.setStyleSheet("color:#777;")
         info = QHBoxLayout()
         info.addWidget(self.shading_label, 1)
+        info.addWidget(self.notice)
         info.addWidget(self.status)
 
         self.tokens = TokenView()
@@ -374,7 +395,6 @@ class TextLensPane(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.addWidget(self.input)
-        layout.addWidget(self.notice)
         layout.addLayout(info)
         layout.addWidget(body, 1)
 
@@ -401,7 +421,7 @@ class TextLensPane(QWidget):
         self.feature_model.set_result(None)
         self.pred_model.set_result(None)
         self.tokens.clear()
-        self.notice.setVisible(False)
+        self.notice.setText("")
         if bundle is None:
             self.setEnabled(False)
             return
@@ -488,10 +508,10 @@ class TextLensPane(QWidget):
     # ------------------------------------------------------------------ drawing
     def _render(self) -> None:
         r = self.result
-        if r.truncated:
-            self.notice.setText(f"Showing the first {r.n_tokens} of {r.n_tokens_total} tokens: the model's "
-                                f"context is {r.n_ctx} tokens.")
-        self.notice.setVisible(r.truncated)
+        notice = (f"Showing the first {r.n_tokens} of {r.n_tokens_total} tokens (the model's context)"
+                  if r.truncated else "")
+        if notice != self.notice.text():
+            self.notice.setText(notice)
         self.tokens.set_lines([r.tokens], [self._unit_values()], max_value=self._shade_max())
         self._update_underlines()
         self.feature_model.set_result(r)
@@ -612,13 +632,14 @@ class TextLensPane(QWidget):
 
 
 def _table(model, name: str) -> QTableView:
-    view = QTableView()
+    view = FastTableView()
     view.setObjectName(name)
     view.setModel(model)
     view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     view.verticalHeader().setVisible(False)
+    view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
     view.verticalHeader().setDefaultSectionSize(view.fontMetrics().height() + 6)
     view.setAlternatingRowColors(True)
     view.setWordWrap(False)

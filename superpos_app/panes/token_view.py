@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFontMetricsF, QPainter, QPen
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFontMetricsF, QPainter, QPen, QStaticText, QTransform
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 __all__ = ["TokenView", "shade_color", "display_token"]
@@ -68,6 +68,26 @@ class TokenView(QWidget):
         self._highlight: tuple[int, int] | None = None
         self.tooltip_fn: Callable[[int, int], str] | None = None
         self.placeholder = ""
+        self._widths: dict[str, float] = {}               # shown token -> advance (font-dependent)
+        self._statics: dict[str, QStaticText] = {}        # shown token -> prepared text
+
+    def changeEvent(self, event) -> None:
+        if event.type() == QEvent.Type.FontChange:
+            self._widths.clear()
+            self._statics.clear()
+            self._relayout()
+        super().changeEvent(event)
+
+    def _static(self, shown: str) -> QStaticText:
+        st = self._statics.get(shown)
+        if st is None:
+            if len(self._statics) > 20_000:
+                self._statics.clear()
+            st = QStaticText(shown)
+            st.setTextFormat(Qt.TextFormat.PlainText)
+            st.prepare(QTransform(), self.font())
+            self._statics[shown] = st
+        return st
 
     # ------------------------------------------------------------------ content
     def set_lines(self, lines: Sequence[Sequence[str]], values: Sequence[np.ndarray],
@@ -146,7 +166,7 @@ class TokenView(QWidget):
         pad = 1.5
         y = 2.0
         self._rects, self._prefix_rects = [], []
-        widths: dict[str, float] = {}
+        widths = self._widths
         # prefixes of token lines form one aligned column; a line without tokens is a heading
         col = max((fm.horizontalAdvance(ln.prefix + "  ") for ln in self._lines if ln.prefix and ln.tokens),
                   default=0.0)
@@ -245,7 +265,8 @@ class TokenView(QWidget):
                         col = QColor(*(_POS_RGB if u > 0 else _NEG_RGB), int(60 + 195 * a))
                         p.fillRect(QRectF(r.left(), r.bottom() - 3, r.width(), 3), col)
                 p.setPen(text_pen)
-                p.drawText(r, int(Qt.AlignmentFlag.AlignCenter), display_token(tok))
+                st = self._static(display_token(tok))
+                p.drawStaticText(QPointF(r.left() + 1.5, r.top() + (r.height() - st.size().height()) / 2), st)
                 if ti == line.center:
                     p.setPen(frame)
                     p.drawRect(r.adjusted(0, 0, -1, -1))

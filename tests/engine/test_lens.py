@@ -123,3 +123,34 @@ def test_neuron_kind_ranks_neurons(engine):
     assert res.top_ids[0, 0] == int(np.argmax(h[0]))
     np.testing.assert_allclose(res.acts_of("neuron", 5), h[:, 5], rtol=1e-5, atol=1e-6)
     assert np.isnan(res.predictions.next_logprob[-1]) and np.isfinite(res.predictions.next_logprob[:-1]).all()
+
+
+def test_incremental_reuse_equals_fresh_computation(engine):
+    """Typing, deleting, editing the middle, toggling settings: the prefix cache never changes results."""
+    fresh = LensEngine(engine.model, engine.sae, engine.tokenizer, incremental=False)
+    inc = LensEngine(engine.model, engine.sae, engine.tokenizer, incremental=True)
+    steps = [("abc", None, True), ("abcd", None, True), ("abcde", {5: 0.0}, True), ("abcdef", {5: 0.0}, True),
+             ("abXdef", {5: 0.0}, True), ("abXde", {5: 2.0}, True), ("abXde", {5: 2.0}, False),
+             ("abXdefghijklmnopqrst", {7: 0.0}, False), ("abXdefghijklmnopqrstu", {7: 0.0}, False),
+             ("abXdefghijklmnopqrstu", None, True), ("a", None, True), ("", None, True), ("zz", {1: 3.0}, True)]
+    for k, (text, clamp, err) in enumerate(steps):
+        kind = "neuron" if k in (3, 9) else "feature"
+        a = inc.analyze(text, clamp=clamp, error_term=err, unit_kind=kind)
+        b = fresh.analyze(text, clamp=clamp, error_term=err, unit_kind=kind)
+        assert a.text == text and a.tokens == b.tokens and a.truncated == b.truncated
+        assert a.n_tokens_total == b.n_tokens_total and a.unit_kind == kind
+        np.testing.assert_array_equal(a.offsets, b.offsets)
+        np.testing.assert_array_equal(a.top_ids, b.top_ids)
+        np.testing.assert_allclose(a.top_values, b.top_values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(a.active_ids, b.active_ids)
+        np.testing.assert_array_equal(a.feat_indptr, b.feat_indptr)
+        np.testing.assert_array_equal(a.feat_ids, b.feat_ids)
+        np.testing.assert_allclose(a.feat_values, b.feat_values, rtol=1e-5, atol=1e-6)
+        for pa, pb in ((a.predictions, b.predictions), (a.clamped, b.clamped)):
+            if pb is None:
+                assert pa is None
+                continue
+            np.testing.assert_array_equal(pa.ids, pb.ids)
+            np.testing.assert_allclose(pa.probs, pb.probs, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(pa.next_logprob, pb.next_logprob, rtol=1e-5, atol=1e-6)
+            assert pa.strs == pb.strs
