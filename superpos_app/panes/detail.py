@@ -141,15 +141,19 @@ class FeatureDetailPane(QWidget):
         self.copy_button.clicked.connect(self.copy_json)
 
         # --- plots (created once; updates only set data)
-        self.act_plot = make_plot("Activation histogram (drag the band to filter examples)", "activation", "tokens")
+        self.act_plot = make_plot("Activation histogram", "activation", "tokens")
         self.act_plot.setObjectName("actHistPlot")
+        self.act_plot.setToolTip("Drag the shaded band (or its edges) to list the stored examples whose "
+                                 "activation lies in that range")
         self.act_hist_item = bar_item(ACCENT, self.act_plot)
         self.region = pg.LinearRegionItem(values=(0, 1), brush=pg.mkBrush(59, 110, 168, 22),
                                           pen=pg.mkPen(NEURON_COLOR, width=1.5))
         self.region.setZValue(10)
         self.act_plot.addItem(self.region)
         self.region.sigRegionChanged.connect(self._on_region_changed)
-        self.logit_plot = make_plot("Logit weights (direct effect on every token)", "logit weight", "tokens")
+        self.logit_plot = make_plot("Logit weights", "logit weight", "tokens")
+        self.logit_plot.setToolTip("The unit's direct effect on every token's logit (through W_out and the "
+                                   "unembedding); red: suppressed, blue: promoted")
         self.logit_plot.setObjectName("logitHistPlot")
         self.logit_hist_item = bar_item("#888888", self.logit_plot)
         self.export_button = ExportButton({"Activation histogram": self.act_plot,
@@ -348,7 +352,8 @@ class FeatureDetailPane(QWidget):
             for k in range(dash.interval_tokens.shape[1]):
                 example(dash.interval_tokens[i, k], dash.interval_acts[i, k])
         n = sum(1 for ln in lines if ln)
-        self.examples_title.setText(f"Examples ({n}): background = activation, framed = the example's token")
+        self.examples_title.setText(f"Examples ({n}): background = activation, framed = the example's token; "
+                                    "drag the band on the histogram to filter by activation")
         self.examples.set_lines(lines, values, max_value=max(dash.max_act, 1e-6), prefixes=prefixes,
                                 centers=centers)
         self.examples_scroll.verticalScrollBar().setValue(0)

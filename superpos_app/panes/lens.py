@@ -50,6 +50,10 @@ def _q(s: str) -> str:
     return "'" + display_token(s) + "'"
 
 
+def _pct(p: float) -> str:
+    return f"{p:.0%}" if p >= 0.095 else f"{p:.1%}" if p >= 0.001 else "<0.1%"
+
+
 # ====================================================================================== models
 class LensFeatureModel(QAbstractTableModel):
     """The features active in the analysed text, strongest first."""
@@ -149,7 +153,7 @@ class PredictionModel(QAbstractTableModel):
 
     @staticmethod
     def _top(pred, t: int) -> str:
-        return "  ".join(f"{_q(s)} {p:.0%}" for s, p in zip(pred.strs[t], pred.probs[t].tolist()))
+        return "  ".join(f"{_q(s)} {_pct(p)}" for s, p in zip(pred.strs[t], pred.probs[t].tolist()))
 
     def delta(self, t: int) -> float:
         r = self._r
@@ -173,7 +177,7 @@ class PredictionModel(QAbstractTableModel):
         if c == 4:
             return self._top(r.clamped, t) if r.clamped is not None else ""
         d = self.delta(t)
-        return "" if not math.isfinite(d) else f"{d:+.3f}"
+        return "" if not math.isfinite(d) or abs(d) < 5e-4 else f"{d:+.3f}"
 
     def cell_color(self, t: int, c: int):
         """Red: the clamp changed the top prediction / lowered p(next); blue: raised it."""
@@ -384,12 +388,14 @@ class TextLensPane(QWidget):
         lower.addWidget(right)
         lower.setStretchFactor(0, 2)
         lower.setStretchFactor(1, 3)
+        lower.setSizes([380, 620])
         lower.setChildrenCollapsible(False)
         body = QSplitter(Qt.Orientation.Vertical)
         body.addWidget(tok_scroll)
         body.addWidget(lower)
         body.setStretchFactor(0, 2)
         body.setStretchFactor(1, 3)
+        body.setSizes([220, 380])
         body.setChildrenCollapsible(False)
 
         layout = QVBoxLayout(self)

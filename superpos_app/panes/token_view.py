@@ -163,7 +163,7 @@ class TokenView(QWidget):
             return
         fm = QFontMetricsF(self.font())
         h = fm.height() + 2
-        pad = 1.5
+        pad = 1.0
         y = 2.0
         self._rects, self._prefix_rects = [], []
         widths = self._widths
@@ -266,7 +266,7 @@ class TokenView(QWidget):
                         p.fillRect(QRectF(r.left(), r.bottom() - 3, r.width(), 3), col)
                 p.setPen(text_pen)
                 st = self._static(display_token(tok))
-                p.drawStaticText(QPointF(r.left() + 1.5, r.top() + (r.height() - st.size().height()) / 2), st)
+                p.drawStaticText(QPointF(r.left() + 1.0, r.top() + (r.height() - st.size().height()) / 2), st)
                 if ti == line.center:
                     p.setPen(frame)
                     p.drawRect(r.adjusted(0, 0, -1, -1))

@@ -115,7 +115,13 @@ def test_clamp_to_zero_matches_direct_engine_call(lens, bundle, qtbot):
     t = 3
     assert m.data(m.index(t, 4)).startswith("'" + want.clamped.strs[t][0].replace("\n", "↵"))
     d = want.clamped.next_logprob[t] - want.predictions.next_logprob[t]
-    assert m.data(m.index(t, 5)) == f"{d:+.3f}"
+    assert m.data(m.index(t, 5)) == ("" if abs(d) < 5e-4 else f"{d:+.3f}")
+    moved = [u for u in range(r.n_tokens - 1)
+             if abs(want.clamped.next_logprob[u] - want.predictions.next_logprob[u]) >= 5e-4]
+    assert moved, "ablating the feature must move some next-token log-probability"
+    u = moved[0]
+    d = want.clamped.next_logprob[u] - want.predictions.next_logprob[u]
+    assert m.data(m.index(u, 5)) == f"{d:+.3f}"
     assert "clamp F" in lens.status.text()
     # doubling instead of ablating also matches the engine
     with qtbot.waitSignal(lens.resultShown, timeout=10_000):
