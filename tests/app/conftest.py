@@ -13,6 +13,15 @@ import pytest
 from engine.events import Cancelled, Message, Progress, StageFinished, StageStarted
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _pyside_refcount_guard(qapp):
+    """PySide6 6.12.0 on Python 3.11 drops references to None/True; see superpos_app/_refguard.py."""
+    from superpos_app._refguard import install_guard
+
+    install_guard()
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """A small valid bundle (synthetic statistics; real tokenizer, model and SAE objects)."""
