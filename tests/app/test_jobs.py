@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from PySide6.QtCore import QElapsedTimer, QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 
 from engine.events import Cancelled, Message, Progress, StageFinished, StageStarted
 from superpos_app.jobs import JobController, JobStatus, format_eta
