@@ -157,3 +157,20 @@ def test_cancelled_run_stops_promptly_and_resumes(window, dialog, fake_pipeline,
     call = fake_pipeline.calls[stopped_at]
     assert call["resume"] is True and call["start"] > 10   # continued from the checkpoint
     assert window.bundle is not None
+
+
+def test_real_tiny_pipeline_from_the_dialog(window, dialog, tmp_path, qtbot):
+    """The real engine pipeline (tiny preset, budgets cut further) runs from the dialog to an open bundle."""
+    pytest.importorskip("engine.pipeline")
+    dialog.load_preset("tiny")
+    dialog.tokens.setValue(16_384)
+    dialog.sae_acts.setValue(16_384)
+    dialog.harvest_tokens.setValue(4_096)
+    out = tmp_path / "real-tiny.h5"
+    dialog.set_output(str(out))
+    with qtbot.waitSignal(window.bundleOpened, timeout=240_000):
+        assert dialog.start()
+    assert window.bundle is not None and Path(str(window.bundle.path)).resolve() == out.resolve()
+    assert dialog.curves.point_count("model/train_loss") > 0
+    assert dialog.curves.point_count("sae/mse") > 0
+    assert window.overview.findChild(QLabel, "metric_loss_recovered").text().endswith("%")
