@@ -181,7 +181,18 @@ def _bundle(arg: str | None, home: Path) -> Path:
     return Path(write_synthetic_bundle(home / "synthetic.h5", n_features=4096, n_neurons=512, seed=0))
 
 
+def _load_extra_shots() -> None:
+    """Register the shots other scripts add (scripts/screenshots_*.py import this module as ``screenshots``)."""
+    import importlib
+
+    sys.modules.setdefault("screenshots", sys.modules[__name__])   # one SHOTS registry, even when run as __main__
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    for extra in sorted(Path(__file__).resolve().parent.glob("screenshots_*.py")):
+        importlib.import_module(extra.stem)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _load_extra_shots()
     parser = argparse.ArgumentParser(description="Write docs/screenshots/*.png")
     parser.add_argument("--bundle", help="bundle to show (default: the demo bundle, else synthetic)")
     parser.add_argument("--only", nargs="*", help=f"names among: {', '.join(SHOTS)}")
