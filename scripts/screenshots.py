@@ -49,7 +49,9 @@ class Context:
 
         if self._window is not None:
             self._window.close()
-        settings = AppSettings(self.home / "screenshots.ini")
+        self.extras["n_windows"] = self.extras.get("n_windows", 0) + 1
+        # fresh settings per window: no shot inherits another's dock layout or recent files
+        settings = AppSettings(self.home / f"screenshots-{self.extras['n_windows']}.ini")
         win = create_window(settings=settings)
         win.resize(1280, 820)
         win.show()
