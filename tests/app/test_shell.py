@@ -292,3 +292,21 @@ def test_entry_point_opens_the_bundle_argument(qtbot, tiny_bundle, monkeypatch):
     assert wins and wins[0].bundle is not None
     for w in wins:
         w.close()
+
+
+def test_overview_reflows_when_narrow(qtbot, tiny_bundle):
+    from engine.bundle import open_bundle
+    from superpos_app.overview import OverviewPane
+
+    pane = OverviewPane()
+    qtbot.addWidget(pane)
+    with open_bundle(tiny_bundle) as b:
+        pane.set_bundle(b)
+        pane.resize(1200, 800)
+        pane.show()
+        qtbot.waitUntil(lambda: pane._columns == 4)
+        pane.resize(600, 800)
+        qtbot.waitUntil(lambda: pane._columns == 2)
+        pos = pane.card_grid.getItemPosition(pane.card_grid.indexOf(pane.cards["dead_fraction"]))
+        assert pos[:2] == (2, 0)                       # 5th card: third row of two
+        pane.set_bundle(None)
