@@ -15,9 +15,9 @@ the M neurons (h = model.mlp_acts(x)):
 
 Two passes, because the bins need the max. Pass 1 accumulates counts, sums, the max, the top-K and
 the correlation sums; pass 2 the histograms and the interval samples. Both work on the *nonzero*
-activations of a chunk of sequences (a TopK SAE has k of F features active per token), held as flat
-indices ``row * D + unit`` in ascending order — which makes "activation of unit u at row r" a
-``searchsorted``. Pass 1 keeps those sparse chunks (up to ``cache_bytes``), so pass 2 re-runs
+activations of a chunk of sequences (a TopK SAE has k of F features active per token), held as
+(row, unit, value) in row-major order — so the flat index ``row * D + unit`` is ascending and
+"activation of unit u at row r" is a ``searchsorted``. Pass 1 keeps those sparse chunks (up to ``cache_bytes``), so pass 2 re-runs
 neither the SAE nor, usually, the model. Top-K and interval bookkeeping is vectorised: a chunk's
 candidates are first filtered against the current K-th best value (or P-th smallest sampling key)
 of their unit, so after the first chunks only a few survivors are sorted and merged.
@@ -48,8 +48,9 @@ A alignment entries, L logits, E examples, S sample tokens.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Generator
+from typing import Generator, Iterator
 
 import numpy as np
 import torch
@@ -93,44 +94,70 @@ def _segment_rank(group: torch.Tensor) -> torch.Tensor:
 class _Chunk:
     """The nonzero activations of one chunk of n rows (whole sequences) for D units.
 
-    flat: int64 (nnz,) ascending ``row * D + unit``; val: float32 (nnz,).
+    row, unit: int64 (nnz,) sorted by (row, unit); val: float32 (nnz,). ``flat = row * D + unit``
+    (ascending) is what window look-ups search.
     """
 
-    __slots__ = ("flat", "val", "n", "D")
+    __slots__ = ("_row", "_unit", "_val", "n", "D", "_flat", "dense")
 
-    def __init__(self, flat: torch.Tensor, val: torch.Tensor, n: int, D: int):
-        self.flat, self.val, self.n, self.D = flat, val, n, D
+    def __init__(self, row: torch.Tensor | None, unit: torch.Tensor | None, val: torch.Tensor | None,
+                 n: int, D: int, dense: torch.Tensor | None = None):
+        self._row, self._unit, self._val, self.n, self.D = row, unit, val, n, D
+        self._flat = None
+        self.dense = dense          # float32 (n, D) for dense chunks; their sparse form is made on demand
 
     @classmethod
     def from_dense(cls, acts_nD: torch.Tensor) -> "_Chunk":
+        """A chunk from an (n, D) matrix of ReLU outputs: kept dense where a quarter or more is nonzero."""
         n, D = acts_nD.shape
-        flat_view = acts_nD.reshape(-1)
-        flat = torch.nonzero(flat_view).squeeze(1)                 # ascending; ReLU outputs are >= 0
-        val = flat_view[flat].float()
-        if bool((val < 0).any()):                                  # a unit that is not a ReLU
-            flat, val = flat[val > 0], val[val > 0]
-        return cls(flat, val, n, D)
+        acts_nD = acts_nD.float()
+        nnz = int(torch.count_nonzero(acts_nD)) if acts_nD.numel() < (1 << 24) else \
+            int((acts_nD[: max(1, n // 16)] != 0).sum()) * (n // max(1, n // 16))   # estimate
+        if nnz * 4 >= n * D:
+            return cls(None, None, None, n, D, dense=acts_nD)
+        row, unit = torch.nonzero(acts_nD, as_tuple=True)              # row-major order
+        return cls(row, unit, acts_nD[row, unit], n, D)
+
+    def _sparsify(self) -> None:
+        self._row, self._unit = torch.nonzero(self.dense, as_tuple=True)
+        self._val = self.dense[self._row, self._unit]
+
+    @property
+    def row(self) -> torch.Tensor:
+        if self._row is None:
+            self._sparsify()
+        return self._row
+
+    @property
+    def unit(self) -> torch.Tensor:
+        if self._unit is None:
+            self._sparsify()
+        return self._unit
+
+    @property
+    def val(self) -> torch.Tensor:
+        if self._val is None:
+            self._sparsify()
+        return self._val
 
     @classmethod
     def from_topk(cls, vals_nk: torch.Tensor, idx_nk: torch.Tensor, D: int) -> "_Chunk":
         """From a TopK SAE's (values, indices) per row, without forming the dense (n, D) matrix."""
-        n = vals_nk.shape[0]
-        flat_nk = idx_nk + torch.arange(n, device=idx_nk.device)[:, None] * D
-        flat_nk, order = flat_nk.sort(dim=1)
+        n, k = vals_nk.shape
+        idx_nk, order = idx_nk.sort(dim=1)
         vals_nk = vals_nk.gather(1, order)
         live = vals_nk > 0
-        return cls(flat_nk[live], vals_nk[live].float(), n, D)
+        row = torch.arange(n, device=idx_nk.device)[:, None].expand(n, k)
+        return cls(row[live], idx_nk[live], vals_nk[live].float(), n, D)
 
     @property
-    def unit(self) -> torch.Tensor:
-        return self.flat % self.D
-
-    @property
-    def row(self) -> torch.Tensor:
-        return torch.div(self.flat, self.D, rounding_mode="floor")
+    def flat(self) -> torch.Tensor:
+        if self._flat is None:
+            self._flat = self.row * self.D + self.unit
+        return self._flat
 
     def nbytes(self) -> int:
-        return self.flat.numel() * 12
+        return self.dense.numel() * 4 if self.dense is not None else self.val.numel() * 28
 
     def windows(self, row_E: torch.Tensor, unit_E: torch.Tensor, T: int, left: int, right: int) -> torch.Tensor:
         """Activations (E, W) of unit_E at rows row_E-left … row_E+right, within each row's sequence."""
@@ -138,6 +165,10 @@ class _Chunk:
         t_EW = (row_E % T)[:, None] + off_W[None, :]
         inside_EW = (t_EW >= 0) & (t_EW < T)
         query_EW = (row_E[:, None] + off_W[None, :]).clamp(0, self.n - 1) * self.D + unit_E[:, None]
+        if self.dense is not None:
+            rows_EW = (row_E[:, None] + off_W[None, :]).clamp(0, self.n - 1)
+            got_EW = self.dense[rows_EW, unit_E[:, None].expand_as(rows_EW)]
+            return torch.where(inside_EW, got_EW, torch.zeros((), device=row_E.device))
         if self.flat.numel() == 0:
             return torch.zeros(query_EW.shape, dtype=torch.float32, device=row_E.device)
         at_EW = torch.searchsorted(self.flat, query_EW).clamp_(max=self.flat.numel() - 1)
@@ -169,16 +200,31 @@ class _Tally:
 
     # -------------------------------------------------------------- pass 1
     def pass1(self, ch: _Chunk, pos0: int) -> None:
-        unit, val = ch.unit, ch.val
-        self.count_D += torch.bincount(unit, minlength=self.D)
-        self.sum_D += torch.bincount(unit, weights=val.double(), minlength=self.D)
-        self.sumsq_D += torch.bincount(unit, weights=val.double().square(), minlength=self.D)
-        self.max_D.scatter_reduce_(0, unit, val, reduce="amax")
-        # top-K: only values above the unit's current K-th best can enter.
-        keep = val > self.top_val_DK[:, -1][unit]
-        if not bool(keep.any()):
+        thr_D = self.top_val_DK[:, -1]
+        if ch.dense is not None:                                        # column reductions, (n, D)
+            a_nD = ch.dense
+            self.count_D += (a_nD > 0).sum(0)
+            self.sum_D += a_nD.sum(0)
+            self.sumsq_D += torch.linalg.vector_norm(a_nD, dim=0).square()
+            torch.maximum(self.max_D, a_nD.amax(0), out=self.max_D)
+            # top-K candidates: above the unit's current K-th best and not below the chunk's own K-th
+            cand = a_nD > thr_D
+            if bool(torch.isinf(thr_D).any()):                          # early chunks: a top-K not yet full
+                cand &= a_nD >= a_nD.topk(min(self.K, ch.n), dim=0).values[-1]
+                cand &= a_nD > 0
+            c_row, c_unit = torch.nonzero(cand, as_tuple=True)
+            c_val, c_pos = a_nD[c_row, c_unit], c_row + pos0
+        else:
+            unit, val = ch.unit, ch.val
+            self.count_D += torch.bincount(unit, minlength=self.D)
+            self.sum_D += torch.bincount(unit, weights=val, minlength=self.D)          # per chunk in fp32
+            self.sumsq_D += torch.bincount(unit, weights=val * val, minlength=self.D)
+            self.max_D.scatter_reduce_(0, unit, val, reduce="amax")
+            # top-K: only values above the unit's current K-th best can enter.
+            keep = val > thr_D[unit]
+            c_unit, c_val, c_pos = unit[keep], val[keep], ch.row[keep] + pos0
+        if c_unit.numel() == 0:
             return
-        c_unit, c_val, c_pos = unit[keep], val[keep], ch.row[keep] + pos0
         # positive float32 bit patterns order like the values: sort by (unit asc, value desc) at once
         desc = 0x7FFFFFFF - c_val.view(torch.int32).long()
         order = torch.argsort(c_unit * (1 << 31) + desc, stable=True)          # ties: earlier position first
@@ -190,8 +236,13 @@ class _Tally:
         new_pos_DK = torch.full_like(self.top_pos_DK, -1)
         new_val_DK[c_unit, rank] = c_val
         new_pos_DK[c_unit, rank] = c_pos
-        both_val = torch.cat([self.top_val_DK, new_val_DK], dim=1)              # (D, 2K)
-        both_pos = torch.cat([self.top_pos_DK, new_pos_DK], dim=1)
+        self._merge_top(new_val_DK, new_pos_DK)
+
+    def _merge_top(self, new_val_Dk: torch.Tensor, new_pos_Dk: torch.Tensor) -> None:
+        """Merge candidates (D, k) into the running top-K; zeros never enter; ties keep the earlier."""
+        new_val_Dk = torch.where(new_val_Dk > 0, new_val_Dk, torch.full((), -float("inf"), device=self.device))
+        both_val = torch.cat([self.top_val_DK, new_val_Dk], dim=1)              # (D, K + k)
+        both_pos = torch.cat([self.top_pos_DK, new_pos_Dk], dim=1)
         both_val, pick = both_val.sort(dim=1, descending=True, stable=True)     # old (earlier) entries win ties
         self.top_val_DK = both_val[:, :self.K].contiguous()
         self.top_pos_DK = both_pos.gather(1, pick[:, :self.K])
@@ -199,16 +250,45 @@ class _Tally:
     # -------------------------------------------------------------- pass 2
     def pass2(self, ch: _Chunk, pos0: int, gather_windows: bool) -> None:
         """Histograms and interval reservoirs; with gather_windows, also the windows of new entries."""
-        unit, val, row = ch.unit, ch.val, ch.row
-        frac = val / self.max_D[unit]                                        # in (0, 1]
-        hist_bin = (torch.ceil(frac * self.B).long() - 1).clamp_(0, self.B - 1)
-        self.hist_DB += torch.bincount(unit * self.B + hist_bin, minlength=self.D * self.B)
-        # interval reservoirs: keep the P smallest hash keys per (unit, interval).
-        group = unit * self.I + (torch.ceil(frac * self.I).long() - 1).clamp_(0, self.I - 1)
-        key = _hash_key(torch.arange(pos0, pos0 + ch.n, device=self.device), self.seed)[row]
-        keep = key < self.res_key_GP[:, -1][group]
-        if bool(keep.any()):
+        key_n = _hash_key(torch.arange(pos0, pos0 + ch.n, device=self.device), self.seed)
+        res_thr_G = self.res_key_GP[:, -1]
+        if ch.dense is not None:
+            a_nD, D, B, I = ch.dense, self.D, self.B, self.I
+            active = a_nD > 0
+            frac = a_nD / self.max_D.clamp_min(1e-30)                        # in (0, 1] where active
+            units_f = torch.arange(D, device=self.device, dtype=torch.float32)
+            if D * B < (1 << 24):                     # bin ids exact in float32: no int64 (n, D) arrays
+                bin_f = torch.ceil(frac * B).clamp_(1, B).add_(units_f * B - 1)
+                bin_i = torch.where(active, bin_f, float(D * B)).int().view(-1)
+                self.hist_DB += torch.bincount(bin_i, minlength=D * B + 1)[:-1]
+            else:
+                bin_l = (torch.ceil(frac * B) - 1).clamp_(0, B - 1).long() + units_f.long() * B
+                self.hist_DB += torch.bincount(bin_l[active], minlength=D * B)
+            # a superset of the reservoir candidates without per-element gathers: key below the
+            # unit's largest filled threshold, or an activation in one of its still-open intervals
+            thr_DI = res_thr_G.view(D, I)
+            filled_DI = thr_DI < _NO_KEY
+            tmax_D = torch.where(filled_DI, thr_DI, torch.zeros((), dtype=thr_DI.dtype, device=self.device)).amax(1)
+            lower_I = torch.arange(I, device=self.device, dtype=torch.float32) / I
+            open_lo_D = torch.where(filled_DI, torch.full((), 2.0, device=self.device), lower_I).amin(1)
+            maybe = active & ((key_n[:, None] < tmax_D) | (frac >= open_lo_D - 1e-6))
+            c_row, c_unit = torch.nonzero(maybe, as_tuple=True)
+            c_frac = frac[c_row, c_unit]
+            group = c_unit * I + (torch.ceil(c_frac * I).long() - 1).clamp_(0, I - 1)
+            key = key_n[c_row]
+            keep = key < res_thr_G[group]
+            group, key, c_row, c_unit = group[keep], key[keep], c_row[keep], c_unit[keep]
+        else:
+            unit, val, row = ch.unit, ch.val, ch.row
+            frac = val / self.max_D[unit]                                    # in (0, 1]
+            hist_bin = (torch.ceil(frac * self.B).long() - 1).clamp_(0, self.B - 1)
+            self.hist_DB += torch.bincount(unit * self.B + hist_bin, minlength=self.D * self.B)
+            # interval reservoirs: keep the P smallest hash keys per (unit, interval).
+            group = unit * self.I + (torch.ceil(frac * self.I).long() - 1).clamp_(0, self.I - 1)
+            key = key_n[row]
+            keep = key < res_thr_G[group]
             group, key, c_row, c_unit = group[keep], key[keep], row[keep], unit[keep]
+        if group.numel():
             order = torch.argsort(group * (1 << 32) + key)
             group, key, c_row, c_unit = group[order], key[order], c_row[order], c_unit[order]
             rank = _segment_rank(group)
@@ -418,9 +498,9 @@ def _correlations(cross_FM: torch.Tensor, feat: _Tally, neur: _Tally, n_tokens: 
 
 def _cross_add_(cross_FM: torch.Tensor, ch: _Chunk, neurons_nM: torch.Tensor) -> None:
     """cross += fᵀ · h for the chunk's sparse features f (n, F) and dense neurons h (n, M)."""
-    if ch.flat.numel() == 0:
+    if ch.val.numel() == 0:
         return
-    if ch.flat.device.type == "cpu":
+    if ch.val.device.type == "cpu":
         import scipy.sparse as sp
 
         row, unit = ch.row.numpy(), ch.unit.numpy().astype(np.int32)
@@ -431,6 +511,20 @@ def _cross_add_(cross_FM: torch.Tensor, ch: _Chunk, neurons_nM: torch.Tensor) ->
     else:
         f_Fn = torch.sparse_coo_tensor(torch.stack([ch.unit, ch.row]), ch.val, (ch.D, ch.n))
         cross_FM += torch.sparse.mm(f_Fn, neurons_nM.float()).to(cross_FM.dtype)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with n intra-op threads (None: unchanged), restoring the setting after."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------------------------- the job
@@ -448,7 +542,7 @@ def _density_histogram(density_F: np.ndarray, n_bins: int) -> tuple[np.ndarray, 
 
 def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | torch.device = "cpu",
             cancel: CancelToken | None = None, eos_id: int | None = None, *,
-            batch_size: int | None = None, cache_bytes: int = 512 << 20,
+            batch_size: int | None = None, cache_bytes: int = 512 << 20, bookkeeping_threads: int | None = 1,
             ) -> Generator[Progress, None, HarvestResult]:
     """Statistics of every feature and neuron over the first ``cfg.n_tokens`` of ``tokens``.
 
@@ -456,7 +550,10 @@ def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | to
     passes) and returns a ``HarvestResult`` whose ``labels``/``scores`` are left for
     ``engine.labels.label_units``. ``batch_size``: sequences per chunk (default: sized so a chunk's
     dense feature matrix stays near 128 MB). ``cache_bytes``: memory for pass 1's sparse
-    activations, which spares pass 2 the forward passes. Moves model and SAE to ``device``.
+    activations, which spares pass 2 the forward passes. ``bookkeeping_threads``: intra-op threads
+    for the many small bookkeeping ops on a CPU (the forward keeps the global setting): one thread
+    avoids OpenMP's synchronisation stalls, up to 10x on a busy 2-core machine, and loses little on
+    an idle one because the ops are memory-bound. Moves model and SAE to ``device``.
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -500,6 +597,7 @@ def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | to
             return h_nM, _Chunk.from_topk(*sae.encode_sparse(h_nM), F)
         return h_nM, _Chunk.from_dense(sae.encode(h_nM).reshape(-1, F))       # (n, F) -> sparse
 
+    book_threads = bookkeeping_threads if device.type == "cpu" else None
     t_start = time.perf_counter()
     with torch.inference_mode():
         # ---------------------------------------------------------------- pass 1
@@ -508,14 +606,15 @@ def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | to
             s1 = min(n_seq, s0 + batch_size)
             pos0 = s0 * T
             h_nM, fch = forward(s0, s1, True)
-            nch = _Chunk.from_dense(h_nM)
-            feat.pass1(fch, pos0)
-            neur.pass1(nch, pos0)
-            _cross_add_(cross_FM, fch, h_nM)
+            with _torch_threads(book_threads):
+                nch = _Chunk.from_dense(h_nM)
+                feat.pass1(fch, pos0)
+                neur.pass1(nch, pos0)
+                _cross_add_(cross_FM, fch, h_nM)
             if pos0 < S:
                 rows = min(S - pos0, h_nM.shape[0])
                 sample_neur.append(h_nM[:rows].half().cpu().numpy())
-                m = fch.flat < rows * F
+                m = fch.row < rows
                 sample_feat.append((fch.unit[m].cpu().numpy(), (fch.row[m] + pos0).cpu().numpy(),
                                     fch.val[m].cpu().numpy()))
             for tally, ch in ((feat, fch), (neur, nch)):
@@ -539,20 +638,22 @@ def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | to
             if feat.cache is None or neur.cache is None:
                 h_nM, f_new = forward(s0, s1, feat.cache is None)
             fch = feat.cache[i] if feat.cache is not None else f_new
-            nch = neur.cache[i] if neur.cache is not None else _Chunk.from_dense(h_nM)
-            # a cached kind gathers its windows afterwards, only for the final examples
-            feat.pass2(fch, pos0, gather_windows=feat.cache is None)
-            neur.pass2(nch, pos0, gather_windows=neur.cache is None)
+            with _torch_threads(book_threads):
+                nch = neur.cache[i] if neur.cache is not None else _Chunk.from_dense(h_nM)
+                # a cached kind gathers its windows afterwards, only for the final examples
+                feat.pass2(fch, pos0, gather_windows=feat.cache is None)
+                neur.pass2(nch, pos0, gather_windows=neur.cache is None)
             done = N + s1 * T
             rate, eta = meter.update(done)
             yield Progress(stage="harvest", done=done, total=2 * N, rate=rate, eta_s=eta, unit="tokens",
                            metrics={"pass": 2.0})
 
-        for tally in (feat, neur):
-            for i, ch in enumerate(tally.cache or []):
-                tally.gather_top_windows(ch, i * batch_size * T)
-                tally.gather_interval_windows(ch, i * batch_size * T)
-            tally.cache = None
+        with _torch_threads(book_threads):
+            for tally in (feat, neur):
+                for i, ch in enumerate(tally.cache or []):
+                    tally.gather_top_windows(ch, i * batch_size * T)
+                    tally.gather_interval_windows(ch, i * batch_size * T)
+                tally.cache = None
 
         # ---------------------------------------------------------------- weights-only statistics
         W_dec_FM = sae.W_dec.detach()

@@ -47,12 +47,10 @@ CLASS_LABELS = {
 }
 # classes that say more than the token's kind; a single dominating token beats only the others
 DISTINCTIVE = {DNA, HEX, BASE64, WHITESPACE}
-_CONTEXT_RADIUS = 3
-_BIT = {DNA: 1, HEX: 2, BASE64: 4}
+_CONTEXT_RADIUS = 6
 _SCRIPT_NAMES = {"CJK": "CJK characters", "HANGUL": "Hangul (Korean)", "HIRAGANA": "Japanese kana",
                  "KATAKANA": "Japanese kana"}
 _ESCAPE = re.compile(r"\\x([0-9a-f]{2})")
-_B64 = re.compile(r"^[A-Za-z0-9+/=]+$")
 
 
 # --------------------------------------------------------------------------------------- token table
@@ -103,7 +101,7 @@ class TokenTable:
 
     strings: list[str]
     base: np.ndarray          # int16 [V] context-free class (scripts >= SCRIPT0)
-    weak: np.ndarray          # int16 [V] bit mask of the classes the token takes in a matching context
+    chars: np.ndarray         # int16 [V, len(_CHAR_STATS)] character counts that decide DNA/hex/base64
     scripts: list[str]        # script names; class SCRIPT0 + i
     stripped: list[str]
 
@@ -111,7 +109,7 @@ class TokenTable:
     def from_strings(cls, strings: Sequence[str]) -> "TokenTable":
         V = len(strings)
         base = np.full(V, OTHER, dtype=np.int16)
-        weak = np.zeros(V, dtype=np.int16)
+        chars = np.zeros((V, len(_CHAR_STATS)), dtype=np.int16)
         scripts: list[str] = []
         stripped = [s.strip() for s in strings]
         kw = set(keyword.kwlist)
@@ -129,27 +127,12 @@ class TokenTable:
                     scripts.append(script)
                 base[i] = SCRIPT0 + scripts.index(script)
                 continue
+            chars[i] = _char_stats(s)
             if not t:
                 base[i] = WHITESPACE if s else OTHER
                 continue
-            # which context classes the token could belong to (resolved by its neighbours)
-            if re.fullmatch(r"[ACGTacgt]+", t):
-                weak[i] |= _BIT[DNA]
-            if re.fullmatch(r"(0[xX])?[0-9a-fA-F]*,?", t) and t not in (",", ""):
-                weak[i] |= _BIT[HEX]
-            if _B64.fullmatch(t):
-                weak[i] |= _BIT[BASE64]
-            has_digit, has_alpha = any(c.isdigit() for c in t), any(c.isalpha() for c in t)
-            if re.fullmatch(r"[ACGT]{3,}|[acgt]{6,}", t):
-                base[i] = DNA
-            elif t.lower() in ("0x", "0x,") or re.fullmatch(r"0x[0-9a-fA-F]+,?", t) or (
-                    re.fullmatch(r"[0-9a-f]+|[0-9A-F]+", t) and has_digit and has_alpha):
-                base[i] = HEX
-            elif t.isdigit():
+            if t.isdigit():
                 base[i] = DIGITS
-            elif _B64.fullmatch(t) and len(t) >= 2 and ("+" in t or "/" in t or (has_digit and has_alpha)
-                                                        or (len(t) <= 4 and _mixed(t))):
-                base[i] = BASE64
             elif t in kw:
                 base[i] = KEYWORD
             elif all(c in "()[]{}<>" for c in t):
@@ -158,7 +141,7 @@ class TokenTable:
                 base[i] = PUNCT
             elif t.isalpha():
                 base[i] = UPPER if t.isupper() and len(t) >= 2 else WORD
-        return cls(list(strings), base, weak, scripts, stripped)
+        return cls(list(strings), base, chars, scripts, stripped)
 
     @classmethod
     def from_tokenizer(cls, tokenizer, vocab_size: int | None = None) -> "TokenTable":
@@ -177,19 +160,15 @@ class TokenTable:
         valid = tokens_EW >= 0
         ids = np.where(valid, tokens_EW, 0)
         base = np.where(valid, self.base[ids], PAD).astype(np.int16)
-        weak = np.where(valid, self.weak[ids], 0)
         out = base.copy()
-        n_valid = _neighbour_sum(valid.astype(np.float32))
-        for cls_ in (DNA, HEX, BASE64):
-            can = (weak & _BIT[cls_]) != 0
-            support = _neighbour_sum(((base == cls_) | can).astype(np.float32))
-            strong = _neighbour_sum((base == cls_).astype(np.float32))
-            in_context = (support >= 0.5 * np.maximum(n_valid, 1)) & (strong >= 1) & (n_valid >= 1)
-            take = can & (base != cls_) & in_context & (out == base)
+        ch = np.where(valid[..., None], self.chars[ids], 0).astype(np.float32)          # (E, W, stats)
+        near = _neighbour_sum(ch.reshape(ch.shape[0], ch.shape[1], -1), radius=_CONTEXT_RADIUS) + ch
+        for cls_ in (BASE64, HEX, DNA):          # later wins: DNA over hex over base64
+            good, bad = _STAT[cls_, "good"], _STAT[cls_, "bad"]
+            capable = (ch[..., good] > 0) & (ch[..., bad] == 0)
+            in_context = _composition_ok(cls_, near, min_chars=8) | _composition_ok(cls_, ch, min_chars=6)
+            take = capable & in_context & (base < SCRIPT0) & (base != WHITESPACE)
             out[take] = cls_
-            if cls_ == BASE64:
-                # "utf8", "IOError" look like base64 alone; base64 needs base64 around it
-                out[(base == BASE64) & ~in_context] = OTHER
         # partial characters take the script of their neighbours
         partial = out == PARTIAL
         if partial.any() and self.scripts:
@@ -199,20 +178,52 @@ class TokenTable:
         return out
 
 
-def _mixed(t: str) -> bool:
-    """Case changes inside a token (after its first letter): 'qLz', 'aB' — words rarely do that."""
-    return any(c.isupper() for c in t[1:]) and any(c.islower() for c in t)
-
-
 def _neighbour_sum(x_EW: np.ndarray, radius: int = _CONTEXT_RADIUS) -> np.ndarray:
-    """Sum of x over the positions within ``radius`` of each position, the position itself excluded."""
-    E, W = x_EW.shape
-    c = np.zeros((E, W + 1), dtype=np.float32)
+    """Sum of x over the positions within ``radius`` of each position (axis 1), itself excluded."""
+    E, W = x_EW.shape[:2]
+    c = np.zeros((E, W + 1) + x_EW.shape[2:], dtype=np.float32)
     np.cumsum(x_EW, axis=1, out=c[:, 1:])
     idx = np.arange(W)
     hi = np.minimum(idx + radius + 1, W)
     lo = np.maximum(idx - radius, 0)
     return c[:, hi] - c[:, lo] - x_EW
+
+
+# character statistics of a token (columns of TokenTable.chars)
+_CHAR_STATS = ("dna", "not_dna", "hex", "not_hex", "hex_digit", "hex_letter", "b64", "not_b64", "upper",
+               "lower", "digit", "plus_slash")
+_COL = {name: j for j, name in enumerate(_CHAR_STATS)}
+_STAT = {(DNA, "good"): _COL["dna"], (DNA, "bad"): _COL["not_dna"],
+         (HEX, "good"): _COL["hex"], (HEX, "bad"): _COL["not_hex"],
+         (BASE64, "good"): _COL["b64"], (BASE64, "bad"): _COL["not_b64"]}
+
+
+def _char_stats(s: str) -> list[int]:
+    """Counts per _CHAR_STATS. Neutral characters (in none of the counts): newlines for DNA and
+    base64, whitespace and , : for hex, '=' (padding) for base64, 'x'/'X' (0x) for hex."""
+    dna = sum(c in "ACGTacgt" for c in s)
+    not_dna = sum(c not in "ACGTacgt\n\r" for c in s)
+    hex_digit = sum(c.isdigit() and c.isascii() for c in s)
+    hex_letter = sum(c in "abcdefABCDEF" for c in s)
+    not_hex = sum(not (c in "0123456789abcdefABCDEF" or c in " \t\n\r,:xX") for c in s)
+    b64 = sum(c.isascii() and (c.isalnum() or c in "+/") for c in s)
+    not_b64 = sum(not (c.isascii() and (c.isalnum() or c in "+/=\n\r")) for c in s)
+    upper = sum(c.isascii() and c.isupper() for c in s)
+    lower = sum(c.isascii() and c.islower() for c in s)
+    return [dna, not_dna, hex_digit + hex_letter, not_hex, hex_digit, hex_letter, b64, not_b64, upper, lower,
+            hex_digit, sum(c in "+/" for c in s)]
+
+
+def _composition_ok(cls_: int, counts: np.ndarray, min_chars: int) -> np.ndarray:
+    """Whether character counts (..., stats) look like DNA, hex or base64 text."""
+    good, bad = counts[..., _STAT[cls_, "good"]], counts[..., _STAT[cls_, "bad"]]
+    ok = (good >= min_chars) & (bad <= 0.1 * (good + bad))
+    if cls_ == HEX:
+        ok &= (counts[..., _COL["hex_digit"]] >= 1) & (counts[..., _COL["hex_letter"]] >= 1)
+    elif cls_ == BASE64:
+        ok &= (counts[..., _COL["upper"]] >= 1) & (counts[..., _COL["lower"]] >= 1)
+        ok &= (counts[..., _COL["digit"]] + counts[..., _COL["plus_slash"]]) >= 1
+    return ok
 
 
 # --------------------------------------------------------------------------------------- rules
