@@ -233,11 +233,11 @@ class TrainDialog(QDialog):
         row.addWidget(self.output_browse)
         self.resume_check = QCheckBox("Resume from the last checkpoint")
         self.resume_check.setObjectName("resumeCheck")
-        self.resume_check.setToolTip("Continue a cancelled run writing this output file")
+        self.resume_check.setToolTip("Continue the cancelled run that writes this output file from its checkpoints")
+        self.resume_check.toggled.connect(self._update_start_text)
         form.addRow("Harvest tokens", self.harvest_tokens)
         form.addRow("Device", self.device)
         form.addRow("Output bundle", row)
-        form.addRow(self.resume_check)
         col.addWidget(group)
         col.addStretch(1)
 
@@ -276,6 +276,7 @@ class TrainDialog(QDialog):
         self.cancel_button.setEnabled(False)
         self.close_button = QPushButton("Close")
         self.close_button.clicked.connect(self.hide)
+        buttons.addWidget(self.resume_check)
         buttons.addStretch(1)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.close_button)
@@ -398,12 +399,18 @@ class TrainDialog(QDialog):
         if path:
             self.set_output(path)
 
+    def _update_start_text(self) -> None:
+        resume = self.resume_check.isChecked() and self.resume_check.isEnabled()
+        self.start_button.setText("Resume training" if resume else "Start training")
+
     def _update_resume_enabled(self) -> None:
         text = self.output_edit.text().strip()
         has_work = bool(text) and workdir_for(text).is_dir()
         self.resume_check.setEnabled(has_work)
+        self.resume_check.setVisible(has_work)       # only offered when there is something to resume
         if not has_work:
             self.resume_check.setChecked(False)
+        self._update_start_text()
 
     # --- validation ------------------------------------------------------------------------------
     def corpus_spec(self) -> str:
@@ -582,7 +589,8 @@ class TrainDialog(QDialog):
         self._update_resume_enabled()
         if self.resume_check.isEnabled():
             self.resume_check.setChecked(True)
-            self._log("Tick “Resume” (already ticked) and press Start to continue from the checkpoint.")
+            self._update_start_text()
+            self._log("Press “Resume training” to continue from the checkpoint.")
 
     def _on_failed(self, message: str, details: str) -> None:
         self.running = False
