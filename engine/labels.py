@@ -13,9 +13,11 @@ compare. ``Labeller`` is a protocol: an LLM labeller with its own rule can repla
 
 ``RuleLabeller`` sorts tokens into classes from their text and Unicode data: whitespace, a script
 (Arabic, Hebrew, Cyrillic, Greek, CJK, …), DNA (A/C/G/T runs), hex digits, base64, digits, Python
-keywords, brackets, punctuation, upper-case words, words, other. Short or ambiguous tokens ("A",
-"be", "Zk") take their class from their neighbours in the window (context ≥ half of them). The
-label is the class with the largest activation-weighted share of the example tokens — or a single
+keywords, brackets, punctuation, upper-case words, words, other. DNA, hex and base64 are decided
+by the characters around a token (±6 tokens: ≥ 6 characters of the class's alphabet and ≤ 10%
+others; hex needs digits and a-f letters, base64 upper, lower, and digits or +/), so they hold
+whether a tokenizer keeps "GATTACA" whole or splits it into letters, and "A", "be" or "Zk" take
+the class of the text they stand in. The label is the class with the largest activation-weighted share of the example tokens — or a single
 token (or a word family) when one dominates an unspecific class.
 
 Shape legend: E examples (windows), W window tokens, V vocabulary, S sample tokens.
@@ -166,7 +168,7 @@ class TokenTable:
         for cls_ in (BASE64, HEX, DNA):          # later wins: DNA over hex over base64
             good, bad = _STAT[cls_, "good"], _STAT[cls_, "bad"]
             capable = (ch[..., good] > 0) & (ch[..., bad] == 0)
-            in_context = _composition_ok(cls_, near, min_chars=8) | _composition_ok(cls_, ch, min_chars=6)
+            in_context = _composition_ok(cls_, near, min_chars=6) | _composition_ok(cls_, ch, min_chars=6)
             take = capable & in_context & (base < SCRIPT0) & (base != WHITESPACE)
             out[take] = cls_
         # partial characters take the script of their neighbours

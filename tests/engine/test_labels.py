@@ -204,3 +204,19 @@ def test_label_harvest_on_a_real_harvest():
         assert all(stats.labels[i] for i in np.nonzero(live)[0])
         assert np.isfinite(stats.scores[live]).all() and np.isnan(stats.scores[~live]).all()
     assert isinstance(RuleLabeller(FakeTokenizer()).table, TokenTable)
+
+
+def test_classes_survive_a_tokenizer_that_splits_into_letters():
+    letters = list("ACGTacgt0123456789bdefxyzBDEFXYZ+/ ,:") + [" a", " cat", " the", " is", "\n"]
+    table = TokenTable.from_strings(letters)
+    ids = {t: i for i, t in enumerate(letters)}
+
+    def classes(seq):
+        return [table.class_name(int(c)) for c in table.classify(np.array([[ids[t] for t in seq]]))[0]]
+
+    assert all("DNA" in c for c in classes(list("GATTACAGGCATTAGC")))
+    assert all(c == "base64" for c in classes(list("Zb9x+Y3/dEa7FzXc")))
+    assert set(classes(list("3fa0") + [" "] + list("9d1c") + [" "] + list("e4b0") + [" "] + list("00ff"))) \
+        <= {"hex digits", "whitespace / indentation"}
+    prose = classes([" the", " cat", " is", " a", " cat", "\n", " the", " a"])
+    assert not any(c in ("DNA (ACGT runs)", "hex digits", "base64") for c in prose)
