@@ -109,9 +109,13 @@ def train_dialog(ctx: Context):
     import superpos_app.train_dialog as td
 
     win = ctx.window(bundle=False)
-    with_curves = _open_curves(ctx.bundle_path)
+    with_curves, cfg = _open_curves(ctx.bundle_path)
     td.pipeline_job = lambda cfg, out, workdir, resume, cancel: _replay_job(with_curves, cancel)
-    dialog = win.show_train_dialog("tiny", str(Path.home() / "superpos-runs" / "tiny-run.h5"))  # never written
+    from engine.config import preset_names
+
+    name = cfg.name if cfg.name in preset_names() else "demo"
+    dialog = win.show_train_dialog(name, str(Path.home() / "superpos-runs" / f"{name}-run.h5"))  # never written
+    dialog.set_config(cfg, name)              # the form shows the settings that made these curves
     dialog.resize(1180, 760)
     dialog.start()
     deadline = time.perf_counter() + 20
@@ -122,11 +126,11 @@ def train_dialog(ctx: Context):
     return dialog
 
 
-def _open_curves(path: Path) -> dict:
+def _open_curves(path: Path):
     from engine.bundle import open_bundle
 
     with open_bundle(path) as b:
-        return {k: v.copy() for k, v in b.curves().items()}
+        return {k: v.copy() for k, v in b.curves().items()}, b.config
 
 
 def _replay_job(curves: dict, cancel):
