@@ -54,16 +54,15 @@ def _float(ctx: Context, win, name: str, size=(1100, 760)):
 
 @shot("explore")
 def explore(ctx: Context):
-    win = _explore_window(ctx)
-    win.resizeDocks([win.docks["featureSearch"]], [430], screenshots_orientation("h"))
-    ctx.settle(0.4)
-    return win
-
-
-def screenshots_orientation(which: str):
     from PySide6.QtCore import Qt
 
-    return Qt.Orientation.Horizontal if which == "h" else Qt.Orientation.Vertical
+    win = _explore_window(ctx)
+    win.resize(1680, 1000)                     # the panes around the overview need a large screen
+    ctx.settle(0.3)
+    win.resizeDocks([win.docks["featureSearch"], win.docks["featureDetail"]], [440, 640], Qt.Orientation.Horizontal)
+    win.resizeDocks([win.docks["textLens"]], [330], Qt.Orientation.Vertical)
+    ctx.settle(0.4)
+    return win
 
 
 @shot("feature-search")

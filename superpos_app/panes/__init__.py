@@ -9,7 +9,7 @@ Back/forward (Alt+Left/Right) are the window's actions over ``Selection``'s hist
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 
 from superpos_app.panes.compare import NeuronComparePane
@@ -43,6 +43,16 @@ def install_panes(window) -> dict:
     }
     window.tabifyDockWidget(docks["featureDetail"], docks["neuronCompare"])
     docks["featureDetail"].raise_()
+    # The central overview takes all spare width, which can leave a dock too narrow to read; when a
+    # dock appears that narrow, widen it once (a wider saved layout is left alone).
+    def widen(dock, width: int):
+        def check(visible: bool) -> None:
+            if visible and not dock.isFloating() and dock.width() < 0.75 * width:
+                QTimer.singleShot(0, lambda: window.resizeDocks([dock], [width], Qt.Orientation.Horizontal))
+        dock.visibilityChanged.connect(check)
+
+    widen(docks["featureSearch"], 440)
+    widen(docks["featureDetail"], 600)
 
     def opened(bundle):
         for p in panes.values():

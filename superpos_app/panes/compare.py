@@ -58,6 +58,7 @@ class NeuronComparePane(QWidget):
         f.setBold(True)
         f.setPointSizeF(f.pointSizeF() * 1.2)
         self.title.setFont(f)
+        self.title.setWordWrap(True)
 
         # --- unit plots
         self.weights_plot = make_plot("Decoder weights over the neurons (sorted)", "rank", "weight")
@@ -75,6 +76,7 @@ class NeuronComparePane(QWidget):
         self.links.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
 
         self.examples_title = QLabel("")
+        self.examples_title.setWordWrap(True)
         self.examples = TokenView()
         self.examples.setObjectName("compareExamples")
         scroll = QScrollArea()
@@ -134,14 +136,29 @@ class NeuronComparePane(QWidget):
         grid.setRowStretch(0, 3)
         grid.setRowStretch(3, 2)
         grid.setRowStretch(5, 3)
+        # everything scrolls when the dock is short, so the pane never forces the window's height
+        body = QWidget()
+        body.setMinimumHeight(620)
+        bl = QVBoxLayout(body)
+        bl.setContentsMargins(0, 0, 0, 0)
+        bl.addLayout(grid, 1)
+        outer = QScrollArea()
+        outer.setWidgetResizable(True)
+        outer.setFrameShape(QFrame.Shape.NoFrame)
+        outer.setWidget(body)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.addLayout(header)
-        layout.addLayout(grid, 1)
+        layout.addWidget(outer, 1)
 
         selection.unitSelected.connect(self.show_unit)
         if hasattr(selection, "cleared"):
             selection.cleared.connect(self.clear)
+
+    def sizeHint(self):
+        from PySide6.QtCore import QSize
+
+        return QSize(620, 760)            # docks start from their widget's size hint
 
     # ------------------------------------------------------------------ bundle
     def set_bundle(self, bundle) -> None:

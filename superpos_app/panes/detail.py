@@ -14,10 +14,10 @@ import json
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
-    QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSizePolicy, QSplitter, QVBoxLayout,
+    QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSizePolicy, QVBoxLayout,
     QWidget,
 )
 
@@ -132,9 +132,11 @@ class FeatureDetailPane(QWidget):
         f.setBold(True)
         self.title.setFont(f)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.title.setWordWrap(True)
         self.stats = QLabel("")
         self.stats.setObjectName("detailStats")
         self.stats.setStyleSheet("color: #555;")
+        self.stats.setWordWrap(True)
         self.copy_button = QPushButton("Copy as JSON")
         self.copy_button.setObjectName("copyJsonButton")
         self.copy_button.setToolTip("Copy this dashboard as Neuronpedia-style JSON")
@@ -177,57 +179,87 @@ class FeatureDetailPane(QWidget):
         plots = QHBoxLayout()
         plots.addWidget(self.act_plot, 3)
         plots.addWidget(self.logit_plot, 2)
-        logits = QHBoxLayout()
+        self._logits_box = QWidget()
+        logits = QHBoxLayout(self._logits_box)
+        logits.setContentsMargins(0, 0, 0, 0)
         logits.addWidget(self.pos_label, 1)
         logits.addWidget(self.neg_label, 1)
 
-        top = QWidget()
-        tl = QVBoxLayout(top)
-        tl.setContentsMargins(0, 0, 0, 0)
-        tl.addLayout(header)
+        # One page that scrolls, like a web dashboard: header and buttons stay on top; plots,
+        # logit lists, links and every example follow (the examples view is as tall as its text).
+        content = QWidget()
+        tl = QVBoxLayout(content)
+        tl.setContentsMargins(0, 0, 4, 0)
         tl.addWidget(self.stats)
-        tl.addLayout(plots, 1)
+        plots_box = QWidget()
+        plots_box.setLayout(plots)
+        plots.setContentsMargins(0, 0, 0, 0)
+        plots_box.setFixedHeight(190)
+        tl.addWidget(plots_box)
         grid = QGridLayout()
         grid.setHorizontalSpacing(16)
-        grid.addLayout(logits, 0, 0, 2, 1)
+        grid.addWidget(self._logits_box, 0, 0, 2, 1)
         grid.addWidget(self.align_label, 0, 1)
         grid.addWidget(self.corr_label, 1, 1)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
+        self._grid = grid
+        self._narrow = False
         tl.addLayout(grid)
 
         # --- examples
         self.examples_title = QLabel("Examples")
         self.examples_title.setObjectName("examplesTitle")
+        self.examples_title.setWordWrap(True)
         self.examples = TokenView()
         self.examples.setObjectName("detailExamples")
         self.examples.placeholder = "Select a feature or neuron to see the texts it fires on."
+        tl.addSpacing(6)
+        tl.addWidget(self.examples_title)
+        tl.addWidget(self.examples)
+        tl.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(self.examples)
+        scroll.setWidget(content)
         self.examples_scroll = scroll
-        bottom = QWidget()
-        bl = QVBoxLayout(bottom)
-        bl.setContentsMargins(0, 0, 0, 0)
-        bl.addWidget(self.examples_title)
-        bl.addWidget(scroll, 1)
 
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(top)
-        splitter.addWidget(bottom)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setSizes([380, 520])
-        splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
-        layout.addWidget(splitter)
+        layout.addLayout(header)
+        layout.addWidget(scroll, 1)
 
         selection.unitSelected.connect(self.show_unit)
         if hasattr(selection, "cleared"):
             selection.cleared.connect(self.clear)
         self.clear()
+
+    def sizeHint(self) -> QSize:
+        return QSize(620, 760)            # docks start from their widget's size hint
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._arrange(event.size().width())
+
+    def _arrange(self, width: int) -> None:
+        """Two columns (logit lists | links) when wide, one when the dock is narrow."""
+        narrow = width < 640
+        if narrow == self._narrow:
+            return
+        self._narrow = narrow
+        g = self._grid
+        for w in (self._logits_box, self.align_label, self.corr_label):
+            g.removeWidget(w)
+        if narrow:
+            g.addWidget(self._logits_box, 0, 0)
+            g.addWidget(self.align_label, 1, 0)
+            g.addWidget(self.corr_label, 2, 0)
+            g.setColumnStretch(1, 0)
+        else:
+            g.addWidget(self._logits_box, 0, 0, 2, 1)
+            g.addWidget(self.align_label, 0, 1)
+            g.addWidget(self.corr_label, 1, 1)
+            g.setColumnStretch(1, 1)
 
     # ------------------------------------------------------------------ bundle / unit
     def set_bundle(self, bundle) -> None:

@@ -291,8 +291,10 @@ class TextLensPane(QWidget):
         self.notice = QLabel("")
         self.notice.setObjectName("lensTruncated")
         self.notice.setStyleSheet("color:#a05a00; font-weight:bold;")
+        self.notice.setWordWrap(True)
         self.shading_label = QLabel("")
         self.shading_label.setObjectName("lensShading")
+        self.shading_label.setWordWrap(True)
         self.status = QLabel("")
         self.status.setObjectName("lensStatus")
         self.status.setStyleSheet("color:#777;")
@@ -325,6 +327,7 @@ class TextLensPane(QWidget):
         rl = QVBoxLayout(ranked)
         rl.setContentsMargins(0, 0, 0, 0)
         self.ranked_title = QLabel("<b>Features active in this text</b>")
+        self.ranked_title.setWordWrap(True)
         rl.addWidget(self.ranked_title)
         rl.addWidget(self.feature_table, 1)
 
@@ -334,7 +337,7 @@ class TextLensPane(QWidget):
         self.hover_info.setTextFormat(Qt.TextFormat.RichText)
         self.hover_info.setWordWrap(True)
         self.hover_info.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.hover_info.setMinimumHeight(60)
+        self.hover_info.setMinimumHeight(36)
 
         self.clamp_enable = QCheckBox("Clamp feature")
         self.clamp_enable.setObjectName("lensClampEnable")
@@ -363,9 +366,14 @@ class TextLensPane(QWidget):
         self.error_term.setToolTip("Checked: baseline = the model's own MLP output (SAE error added back), so "
                                    "only the clamp differs.\nUnchecked: both runs use the pure SAE reconstruction.")
         clamp_row = QHBoxLayout()
-        for w in (self.clamp_enable, self.clamp_feature, self.clamp_mode, self.clamp_value, self.error_term):
+        for w in (self.clamp_enable, self.clamp_feature, self.clamp_mode, self.clamp_value):
             clamp_row.addWidget(w)
         clamp_row.addStretch(1)
+        clamp_row2 = QHBoxLayout()
+        clamp_row2.addWidget(self.error_term)
+        clamp_row2.addStretch(1)
+        self.clamp_feature.setMinimumWidth(60)
+        self.clamp_value.setMinimumWidth(60)
 
         self.pred_model = PredictionModel(self)
         self.pred_table = _table(self.pred_model, "lensPredictions")
@@ -381,6 +389,7 @@ class TextLensPane(QWidget):
         rr.setContentsMargins(0, 0, 0, 0)
         rr.addWidget(self.hover_info)
         rr.addLayout(clamp_row)
+        rr.addLayout(clamp_row2)
         rr.addWidget(self.pred_table, 1)
 
         lower = QSplitter(Qt.Orientation.Horizontal)
@@ -418,6 +427,11 @@ class TextLensPane(QWidget):
         if hasattr(selection, "cleared"):
             selection.cleared.connect(lambda: self._on_unit_selected(None, -1))
         self.setEnabled(False)
+
+    def sizeHint(self):
+        from PySide6.QtCore import QSize
+
+        return QSize(1000, 330)            # docks start from their widget's size hint
 
     # ------------------------------------------------------------------ bundle
     def set_bundle(self, bundle) -> None:

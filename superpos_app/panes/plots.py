@@ -23,7 +23,7 @@ FEATURE_COLOR = "#d0742b"
 NEURON_COLOR = "#3b6ea8"     # neurons (blue)
 
 
-def make_plot(title: str = "", x_label: str = "", y_label: str = "", height: int = 150) -> pg.PlotWidget:
+def make_plot(title: str = "", x_label: str = "", y_label: str = "", height: int = 130) -> pg.PlotWidget:
     w = pg.PlotWidget(background="w")
     w.setMinimumHeight(height)
     item = w.getPlotItem()

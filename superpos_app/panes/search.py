@@ -57,6 +57,9 @@ class FeatureSearchPane(QWidget):
         top.addWidget(self.feature_button)
         top.addWidget(self.neuron_button)
 
+        self.count_label = QLabel("")
+        self.count_label.setObjectName("searchCount")
+        self.count_label.setStyleSheet("color: #666;")
         self.density_min = _spin(-12.0, 0.0, -12.0, "log10 density ≥", special="any")
         self.density_min.setObjectName("densityMin")
         self.density_max = _spin(-12.0, 0.0, 0.0, "≤", special=None)
@@ -67,18 +70,24 @@ class FeatureSearchPane(QWidget):
         self.hide_dead.setObjectName("hideDead")
         self.hide_ultralow = QCheckBox("hide ultralow")
         self.hide_ultralow.setObjectName("hideUltralow")
-        filters = QHBoxLayout()
-        filters.addWidget(QLabel("log10 density"))
-        filters.addWidget(self.density_min)
-        filters.addWidget(QLabel("to"))
-        filters.addWidget(self.density_max)
-        filters.addSpacing(8)
-        filters.addWidget(QLabel("score ≥"))
-        filters.addWidget(self.min_score)
-        filters.addSpacing(8)
-        filters.addWidget(self.hide_dead)
-        filters.addWidget(self.hide_ultralow)
-        filters.addStretch(1)
+        # two short rows rather than one long one: the pane must fit a narrow dock
+        filters = QVBoxLayout()
+        filters.setSpacing(2)
+        row1, row2 = QHBoxLayout(), QHBoxLayout()
+        row1.addWidget(QLabel("log10 density"))
+        row1.addWidget(self.density_min)
+        row1.addWidget(QLabel("to"))
+        row1.addWidget(self.density_max)
+        row1.addSpacing(8)
+        row1.addWidget(QLabel("score ≥"))
+        row1.addWidget(self.min_score)
+        row1.addStretch(1)
+        row2.addWidget(self.hide_dead)
+        row2.addWidget(self.hide_ultralow)
+        row2.addStretch(1)
+        row2.addWidget(self.count_label)
+        filters.addLayout(row1)
+        filters.addLayout(row2)
 
         self.model = UnitTableModel(self)
         self.table = UnitTableView()
@@ -101,16 +110,11 @@ class FeatureSearchPane(QWidget):
         for col, width in ((0, 64), (2, 52), (3, 96), (4, 64), (5, 62)):
             self.table.setColumnWidth(col, width)
 
-        self.count_label = QLabel("")
-        self.count_label.setObjectName("searchCount")
-        self.count_label.setStyleSheet("color: #666;")
-
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
         layout.addLayout(filters)
         layout.addWidget(self.table, 1)
-        layout.addWidget(self.count_label)
 
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -128,6 +132,11 @@ class FeatureSearchPane(QWidget):
         selection.unitSelected.connect(self._on_unit_selected)
         self.setEnabled(False)
         self._update_count()
+
+    def sizeHint(self):
+        from PySide6.QtCore import QSize
+
+        return QSize(440, 600)            # docks start from their widget's size hint
 
     # ------------------------------------------------------------------ bundle
     def set_bundle(self, bundle) -> None:

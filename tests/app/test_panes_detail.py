@@ -60,8 +60,10 @@ def test_selecting_a_feature_fills_every_plot(panes, bundle):
     assert f"Feature {i}" in detail.title.text() and dash.label in detail.title.text()
     assert f"{dash.max_act:.3g}" in detail.stats.text()
     import html
+
+    from superpos_app.panes.token_view import display_token
     for tid in dash.logit_top_ids[:3]:
-        assert html.escape(tok.token_str(int(tid)).replace("\n", "↵")) in detail.pos_label.text()
+        assert html.escape(display_token(tok.token_str(int(tid)))) in detail.pos_label.text()
     for nid in dash.align_ids:
         assert f'href="neuron:{int(nid)}"' in detail.align_label.text()
     for nid in dash.corr_ids:
