@@ -437,6 +437,8 @@ class TextLensPane(QWidget):
     def set_bundle(self, bundle) -> None:
         self.bundle = bundle
         self.result = None
+        self._request += 1                       # a result still in flight for the old bundle is stale
+        self.runner.latest = self._request
         self.runner.engine = None
         self.feature_model.set_result(None)
         self.pred_model.set_result(None)

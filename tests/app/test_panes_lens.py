@@ -148,3 +148,15 @@ def test_lens_item_models(lens, qtmodeltester, qtbot):
         lens.set_text(TEXT)
     qtmodeltester.check(lens.feature_model)
     qtmodeltester.check(lens.pred_model)
+
+
+def test_a_result_for_a_closed_bundle_is_dropped(lens, bundle, qtbot):
+    lens.set_text("text for the first bundle")
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000):
+        lens.request_now()
+    lens.set_text("late text")
+    stale = lens.request_now()
+    lens.set_bundle(None)                        # closes while the request may still be running
+    assert not lens.isEnabled() and lens.result is None
+    qtbot.wait(300)
+    assert lens.result is None and lens.latest_request > stale
