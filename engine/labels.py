@@ -17,8 +17,11 @@ keywords, brackets, punctuation, upper-case words, words, other. DNA, hex and ba
 by the characters around a token (±6 tokens: ≥ 6 characters of the class's alphabet and ≤ 10%
 others; hex needs digits and a-f letters, base64 upper, lower, and digits or +/), so they hold
 whether a tokenizer keeps "GATTACA" whole or splits it into letters, and "A", "be" or "Zk" take
-the class of the text they stand in. The label is the class with the largest activation-weighted share of the example tokens — or a single
-token (or a word family) when one dominates an unspecific class.
+the class of the text they stand in. The candidate rules are the class with the largest
+activation-weighted share of the example tokens, a dominating token (≥ half the weight; "the token ' self'", "Python keyword 'def'"), that token
+only within its class ("the token 'C' in DNA (ACGT runs)"), and a word family; the labeller keeps
+the one whose predictions best match every token of the labelling windows (Spearman again — the
+example's neighbours are the negatives), preferring the more general rule on near-ties.
 
 Shape legend: E examples (windows), W window tokens, V vocabulary, S sample tokens.
 """
@@ -35,7 +38,7 @@ import numpy as np
 
 from engine.stats import HarvestResult, UnitStats
 
-__all__ = ["Labeller", "RuleLabeller", "Rule", "ClassRule", "TokenRule", "UnitView", "HeldOutSample",
+__all__ = ["Labeller", "RuleLabeller", "Rule", "ClassRule", "TokenRule", "TokenInClassRule", "UnitView", "HeldOutSample",
            "TokenTable", "label_units", "label_harvest", "spearman", "class_share"]
 
 # fixed token classes; scripts get ids from SCRIPT0 on, one per script seen in the vocabulary
@@ -252,6 +255,20 @@ class TokenRule:
 
 
 @dataclass
+class TokenInClassRule:
+    """Given tokens, only where they stand in text of one class ("'C' in DNA")."""
+
+    token_ids: frozenset
+    cls: int
+    table: TokenTable
+
+    def predict(self, tokens_EW: np.ndarray) -> np.ndarray:
+        tokens_EW = np.asarray(tokens_EW)
+        hit = np.isin(tokens_EW, list(self.token_ids)) & (self.table.classify(tokens_EW) == self.cls)
+        return hit.astype(np.float32)
+
+
+@dataclass
 class UnitView:
     """What a labeller may look at for one unit: its labelling examples, classes and logits."""
 
@@ -300,19 +317,31 @@ class RuleLabeller:
         text = self.table.stripped[best_token]
         same = frozenset(int(t) for t in tokens if self.table.stripped[t] == text and text)
         same_share = w[np.isin(tok_c, list(same))].sum() / total if same else token_share
-        token_wins = same_share >= self.token_share and not (
-            best_class in DISTINCTIVE | self._script_classes() and class_share >= same_share + 0.2)
-        if token_wins:
+        # candidate rules, most general first; each predicts the labelling windows' every token
+        class_name = self.table.class_name(best_class)
+        in_class = classes == best_class
+        candidates = [(class_name, ClassRule(frozenset([best_class]), self.table), in_class)]
+        if same_share >= self.token_share:
             ids = same if same else frozenset([best_token])
+            is_token = np.isin(unit.tokens, list(ids))
             raw = self.table.strings[best_token]
-            if self.table.base[best_token] == KEYWORD:
-                return f"Python keyword {text!r}", TokenRule(ids)
-            return f"the token {raw!r}", TokenRule(ids)
+            name = (f"Python keyword {text!r}" if self.table.base[best_token] == KEYWORD
+                    else f"the token {raw!r}")
+            if (best_class in DISTINCTIVE | self._script_classes() and class_share >= 0.5
+                    and self.table.base[best_token] != best_class):    # "'C' in DNA", not "'д' in Cyrillic"
+                candidates.append((f"{name} in {class_name}", TokenInClassRule(ids, best_class, self.table),
+                                   is_token & in_class))
+            candidates.append((name, TokenRule(ids), is_token))
         if best_class == WORD:
             family = self._word_family(tok_c, w, cls_c)
             if family is not None:
-                return family
-        return self.table.class_name(best_class), ClassRule(frozenset([best_class]), self.table)
+                candidates.append((*family, np.isin(unit.tokens, list(family[1].token_ids))))
+        # keep the rule that best predicts those tokens (ties within 0.02: the earlier, more general)
+        valid = unit.tokens >= 0
+        fit = [spearman(pred[valid], unit.acts[valid]) for _, _, pred in candidates]
+        best = max(fit)
+        label, rule, _ = next(c for c, f in zip(candidates, fit) if f >= best - 0.02)
+        return label, rule
 
     def _script_classes(self) -> set[int]:
         return {SCRIPT0 + i for i in range(len(self.table.scripts))}
