@@ -154,3 +154,47 @@ def test_incremental_reuse_equals_fresh_computation(engine):
             np.testing.assert_allclose(pa.probs, pb.probs, rtol=1e-5, atol=1e-7)
             np.testing.assert_allclose(pa.next_logprob, pb.next_logprob, rtol=1e-5, atol=1e-6)
             assert pa.strs == pb.strs
+
+
+def test_any_sae_with_encode_decode_works(engine):
+    """Without W_dec/b_dec attributes the engine falls back to sae.decode (same numbers)."""
+
+    class Opaque:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def encode(self, x):
+            return self.inner.encode(x)
+
+        def decode(self, f):
+            return self.inner.decode(f)
+
+    other = LensEngine(engine.model, Opaque(engine.sae), engine.tokenizer)
+    assert other._W_dec_FM is None
+    a, b = other.analyze("opaque sae", clamp={2: 0.0}), engine.analyze("opaque sae", clamp={2: 0.0})
+    np.testing.assert_allclose(a.clamped.probs, b.clamped.probs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a.predictions.probs, b.predictions.probs, rtol=1e-5, atol=1e-7)
+
+
+def test_real_sae_and_tokenizer():
+    """The engine on the project's own SparseAutoencoder (TopK) and byte-level BPE tokenizer."""
+    from engine.config import SAEConfig
+    from engine.sae import SparseAutoencoder
+    from engine.tokenizer import Tokenizer
+
+    tok = Tokenizer.train(["the cat sat on the mat. " * 50, "def f(x):\n    return x\n" * 50], vocab_size=300)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_ctx=12, d_model=32, n_heads=2, d_mlp=64)
+    model = OneLayerTransformer(cfg).eval()
+    sae = SparseAutoencoder(SAEConfig(recipe="topk", d_in=64, d_sae=128, k=4)).eval()
+    eng = LensEngine(model, sae, tok)
+    text = "the cat sat on the mat and then def f(x): return x"
+    r = eng.analyze(text, clamp={int(3): 0.0})
+    ids = tok.encode(text)[:12]
+    with torch.no_grad():
+        f = sae.encode(model.mlp_acts(torch.tensor([ids]))[0]).numpy()
+    assert r.truncated and r.n_tokens == 12 and r.tokens == [tok.token_str(i) for i in ids]
+    assert (np.diff(r.feat_indptr) <= 4).all()                      # TopK: at most k per token
+    for i in np.flatnonzero(f.max(0) > 0):
+        np.testing.assert_allclose(r.acts_of("feature", int(i)), f[:, i], rtol=1e-5, atol=1e-6)
+    start, end = r.offsets[1]
+    assert text[start:end].strip() == tok.token_str(ids[1]).strip()
