@@ -117,9 +117,7 @@ class _Trainer:
         self.params = [self.W_enc_FD, self.b_enc_F, self.W_dec_FD, self.b_dec_D]
         for p in self.params:
             p.grad = torch.zeros_like(p)
-        fused = device.type in ("cpu", "cuda")
-        self.opt = torch.optim.Adam(self.params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-                                    **({"fused": True} if fused else {}))
+        self.opt = _Adam(self.params, betas=(0.9, 0.999), eps=1e-8)
         self.scale = 1.0
         self.last_fired = torch.zeros(F, dtype=torch.long, device=device)  # activations seen at last firing
         self.n_seen = 0
@@ -193,12 +191,13 @@ class _Trainer:
         if self.cfg.recipe in ("2023", "topk"):
             _remove_parallel_component_(self.W_dec_FD.grad, self.W_dec_FD)
         if self.cfg.recipe == "2024-04" and self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip, foreach=True)
+            norm = math.sqrt(sum(float(torch.dot(p.grad.view(-1), p.grad.view(-1))) for p in self.params))
+            if norm > self.cfg.grad_clip:
+                for p in self.params:
+                    p.grad.mul_(self.cfg.grad_clip / (norm + 1e-6))
         lr = self.lr_at(self.step)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
         if math.isfinite(metrics["loss"]):
-            self.opt.step()
+            self.opt.step(lr)
             if self.cfg.recipe in ("2023", "topk"):
                 _unit_norm_rows_(self.W_dec_FD)
         self.n_seen += B
@@ -308,7 +307,8 @@ class _Trainer:
         g_pre_P = g_val_P.mul_(val_P > 0)                                   # through the ReLU
 
         # Weight gradients: sums over the pairs of each latent, by embedding_bag on sorted pairs.
-        lat_sorted, order = torch.sort(lat_P, stable=True)
+        order = _stable_argsort(lat_P, F)
+        lat_sorted = lat_P[order]
         per_lat = torch.bincount(lat_sorted, minlength=F)
         offsets = torch.zeros(F, dtype=torch.long, device=self.device)
         torch.cumsum(per_lat[:-1], 0, out=offsets[1:])
@@ -356,11 +356,9 @@ class _Trainer:
         self.W_dec_FD[dead] = chosen_ND
         self.W_enc_FD[dead] = chosen_ND * (0.2 * live_norm)
         self.b_enc_F[dead] = 0.0
-        for p in (self.W_enc_FD, self.W_dec_FD, self.b_enc_F):
-            state = self.opt.state.get(p, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    state[key][dead] = 0.0
+        for i in (0, 1, 2):                                     # W_enc_FD, b_enc_F, W_dec_FD rows
+            self.opt.exp_avg[i][dead] = 0.0
+            self.opt.exp_avg_sq[i][dead] = 0.0
         self.last_fired[dead] = self.n_seen
         return n_dead
 
@@ -376,16 +374,9 @@ class _Trainer:
         return sae.eval()
 
     def state(self) -> dict[str, Any]:
-        opt_state = {}
-        for name, p in zip(("W_enc_FD", "b_enc_F", "W_dec_FD", "b_dec_D"), self.params):
-            st = self.opt.state.get(p, {})
-            for key in ("exp_avg", "exp_avg_sq", "step"):
-                if key in st:
-                    opt_state[f"{name}.{key}"] = st[key].detach().cpu().clone()
         return {
-            "params": {name: p.detach().cpu().clone() for name, p in
-                       zip(("W_enc_FD", "b_enc_F", "W_dec_FD", "b_dec_D"), self.params)},
-            "opt": opt_state,
+            "params": {name: p.detach().cpu().clone() for name, p in zip(PARAM_NAMES, self.params)},
+            "opt": self.opt.state(),
             "last_fired": self.last_fired.cpu().clone(),
             "n_seen": self.n_seen,
             "step": self.step,
@@ -394,17 +385,75 @@ class _Trainer:
 
     @torch.no_grad()
     def load_state(self, state: dict[str, Any]) -> None:
-        names = ("W_enc_FD", "b_enc_F", "W_dec_FD", "b_dec_D")
-        for name, p in zip(names, self.params):
+        for name, p in zip(PARAM_NAMES, self.params):
             p.copy_(state["params"][name])
-            keys = [k for k in ("exp_avg", "exp_avg_sq", "step") if f"{name}.{k}" in state["opt"]]
-            if keys:
-                self.opt.state[p] = {k: state["opt"][f"{name}.{k}"].to(self.device if k != "step" else "cpu")
-                                     for k in keys}
+        self.opt.load_state(state["opt"])
         self.last_fired.copy_(state["last_fired"])
         self.n_seen = int(state["n_seen"])
         self.step = int(state["step"])
         self.scale = float(state["scale"])
+
+
+PARAM_NAMES = ("W_enc_FD", "b_enc_F", "W_dec_FD", "b_dec_D")
+
+
+class _Adam:
+    """Adam (no weight decay) over a fixed list of tensors, fused where torch has the kernel.
+
+    Not torch.optim.Adam: constructing the first torch.optim optimizer imports torch._dynamo,
+    measured at 25 s on the shared test machine, and the trainer needs none of its generality.
+    Row-wise resets (resampling) just zero slices of exp_avg / exp_avg_sq.
+    """
+
+    def __init__(self, params: list[torch.Tensor], betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params = params
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in params]
+        self.fused = hasattr(torch, "_fused_adam_") and params[0].device.type in ("cpu", "cuda")
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        grads = [p.grad for p in self.params]
+        for s in self.steps:
+            s.add_(1)
+        if self.fused:
+            torch._fused_adam_(self.params, grads, self.exp_avg, self.exp_avg_sq, [], self.steps, lr=lr,
+                               beta1=self.beta1, beta2=self.beta2, weight_decay=0.0, eps=self.eps,
+                               amsgrad=False, maximize=False)
+            return
+        for p, g, m, v, s in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.steps):
+            t = float(s)
+            m.lerp_(g, 1 - self.beta1)
+            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+            denom = (v.sqrt() / math.sqrt(1 - self.beta2**t)).add_(self.eps)
+            p.addcdiv_(m, denom, value=-lr / (1 - self.beta1**t))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, m, v, s in zip(PARAM_NAMES, self.exp_avg, self.exp_avg_sq, self.steps):
+            out[f"{name}.exp_avg"] = m.detach().cpu().clone()
+            out[f"{name}.exp_avg_sq"] = v.detach().cpu().clone()
+            out[f"{name}.step"] = s.detach().cpu().clone()
+        return out
+
+    @torch.no_grad()
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        for name, m, v, s in zip(PARAM_NAMES, self.exp_avg, self.exp_avg_sq, self.steps):
+            m.copy_(state[f"{name}.exp_avg"])
+            v.copy_(state[f"{name}.exp_avg_sq"])
+            s.copy_(state[f"{name}.step"])
+
+
+def _stable_argsort(ids: torch.Tensor, n_values: int) -> torch.Tensor:
+    """Stable argsort of small non-negative ids. On the CPU numpy's radix sort of int16 is ~50x
+    faster than torch.sort (measured: 98k ids, 13 ms vs 970 ms on the shared 2-core machine)."""
+    if ids.device.type != "cpu":
+        return torch.sort(ids, stable=True).indices
+    small = ids.numpy().astype(np.int16 if n_values <= np.iinfo(np.int16).max else np.int32)
+    return torch.from_numpy(np.argsort(small, kind="stable"))
 
 
 @torch.no_grad()

@@ -127,6 +127,23 @@ def test_recovers_known_sparse_directions(recipe, extra):
         assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
 
 
+def test_adam_matches_the_textbook_update():
+    p = torch.tensor([1.0, -2.0, 3.0])
+    p.grad = torch.tensor([0.5, 0.1, -1.0])
+    from engine.sae_training import _Adam
+
+    ref = p.clone()
+    m = torch.zeros(3)
+    v = torch.zeros(3)
+    opt = _Adam([p])
+    for t in range(1, 4):
+        opt.step(0.01)
+        m = 0.9 * m + 0.1 * p.grad
+        v = 0.999 * v + 0.001 * p.grad**2
+        ref -= 0.01 * (m / (1 - 0.9**t)) / ((v / (1 - 0.999**t)).sqrt() + 1e-8)
+        assert torch.allclose(p, ref, atol=1e-6)
+
+
 def test_2023_decoder_rows_stay_unit_norm_every_step():
     x, _ = synthetic(n=5000)
     cfg = SAEConfig(recipe="2023", d_in=32, d_sae=64, batch_size=256, l1_coeff=1.0, lr=1e-2)
@@ -152,8 +169,9 @@ def test_resampling_revives_dead_features():
     assert dead[:16].all()
     n = tr.resample_dead_(data[4000:8000], window=1024, seed=0)
     assert n == int(dead.sum()) >= 16
-    state = tr.opt.state[tr.W_dec_FD]
-    assert state["exp_avg"][:16].abs().max() == 0 and state["exp_avg_sq"][:16].abs().max() == 0
+    for i in (0, 1, 2):                                           # W_enc rows, b_enc, W_dec rows
+        assert tr.opt.exp_avg[i][:16].abs().max() == 0 and tr.opt.exp_avg_sq[i][:16].abs().max() == 0
+    assert tr.opt.exp_avg[2][16:].abs().max() > 0
     assert torch.allclose(tr.W_dec_FD[:16].norm(dim=1), torch.ones(16), atol=1e-5)
     live = ~dead
     enc_norms = tr.W_enc_FD.norm(dim=1)
