@@ -50,6 +50,10 @@ class NeuronComparePane(QWidget):
         self._vocab: list[str] = []
         self._sample_neurons: np.ndarray | None = None      # [S, M]
         self.max_cos: np.ndarray | None = None               # [F]
+        self._population_pending = False
+        self.weights_order = np.zeros(0, np.int64)
+        self.weights_values = np.zeros(0, np.float32)
+        self.scatter_xy = (np.zeros(0), np.zeros(0))
         self.random_max_cos: np.ndarray | None = None        # [R]
 
         self.title = QLabel("Select a feature or neuron")
@@ -165,6 +169,7 @@ class NeuronComparePane(QWidget):
         self.bundle = bundle
         self._sample_neurons = None
         self.max_cos = None
+        self._population_pending = False
         self._vocab = []
         self.clear()
         if bundle is None:
@@ -175,12 +180,23 @@ class NeuronComparePane(QWidget):
             return
         tok = bundle.tokenizer()
         self._vocab = [tok.token_str(i) for i in range(tok.vocab_size)]
-        self._compute_population()
+        # The population view reads every decoder row (~1 s at 131k features): only when shown.
+        self._population_pending = True
+        if self.isVisible():
+            self._compute_population()
         cur = self.selection.current
         if cur is not None:
             self.show_unit(*cur)
 
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._population_pending and self.bundle is not None:
+            self._compute_population()
+            if self.unit is not None:
+                self._mark_population(*self.unit)
+
     def _compute_population(self) -> None:
+        self._population_pending = False
         b = self.bundle
         fs = np.asarray(b.columns("feature")["score"], np.float64)
         ns = np.asarray(b.columns("neuron")["score"], np.float64)

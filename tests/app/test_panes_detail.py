@@ -174,3 +174,16 @@ def test_plots_export_as_png_and_svg(panes, bundle, tmp_path):
     with pytest.raises(ValueError, match="png or .svg"):
         export_plot(detail.act_plot, tmp_path / "x.pdf")
     assert set(detail.export_button.plots) == {"Activation histogram", "Logit histogram"}
+
+
+def test_population_view_waits_until_the_pane_is_shown(qtbot, bundle):
+    sel = Selection()
+    compare = NeuronComparePane(sel)
+    qtbot.addWidget(compare)
+    compare.set_bundle(bundle)                  # hidden (a background tab): nothing read yet
+    assert compare.max_cos is None
+    sel.select("feature", 1)
+    compare.show()
+    qtbot.waitUntil(lambda: compare.max_cos is not None, timeout=5000)
+    assert compare.max_cos.shape == (bundle.n_features,)
+    assert compare.cos_marker.value() == pytest.approx(float(compare.max_cos[1]))
