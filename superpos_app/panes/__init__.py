@@ -54,13 +54,21 @@ def install_panes(window) -> dict:
     widen(docks["featureSearch"], 440)
     widen(docks["featureDetail"], 600)
 
+    def feed(bundle):
+        for name, p in panes.items():
+            try:
+                p.set_bundle(bundle)
+            except Exception as exc:  # noqa: BLE001 - one unreadable part must not take the others down
+                from superpos_app.errors import show_error
+
+                p.set_bundle(None)
+                show_error(window, f"Could not show this bundle in {docks[name].windowTitle()}", exc)
+
     def opened(bundle):
-        for p in panes.values():
-            p.set_bundle(bundle)
+        feed(bundle)
 
     def closed():
-        for p in panes.values():
-            p.set_bundle(None)
+        feed(None)
 
     window.bundleOpened.connect(opened)
     if hasattr(window, "bundleClosed"):

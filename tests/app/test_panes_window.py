@@ -58,3 +58,23 @@ def test_panes_are_docked_and_follow_the_bundle(window, tiny_bundle, qtbot):
     window.close_bundle()
     assert all(p.bundle is None for p in (search, detail, lens, compare))
     assert detail.dashboard is None and search.model.rowCount() == 0
+
+
+def test_a_pane_that_cannot_read_the_bundle_says_so(window, tiny_bundle, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from engine.bundle import Bundle, BundleError
+
+    def broken(self):
+        raise BundleError("the stored tokenizer does not load (test)")
+
+    monkeypatch.setattr(Bundle, "tokenizer", broken)
+    assert window.open_bundle(tiny_bundle)
+    search, detail = window.pane("featureSearch"), window.pane("featureDetail")
+    assert search.bundle is window.bundle and search.model.rowCount() > 0    # labels still searchable
+    assert detail.bundle is None
+    boxes = [w for w in QApplication.topLevelWidgets() + window.findChildren(QMessageBox)
+             if w.objectName() == "errorDialog" and w.isVisible()]
+    assert boxes and "tokenizer does not load" in boxes[0].message
+    for box in boxes:
+        box.close()
