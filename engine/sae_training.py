@@ -295,15 +295,7 @@ class _Trainer:
         val_P = torch.cat(val_list) if len(val_list) > 1 else val_list[0]
 
         # dL/dvalue for each pair = G_grad[row] · W_dec[latent], a matmul sampled at the pairs.
-        n_rows = G_grad.shape[0]
-        counts_R = torch.bincount(rows_P, minlength=n_rows)
-        crow = torch.zeros(n_rows + 1, dtype=torch.long, device=self.device)
-        torch.cumsum(counts_R, 0, out=crow[1:])
-        with warnings.catch_warnings():      # "CSR support is in beta": we use one well-tested op
-            warnings.simplefilter("ignore")
-            pattern = torch.sparse_csr_tensor(crow, lat_P, torch.zeros_like(val_P), size=(n_rows, F),
-                                              check_invariants=False)
-        g_val_P = torch.sparse.sampled_addmm(pattern, G_grad, W_dec.t(), beta=0.0).values()
+        g_val_P = _sampled_dot(G_grad, W_dec, rows_P, lat_P)
         g_pre_P = g_val_P.mul_(val_P > 0)                                   # through the ReLU
 
         # Weight gradients: sums over the pairs of each latent, by embedding_bag on sorted pairs.
@@ -395,6 +387,25 @@ class _Trainer:
 
 
 PARAM_NAMES = ("W_enc_FD", "b_enc_F", "W_dec_FD", "b_dec_D")
+
+
+def _sampled_dot(G_RD: torch.Tensor, W_FD: torch.Tensor, rows_P: torch.Tensor, lat_P: torch.Tensor) -> torch.Tensor:
+    """G[rows_P[p]] · W[lat_P[p]] for every pair p (rows_P grouped in increasing order).
+
+    CPU/CUDA: a matmul evaluated only at the pairs (torch.sparse.sampled_addmm on a CSR pattern);
+    elsewhere (MPS) a gather and a row-wise dot.
+    """
+    if G_RD.device.type not in ("cpu", "cuda"):
+        return (G_RD[rows_P] * W_FD[lat_P]).sum(1)
+    n_rows, F = G_RD.shape[0], W_FD.shape[0]
+    counts_R = torch.bincount(rows_P, minlength=n_rows)
+    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=G_RD.device)
+    torch.cumsum(counts_R, 0, out=crow[1:])
+    with warnings.catch_warnings():      # "CSR support is in beta": we use one well-tested op
+        warnings.simplefilter("ignore")
+        pattern = torch.sparse_csr_tensor(crow, lat_P, torch.zeros(len(lat_P), dtype=G_RD.dtype, device=G_RD.device),
+                                          size=(n_rows, F), check_invariants=False)
+    return torch.sparse.sampled_addmm(pattern, G_RD, W_FD.t(), beta=0.0).values()
 
 
 class _Adam:

@@ -127,6 +127,14 @@ def test_recovers_known_sparse_directions(recipe, extra):
         assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
 
 
+def test_sampled_dot_equals_gather_dot():
+    from engine.sae_training import _sampled_dot
+
+    G, W = torch.randn(6, 5), torch.randn(9, 5)
+    rows, lat = torch.tensor([0, 0, 1, 3, 3, 5]), torch.tensor([2, 7, 1, 0, 8, 3])
+    assert torch.allclose(_sampled_dot(G, W, rows, lat), (G[rows] * W[lat]).sum(1), atol=1e-6)
+
+
 def test_adam_matches_the_textbook_update():
     p = torch.tensor([1.0, -2.0, 3.0])
     p.grad = torch.tensor([0.5, 0.1, -1.0])
