@@ -25,13 +25,23 @@ _NEG_RGB = (40, 110, 255)           # blue for negative values / loss decreases
 _POS_RGB = (220, 30, 30)            # red for loss increases
 
 
+_SHADES: dict[tuple[bool, int], QColor] = {}
+
+
 def shade_color(value: float, max_value: float) -> QColor:
     """Background for an activation: transparent at 0, saturated orange at ``max_value``."""
     if not max_value or not np.isfinite(value) or value == 0:
-        return QColor(0, 0, 0, 0)
+        return _CLEAR
     a = float(min(1.0, abs(value) / max_value))
-    r, g, b = _ACT_RGB if value > 0 else _NEG_RGB
-    return QColor(r, g, b, int(round(25 + 200 * a)))
+    key = (value > 0, int(round(25 + 200 * a)))
+    color = _SHADES.get(key)
+    if color is None:
+        r, g, b = _ACT_RGB if key[0] else _NEG_RGB
+        color = _SHADES[key] = QColor(r, g, b, key[1])
+    return color
+
+
+_CLEAR = QColor(0, 0, 0, 0)
 
 
 def display_token(s: str) -> str:
@@ -46,6 +56,7 @@ class _Line:
     prefix: str = ""
     center: int = -1                # token drawn with a frame (the example's own token)
     underline: np.ndarray | None = None   # float32 [n] signed effect, or None
+    shown: list[str] | None = None        # tokens as drawn (display_token), computed once
 
 
 class TokenView(QWidget):
@@ -55,6 +66,8 @@ class TokenView(QWidget):
     def __init__(self, parent: QWidget | None = None, line_gap: float = 6.0):
         super().__init__(parent)
         self.setMouseTracking(True)
+        # paintEvent fills its background itself: Qt need not repaint the parents beneath it
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
         self._lines: list[_Line] = []
         self._max_value = 1.0
@@ -95,7 +108,8 @@ class TokenView(QWidget):
                   centers: Sequence[int] | None = None) -> None:
         self._lines = [
             _Line(list(toks), np.asarray(vals, np.float32).reshape(-1),
-                  prefixes[i] if prefixes else "", centers[i] if centers else -1)
+                  prefixes[i] if prefixes else "", centers[i] if centers else -1,
+                  shown=[display_token(t) for t in toks])
             for i, (toks, vals) in enumerate(zip(lines, values))
         ]
         self._set_max(max_value)
@@ -152,9 +166,11 @@ class TokenView(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _relayout(self) -> None:
+        old = self._height
         self._laid_out_width = -1
         self._ensure_layout()
-        self.updateGeometry()
+        if self._height != old:              # a new height re-lays out the parents; else just repaint
+            self.updateGeometry()
         self.update()
 
     def _ensure_layout(self) -> None:
@@ -199,7 +215,8 @@ class TokenView(QWidget):
             y += h + self._line_gap
         self._height = int(y + 2)
         self._laid_out_width = width
-        self.setMinimumHeight(self._height)
+        if self.minimumHeight() != self._height:
+            self.setMinimumHeight(self._height)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -221,6 +238,7 @@ class TokenView(QWidget):
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         clip = QRectF(event.rect())
         pal = self.palette()
+        p.fillRect(event.rect(), pal.window())
         text_pen = QPen(pal.windowText().color())
         dim = QColor(pal.windowText().color())
         dim.setAlpha(130)
@@ -236,6 +254,8 @@ class TokenView(QWidget):
         hl.setWidthF(2.0)
         bold = self.font()
         bold.setBold(True)
+        fm = QFontMetricsF(self.font())
+        text_dy = (fm.height() + 2 - fm.height()) / 2              # rects are fm.height() + 2 tall
         for li, (line, rects) in enumerate(zip(self._lines, self._rects)):
             if not rects:
                 if line.prefix and self._prefix_rects[li].intersects(clip):
@@ -251,28 +271,38 @@ class TokenView(QWidget):
                 p.setPen(dim)
                 p.drawText(self._prefix_rects[li], int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
                            line.prefix + "  ")
-            for ti, (tok, r) in enumerate(zip(line.tokens, rects)):
-                if not r.intersects(clip):
+            # per-token work kept to plain floats: this loop runs for every token on every repaint
+            inside = rects[0].top() >= clip.top() and rects[-1].bottom() <= clip.bottom()
+            vals = line.values.tolist()
+            unders = line.underline.tolist() if line.underline is not None else None
+            special = {ti for (l2, ti) in (self._highlight or (-1, -1), self._hover) if l2 == li}
+            if line.center >= 0:
+                special.add(line.center)
+            mx = self._max_value
+            p.setPen(text_pen)
+            for ti, r in enumerate(rects):
+                if not inside and not r.intersects(clip):
                     continue
-                v = float(line.values[ti]) if ti < line.values.size else 0.0
-                c = shade_color(v, self._max_value)
-                if c.alpha():
-                    p.fillRect(r, c)
-                if line.underline is not None and ti < line.underline.size:
-                    u = float(line.underline[ti])
-                    if np.isfinite(u) and u != 0:
+                v = vals[ti] if ti < len(vals) else 0.0
+                if v:
+                    c = shade_color(v, mx)
+                    if c.alpha():
+                        p.fillRect(r, c)
+                if unders is not None and ti < len(unders):
+                    u = unders[ti]
+                    if u and u == u:                                  # non-zero, not NaN
                         a = min(1.0, abs(u) / self._underline_scale)
                         col = QColor(*(_POS_RGB if u > 0 else _NEG_RGB), int(60 + 195 * a))
                         p.fillRect(QRectF(r.left(), r.bottom() - 3, r.width(), 3), col)
-                p.setPen(text_pen)
-                st = self._static(display_token(tok))
-                p.drawStaticText(QPointF(r.left() + 1.0, r.top() + (r.height() - st.size().height()) / 2), st)
-                if ti == line.center:
-                    p.setPen(frame)
-                    p.drawRect(r.adjusted(0, 0, -1, -1))
-                if (li, ti) == self._highlight or (li, ti) == self._hover:
-                    p.setPen(hl)
-                    p.drawRect(r.adjusted(1, 1, -1, -1))
+                p.drawStaticText(QPointF(r.left() + 1.0, r.top() + text_dy), self._static(line.shown[ti]))
+                if ti in special:
+                    if ti == line.center:
+                        p.setPen(frame)
+                        p.drawRect(r.adjusted(0, 0, -1, -1))
+                    if (li, ti) == self._highlight or (li, ti) == self._hover:
+                        p.setPen(hl)
+                        p.drawRect(r.adjusted(1, 1, -1, -1))
+                    p.setPen(text_pen)
         p.end()
 
     # ------------------------------------------------------------------ interaction
