@@ -257,21 +257,26 @@ class _Tally:
             active = a_nD > 0
             frac = a_nD / self.max_D.clamp_min(1e-30)                        # in (0, 1] where active
             units_f = torch.arange(D, device=self.device, dtype=torch.float32)
-            if D * B < (1 << 24):                     # bin ids exact in float32: no int64 (n, D) arrays
-                bin_f = torch.ceil(frac * B).clamp_(1, B).add_(units_f * B - 1)
-                bin_i = torch.where(active, bin_f, float(D * B)).int().view(-1)
-                self.hist_DB += torch.bincount(bin_i, minlength=D * B + 1)[:-1]
+            if D * (B + 1) < (1 << 24):               # bin ids exact in float32: no int64 (n, D) arrays
+                # ceil(frac·B) is 0 for inactive entries: each unit gets B+1 bins, the first a dummy
+                bin_f = torch.ceil(frac * B).clamp_(max=B).add_(units_f * (B + 1))
+                counts = torch.bincount(bin_f.int().view(-1), minlength=D * (B + 1))
+                self.hist_DB += counts.view(D, B + 1)[:, 1:].reshape(-1)
             else:
                 bin_l = (torch.ceil(frac * B) - 1).clamp_(0, B - 1).long() + units_f.long() * B
                 self.hist_DB += torch.bincount(bin_l[active], minlength=D * B)
             # a superset of the reservoir candidates without per-element gathers: key below the
             # unit's largest filled threshold, or an activation in one of its still-open intervals
+            # (two bands of intervals, so the loose thresholds of the sparse top intervals do not
+            # let the crowded bottom ones through)
             thr_DI = res_thr_G.view(D, I)
-            filled_DI = thr_DI < _NO_KEY
-            tmax_D = torch.where(filled_DI, thr_DI, torch.zeros((), dtype=thr_DI.dtype, device=self.device)).amax(1)
-            lower_I = torch.arange(I, device=self.device, dtype=torch.float32) / I
-            open_lo_D = torch.where(filled_DI, torch.full((), 2.0, device=self.device), lower_I).amin(1)
-            maybe = active & ((key_n[:, None] < tmax_D) | (frac >= open_lo_D - 1e-6))
+            c1, c2 = max(1, I // 5), max(2, I // 2)                           # bands [0,c1) [c1,c2) [c2,I)
+            key_n1 = key_n[:, None]
+            f_I = frac * I
+            maybe = torch.where(f_I < c1, key_n1 < thr_DI[:, :c1].amax(1),
+                                torch.where(f_I < c2, key_n1 < thr_DI[:, c1:c2].amax(1),
+                                            key_n1 < thr_DI[:, c2:].amax(1)))   # (n, D) bool
+            maybe &= active
             c_row, c_unit = torch.nonzero(maybe, as_tuple=True)
             c_frac = frac[c_row, c_unit]
             group = c_unit * I + (torch.ceil(c_frac * I).long() - 1).clamp_(0, I - 1)
@@ -588,14 +593,18 @@ def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | to
 
     topk_sae = getattr(sae, "k", None) is not None and hasattr(sae, "encode_sparse")
 
-    def forward(s0: int, s1: int, need_features: bool) -> tuple[torch.Tensor, _Chunk | None]:
+    def forward(s0: int, s1: int, need_features: bool):
+        """Neurons (n, M) and the features' raw form: (values, indices) (n, k) of a TopK SAE, or (n, F)."""
         idx = torch.from_numpy(tokens_N[s0 * T:s1 * T]).view(s1 - s0, T).to(device)
         h_nM = model.mlp_acts(idx).reshape(-1, M)                              # (n, M)
         if not need_features:
             return h_nM, None
-        if topk_sae:                                                           # (n, k) values, indices
-            return h_nM, _Chunk.from_topk(*sae.encode_sparse(h_nM), F)
-        return h_nM, _Chunk.from_dense(sae.encode(h_nM).reshape(-1, F))       # (n, F) -> sparse
+        if topk_sae:
+            return h_nM, sae.encode_sparse(h_nM)
+        return h_nM, sae.encode(h_nM).reshape(-1, F)
+
+    def feature_chunk(raw) -> _Chunk:
+        return _Chunk.from_topk(*raw, F) if topk_sae else _Chunk.from_dense(raw)
 
     book_threads = bookkeeping_threads if device.type == "cpu" else None
     t_start = time.perf_counter()
@@ -605,8 +614,10 @@ def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | to
             check_cancel()
             s1 = min(n_seq, s0 + batch_size)
             pos0 = s0 * T
-            h_nM, fch = forward(s0, s1, True)
+            h_nM, f_raw = forward(s0, s1, True)
             with _torch_threads(book_threads):
+                fch = feature_chunk(f_raw)
+                del f_raw
                 nch = _Chunk.from_dense(h_nM)
                 feat.pass1(fch, pos0)
                 neur.pass1(nch, pos0)
@@ -634,11 +645,11 @@ def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | to
             check_cancel()
             s1 = min(n_seq, s0 + batch_size)
             pos0 = s0 * T
-            h_nM = f_new = None
+            h_nM = f_raw = None
             if feat.cache is None or neur.cache is None:
-                h_nM, f_new = forward(s0, s1, feat.cache is None)
-            fch = feat.cache[i] if feat.cache is not None else f_new
+                h_nM, f_raw = forward(s0, s1, feat.cache is None)
             with _torch_threads(book_threads):
+                fch = feat.cache[i] if feat.cache is not None else feature_chunk(f_raw)
                 nch = neur.cache[i] if neur.cache is not None else _Chunk.from_dense(h_nM)
                 # a cached kind gathers its windows afterwards, only for the final examples
                 feat.pass2(fch, pos0, gather_windows=feat.cache is None)
