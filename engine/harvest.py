@@ -668,10 +668,11 @@ def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | to
 
         # ---------------------------------------------------------------- weights-only statistics
         W_dec_FM = sae.W_dec.detach()
-        f_logits = logit_effects(model, W_dec_FM, cfg.n_logits, cfg.hist_bins)
-        n_logits = logit_effects(model, torch.eye(M, device=device), cfg.n_logits, cfg.hist_bins)
-        f_align, n_align = decoder_alignment(W_dec_FM, cfg.n_align)
-        f_corr, n_corr = _correlations(cross_FM, feat, neur, N, cfg.n_align)
+        with _torch_threads(book_threads):          # mostly top-k and histograms: faster on one thread
+            f_logits = logit_effects(model, W_dec_FM, cfg.n_logits, cfg.hist_bins)
+            n_logits = logit_effects(model, torch.eye(M, device=device), cfg.n_logits, cfg.hist_bins)
+            f_align, n_align = decoder_alignment(W_dec_FM, cfg.n_align)
+            f_corr, n_corr = _correlations(cross_FM, feat, neur, N, cfg.n_align)
 
     features = UnitStats(**feat.finish(tokens_N, N, eos_id), **f_logits, **f_align, **f_corr)
     neurons = UnitStats(**neur.finish(tokens_N, N, eos_id), **n_logits, **n_align, **n_corr)
