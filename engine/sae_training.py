@@ -23,7 +23,7 @@ Loss per batch (sums over D and F, mean over the batch B):
                W_dec rows random directions of norm 0.1, W_enc = W_decᵀ, biases 0; gradient norm
                clipped to cfg.grad_clip; LR decays linearly to 0 over the last cfg.cooldown_fraction.
     "topk"     pre = (x_s - b_dec) W_enc + b_enc,  f = ReLU(TopK_k(pre)),  x̂ = f W_dec + b_dec
-               L = ‖x_s - x̂‖² + aux_coeff · ‖e - ê‖² / ‖e - ē‖²
+               L = Σ‖x_s - x̂‖² / Σ‖x_s - x̄_s‖² + aux_coeff · Σ‖e - ê‖² / Σ‖e - ē‖²   (sums over the batch)
                where e = x_s - x̂ (held fixed) and ê = Σ over the aux_k largest pre-activations among
                dead latents of ReLU(pre)ᵢ W_dec,i (AuxK, Gao et al. 2024). Unit-norm decoder rows as
                in "2023"; W_enc = W_decᵀ at init; b_dec = geometric median; linear LR cooldown.
@@ -264,9 +264,12 @@ class _Trainer:
         vals.relu_()
         x_hat = Fn.embedding_bag(idx, W_dec, per_sample_weights=vals, mode="sum")  # (B, D)
         torch.add(x_hat, b_dec, out=err).sub_(x)                            # e = x̂ - x
-        sq_err = torch.dot(err.view(-1), err.view(-1)).item() / B
+        sq_err_sum = torch.dot(err.view(-1), err.view(-1)).item()
+        # normalised MSE, as Gao et al.: the AuxK coefficient 1/32 is relative to this scale
+        var_sum = max(float((x - x.mean(0)).pow(2).sum()), 1e-12)           # Σ‖x - x̄‖²
+        nmse = sq_err_sum / var_sum
         l0 = (vals > 0).sum().item() / B
-        g_err = err.mul_(2.0 / B)                                           # dL/dx̂ (B, D)
+        g_err = err.mul_(2.0 / var_sum)                                     # dL/dx̂ (B, D)
 
         # AuxK: the dead latents' largest pre-activations model the residual error.
         dead_F = self.dead_mask(dead_window)
@@ -281,7 +284,7 @@ class _Trainer:
             aux_vals, aux_local = pre.index_select(1, dead_idx).topk(n_aux, dim=1, sorted=False)  # (B, A)
             aux_idx = dead_idx[aux_local]
             aux_vals.relu_()
-            resid = -(err * (B / 2.0))                                      # e = x - x̂ (fixed)
+            resid = -(err * (var_sum / 2.0))                                # e = x - x̂ (fixed)
             denom = (resid - resid.mean(0)).pow(2).sum().clamp_min(1e-12)
             aux_err = Fn.embedding_bag(aux_idx, W_dec, per_sample_weights=aux_vals, mode="sum") - resid
             aux_loss = cfg.aux_coeff * (aux_err.pow(2).sum() / denom).item()
@@ -315,8 +318,8 @@ class _Trainer:
 
         fired = idx[vals > 0]
         self.last_fired[fired] = self.n_seen + B
-        mse = sq_err / D
-        return {"mse": mse, "sparsity_loss": 0.0, "aux_loss": aux_loss, "l0": l0, "loss": sq_err + aux_loss}
+        return {"mse": sq_err_sum / (B * D), "nmse": nmse, "sparsity_loss": 0.0, "aux_loss": aux_loss,
+                "l0": l0, "loss": nmse + aux_loss}
 
     # ------------------------------------------------------------------ 2023 resampling
     @torch.no_grad()

@@ -52,6 +52,8 @@ def _autograd_loss(tr: _Trainer, x: torch.Tensor, dead_window: int) -> tuple[flo
         f = pre.relu()
     x_hat = f @ W_dec + b_dec
     loss = (x_hat - xs).pow(2).sum() / B
+    if cfg.recipe == "topk":                              # normalised MSE
+        loss = (x_hat - xs).pow(2).sum() / (xs - xs.mean(0)).pow(2).sum()
     lam = tr.l1_at(tr.step)
     if cfg.recipe == "2023":
         loss = loss + lam * f.sum() / B
