@@ -547,15 +547,16 @@ def _density_histogram(density_F: np.ndarray, n_bins: int) -> tuple[np.ndarray, 
 
 def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | torch.device = "cpu",
             cancel: CancelToken | None = None, eos_id: int | None = None, *,
-            batch_size: int | None = None, cache_bytes: int = 512 << 20, bookkeeping_threads: int | None = 1,
+            batch_size: int | None = None, cache_bytes: int = 1 << 30, bookkeeping_threads: int | None = 1,
             ) -> Generator[Progress, None, HarvestResult]:
     """Statistics of every feature and neuron over the first ``cfg.n_tokens`` of ``tokens``.
 
     Generator: yields ``Progress(stage="harvest", unit="tokens")`` per chunk (``total`` counts both
     passes) and returns a ``HarvestResult`` whose ``labels``/``scores`` are left for
     ``engine.labels.label_units``. ``batch_size``: sequences per chunk (default: sized so a chunk's
-    dense feature matrix stays near 128 MB). ``cache_bytes``: memory for pass 1's sparse
-    activations, which spares pass 2 the forward passes. ``bookkeeping_threads``: intra-op threads
+    dense feature matrix stays near 128 MB). ``cache_bytes``: memory for pass 1's activations
+    (features as nonzeros, neurons dense where they are dense), which spares pass 2 the forward
+    passes; a kind that does not fit is recomputed instead (200k tokens of the demo sizes: ~540 MB). ``bookkeeping_threads``: intra-op threads
     for the many small bookkeeping ops on a CPU (the forward keeps the global setting): one thread
     avoids OpenMP's synchronisation stalls, up to 10x on a busy 2-core machine, and loses little on
     an idle one because the ops are memory-bound. Moves model and SAE to ``device``.
