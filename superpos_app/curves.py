@@ -47,6 +47,7 @@ class CurvePanel(QWidget):
         layout.addWidget(self.view)
         self.plots: dict[str, pg.PlotItem] = {}
         self.items: dict[str, pg.PlotDataItem] = {}
+        self._plot_of: dict[str, pg.PlotItem] = {}
         self._x: dict[str, list[float]] = {}
         self._y: dict[str, list[float]] = {}
         for i, (title, curves) in enumerate(PLOTS.items()):
@@ -63,6 +64,7 @@ class CurvePanel(QWidget):
             self.plots[title] = plot
             for name, label, colour in curves:
                 self.items[name] = plot.plot([], [], pen=pg.mkPen(colour, width=1.6), name=label)
+                self._plot_of[name] = plot
                 self._x[name], self._y[name] = [], []
 
     # --- data ------------------------------------------------------------------------------------
@@ -77,6 +79,7 @@ class CurvePanel(QWidget):
         xy = np.asarray(xy, dtype=float).reshape(-1, 2)
         self._x[name], self._y[name] = list(xy[:, 0]), list(xy[:, 1])
         self.items[name].setData(xy[:, 0], xy[:, 1])
+        self._fit_y(name)
 
     def append_points(self, name: str, xs, ys) -> None:
         if name not in self.items or len(xs) == 0:
@@ -84,6 +87,23 @@ class CurvePanel(QWidget):
         self._x[name].extend(float(x) for x in xs)
         self._y[name].extend(float(y) for y in ys)
         self.items[name].setData(np.asarray(self._x[name]), np.asarray(self._y[name]))
+        self._fit_y(name)
+
+    def _fit_y(self, name: str) -> None:
+        """Auto-range y, except that a nearly constant curve (TopK's L0 = k) is shown as flat, not as noise."""
+        plot = self._plot_of[name]
+        ys = [y for n, p in self._plot_of.items() if p is plot for y in self._y[n]]
+        if not ys:
+            return
+        lo, hi = float(np.nanmin(ys)), float(np.nanmax(ys))
+        scale = max(abs(lo), abs(hi))
+        if scale < 1e-9:                       # all zero (no dead features yet): a readable 0..0.05
+            plot.setYRange(0.0, 0.05, padding=0)
+        elif hi - lo < 0.02 * scale:
+            mid, half = (lo + hi) / 2, 0.1 * scale
+            plot.setYRange(max(mid - half, 0.0) if lo >= 0 else mid - half, mid + half, padding=0)
+        else:
+            plot.enableAutoRange(axis="y")
 
     def add_event_metrics(self, stage: str, points: list[tuple[float, dict]]) -> int:
         """Append a batch of (x, metrics) from the job controller; returns points added."""

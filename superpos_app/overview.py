@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QBoxLayout, QFrame, QGridLayout, QLabel, QScrollArea, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QBoxLayout, QFrame, QGridLayout, QLabel, QScrollArea, QSizePolicy,
+                               QVBoxLayout, QWidget)
 
 from superpos_app.curves import CurvePanel, configure_pyqtgraph
 
@@ -150,6 +150,9 @@ class OverviewPane(QWidget):
         self.density_plot.setObjectName("densityHistogram")
         self.density_plot.setMenuEnabled(False)
         self.density_plot.setMinimumHeight(160)
+        # Ignored: the plots take what height is left instead of asking for their (large) size hint,
+        # so the page fits the window without scrolling whenever it can.
+        self.density_plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         self.density_plot.setLabel("bottom", "log10(feature density)")
         self.density_plot.setLabel("left", "features")
         self.density_plot.showGrid(x=True, y=True, alpha=0.15)
@@ -165,6 +168,7 @@ class OverviewPane(QWidget):
         self.curves = CurvePanel(x_label="")
         self.curves.setObjectName("overviewCurves")
         self.curves.setMinimumHeight(220)
+        self.curves.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         right.addWidget(self.curves, 1)
         plots.addLayout(left, 2)
         plots.addLayout(right, 3)
