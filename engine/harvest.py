@@ -15,12 +15,13 @@ the M neurons (h = model.mlp_acts(x)):
 
 Two passes, because the bins need the max. Pass 1 accumulates counts, sums, the max, the top-K and
 the correlation sums; pass 2 the histograms and the interval samples. Both work on the *nonzero*
-activations of a chunk of sequences (a TopK SAE has k of F features active per token), held as
-(row, unit, value) in row-major order — so the flat index ``row * D + unit`` is ascending and
-"activation of unit u at row r" is a ``searchsorted``. Pass 1 keeps those sparse chunks (up to ``cache_bytes``), so pass 2 re-runs
-neither the SAE nor, usually, the model. Top-K and interval bookkeeping is vectorised: a chunk's
-candidates are first filtered against the current K-th best value (or P-th smallest sampling key)
-of their unit, so after the first chunks only a few survivors are sorted and merged.
+activations of a chunk of sequences (a TopK SAE has k of F features active per token), held as (row,
+unit, value) in row-major order — so the flat index ``row * D + unit`` is ascending and "activation
+of unit u at row r" is a ``searchsorted``. Pass 1 keeps those sparse chunks (up to ``cache_bytes``),
+so pass 2 re-runs neither the SAE nor, usually, the model. Top-K and interval bookkeeping is
+vectorised: a chunk's candidates are first filtered against the current K-th best value (or P-th
+smallest sampling key) of their unit, so after the first chunks only a few survivors are sorted and
+merged.
 
 Interval sampling is reservoir sampling with a deterministic key: every token position gets a
 32-bit hash key (seeded by ``cfg.seed``) and each (unit, interval) keeps the P positions with the
@@ -501,11 +502,16 @@ def _correlations(cross_FM: torch.Tensor, feat: _Tally, neur: _Tally, n_tokens: 
     return feats, neurs
 
 
-def _cross_add_(cross_FM: torch.Tensor, ch: _Chunk, neurons_nM: torch.Tensor) -> None:
-    """cross += fᵀ · h for the chunk's sparse features f (n, F) and dense neurons h (n, M)."""
+def _cross_add_(cross_FM: torch.Tensor, ch: _Chunk, neurons_nM: torch.Tensor,
+                use_scipy: bool | None = None) -> None:
+    """cross += fᵀ · h for the chunk's sparse features f (n, F) and dense neurons h (n, M).
+
+    On a CPU scipy's CSR product (one thread, no conversion of the transposed matrix) is the fastest
+    here; elsewhere a torch sparse COO product.
+    """
     if ch.val.numel() == 0:
         return
-    if ch.val.device.type == "cpu":
+    if use_scipy if use_scipy is not None else ch.val.device.type == "cpu":
         import scipy.sparse as sp
 
         row, unit = ch.row.numpy(), ch.unit.numpy().astype(np.int32)
@@ -514,7 +520,8 @@ def _cross_add_(cross_FM: torch.Tensor, ch: _Chunk, neurons_nM: torch.Tensor) ->
         f_nF = sp.csr_matrix((ch.val.numpy(), unit, indptr), shape=(ch.n, ch.D))
         cross_FM += torch.from_numpy(np.asarray(f_nF.T @ neurons_nM.float().numpy()))
     else:
-        f_Fn = torch.sparse_coo_tensor(torch.stack([ch.unit, ch.row]), ch.val, (ch.D, ch.n))
+        f_Fn = torch.sparse_coo_tensor(torch.stack([ch.unit, ch.row]), ch.val, (ch.D, ch.n),
+                                       check_invariants=False)
         cross_FM += torch.sparse.mm(f_Fn, neurons_nM.float()).to(cross_FM.dtype)
 
 
@@ -556,10 +563,11 @@ def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | to
     ``engine.labels.label_units``. ``batch_size``: sequences per chunk (default: sized so a chunk's
     dense feature matrix stays near 128 MB). ``cache_bytes``: memory for pass 1's activations
     (features as nonzeros, neurons dense where they are dense), which spares pass 2 the forward
-    passes; a kind that does not fit is recomputed instead (200k tokens of the demo sizes: ~540 MB). ``bookkeeping_threads``: intra-op threads
-    for the many small bookkeeping ops on a CPU (the forward keeps the global setting): one thread
-    avoids OpenMP's synchronisation stalls, up to 10x on a busy 2-core machine, and loses little on
-    an idle one because the ops are memory-bound. Moves model and SAE to ``device``.
+    passes; a kind that does not fit is recomputed instead (200k tokens of the demo sizes: ~540 MB).
+    ``bookkeeping_threads``: intra-op threads for the many small bookkeeping ops on a CPU (the
+    forward keeps the global setting): one thread avoids OpenMP's synchronisation stalls, up to 10x
+    on a busy 2-core machine, and loses little on an idle one because the ops are memory-bound.
+    Moves model and SAE to ``device``.
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -595,7 +603,7 @@ def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | to
     topk_sae = getattr(sae, "k", None) is not None and hasattr(sae, "encode_sparse")
 
     def forward(s0: int, s1: int, need_features: bool):
-        """Neurons (n, M) and the features' raw form: (values, indices) (n, k) of a TopK SAE, or (n, F)."""
+        """Neurons (n, M) and the features' raw form: TopK (values, indices) (n, k), or (n, F)."""
         idx = torch.from_numpy(tokens_N[s0 * T:s1 * T]).view(s1 - s0, T).to(device)
         h_nM = model.mlp_acts(idx).reshape(-1, M)                              # (n, M)
         if not need_features:

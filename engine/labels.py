@@ -13,15 +13,16 @@ compare. ``Labeller`` is a protocol: an LLM labeller with its own rule can repla
 
 ``RuleLabeller`` sorts tokens into classes from their text and Unicode data: whitespace, a script
 (Arabic, Hebrew, Cyrillic, Greek, CJK, …), DNA (A/C/G/T runs), hex digits, base64, digits, Python
-keywords, brackets, punctuation, upper-case words, words, other. DNA, hex and base64 are decided
-by the characters around a token (±6 tokens: ≥ 6 characters of the class's alphabet and ≤ 10%
-others; hex needs digits and a-f letters, base64 upper, lower, and digits or +/), so they hold
-whether a tokenizer keeps "GATTACA" whole or splits it into letters, and "A", "be" or "Zk" take
-the class of the text they stand in. The candidate rules are the class with the largest
-activation-weighted share of the example tokens, a dominating token (≥ half the weight; "the token ' self'", "Python keyword 'def'"), that token
-only within its class ("the token 'C' in DNA (ACGT runs)"), and a word family; the labeller keeps
-the one whose predictions best match every token of the labelling windows (Spearman again — the
-example's neighbours are the negatives), preferring the more general rule on near-ties.
+keywords, brackets, punctuation, upper-case words, words, other. DNA, hex and base64 are decided by
+the characters around a token (±6 tokens: ≥ 6 characters of the class's alphabet and ≤ 10% others;
+hex needs digits and a-f letters, base64 upper, lower, and digits or +/), so they hold whether a
+tokenizer keeps "GATTACA" whole or splits it into letters, and "A", "be" or "Zk" take the class of
+the text they stand in. The candidate rules are the class with the largest activation-weighted share
+of the example tokens, a dominating token (≥ half the weight; "the token ' self'", "Python keyword
+'def'"), that token only within its class ("the token 'C' in DNA (ACGT runs)"), and a word family;
+the labeller keeps the one whose predictions best match every token of the labelling windows
+(Spearman again — the example's neighbours are the negatives), preferring the more general rule on
+near-ties.
 
 Shape legend: E examples (windows), W window tokens, V vocabulary, S sample tokens.
 """
@@ -38,8 +39,8 @@ import numpy as np
 
 from engine.stats import HarvestResult, UnitStats
 
-__all__ = ["Labeller", "RuleLabeller", "Rule", "ClassRule", "TokenRule", "TokenInClassRule", "UnitView", "HeldOutSample",
-           "TokenTable", "label_units", "label_harvest", "spearman", "class_share"]
+__all__ = ["Labeller", "RuleLabeller", "Rule", "ClassRule", "TokenRule", "TokenInClassRule", "UnitView",
+           "HeldOutSample", "TokenTable", "label_units", "label_harvest", "spearman", "class_share"]
 
 # fixed token classes; scripts get ids from SCRIPT0 on, one per script seen in the vocabulary
 PAD, WHITESPACE, DNA, HEX, BASE64, DIGITS, KEYWORD, BRACKET, PUNCT, UPPER, WORD, OTHER, PARTIAL = range(13)

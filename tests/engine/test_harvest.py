@@ -243,3 +243,15 @@ def test_top_token_ids_by_frequency_then_rank():
     centers = np.array([[3, 7, 7, 3, 9, 7, -1, 2], [-1, -1, -1, -1, -1, -1, -1, -1]])
     out = _top_token_ids(centers, n=5)
     assert out.tolist() == [[7, 3, 9, 2, -1], [-1] * 5]
+
+
+def test_cross_product_branches_agree():
+    from engine.harvest import _Chunk, _cross_add_
+
+    g = torch.Generator().manual_seed(0)
+    f = torch.relu(torch.randn(50, 12, generator=g) - 1.0)
+    h = torch.relu(torch.randn(50, 7, generator=g))
+    for use_scipy in (True, False):
+        cross = torch.zeros(12, 7, dtype=torch.float64)
+        _cross_add_(cross, _Chunk.from_dense(f), h, use_scipy=use_scipy)
+        np.testing.assert_allclose(cross.numpy(), (f.T.double() @ h.double()).numpy(), rtol=1e-5, atol=1e-6)
