@@ -429,7 +429,8 @@ def label_units(stats: UnitStats, tokenizer=None, held_out: HeldOutSample | None
 
     Labelling examples: top examples of even rank. Held-out examples: top examples of odd rank, all
     interval examples, and the random windows of ``held_out`` (if given). Returns (labels, scores):
-    scores are NaN for units with no active example.
+    scores are NaN for units with no active example. Deterministic: ``seed`` is accepted for
+    labellers that sample; the random windows are drawn by ``HeldOutSample.from_result(seed=...)``.
     """
     if labeller is None:
         if table is None:
