@@ -4,8 +4,9 @@
     python benchmarks/bench_search.py --bundle my.h5        # any bundle
 
 A "keystroke" is: the search box's text changes, the filter runs (vectorised numpy over the label +
-top-token strings and the numeric filters), the table model resets and the table repaints its
-visible rows. The debounce delay (DEBOUNCE_MS, spent waiting for the user to pause) is not included;
+top-token strings and the numeric filters), the table model resets, and the event loop processes
+the pending updates: the table, header, scroll bar, count label and search box repaint (checked:
+every keystroke must paint the table). The debounce delay (DEBOUNCE_MS, spent waiting for the user to pause) is not included;
 it is printed for reference. Typing sequences include prefixes (incremental search), backspaces and
 queries that match most rows. Target: median <= 20 ms.
 """
@@ -78,9 +79,11 @@ def main(argv=None) -> int:
         pane.input.blockSignals(False)
         pane.apply_filter()
         t1 = time.perf_counter()
-        pane.table.viewport().repaint()
-        pane.count_label.repaint()
+        before = pane.table.paint_count
+        app.processEvents()                    # what the event loop does next: paint what changed
         t2 = time.perf_counter()
+        if pane.table.paint_count == before:
+            raise RuntimeError("the table did not repaint")
         phases["filter"].append(t1 - t)
         phases["paint"].append(t2 - t1)
         return t2 - t
@@ -103,7 +106,7 @@ def main(argv=None) -> int:
     pane.min_score.setValue(0.3)
     t = time.perf_counter()
     pane.table.sortByColumn(2, pane.table.horizontalHeader().sortIndicatorOrder())
-    pane.table.viewport().repaint()
+    app.processEvents()
     t_sort = 1000 * (time.perf_counter() - t)
     filt = sorted(1000 * keystroke(q) for q in QUERIES)
 
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
     print(f"search keystroke (filter + model reset + repaint), {len(ms)} keystrokes: "
           f"median {med:.1f} ms, p90 {p90:.1f} ms, max {ms[-1]:.1f} ms  (target median <= 20 ms: "
           f"{'PASS' if med <= 20 else 'FAIL'})")
-    print(f"  of which: filter + model reset median {filter_ms:.1f} ms, table repaint median {paint_ms:.1f} ms")
+    print(f"  of which: filter + model reset median {filter_ms:.1f} ms, repaint (event loop) median {paint_ms:.1f} ms")
     print(f"  rows shown per query: {min(rows):,} … {max(rows):,}")
     print(f"with 'hide ultralow' + 'score >= 0.3' on: median {statistics.median(filt):.1f} ms")
     print(f"re-sort by score (argsort of {n:,}): {t_sort:.1f} ms")

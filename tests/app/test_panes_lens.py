@@ -122,7 +122,7 @@ def test_clamp_to_zero_matches_direct_engine_call(lens, bundle, qtbot):
     u = moved[0]
     d = want.clamped.next_logprob[u] - want.predictions.next_logprob[u]
     assert m.data(m.index(u, 5)) == f"{d:+.3f}"
-    assert "clamp F" in lens.status.text()
+    assert f"F{fid} × 0: top prediction changed at" in lens.clamp_summary.text()
     # doubling instead of ablating also matches the engine
     with qtbot.waitSignal(lens.resultShown, timeout=10_000):
         lens.clamp_value.setValue(2.0)
@@ -136,7 +136,7 @@ def test_long_text_shows_truncation_notice(lens, bundle, qtbot):
     with qtbot.waitSignal(lens.resultShown, timeout=10_000):
         lens.set_text(text)
     assert lens.result.truncated and lens.result.n_tokens == n_ctx
-    assert lens.notice.isVisible() and f"first {n_ctx} of {lens.result.n_tokens_total}" in lens.notice.text()
+    assert lens.notice.isVisible() and f"first {n_ctx} of {lens.result.n_tokens_total} tokens" in lens.notice.text()
     with qtbot.waitSignal(lens.resultShown, timeout=10_000):
         lens.set_text("short")
     assert lens.notice.text() == ""
