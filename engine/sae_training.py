@@ -25,7 +25,7 @@ Loss per batch (sums over D and F, mean over the batch B):
     "topk"     pre = (x_s - b_dec) W_enc + b_enc,  f = ReLU(TopK_k(pre)),  x̂ = f W_dec + b_dec
                L = Σ‖x_s - x̂‖² / Σ‖x_s - x̄_s‖² + aux_coeff · Σ‖e - ê‖² / Σ‖e - ē‖²   (sums over the batch)
                where e = x_s - x̂ (held fixed) and ê = Σ over the aux_k largest pre-activations among
-               dead latents of ReLU(pre)ᵢ W_dec,i (AuxK, Gao et al. 2024). Unit-norm decoder rows as
+               dead latents of preᵢ W_dec,i (AuxK, Gao et al. 2024; without their ReLU, see below). Unit-norm decoder rows as
                in "2023"; W_enc = W_decᵀ at init; b_dec = geometric median; linear LR cooldown.
 
 Speed: the forward and backward passes are written by hand (no autograd) into preallocated
@@ -277,13 +277,17 @@ class _Trainer:
         aux_loss = 0.0
         rows_list, lat_list, val_list = [torch.arange(B, device=self.device).repeat_interleave(cfg.k)], \
             [idx.reshape(-1)], [vals.reshape(-1)]
+        pass_list = [vals.reshape(-1) > 0]                                  # pairs whose ReLU passes gradient
         G_grad = g_err                                                      # rows of dL/dx̂ per pair
         n_aux = min(cfg.aux_k, n_dead) if cfg.aux_coeff > 0 else 0
         if n_aux > 0:
             dead_idx = dead_F.nonzero().squeeze(1)                          # (n_dead,)
             aux_vals, aux_local = pre.index_select(1, dead_idx).topk(n_aux, dim=1, sorted=False)  # (B, A)
             aux_idx = dead_idx[aux_local]
-            aux_vals.relu_()
+            # No ReLU here (unlike the main TopK): a latent dies when its pre-activations sink below
+            # the others', often below 0, and a ReLU would then cut off the gradient that is meant
+            # to revive it. Measured on the demo model: with the ReLU the aux loss stayed at its
+            # starting value and the dead fraction kept growing.
             resid = -(err * (var_sum / 2.0))                                # e = x - x̂ (fixed)
             denom = (resid - resid.mean(0)).pow(2).sum().clamp_min(1e-12)
             aux_err = Fn.embedding_bag(aux_idx, W_dec, per_sample_weights=aux_vals, mode="sum") - resid
@@ -293,13 +297,14 @@ class _Trainer:
             rows_list.append(torch.arange(B, 2 * B, device=self.device).repeat_interleave(n_aux))
             lat_list.append(aux_idx.reshape(-1))
             val_list.append(aux_vals.reshape(-1))
+            pass_list.append(torch.ones(aux_vals.numel(), dtype=torch.bool, device=self.device))
         rows_P = torch.cat(rows_list) if len(rows_list) > 1 else rows_list[0]
         lat_P = torch.cat(lat_list) if len(lat_list) > 1 else lat_list[0]
         val_P = torch.cat(val_list) if len(val_list) > 1 else val_list[0]
 
         # dL/dvalue for each pair = G_grad[row] · W_dec[latent], a matmul sampled at the pairs.
         g_val_P = _sampled_dot(G_grad, W_dec, rows_P, lat_P)
-        g_pre_P = g_val_P.mul_(val_P > 0)                                   # through the ReLU
+        g_pre_P = g_val_P.mul_(torch.cat(pass_list) if len(pass_list) > 1 else pass_list[0])
 
         # Weight gradients: sums over the pairs of each latent, by embedding_bag on sorted pairs.
         order = _stable_argsort(lat_P, F)

@@ -65,7 +65,7 @@ def _autograd_loss(tr: _Trainer, x: torch.Tensor, dead_window: int) -> tuple[flo
         assert n_aux > 0
         e = (xs - x_hat).detach()
         av, ai = pre.masked_fill(~dead, -float("inf")).topk(n_aux, dim=1)
-        e_hat = torch.zeros_like(pre).scatter(1, ai, av.relu()) @ W_dec
+        e_hat = torch.zeros_like(pre).scatter(1, ai, av) @ W_dec
         loss = loss + cfg.aux_coeff * (e_hat - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum()
     loss.backward()
     return loss.item(), [W_enc.grad, b_enc.grad, W_dec.grad, b_dec.grad]
