@@ -57,7 +57,7 @@ __all__ = ["CorpusError", "CorpusSource", "TokenData", "open_corpus", "tokenize_
 
 TEXT_EXTENSIONS = (".txt", ".md", ".py", ".rst", ".json")
 DOC_CHARS = 16_384            # longer documents are cut (at line breaks) into pieces about this long
-BUILTIN_VERSION = 1           # bump when the built-in recipe changes (invalidates token caches)
+BUILTIN_VERSION = 2           # bump when the built-in recipe changes (invalidates token caches)
 CACHE_VERSION = 1
 ENCODE_BATCH_CHARS = 1_000_000  # characters handed to the tokenizer per encode_batch call
 
@@ -583,6 +583,14 @@ class BuiltinSource(CorpusSource):
         self.topics = _pydoc_topics()
         self.docs = self._plan()
 
+    def is_val(self, doc_id: str) -> bool:
+        """Stratified for the generated classes: the first document of each class and then every
+        1/val_fraction-th one is held out, so even a tiny corpus validates (and harvests) DNA,
+        base64, hex and every script, not only code and prose."""
+        if doc_id.startswith("gen/"):
+            return self._gen_is_val(int(doc_id.rsplit("/", 1)[1]))
+        return super().is_val(doc_id)
+
     def fingerprint(self) -> str:
         return (f"builtin|v{BUILTIN_VERSION}|{sys.version}|{self.stdlib_root}|seed={self.cfg.seed}"
                 f"|max_chars={self.cfg.max_chars}")
@@ -645,7 +653,13 @@ class BuiltinSource(CorpusSource):
                 docs.append(("code", rel, size))
                 used += size
         rng.shuffle(docs)
-        return docs
+        # Held-out generated documents go first so that the max_chars cap (which drops the tail)
+        # can never remove a class from the validation split.
+        held_out = [d for d in docs if d[0] in BUILTIN_MIX and self._gen_is_val(d[1][0])]
+        return held_out + [d for d in docs if not (d[0] in BUILTIN_MIX and self._gen_is_val(d[1][0]))]
+
+    def _gen_is_val(self, index: int) -> bool:
+        return self.cfg.val_fraction > 0 and index % max(1, round(1 / self.cfg.val_fraction)) == 0
 
     def _iter_raw(self) -> Iterator[tuple[str, str]]:
         seed = self.cfg.seed
