@@ -21,13 +21,20 @@ LENS_TEXT = ("Superposition lets a model store more features than it has neurons
              "finds DNA like ACGTTGCA, base64 like aGVsbG8=, and code:\ndef f(x):\n    return x + 1\n")
 
 
+def _interesting(label: str) -> bool:
+    return bool(label) and not label.startswith("the token")
+
+
 def _good_feature(win) -> int:
-    """A live feature with a high label score (what a user would click first)."""
+    """A common feature with a high label score and a label beyond "the token X"."""
     import numpy as np
 
     cols = win.bundle.columns("feature")
     score = np.nan_to_num(np.asarray(cols["score"], np.float64), nan=-1.0)
-    score[np.asarray(cols["density"]) < 1e-4] = -1.0            # enough examples to look at
+    score[np.asarray(cols["density"]) < 1e-3] = -1.0            # fires often enough to compare
+    plain = np.array([not _interesting(lab) for lab in cols["label"]])
+    if (~plain & (score > -1)).any():
+        score[plain] = -1.0
     return int(np.argmax(score))
 
 
@@ -40,6 +47,18 @@ def _explore_window(ctx: Context, kind: str = "feature", index: int | None = Non
     lens.request_now()
     ctx.settle(1.0)
     return win
+
+
+def _lens_feature(win) -> int | None:
+    """The strongest feature in the lens text with an interesting label."""
+    r = win.pane("textLens").result
+    if r is None:
+        return None
+    labels = win.bundle.columns("feature")["label"]
+    for i in r.active_ids.tolist():
+        if _interesting(labels[i]):
+            return int(i)
+    return int(r.active_ids[0]) if r.active_ids.size else None
 
 
 def _float(ctx: Context, win, name: str, size=(1100, 760)):
@@ -57,6 +76,9 @@ def explore(ctx: Context):
     from PySide6.QtCore import Qt
 
     win = _explore_window(ctx)
+    unit = _lens_feature(win)
+    if unit is not None:
+        win.selection.select("feature", unit)    # shaded in the lens, shown in the detail
     win.resize(1680, 1000)                     # the panes around the overview need a large screen
     ctx.settle(0.3)
     win.resizeDocks([win.docks["featureSearch"], win.docks["featureDetail"]], [440, 640], Qt.Orientation.Horizontal)
@@ -92,8 +114,9 @@ def text_lens(ctx: Context):
     win = _explore_window(ctx)
     lens = win.pane("textLens")
     r = lens.result
-    if r is not None and r.active_ids.size:
-        win.selection.select("feature", int(r.active_ids[0]))     # shade by the text's top feature
+    unit = _lens_feature(win)
+    if unit is not None:
+        win.selection.select("feature", unit)                     # shade by the text's top feature
         lens.clamp_enable.setChecked(True)                        # ablate it: predictions change
         ctx.settle(1.0)
         if r.n_tokens > 3:

@@ -324,11 +324,15 @@ class NeuronComparePane(QWidget):
         else:
             x, y = self.sample_feature_dense(best), acts[:, index]
             xl, yl = f"feature {best}", f"neuron {index}"
-        r = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
         self.scatter_item.setData(x, y)
         self.scatter_xy = (x, y)
-        sp.setTitle(f"{yl} vs best-correlated {xl}: r = {r:.2f} on {x.size:,} sample tokens",
-                    size="9pt", color="#333")
+        if x.std() > 0 and y.std() > 0:
+            r = float(np.corrcoef(x, y)[0, 1])
+            title = f"{yl} vs best-correlated {xl}: r = {r:.2f} on {x.size:,} sample tokens"
+        else:
+            quiet = yl if y.std() == 0 else xl
+            title = f"{quiet} never fires on the {x.size:,}-token stored sample (too rare to compare here)"
+        sp.setTitle(title, size="9pt", color="#333")
         sp.setLabel("bottom", xl, **{"font-size": "8pt"})
         sp.setLabel("left", yl, **{"font-size": "8pt"})
         sp.enableAutoRange()

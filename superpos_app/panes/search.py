@@ -107,7 +107,7 @@ class FeatureSearchPane(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(COL_LABEL, QHeaderView.ResizeMode.Stretch)
         header.setHighlightSections(False)
-        for col, width in ((0, 64), (2, 52), (3, 96), (4, 64), (5, 62)):
+        for col, width in ((0, 50), (2, 46), (3, 74), (4, 58), (5, 58)):
             self.table.setColumnWidth(col, width)
 
         layout = QVBoxLayout(self)

@@ -26,7 +26,7 @@ __all__ = ["UnitTable", "UnitTableModel", "UnitFilter", "UnitTableView", "ULTRAL
 
 ULTRALOW_DENSITY = 1e-6          # the paper's "ultralow density" threshold
 
-COLUMNS = ("id", "label", "score", "log10 density", "max act", "status")
+COLUMNS = ("id", "label", "score", "log₁₀ dens.", "max act", "status")
 COL_ID, COL_LABEL, COL_SCORE, COL_DENSITY, COL_MAX, COL_STATUS = range(len(COLUMNS))
 
 try:                              # numpy >= 2.0: a real ufunc
