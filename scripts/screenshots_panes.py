@@ -35,6 +35,9 @@ def _good_feature(win) -> int:
     plain = np.array([not _interesting(lab) for lab in cols["label"]])
     if (~plain & (score > -1)).any():
         score[plain] = -1.0
+    for i in np.argsort(-score, kind="stable")[:300].tolist():   # one the scatter can show
+        if score[i] > -1 and win.bundle.sample_feature(i)[0].size >= 20:
+            return int(i)
     return int(np.argmax(score))
 
 
@@ -127,7 +130,7 @@ def text_lens(ctx: Context):
 @shot("neuron-compare")
 def neuron_compare(ctx: Context):
     win = _explore_window(ctx)
-    return _float(ctx, win, "neuronCompare", (1100, 900))
+    return _float(ctx, win, "neuronCompare", (1100, 1180))
 
 
 @shot("neuron-detail")
