@@ -634,6 +634,8 @@ class BuiltinSource(CorpusSource):
             used, index = 0, 0
             while used < budget:
                 size = min(gen_rng.randint(*self.GEN_DOC_CHARS), budget - used)
+                if self._gen_is_val(index):  # keep the held-out share near val_fraction at any size
+                    size = min(size, int(2 * self.cfg.val_fraction * budget))
                 size = max(size, 200)
                 docs.append((kind, (index, size), size))
                 used += size
