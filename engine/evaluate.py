@@ -7,8 +7,10 @@ token), with x the MLP activations, x̂ the SAE reconstruction and f the feature
     fvu               = Σ ‖x - x̂‖² / Σ ‖x - x̄‖²             fraction of variance unexplained
     l0                = mean over tokens of #{i : fᵢ > 0}
     dead_fraction     = fraction of features never active on these n tokens
-    ultralow_fraction = fraction with density < ultralow_threshold (1e-6); with n < 1e6 tokens this
-                        is the same as "never active in n tokens" — reported as is, with n_tokens
+    ultralow_fraction = fraction active, but with density < ultralow_threshold (1e-6): counted apart
+                        from the dead ones, as the paper does (168 dead, 292 ultralow). With n < 1e6
+                        tokens no live feature can be that rare, so it is 0 and "dead" means "never
+                        active in n_tokens tokens" (the bundle and `superpos info` say so)
     loss_clean        = mean next-token cross-entropy (nats) of the model
     loss_sae          = the same with x̂ spliced in place of x
     loss_zero_ablation= the same with x replaced by 0
@@ -92,7 +94,7 @@ def evaluate(model, sae, val_tokens: np.ndarray, n_tokens: int, device: str | to
         "fvu": sq_err / total_var if total_var > 0 else float("nan"),
         "l0": l0_sum / n,
         "dead_fraction": float((count_F == 0).double().mean()),
-        "ultralow_fraction": float((density_F < ULTRALOW_THRESHOLD).mean()),
+        "ultralow_fraction": float(((density_F > 0) & (density_F < ULTRALOW_THRESHOLD)).mean()),
         "ultralow_threshold": ULTRALOW_THRESHOLD,
         "loss_clean": loss_clean,
         "loss_sae": loss_sae,
