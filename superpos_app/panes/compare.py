@@ -51,6 +51,7 @@ class NeuronComparePane(QWidget):
         self._sample_neurons: np.ndarray | None = None      # [S, M]
         self.max_cos: np.ndarray | None = None               # [F]
         self._population_pending = False
+        self.cos_edges = np.zeros(0)
         self.weights_order = np.zeros(0, np.int64)
         self.weights_values = np.zeros(0, np.float32)
         self.scatter_xy = (np.zeros(0), np.zeros(0))
@@ -105,6 +106,8 @@ class NeuronComparePane(QWidget):
         self.cos_plot = make_plot("Largest |cosine| of each feature with a neuron axis", "max |cos|",
                                   "fraction of features")
         self.cos_plot.setObjectName("compareCosinePlot")
+        self.cos_plot.setToolTip("Click a bar to open the best-labelled feature with that largest |cosine|")
+        self.cos_plot.scene().sigMouseClicked.connect(self._on_cos_clicked)
         self.cos_plot.getPlotItem().addLegend(offset=(5, 5), labelTextSize="8pt")
         self.cos_feature_curve = self.cos_plot.plot([], [], stepMode="center", fillLevel=0,
                                                     brush=pg.mkBrush(208, 116, 43, 90),
@@ -217,6 +220,7 @@ class NeuronComparePane(QWidget):
         self.random_max_cos = max_abs_cosine(rng.standard_normal((4096, M)).astype(np.float32))
         hi = float(max(mc.max(initial=0), self.random_max_cos.max())) * 1.05 or 1.0
         edges = np.linspace(0, min(1.0, hi), 41)
+        self.cos_edges = edges
         h, _ = np.histogram(mc, bins=edges)
         self.cos_feature_curve.setData(edges, h / max(1, F))
         h, _ = np.histogram(self.random_max_cos, bins=edges)
@@ -364,6 +368,26 @@ class NeuronComparePane(QWidget):
             self.cos_marker.setVisible(True)
         else:
             self.cos_marker.setVisible(False)
+
+    def _on_cos_clicked(self, event) -> None:
+        vb = self.cos_plot.getPlotItem().vb
+        if self.max_cos is None or not vb.sceneBoundingRect().contains(event.scenePos()):
+            return
+        unit = self.feature_near_cosine(float(vb.mapSceneToView(event.scenePos()).x()))
+        if unit is not None:
+            self.selection.select("feature", unit)
+
+    def feature_near_cosine(self, x: float) -> int | None:
+        """The best-scored feature in the histogram bin holding max |cos| = x (None: empty bin)."""
+        edges = self.cos_edges
+        b = int(np.searchsorted(edges, x, side="right")) - 1
+        if self.max_cos is None or not 0 <= b < edges.size - 1:
+            return None
+        hit = np.flatnonzero((self.max_cos >= edges[b]) & (self.max_cos <= edges[b + 1]))
+        if hit.size == 0:
+            return None
+        score = np.nan_to_num(np.asarray(self.bundle.columns("feature")["score"], np.float64)[hit], nan=-9.0)
+        return int(hit[int(np.argmax(score))])
 
     def _on_link(self, href: str) -> None:
         target = parse_link(href)

@@ -187,3 +187,28 @@ def test_population_view_waits_until_the_pane_is_shown(qtbot, bundle):
     qtbot.waitUntil(lambda: compare.max_cos is not None, timeout=5000)
     assert compare.max_cos.shape == (bundle.n_features,)
     assert compare.cos_marker.value() == pytest.approx(float(compare.max_cos[1]))
+
+
+def test_clicking_the_cosine_histogram_opens_a_feature_from_that_bin(panes, bundle):
+    sel, _, compare = panes
+    sel.select("feature", _live_feature(bundle))
+    mc = compare.max_cos
+    target = int(np.argmax(mc))                        # the most neuron-like feature's bin
+    edges = compare.cos_edges
+    b = int(np.searchsorted(edges, mc[target], side="right")) - 1
+    b = min(b, edges.size - 2)
+    unit = compare.feature_near_cosine(float((edges[b] + edges[b + 1]) / 2))
+    assert unit is not None and edges[b] <= mc[unit] <= edges[b + 1]
+    assert compare.feature_near_cosine(-5.0) is None
+    # a real click in the plot's view box goes through the same path
+    from PySide6.QtCore import QPoint, QPointF, Qt
+
+    sel.select("feature", (unit + 1) % bundle.n_features)
+    assert sel.current != ("feature", unit)
+    vb = compare.cos_plot.getPlotItem().vb
+    scene_pt = vb.mapViewToScene(QPointF(float((edges[b] + edges[b + 1]) / 2), 0.0))
+    widget_pt = compare.cos_plot.mapFromScene(scene_pt)
+    from PySide6.QtTest import QTest
+    QTest.mouseClick(compare.cos_plot.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(int(widget_pt.x()), int(widget_pt.y()) - 2))
+    assert sel.current == ("feature", unit)
