@@ -1,7 +1,7 @@
 """Screenshots of the exploration panes, registered into scripts/screenshots.py's ``SHOTS``.
 
     python scripts/screenshots_panes.py [--bundle PATH.h5] [--only NAME ...]   # pane shots only
-    python scripts/screenshots.py                                              # all, once it imports this
+    python scripts/screenshots.py        # all, once it has the line ``import screenshots_panes``
 
 Each shot opens the bundle in a fresh main window, selects a well-labelled feature, types a text in
 the lens, then grabs either the whole window ("explore") or one pane floated at a readable size.
@@ -14,8 +14,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import screenshots  # noqa: E402
-from screenshots import Context, shot  # noqa: E402
+
+def _host():
+    """The screenshots module to register into: the running ``scripts/screenshots.py`` when it
+    imports this file (it is then ``__main__``), else an imported copy."""
+    main = sys.modules.get("__main__")
+    if main is not None and hasattr(main, "SHOTS") and hasattr(main, "shot") and hasattr(main, "Context"):
+        return main
+    import screenshots
+
+    return screenshots
+
+
+screenshots = _host()
+Context, shot = screenshots.Context, screenshots.shot
 
 LENS_TEXT = ("Superposition lets a model store more features than it has neurons. The sparse autoencoder "
              "finds DNA like ACGTTGCA, base64 like aGVsbG8=, and code:\ndef f(x):\n    return x + 1\n")
