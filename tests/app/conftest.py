@@ -23,12 +23,9 @@ def _pyside_refcount_guard(qapp):
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory) -> Path:
-    """A small valid bundle (synthetic statistics; real tokenizer, model and SAE objects)."""
-    from engine.synthetic import write_synthetic_bundle
-
-    path = tmp_path_factory.mktemp("bundles") / "tiny.h5"
-    return Path(write_synthetic_bundle(path, n_features=256, n_neurons=64, vocab_size=512, n_tokens=20_000))
+def tiny_bundle(real_tiny_bundle) -> Path:
+    """The bundle the real engine pipeline made once for this session (tiny preset, built-in corpus)."""
+    return Path(real_tiny_bundle)
 
 
 @pytest.fixture
