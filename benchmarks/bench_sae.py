@@ -16,6 +16,16 @@ The trainer runs in fp32. bf16 is only worth it where the CPU has bf16 matmul un
 AVX512-BF16); the script times one small bf16 matmul and prints its throughput so that the
 choice can be checked on the machine at hand.
 
+Measured 2026-11-29 on the shared 2-core AMD EPYC (AVX2 only: no AMX / AVX512-BF16, so bf16
+matmuls run at 1.1 GFLOP/s against 17 for fp32 and the trainer stays fp32), load average ~3-4 from
+other jobs, `python benchmarks/bench_sae.py`:
+
+    [   topk] trainer 4,539 activations/s | fp32 5-matmul bound 2,600 activations/s (55 GFLOP/s) | ratio 1.75
+    [   2023] trainer 1,880 activations/s | fp32 5-matmul bound 2,526 activations/s (53 GFLOP/s) | ratio 0.74
+    [2024-04] trainer 1,885 activations/s | fp32 5-matmul bound 2,472 activations/s (52 GFLOP/s) | ratio 0.76
+
+topk beats the bound because only its encoder is a dense matmul (see engine/sae_training.py).
+
 No allocator settings are needed: the trainer preallocates its (B, F) and (B, D) buffers and
 writes into them with out=...; the remaining temporaries are below glibc's dynamic mmap threshold,
 so they are recycled rather than page-faulted in afresh. Any MALLOC_* variables set are printed.
