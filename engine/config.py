@@ -111,16 +111,16 @@ class SAEConfig(_Config):
     recipe: str = "topk"           # topk | 2024-04 | 2023
     d_in: int = 512
     d_sae: int = 4096
-    k: int = 16                    # topk: active latents per token
-    aux_k: int = 256               # topk: dead latents used by the AuxK loss
+    k: int = 20                    # topk: active latents per token
+    aux_k: int = 512               # topk: dead latents used by the AuxK loss
     aux_coeff: float = 1 / 32
     l1_coeff: float = 5.0          # 2023: lambda on ||f||_1 ; 2024-04: lambda on sum f_i ||W_dec,i||
     lr: float = 2e-3
     batch_size: int = 4096
     n_activations: int = 2_000_000  # training budget in activation vectors
     buffer_batches: int = 16       # shuffling buffer size, in batches
-    dead_window: int = 100_000     # activations without firing after which a latent counts as dead
-                                   # (topk: AuxK trains it; 1M here left 27% never active on held-out text)
+    dead_window: int = 200_000     # activations without firing after which a latent counts as dead
+                                   # (topk: AuxK trains it; 10% of the demo run, see docs/sae-results.md)
     cooldown_fraction: float = 0.2  # linear LR decay over the last fraction (2024-04, topk)
     grad_clip: float = 1.0
     checkpoint_every: int = 200
