@@ -113,7 +113,8 @@ def main(argv=None) -> int:
     from engine.config import SAEConfig, preset
     from engine.corpus import tokenize_corpus
     from engine.evaluate import evaluate
-    from engine.sae_training import run_to_completion, train_sae
+    from engine.events import run_to_completion
+    from engine.sae_training import train_sae
 
     model, cfg, tokenizer = load_model_and_config(args.model)
     model = model.to(args.device).eval()

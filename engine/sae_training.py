@@ -609,12 +609,3 @@ def _next_batch(batches: Iterator[torch.Tensor]) -> torch.Tensor:
         return next(batches)
     except StopIteration:
         raise ValueError("the activation source ran out of data") from None
-
-
-def run_to_completion(job):
-    """Drive a generator job to its return value (for scripts and tests)."""
-    while True:
-        try:
-            next(job)
-        except StopIteration as stop:
-            return stop.value

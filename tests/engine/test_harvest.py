@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.config import HarvestConfig, ModelConfig, SAEConfig
-from engine.events import CancelToken, Cancelled, Progress
+from engine.events import CancelToken, Cancelled, Progress, collect
 from engine.harvest import HarvestError, _hash_key, _top_token_ids, _window_tokens, harvest
 from engine.model import OneLayerTransformer
 from engine.sae import SparseAutoencoder
@@ -17,13 +17,6 @@ CFG = HarvestConfig(n_tokens=T * 30 + 7, top_k=5, n_intervals=4, per_interval=3,
                     hist_bins=8, n_logits=4, n_align=3, sample_tokens=100, seed=3)
 
 
-def _run(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return stop.value, events
 
 
 def _setup(recipe: str):
@@ -48,7 +41,7 @@ def _dense(model, sae, tokens, n):
 @pytest.fixture(scope="module", params=["2023", "topk"])
 def case(request):
     model, sae, tokens = _setup(request.param)
-    result, events = _run(harvest(model, sae, tokens, CFG, batch_size=4))
+    result, events = collect(harvest(model, sae, tokens, CFG, batch_size=4))
     N = (CFG.n_tokens // T) * T
     f, h = _dense(model, sae, tokens, N)
     return dict(model=model, sae=sae, tokens=tokens, result=result, events=events, N=N, f=f, h=h)
@@ -205,7 +198,7 @@ def test_paired_sample_and_density_histogram(case):
 def test_cache_and_chunking_do_not_change_results(case):
     model, sae, tokens, ref = case["model"], case["sae"], case["tokens"], case["result"]
     for kwargs in (dict(cache_bytes=0, batch_size=3), dict(batch_size=100)):
-        res, _ = _run(harvest(model, sae, tokens, CFG, **kwargs))
+        res, _ = collect(harvest(model, sae, tokens, CFG, **kwargs))
         for kind in ("features", "neurons"):
             a, b = getattr(ref, kind), getattr(res, kind)
             np.testing.assert_array_equal(a.top_tokens, b.top_tokens)
@@ -217,15 +210,15 @@ def test_cache_and_chunking_do_not_change_results(case):
 def test_errors_and_cancel():
     model, sae, tokens = _setup("topk")
     with pytest.raises(HarvestError, match="no held-out tokens"):
-        _run(harvest(model, sae, tokens[:0], CFG))
+        collect(harvest(model, sae, tokens[:0], CFG))
     with pytest.raises(HarvestError, match="vocabulary"):
-        _run(harvest(model, sae, np.full(100, V + 5), CFG))
+        collect(harvest(model, sae, np.full(100, V + 5), CFG))
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
-        _run(harvest(model, sae, tokens, CFG, cancel=token))
+        collect(harvest(model, sae, tokens, CFG, cancel=token))
     # fewer tokens than one context: one short sequence
-    res, _ = _run(harvest(model, sae, tokens, CFG.replace(n_tokens=10)))
+    res, _ = collect(harvest(model, sae, tokens, CFG.replace(n_tokens=10)))
     assert res.n_tokens == 10
 
 

@@ -12,18 +12,11 @@ import pytest
 
 from engine.bundle import open_bundle
 from engine.config import preset
-from engine.events import Cancelled, CancelToken, Progress, StageStarted
+from engine.events import Cancelled, CancelToken, Progress, StageStarted, collect
 from engine.pipeline import PIPELINE_STAGES, prepare_data, run_pipeline
 from engine.training import train_model, unigram_entropy
 
 
-def _drain(job):
-    events = []
-    while True:
-        try:
-            events.append(next(job))
-        except StopIteration as stop:
-            return stop.value, events
 
 
 def test_tiny_builtin_bundle_holds_a_model_that_learned(real_tiny_bundle):
@@ -40,8 +33,8 @@ def test_tiny_builtin_bundle_holds_a_model_that_learned(real_tiny_bundle):
 def test_tiny_model_beats_unigram_entropy_on_builtin_and_on_text_files(tmp_path):
     # Built-in corpus.
     cfg = preset("tiny")
-    data, _ = _drain(prepare_data(cfg, tmp_path / "builtin"))
-    result, _ = _drain(train_model(data.config.model, data.config.train, data.tokens.train, data.tokens.val, "cpu"))
+    data, _ = collect(prepare_data(cfg, tmp_path / "builtin"))
+    result, _ = collect(train_model(data.config.model, data.config.train, data.tokens.train, data.tokens.val, "cpu"))
     unigram = unigram_entropy(data.tokens.val, data.config.model.vocab_size)
     assert result.final_val_loss < unigram - 0.5, (result.final_val_loss, unigram)
 
@@ -54,8 +47,8 @@ def test_tiny_model_beats_unigram_entropy_on_builtin_and_on_text_files(tmp_path)
         sentences = [" ".join(rng.choice(words, 6)).capitalize() + "." for _ in range(60)]
         (folder / f"doc{i}.txt").write_text("\n".join(sentences), encoding="utf-8")
     cfg = cfg.with_overrides(corpus={"spec": str(folder), "max_chars": None}, tokenizer={"vocab_size": 300})
-    data, _ = _drain(prepare_data(cfg, tmp_path / "folder"))
-    result, _ = _drain(train_model(data.config.model, data.config.train, data.tokens.train, data.tokens.val, "cpu"))
+    data, _ = collect(prepare_data(cfg, tmp_path / "folder"))
+    result, _ = collect(train_model(data.config.model, data.config.train, data.tokens.train, data.tokens.val, "cpu"))
     unigram = unigram_entropy(data.tokens.val, data.config.model.vocab_size)
     assert result.final_val_loss < unigram - 0.3, (result.final_val_loss, unigram)
 
@@ -74,7 +67,7 @@ def test_pipeline_cancel_then_resume_finishes(tmp_path):
                 cancel.cancel()
     assert stages[:4] == list(PIPELINE_STAGES[:4])
     assert not (tmp_path / "b.h5").exists()
-    out, events = _drain(run_pipeline(cfg, tmp_path / "b.h5", workdir=tmp_path / "work", resume=True))
+    out, events = collect(run_pipeline(cfg, tmp_path / "b.h5", workdir=tmp_path / "work", resume=True))
     first_model = next(e for e in events if isinstance(e, Progress) and e.stage == "model")
     assert first_model.fraction == 1.0  # the model was not trained again
     with open_bundle(out) as bundle:

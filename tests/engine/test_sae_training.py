@@ -12,7 +12,8 @@ from engine.activations import (ActivationFileError, ArrayActivationSource, Mode
                                 cache_activations)
 from engine.config import ModelConfig, SAEConfig
 from engine.model import OneLayerTransformer
-from engine.sae_training import CHECKPOINT_NAME, _Trainer, run_to_completion, train_sae
+from engine.events import run_to_completion
+from engine.sae_training import CHECKPOINT_NAME, _Trainer, train_sae
 
 
 @pytest.fixture(autouse=True)

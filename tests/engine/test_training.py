@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.config import ModelConfig, TrainConfig
-from engine.events import Cancelled, CancelToken, Progress
+from engine.events import Cancelled, CancelToken, Progress, collect
 from engine.training import batch_at, lr_at, train_model, unigram_entropy
 
 MODEL = ModelConfig(vocab_size=64, n_ctx=16, d_model=16, n_heads=2, d_mlp=32)
@@ -21,18 +21,11 @@ def _tokens(n=20000, seed=0):
     return (np.cumsum(rng.integers(1, 3, n)) % MODEL.vocab_size).astype(np.uint16)
 
 
-def run(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return stop.value, events
 
 
 def test_learns_below_unigram_entropy(tmp_path):
     tokens = _tokens()
-    result, events = run(train_model(MODEL, TRAIN, tokens[:18000], tokens[18000:], device="cpu"))
+    result, events = collect(train_model(MODEL, TRAIN, tokens[:18000], tokens[18000:], device="cpu"))
     assert result.final_val_loss < 0.75 * unigram_entropy(tokens, MODEL.vocab_size)
     progress = [e for e in events if isinstance(e, Progress)]
     assert progress[-1].step == result.steps == 40
@@ -43,7 +36,7 @@ def test_learns_below_unigram_entropy(tmp_path):
 
 def test_kill_and_resume_gives_identical_weights(tmp_path):
     tokens = _tokens()
-    straight, _ = run(train_model(MODEL, TRAIN, tokens[:18000], tokens[18000:], device="cpu"))
+    straight, _ = collect(train_model(MODEL, TRAIN, tokens[:18000], tokens[18000:], device="cpu"))
 
     cancel = CancelToken()
     gen = train_model(MODEL, TRAIN, tokens[:18000], tokens[18000:], device="cpu",
@@ -52,7 +45,7 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
         for event in gen:
             if isinstance(event, Progress) and event.step == 17:  # between checkpoints: cancel saves one
                 cancel.cancel()
-    resumed, events = run(train_model(MODEL, TRAIN, tokens[:18000], tokens[18000:], device="cpu",
+    resumed, events = collect(train_model(MODEL, TRAIN, tokens[:18000], tokens[18000:], device="cpu",
                                       checkpoint_dir=tmp_path, resume=True))
     assert [e for e in events if isinstance(e, Progress)][0].step == 18
     for name, tensor in straight.model.state_dict().items():
@@ -65,7 +58,7 @@ def test_divergence_stops_with_message_and_keeps_checkpoint(tmp_path):
     bad = TRAIN.replace(lr=1e30, warmup_steps=1, grad_clip=1e30)
     from engine.events import TrainingDiverged
     with pytest.raises(TrainingDiverged, match="diverged"):
-        run(train_model(MODEL, bad, tokens[:18000], tokens[18000:], device="cpu", checkpoint_dir=tmp_path))
+        collect(train_model(MODEL, bad, tokens[:18000], tokens[18000:], device="cpu", checkpoint_dir=tmp_path))
 
 
 def test_schedule_and_batches_are_deterministic():
