@@ -274,9 +274,12 @@ class _Tally:
             c1, c2 = max(1, I // 5), max(2, I // 2)                           # bands [0,c1) [c1,c2) [c2,I)
             key_n1 = key_n[:, None]
             f_I = frac * I
-            maybe = torch.where(f_I < c1, key_n1 < thr_DI[:, :c1].amax(1),
-                                torch.where(f_I < c2, key_n1 < thr_DI[:, c1:c2].amax(1),
-                                            key_n1 < thr_DI[:, c2:].amax(1)))   # (n, D) bool
+            if I < 3:  # too few intervals for three bands: one threshold over all of them
+                maybe = key_n1 < thr_DI.amax(1)
+            else:
+                maybe = torch.where(f_I < c1, key_n1 < thr_DI[:, :c1].amax(1),
+                                    torch.where(f_I < c2, key_n1 < thr_DI[:, c1:c2].amax(1),
+                                                key_n1 < thr_DI[:, c2:].amax(1)))  # (n, D) bool
             maybe &= active
             c_row, c_unit = torch.nonzero(maybe, as_tuple=True)
             c_frac = frac[c_row, c_unit]
