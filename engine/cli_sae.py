@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from engine.config import SAE_RECIPES, ConfigError, SAEConfig
 from engine.evaluate import METRIC_KEYS, json_safe

@@ -341,7 +341,7 @@ class _Tally:
 
     # -------------------------------------------------------------- result
     def finish(self, tokens_N: np.ndarray, n_tokens: int, eos_id: int | None) -> dict:
-        D, K, I, P, T = self.D, self.K, self.I, self.P, self.T
+        D, I, P, T = self.D, self.I, self.P, self.T
         count = self.count_D.cpu().numpy()
         max_act = self.max_D.cpu().numpy().astype(np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):

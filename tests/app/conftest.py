@@ -72,7 +72,6 @@ class FakePipeline:
         start = json.loads(ckpt.read_text())["step"] if resume and ckpt.exists() else 0
         self.calls.append({"cfg": cfg, "out": out_path, "resume": resume, "start": start})
         yield Message(f"fake pipeline from step {start}")
-        total = 2 * self.steps
         for index, stage in enumerate(("model", "sae")):
             lo, hi = index * self.steps, (index + 1) * self.steps
             if start >= hi:

@@ -171,7 +171,6 @@ def test_labeller_is_replaceable(labelled):
 
 
 def test_label_harvest_on_a_real_harvest():
-    import torch
 
     from engine.config import HarvestConfig, ModelConfig, SAEConfig
     from engine.events import Progress
