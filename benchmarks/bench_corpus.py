@@ -12,17 +12,10 @@ import argparse
 import tempfile
 import time
 
+from engine.events import run_to_completion
 from engine.config import preset
 from engine.corpus import iter_texts, open_corpus, tokenize_corpus
 from engine.tokenizer import Tokenizer
-
-
-def drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
 
 
 def main() -> None:
@@ -51,14 +44,14 @@ def main() -> None:
           f"({train_chars / t_train / 1e6:.2f} M chars/s)")
 
     t0 = time.perf_counter()
-    data = drain(tokenize_corpus(cfg.corpus, tok, cache_dir=cache))
+    data = run_to_completion(tokenize_corpus(cfg.corpus, tok, cache_dir=cache))
     t_tok = time.perf_counter() - t0
     n_tokens = len(data.train) + len(data.val)
     print(f"  tokenize + write   {t_tok:7.2f} s  ({n_chars / t_tok / 1e6:.2f} M chars/s); "
           f"{n_tokens:,} tokens ({n_chars / n_tokens:.2f} chars/token), train {len(data.train):,}, "
           f"val {len(data.val):,}, dtype {data.train.dtype}")
     t0 = time.perf_counter()
-    drain(tokenize_corpus(cfg.corpus, tok, cache_dir=cache))
+    run_to_completion(tokenize_corpus(cfg.corpus, tok, cache_dir=cache))
     print(f"  cached tokenize    {time.perf_counter() - t0:7.2f} s")
 
 

@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.events import run_to_completion
 from engine.config import preset  # noqa: E402
 from engine.harvest import harvest  # noqa: E402
 from engine.labels import label_harvest  # noqa: E402
@@ -38,14 +39,6 @@ class _NumberedTokens:
 
     def token_str(self, i: int) -> str:
         return f"t{i}"
-
-
-def _drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
 
 
 def main() -> None:
@@ -92,7 +85,7 @@ def main() -> None:
 
     def harvested():
         t0 = time.perf_counter()
-        result = _drain(harvest(model, sae, tokens, hcfg, device=args.device))
+        result = run_to_completion(harvest(model, sae, tokens, hcfg, device=args.device))
         return time.perf_counter() - t0, result
 
     t_bare = bare()
@@ -100,7 +93,7 @@ def main() -> None:
     t_bare2 = bare()                       # again, so a load change on a shared machine shows
     t_bare = min(t_bare, t_bare2)
     t0 = time.perf_counter()
-    _drain(label_harvest(result, tokenizer))
+    run_to_completion(label_harvest(result, tokenizer))
     t_labels = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -196,6 +196,18 @@ def _file_stamp(path: Path) -> str:
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
+def _text_head(path: Path, expected: str) -> tuple[int, bytes]:
+    """Size and first 64 KB of a file given as text; an empty or binary file is a CorpusError."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CorpusError(f"the file {path} is empty")
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    if b"\x00" in head:
+        raise CorpusError(f"{path} looks like a binary file (it contains NUL bytes); {expected}")
+    return size, head
+
+
 class TextFileSource(CorpusSource):
     """One UTF-8 text file, streamed and cut into documents at line breaks."""
 
@@ -204,13 +216,7 @@ class TextFileSource(CorpusSource):
     def __init__(self, cfg: CorpusConfig, path: Path):
         super().__init__(cfg)
         self.path = path
-        self.size = path.stat().st_size
-        if self.size == 0:
-            raise CorpusError(f"the file {path} is empty")
-        with open(path, "rb") as f:
-            head = f.read(65536)
-        if b"\x00" in head:
-            raise CorpusError(f"{path} looks like a binary file (it contains NUL bytes); give a UTF-8 text file")
+        self.size, head = _text_head(path, "give a UTF-8 text file")
         try:
             codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
         except UnicodeDecodeError as exc:
@@ -321,13 +327,7 @@ class JsonlSource(CorpusSource):
     def __init__(self, cfg: CorpusConfig, path: Path):
         super().__init__(cfg)
         self.path = path
-        self.size = path.stat().st_size
-        if self.size == 0:
-            raise CorpusError(f"the file {path} is empty")
-        with open(path, "rb") as f:
-            head = f.read(65536)
-        if b"\x00" in head:
-            raise CorpusError(f"{path} looks like a binary file (it contains NUL bytes); expected JSON lines")
+        self.size, _ = _text_head(path, "expected JSON lines")
 
     def fingerprint(self) -> str:
         return f"jsonl|{_file_stamp(self.path)}"
