@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, reader: subprocess.Popen) -> int:
-    from engine.synthetic import write_synthetic_bundle
+    from engine.testing.synthetic import write_synthetic_bundle
 
     with tempfile.TemporaryDirectory(prefix="superpos-bench-") as tmp:
         path = Path(args.keep) if args.keep else Path(tmp) / "synthetic.h5"

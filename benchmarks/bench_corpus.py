@@ -14,8 +14,8 @@ import time
 
 from engine.events import run_to_completion
 from engine.config import preset
-from engine.corpus import iter_texts, open_corpus, tokenize_corpus
-from engine.tokenizer import Tokenizer
+from engine.data.corpus import iter_texts, open_corpus, tokenize_corpus
+from engine.data.tokenizer import Tokenizer
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.events import run_to_completion
 from engine.config import preset  # noqa: E402
-from engine.harvest import harvest  # noqa: E402
-from engine.labels import label_harvest  # noqa: E402
+from engine.analysis.harvest import harvest  # noqa: E402
+from engine.analysis.labels import label_harvest  # noqa: E402
 from engine.model import OneLayerTransformer  # noqa: E402
 from engine.sae import SparseAutoencoder  # noqa: E402
 

@@ -43,7 +43,7 @@ def bundle_path(arg: str | None) -> tuple[Path, str]:
     demo = demo_bundle_path()
     if demo.exists():
         return demo, "demo"
-    from engine.synthetic import write_synthetic_bundle
+    from engine.testing.synthetic import write_synthetic_bundle
 
     path = cache_dir() / "bench" / "synthetic_demo_4096.h5"
     if not path.exists():
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
 
     app = QApplication.instance() or QApplication([])
     from engine.bundle import open_bundle
-    from engine.lens import LensEngine
+    from engine.analysis.lens import LensEngine
     from superpos_app.panes._none_guard import top_up
     from superpos_app.panes.lens import DEBOUNCE_MS, TextLensPane
     from superpos_app.selection import Selection

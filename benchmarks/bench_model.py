@@ -43,7 +43,7 @@ def train_rate(preset_name: str, steps: int, tuned: bool) -> dict:
     from engine.config import preset
     from engine.device import tune_allocator
     from engine.model import OneLayerTransformer
-    from engine.training import _make_optimizer, batch_at
+    from engine.train.model_job import _make_optimizer, batch_at
 
     applied = tune_allocator() if tuned else False
     cfg = preset(preset_name)

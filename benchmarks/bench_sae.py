@@ -45,9 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from engine.activations import ArrayActivationSource  # noqa: E402
+from engine.data.activations import ArrayActivationSource  # noqa: E402
 from engine.config import SAEConfig  # noqa: E402
-from engine.sae_training import train_sae  # noqa: E402
+from engine.train.sae_job import train_sae  # noqa: E402
 
 D, F, B = 512, 4096, 4096
 

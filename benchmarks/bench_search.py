@@ -32,7 +32,7 @@ def bundle_path(arg: str | None, n_features: int) -> Path:
     if arg:
         return Path(arg)
     from engine.paths import cache_dir
-    from engine.synthetic import write_synthetic_bundle
+    from engine.testing.synthetic import write_synthetic_bundle
 
     path = cache_dir() / "bench" / f"synthetic_{n_features}.h5"
     if not path.exists():

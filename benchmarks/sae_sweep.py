@@ -7,7 +7,7 @@ MODEL is a bundle (.h5) or a `superpos train-model` folder (model.safetensors, c
 tokenizer.json). The corpus defaults to the one in the model's config and is tokenized with the
 model's tokenizer (cached), so train/validation splits are the pipeline's. Every run streams its
 own activations from the model's training split (same seed, so the same data for every run) and
-is evaluated with engine.evaluate.evaluate on the validation split.
+is evaluated with engine.analysis.evaluate.evaluate on the validation split.
 
 GRID is `recipe:param=v1,v2;recipe:param=v1,...` with param k (topk) or l1 (2023, 2024-04), and
 any other SAEConfig field as extra `name=value` items, e.g.
@@ -64,7 +64,7 @@ def load_model_and_config(path: Path):
     """(model, RunConfig, Tokenizer) from a bundle or a train-model folder."""
     from engine.config import RunConfig
     from engine.model import OneLayerTransformer
-    from engine.tokenizer import Tokenizer
+    from engine.data.tokenizer import Tokenizer
 
     if path.is_dir():
         from safetensors.torch import load_file
@@ -109,12 +109,12 @@ def main(argv=None) -> int:
 
     import torch
 
-    from engine.activations import ModelActivationSource
+    from engine.data.activations import ModelActivationSource
     from engine.config import SAEConfig, preset
-    from engine.corpus import tokenize_corpus
-    from engine.evaluate import evaluate
+    from engine.data.corpus import tokenize_corpus
+    from engine.analysis.evaluate import evaluate
     from engine.events import run_to_completion
-    from engine.sae_training import train_sae
+    from engine.train.sae_job import train_sae
 
     model, cfg, tokenizer = load_model_and_config(args.model)
     model = model.to(args.device).eval()

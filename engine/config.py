@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from engine.resources import read_text
+from engine.errors import UserError
 
 __all__ = [
     "CorpusConfig", "TokenizerConfig", "ModelConfig", "TrainConfig", "SAEConfig",
@@ -23,7 +24,7 @@ __all__ = [
 SAE_RECIPES = ("topk", "2024-04", "2023")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value a user supplied is invalid; the message says which and why."""
 
 

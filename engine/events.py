@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
-__all__ = ["Progress", "Message", "StageStarted", "StageFinished", "Cancelled", "TrainingDiverged",
+__all__ = ["Progress", "Message", "StageStarted", "StageFinished", "Cancelled",
            "CancelToken", "RateMeter", "collect", "run_to_completion"]
 
 
@@ -61,10 +61,6 @@ class Cancelled(Exception):
     def __init__(self, message: str = "cancelled", checkpoint: str | None = None):
         super().__init__(message)
         self.checkpoint = checkpoint
-
-
-class TrainingDiverged(RuntimeError):
-    """Raised when a loss becomes NaN/inf; the last good checkpoint is kept."""
 
 
 class CancelToken:

@@ -32,8 +32,8 @@ PIPELINE_STAGES = ("tokenizer", "tokenize", "model", "sae", "evaluate", "harvest
 @dataclasses.dataclass
 class PreparedData:
     config: RunConfig          # with the tokenizer's real vocabulary size filled in
-    tokenizer: Any             # engine.tokenizer.Tokenizer
-    tokens: Any                # engine.corpus.TokenData
+    tokenizer: Any             # engine.data.tokenizer.Tokenizer
+    tokens: Any                # engine.data.corpus.TokenData
     source_description: str
 
 
@@ -84,8 +84,8 @@ def _blocking_stage(stage: str, index: int, n_stages: int, fn, *args, **kwargs):
 def prepare_data(cfg: RunConfig, workdir: Path, resume: bool = False, cancel: CancelToken | None = None,
                  n_stages: int = len(PIPELINE_STAGES)) -> Generator[object, None, PreparedData]:
     """Stages 1-2: train (or load) the tokenizer and tokenize the corpus into the token cache."""
-    from engine.corpus import iter_texts, open_corpus, tokenize_corpus
-    from engine.tokenizer import Tokenizer
+    from engine.data.corpus import iter_texts, open_corpus, tokenize_corpus
+    from engine.data.tokenizer import Tokenizer
 
     source = open_corpus(cfg.corpus)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def prepare_data(cfg: RunConfig, workdir: Path, resume: bool = False, cancel: Ca
     yield StageFinished("tokenize", seconds=time.perf_counter() - t0,
                         summary={"train_tokens": float(len(tokens.train)), "val_tokens": float(len(tokens.val))})
     if len(tokens.val) < cfg.model.n_ctx + 2:
-        from engine.corpus import CorpusError
+        from engine.data.corpus import CorpusError
         raise CorpusError(f"the corpus's validation split has only {len(tokens.val)} tokens; it needs at "
                           f"least {cfg.model.n_ctx + 2}. Use a larger corpus or a larger validation fraction.")
     return PreparedData(cfg, tokenizer, tokens, source_description=repr(source))
@@ -127,13 +127,13 @@ def run_pipeline(
     cancel: CancelToken | None = None,
 ) -> Generator[object, None, Path]:
     """Run every stage and write the bundle to ``out_path`` (atomically). Returns ``out_path``."""
-    from engine.activations import ModelActivationSource
+    from engine.data.activations import ModelActivationSource
     from engine.bundle import write_bundle
-    from engine.evaluate import evaluate
-    from engine.harvest import harvest
-    from engine.labels import HeldOutSample, label_units
-    from engine.sae_training import train_sae
-    from engine.training import train_model
+    from engine.analysis.evaluate import evaluate
+    from engine.analysis.harvest import harvest
+    from engine.analysis.labels import HeldOutSample, label_units
+    from engine.train.sae_job import train_sae
+    from engine.train.model_job import train_model
 
     t_run = time.perf_counter()
     out_path = Path(out_path)

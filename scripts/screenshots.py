@@ -181,7 +181,7 @@ def _bundle(arg: str | None, home: Path) -> Path:
         return Path(arg)
     if paths.demo_bundle_path().exists():
         return paths.demo_bundle_path()
-    from engine.synthetic import write_synthetic_bundle
+    from engine.testing.synthetic import write_synthetic_bundle
 
     print("no demo bundle cached: using a synthetic bundle (random statistics)")
     return Path(write_synthetic_bundle(home / "synthetic.h5", n_features=4096, n_neurons=512, seed=0))

@@ -14,19 +14,20 @@ import traceback
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from engine.errors import UserError
+
 __all__ = ["show_error", "describe_exception", "ErrorDialog"]
 
-# Raised on purpose with a user-readable message (matched by class name to keep imports light).
-_USER_ERRORS = {"ConfigError", "CorpusError", "BundleError", "TrainingDiverged", "FileNotFoundError",
-                "PermissionError", "IsADirectoryError", "NotADirectoryError", "ValueError"}
+# Raised on purpose with a user-readable message: the engine's UserError family (bad config, corpus,
+# bundle, activation file, diverged training) and files the system refuses. The CLI uses the same set.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError)
 
 
 def describe_exception(exc: BaseException) -> tuple[str, str]:
     """(message for the user, details with the traceback)."""
     details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    names = {cls.__name__ for cls in type(exc).__mro__}
     text = str(exc).strip() or type(exc).__name__
-    if names & _USER_ERRORS:
+    if isinstance(exc, USER_ERRORS):
         return text, details
     return f"Unexpected error ({type(exc).__name__}): {text}", details
 

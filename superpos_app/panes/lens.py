@@ -1,7 +1,7 @@
 """Text lens: type or paste text and watch features fire, token by token.
 
 Each edit restarts a short debounce timer; when it fires, a request tagged with a counter goes to
-one worker thread that runs ``engine.lens.LensEngine.analyze`` (tokenize, model, SAE, predictions,
+one worker thread that runs ``engine.analysis.lens.LensEngine.analyze`` (tokenize, model, SAE, predictions,
 optional clamp). Only the latest request is shown: a request that is already stale when the worker
 reaches it is skipped, and a stale result is dropped on arrival ("latest request wins"). The GUI
 thread never runs the model; only plain ``LensResult`` data crosses back.
@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit, QScrollArea, QSpinBox, QSplitter, QTableView, QVBoxLayout, QWidget,
 )
 
-from engine.lens import LensEngine, LensResult
+from engine.analysis.lens import LensEngine, LensResult
 from superpos_app.panes._none_guard import ensure_none_guard
 from superpos_app.panes.fast_table import FastTableView
 from superpos_app.panes.token_view import TokenView, display_token

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
+
+from engine.errors import UserError
 from PySide6.QtWidgets import QFileDialog, QMenu, QToolButton, QWidget
 
 __all__ = ["make_plot", "bar_item", "set_bars", "export_plot", "ExportButton", "ACCENT", "NEURON_COLOR",
@@ -21,6 +23,10 @@ __all__ = ["make_plot", "bar_item", "set_bars", "export_plot", "ExportButton", "
 ACCENT = "#d0742b"           # features / activations (orange, as the token shading)
 FEATURE_COLOR = "#d0742b"
 NEURON_COLOR = "#3b6ea8"     # neurons (blue)
+
+
+class PlotExportError(UserError, ValueError):
+    """The file name asks for a format plots cannot be exported as."""
 
 
 def make_plot(title: str = "", x_label: str = "", y_label: str = "", height: int = 130) -> pg.PlotWidget:
@@ -100,7 +106,7 @@ def export_plot(plot: pg.PlotWidget | pg.PlotItem, path: str | os.PathLike) -> P
         exporter = exporters.ImageExporter(item)
         exporter.parameters()["width"] = max(800, int(item.sceneBoundingRect().width() * 2))
     else:
-        raise ValueError(f"cannot export a plot as {suffix or 'a file without extension'}: use .png or .svg")
+        raise PlotExportError(f"cannot export a plot as {suffix or 'a file without extension'}: use .png or .svg")
     exporter.export(str(path))
     return path
 

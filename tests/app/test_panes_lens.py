@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.bundle import open_bundle
-from engine.lens import LensEngine
+from engine.analysis.lens import LensEngine
 from superpos_app.panes.lens import TextLensPane
 from superpos_app.selection import Selection
 

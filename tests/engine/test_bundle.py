@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import bundle as bundle_mod
+import engine.bundle._all as bundle_mod
 from engine.bundle import (
     SCHEMA_VERSION, BundleError, expected_model_shapes, load_sae_file, open_bundle, read_sae,
     write_bundle, write_sae_file,
@@ -19,8 +19,8 @@ from engine.bundle import (
 from engine.config import HarvestConfig, ModelConfig, preset
 from engine.model import OneLayerTransformer
 from engine.stats import HarvestResult
-from engine.synthetic import _unit_chunk, synthetic_text, write_synthetic_bundle
-from engine.tokenizer import Tokenizer
+from engine.testing.synthetic import _unit_chunk, synthetic_text, write_synthetic_bundle
+from engine.data.tokenizer import Tokenizer
 
 HC = HarvestConfig(top_k=4, n_intervals=3, per_interval=2, ctx_left=3, ctx_right=2, hist_bins=8,
                    n_logits=3, n_align=2, sample_tokens=50)
@@ -483,19 +483,18 @@ def test_bundle_written_with_plain_h5py_from_the_doc_opens(tmp_path, parts):
 
 # ---------------------------------------------------------------------------------- CLI
 def test_cli_info_and_export(written, tmp_path, capsys):
-    from engine.cli_bundle import cmd_export_saelens, cmd_info
-    import argparse
+    from engine.cli import main
 
-    assert cmd_info(argparse.Namespace(bundle=str(written), json=False)) == 0
+    assert main(["info", str(written)]) == 0
     out = capsys.readouterr().out
     assert f"{N_F} features on {N_M} neurons" in out and "loss_recovered n/a" in out and "corpus" in out
-    assert cmd_info(argparse.Namespace(bundle=str(written), json=True)) == 0
+    assert main(["info", str(written), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["features"]["count"] == N_F
-    assert cmd_info(argparse.Namespace(bundle=str(tmp_path / "nope.h5"), json=False)) == 1
+    assert main(["info", str(tmp_path / "nope.h5")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such file" in err
 
-    assert cmd_export_saelens(argparse.Namespace(bundle=str(written), out=str(tmp_path / "sl"))) == 0
+    assert main(["export-saelens", str(written), str(tmp_path / "sl")]) == 0
     from safetensors.numpy import load_file
 
     weights = load_file(str(tmp_path / "sl" / "sae_weights.safetensors"))

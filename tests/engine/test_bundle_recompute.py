@@ -15,10 +15,10 @@ import torch
 from engine.bundle import open_bundle, write_bundle
 from engine.config import HarvestConfig, ModelConfig, RunConfig, SAEConfig, TokenizerConfig
 from engine.events import collect
-from engine.harvest import harvest
+from engine.analysis.harvest import harvest
 from engine.model import OneLayerTransformer
 from engine.sae import SparseAutoencoder
-from engine.tokenizer import Tokenizer
+from engine.data.tokenizer import Tokenizer
 
 
 def test_top_examples_recompute_from_the_bundle(tmp_path):

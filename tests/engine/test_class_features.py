@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.bundle import open_bundle
-from engine.labels import TokenTable
+from engine.analysis.labels import TokenTable
 
 
 def _class_features(bundle, table, key):

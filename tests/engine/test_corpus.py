@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from engine.config import CorpusConfig
-from engine.corpus import (BUILTIN_MIX, CorpusError, iter_texts, open_corpus, split_hash, token_dtype,
+from engine.data.corpus import (BUILTIN_MIX, CorpusError, iter_texts, open_corpus, split_hash, token_dtype,
                            tokenize_corpus)
 from engine.events import Cancelled, CancelToken, Message, Progress
-from engine.tokenizer import Tokenizer
+from engine.data.tokenizer import Tokenizer
 
 
 def run_job(gen):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.config import ModelConfig, SAEConfig
-from engine.evaluate import METRIC_KEYS, evaluate, json_safe
+from engine.analysis.evaluate import METRIC_KEYS, evaluate, json_safe
 from engine.model import OneLayerTransformer
 from engine.sae import SparseAutoencoder
 
@@ -86,8 +86,8 @@ def test_topk_sae_evaluates(model_and_tokens):
 
 
 def test_cli_eval_prints_the_issue_keys(tmp_path, capsys):
-    from engine.cli_sae import main
-    from engine.synthetic import write_synthetic_bundle
+    from engine.cli import main
+    from engine.testing.synthetic import write_synthetic_bundle
 
     path = write_synthetic_bundle(tmp_path / "b.h5", n_features=64, n_neurons=32, vocab_size=300, n_tokens=5000)
     assert main(["eval", str(path), "--json"]) == 0

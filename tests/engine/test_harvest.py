@@ -8,7 +8,7 @@ import torch
 
 from engine.config import HarvestConfig, ModelConfig, SAEConfig
 from engine.events import CancelToken, Cancelled, Progress, collect
-from engine.harvest import HarvestError, _hash_key, _top_token_ids, _window_tokens, harvest
+from engine.analysis.harvest import HarvestError, _hash_key, _top_token_ids, _window_tokens, harvest
 from engine.model import OneLayerTransformer
 from engine.sae import SparseAutoencoder
 
@@ -239,7 +239,7 @@ def test_top_token_ids_by_frequency_then_rank():
 
 
 def test_cross_product_branches_agree():
-    from engine.harvest import _Chunk, _cross_add_
+    from engine.analysis.harvest import _Chunk, _cross_add_
 
     g = torch.Generator().manual_seed(0)
     f = torch.relu(torch.randn(50, 12, generator=g) - 1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.labels import (HeldOutSample, RuleLabeller, TokenRule, TokenTable, class_share, label_harvest,
+from engine.analysis.labels import (HeldOutSample, RuleLabeller, TokenRule, TokenTable, class_share, label_harvest,
                            label_units, spearman)
 from engine.stats import UnitStats
 
@@ -174,7 +174,7 @@ def test_label_harvest_on_a_real_harvest():
 
     from engine.config import HarvestConfig, ModelConfig, SAEConfig
     from engine.events import Progress
-    from engine.harvest import harvest
+    from engine.analysis.harvest import harvest
     from engine.model import OneLayerTransformer
     from engine.sae import SparseAutoencoder
 

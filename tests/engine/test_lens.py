@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from engine.config import ModelConfig
-from engine.lens import LensEngine
+from engine.analysis.lens import LensEngine
 from engine.model import OneLayerTransformer
 
 
@@ -180,7 +180,7 @@ def test_real_sae_and_tokenizer():
     """The engine on the project's own SparseAutoencoder (TopK) and byte-level BPE tokenizer."""
     from engine.config import SAEConfig
     from engine.sae import SparseAutoencoder
-    from engine.tokenizer import Tokenizer
+    from engine.data.tokenizer import Tokenizer
 
     tok = Tokenizer.train(["the cat sat on the mat. " * 50, "def f(x):\n    return x\n" * 50], vocab_size=300)
     cfg = ModelConfig(vocab_size=tok.vocab_size, n_ctx=12, d_model=32, n_heads=2, d_mlp=64)

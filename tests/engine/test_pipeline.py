@@ -14,7 +14,7 @@ from engine.bundle import open_bundle
 from engine.config import preset
 from engine.events import Cancelled, CancelToken, Progress, StageStarted, collect
 from engine.pipeline import PIPELINE_STAGES, prepare_data, run_pipeline
-from engine.training import train_model, unigram_entropy
+from engine.train.model_job import train_model, unigram_entropy
 
 
 

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from engine import events
-from engine.activations import (ActivationFileError, ArrayActivationSource, ModelActivationSource,
+from engine.data.activations import (ActivationFileError, ArrayActivationSource, ModelActivationSource,
                                 cache_activations)
 from engine.config import ModelConfig, SAEConfig
+from engine.errors import TrainingDiverged
 from engine.model import OneLayerTransformer
 from engine.events import run_to_completion
-from engine.sae_training import CHECKPOINT_NAME, _Trainer, train_sae
+from engine.train.sae_job import CHECKPOINT_NAME, _Trainer, train_sae
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +132,7 @@ def test_recovers_known_sparse_directions(recipe, extra):
 
 
 def test_sampled_dot_equals_gather_dot():
-    from engine.sae_training import _sampled_dot
+    from engine.train.sae_job import _sampled_dot
 
     G, W = torch.randn(6, 5), torch.randn(9, 5)
     rows, lat = torch.tensor([0, 0, 1, 3, 3, 5]), torch.tensor([2, 7, 1, 0, 8, 3])
@@ -141,7 +142,7 @@ def test_sampled_dot_equals_gather_dot():
 def test_adam_matches_the_textbook_update():
     p = torch.tensor([1.0, -2.0, 3.0])
     p.grad = torch.tensor([0.5, 0.1, -1.0])
-    from engine.sae_training import _Adam
+    from engine.train.sae_job import _Adam
 
     ref = p.clone()
     m = torch.zeros(3)
@@ -256,7 +257,7 @@ class _PoisonedSource:
 def test_nan_stops_with_training_diverged_and_keeps_checkpoint(tmp_path):
     cfg = SAEConfig(recipe="topk", d_in=32, d_sae=64, k=4, batch_size=256, n_activations=256 * 20,
                     checkpoint_every=2)
-    with pytest.raises(events.TrainingDiverged, match="nan"):
+    with pytest.raises(TrainingDiverged, match="nan"):
         run_to_completion(train_sae(cfg, _PoisonedSource(bad=7), checkpoint_dir=tmp_path))
     state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert state["trainer"]["step"] == 6
@@ -329,7 +330,7 @@ def test_model_source_streams_deterministic_shuffled_batches(tmp_path):
 def test_cli_train_sae_writes_an_sae_file(tmp_path, capsys):
     import h5py
 
-    from engine.cli_sae import main
+    from engine.cli import main
 
     x, _ = synthetic(n=3000)
     np.save(tmp_path / "acts.npy", x)

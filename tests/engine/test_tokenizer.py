@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from engine.tokenizer import EOS_TOKEN, Tokenizer, TokenizerError
+from engine.data.tokenizer import EOS_TOKEN, Tokenizer, TokenizerError
 
 SAMPLES = [
     "def f(x):\n\treturn x  # trailing spaces   \n\n",

@@ -8,7 +8,7 @@ import torch
 
 from engine.config import ModelConfig, TrainConfig
 from engine.events import Cancelled, CancelToken, Progress, collect
-from engine.training import batch_at, lr_at, train_model, unigram_entropy
+from engine.train.model_job import batch_at, lr_at, train_model, unigram_entropy
 
 MODEL = ModelConfig(vocab_size=64, n_ctx=16, d_model=16, n_heads=2, d_mlp=32)
 TRAIN = TrainConfig(tokens=40 * 8 * 16, batch_size=8, lr=1e-2, warmup_steps=5, eval_every=10,
@@ -56,7 +56,7 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
 def test_divergence_stops_with_message_and_keeps_checkpoint(tmp_path):
     tokens = _tokens()
     bad = TRAIN.replace(lr=1e30, warmup_steps=1, grad_clip=1e30)
-    from engine.events import TrainingDiverged
+    from engine.errors import TrainingDiverged
     with pytest.raises(TrainingDiverged, match="diverged"):
         collect(train_model(MODEL, bad, tokens[:18000], tokens[18000:], device="cpu", checkpoint_dir=tmp_path))
 

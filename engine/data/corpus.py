@@ -48,9 +48,10 @@ import numpy as np
 
 from engine.config import CorpusConfig
 from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter
+from engine.errors import UserError
 
 if TYPE_CHECKING:
-    from engine.tokenizer import Tokenizer
+    from engine.data.tokenizer import Tokenizer
 
 __all__ = ["CorpusError", "CorpusSource", "TokenData", "open_corpus", "tokenize_corpus", "iter_texts",
            "TEXT_EXTENSIONS", "BUILTIN_MIX"]
@@ -69,7 +70,7 @@ BUILTIN_MIX = {
 PROSE_MAX_FRACTION = 0.12     # pydoc topics: at most this share (there are only ~0.5M chars of them)
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """The corpus cannot be used; the message says what was wrong and what to do."""
 
 

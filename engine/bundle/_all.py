@@ -49,6 +49,7 @@ import numpy as np
 
 from engine.config import HarvestConfig, ModelConfig, RunConfig, SAEConfig
 from engine.stats import UNIT_KINDS, Dashboard, HarvestResult, UnitStats
+from engine.errors import UserError
 
 __all__ = [
     "SCHEMA_VERSION", "FORMAT", "BundleError", "Bundle", "BundleWriter", "open_bundle", "write_bundle",
@@ -115,7 +116,7 @@ _READ_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeErr
                 UnicodeDecodeError, OverflowError, MemoryError, AssertionError)
 
 
-class BundleError(Exception):
+class BundleError(UserError):
     """A bundle cannot be written or read; the message says which file, what is wrong, what to do."""
 
 
@@ -1080,9 +1081,9 @@ class Bundle:
         return _as_str(self._file["tokenizer"][()])
 
     def tokenizer(self):
-        """The stored tokenizer as an ``engine.tokenizer.Tokenizer`` (cached)."""
+        """The stored tokenizer as an ``engine.data.tokenizer.Tokenizer`` (cached)."""
         if self._tokenizer is None:
-            from engine.tokenizer import Tokenizer
+            from engine.data.tokenizer import Tokenizer
 
             text = self.tokenizer_json()
             try:

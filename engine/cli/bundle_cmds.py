@@ -1,8 +1,7 @@
 """``superpos info BUNDLE`` and ``superpos export-saelens BUNDLE DIR``.
 
-``register(subparsers)`` adds both commands to the ``superpos`` parser (engine/cli.py calls it).
-Command functions return exit codes; a BundleError prints one line on stderr and returns 1
-(``--debug`` re-raises it so the main entry point shows the traceback).
+``register(subparsers)`` adds both commands to the ``superpos`` parser (engine/cli/main.py calls it);
+errors propagate to ``engine.cli.main.main``, which prints them as one line.
 """
 
 from __future__ import annotations
@@ -10,12 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from typing import Any
 
 import numpy as np
 
-from engine.bundle import Bundle, BundleError, export_saelens, open_bundle
+from engine.bundle import Bundle, export_saelens, open_bundle
 
 __all__ = ["register", "cmd_info", "cmd_export_saelens", "summary_lines"]
 
@@ -36,31 +34,18 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_export_saelens)
 
 
-def _fail(args: argparse.Namespace, exc: BundleError) -> int:
-    if getattr(args, "debug", False):
-        raise exc
-    print(f"superpos: error: {exc}", file=sys.stderr)
-    return 1
-
-
 def cmd_info(args: argparse.Namespace) -> int:
-    try:
-        with open_bundle(args.bundle) as b:
-            if args.json:
-                print(json.dumps(summary_dict(b), indent=2, sort_keys=True, default=str))
-            else:
-                print("\n".join(summary_lines(b)))
-    except BundleError as exc:
-        return _fail(args, exc)
+    with open_bundle(args.bundle) as b:
+        if args.json:
+            print(json.dumps(summary_dict(b), indent=2, sort_keys=True, default=str))
+        else:
+            print("\n".join(summary_lines(b)))
     return 0
 
 
 def cmd_export_saelens(args: argparse.Namespace) -> int:
-    try:
-        with open_bundle(args.bundle) as b:
-            files = export_saelens(b, args.out)
-    except BundleError as exc:
-        return _fail(args, exc)
+    with open_bundle(args.bundle) as b:
+        files = export_saelens(b, args.out)
     print("wrote " + ", ".join(str(f) for f in files))
     return 0
 

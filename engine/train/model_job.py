@@ -25,7 +25,8 @@ import torch
 
 from engine.config import ModelConfig, TrainConfig
 from engine.device import resolve_device, tune_allocator
-from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted, TrainingDiverged
+from engine.errors import TrainingDiverged
+from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted
 from engine.fileio import atomic_path
 from engine.model import OneLayerTransformer
 

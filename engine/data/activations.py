@@ -22,12 +22,13 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from engine.errors import UserError
 
 __all__ = ["ModelActivationSource", "ArrayActivationSource", "ActivationFileError", "cache_activations",
            "load_activation_array"]
 
 
-class ActivationFileError(ValueError):
+class ActivationFileError(UserError, ValueError):
     """An activations file that cannot be used; the message says why and what is expected."""
 
 

@@ -57,7 +57,7 @@ def synthetic_text(seed: int = 0, n_chars: int = 24_000) -> str:
 
 def _train_tokenizer(text: str, vocab_size: int) -> str:
     """tokenizer.json text of a byte-level BPE trained on ``text``."""
-    from engine.tokenizer import Tokenizer
+    from engine.data.tokenizer import Tokenizer
 
     chunks = [text[i:i + 2000] for i in range(0, len(text), 2000)]
     return Tokenizer.train(chunks, vocab_size=vocab_size).to_json()
@@ -193,7 +193,7 @@ def write_synthetic_bundle(
     if sample_tokens is not None:
         hc = hc.replace(sample_tokens=sample_tokens)
     tokenizer_json = _train_tokenizer(synthetic_text(seed), vocab_size)
-    from engine.tokenizer import Tokenizer
+    from engine.data.tokenizer import Tokenizer
 
     V = Tokenizer.from_json(tokenizer_json).vocab_size
     k = min(24, n_features)

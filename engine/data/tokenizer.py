@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
+from engine.errors import UserError
 
 __all__ = ["Tokenizer", "TokenizerError", "EOS_TOKEN"]
 
@@ -29,7 +30,7 @@ EOS_TOKEN = "<|endoftext|>"
 MIN_VOCAB = 257  # 256 byte tokens + <|endoftext|>
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError, ValueError):
     """A tokenizer could not be trained or loaded; the message says why and what to do."""
 
 

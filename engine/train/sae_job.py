@@ -55,6 +55,7 @@ import torch.nn.functional as Fn
 
 from engine import events
 from engine.config import SAEConfig
+from engine.errors import TrainingDiverged
 from engine.sae import SparseAutoencoder
 
 __all__ = ["train_sae", "SAETrainResult", "ActivationSource", "CHECKPOINT_NAME", "geometric_median"]
@@ -509,7 +510,7 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
     """Generator: train an SAE on `source`; yields Progress(stage="sae"), returns SAETrainResult.
 
     Raises events.Cancelled (after saving a checkpoint) when `cancel` is set, and
-    events.TrainingDiverged when the loss becomes NaN/inf (the last good checkpoint is kept).
+    TrainingDiverged when the loss becomes NaN/inf (the last good checkpoint is kept).
     """
     device = torch.device(device)
     src_d_in = getattr(source, "d_in", cfg.d_in)
@@ -583,7 +584,7 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
         data_pos += 1
         metrics = trainer.train_step(x_BD, cfg.dead_window if cfg.recipe != "2023" else resample_window)
         if not math.isfinite(metrics["loss"]):
-            raise events.TrainingDiverged(
+            raise TrainingDiverged(
                 f"SAE loss became {metrics['loss']} at step {trainer.step} "
                 f"({trainer.n_seen:,} activations); try a lower learning rate or check the activations "
                 "for NaN/inf" + (f"; last good checkpoint: {ckpt_path}" if ckpt_path and ckpt_path.exists() else ""))

@@ -59,6 +59,7 @@ import torch
 from engine.config import HarvestConfig
 from engine.events import CancelToken, Cancelled, Progress, RateMeter
 from engine.stats import HarvestResult, UnitStats
+from engine.errors import UserError
 
 __all__ = ["harvest", "HarvestError", "logit_effects", "decoder_alignment"]
 
@@ -66,7 +67,7 @@ _NO_KEY = 1 << 62          # "empty slot" sampling key (real keys are < 2**32)
 _M32 = 0xFFFFFFFF
 
 
-class HarvestError(ValueError):
+class HarvestError(UserError, ValueError):
     """The harvest cannot run on what it was given; the message says why."""
 
 
@@ -563,7 +564,7 @@ def harvest(model, sae, tokens: np.ndarray, cfg: HarvestConfig, device: str | to
 
     Generator: yields ``Progress(stage="harvest", unit="tokens")`` per chunk (``total`` counts both
     passes) and returns a ``HarvestResult`` whose ``labels``/``scores`` are left for
-    ``engine.labels.label_units``. ``batch_size``: sequences per chunk (default: sized so a chunk's
+    ``engine.analysis.labels.label_units``. ``batch_size``: sequences per chunk (default: sized so a chunk's
     dense feature matrix stays near 128 MB). ``cache_bytes``: memory for pass 1's activations
     (features as nonzeros, neurons dense where they are dense), which spares pass 2 the forward
     passes; a kind that does not fit is recomputed instead (200k tokens of the demo sizes: ~540 MB).

@@ -129,7 +129,7 @@ class LensEngine:
     """Analyse texts with a loaded model, SAE and tokenizer (CPU; fast enough per keystroke).
 
     ``model``: engine.model.OneLayerTransformer; ``sae``: anything with ``encode(x)->f`` and
-    ``decode(f)->x_hat`` on raw MLP activations; ``tokenizer``: engine.tokenizer.Tokenizer.
+    ``decode(f)->x_hat`` on raw MLP activations; ``tokenizer``: engine.data.tokenizer.Tokenizer.
     Not thread-safe by itself: use it from one worker thread at a time.
 
     ``incremental=True`` (default) reuses the previous call's work over the unchanged token prefix

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from engine.analysis.evaluate import METRIC_KEYS, json_safe
+from engine.cli.progress import ProgressPrinter, drive
 from engine.config import SAE_RECIPES, ConfigError, SAEConfig
-from engine.evaluate import METRIC_KEYS, json_safe
+from engine.events import CancelToken
 
 __all__ = ["register", "cmd_train_sae", "cmd_eval"]
 
@@ -61,23 +62,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def _error(message: str) -> int:
-    print(f"superpos: error: {message}", file=sys.stderr)
-    return 1
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from engine.events import TrainingDiverged
-
-    errors: list[type[BaseException]] = [ConfigError, TrainingDiverged, ValueError, OSError]
-    for module, name in (("engine.bundle", "BundleError"), ("engine.corpus", "CorpusError")):
-        try:
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
-
-
 # ------------------------------------------------------------------------------------------ train-sae
 def sae_config_from_args(args: argparse.Namespace, d_in: int) -> SAEConfig:
     changes = {"recipe": args.recipe, "d_in": d_in, "d_sae": args.d_sae, "seed": args.seed}
@@ -91,28 +75,20 @@ def sae_config_from_args(args: argparse.Namespace, d_in: int) -> SAEConfig:
 
 
 def cmd_train_sae(args: argparse.Namespace) -> int:
-    from engine.activations import ArrayActivationSource
-    from engine.events import Cancelled, CancelToken
+    from engine.bundle import write_sae_file
+    from engine.data.activations import ArrayActivationSource
+    from engine.device import resolve_device
+    from engine.train.sae_job import train_sae
 
-    try:
-        from engine.bundle import write_sae_file
-        from engine.cli import ProgressPrinter, drive
-        from engine.device import resolve_device
-        from engine.sae_training import train_sae
-
-        source = ArrayActivationSource(args.activations, seed=args.seed, dataset=args.dataset)
-        cfg = sae_config_from_args(args, source.d_in)
-        if cfg.batch_size > source.n:
-            cfg = cfg.replace(batch_size=source.n)
-        device = resolve_device(args.device)
-        cancel = CancelToken()
-        result = drive(train_sae(cfg, source, device=str(device), checkpoint_dir=args.checkpoint_dir,
-                                 resume=args.resume, cancel=cancel), cancel, ProgressPrinter(quiet=args.quiet))
-        out = write_sae_file(args.out, result.sae.state_dict(), cfg.to_dict())
-    except Cancelled:
-        raise                                   # engine.cli.main explains how to resume
-    except _user_errors() as exc:
-        return _error(str(exc))
+    source = ArrayActivationSource(args.activations, seed=args.seed, dataset=args.dataset)
+    cfg = sae_config_from_args(args, source.d_in)
+    if cfg.batch_size > source.n:
+        cfg = cfg.replace(batch_size=source.n)
+    device = resolve_device(args.device)
+    cancel = CancelToken()
+    result = drive(train_sae(cfg, source, device=str(device), checkpoint_dir=args.checkpoint_dir,
+                             resume=args.resume, cancel=cancel), cancel, ProgressPrinter(quiet=args.quiet))
+    out = write_sae_file(args.out, result.sae.state_dict(), cfg.to_dict())
     final = result.final
     print(f"trained a {cfg.recipe} SAE {cfg.d_in} -> {cfg.d_sae} on {result.n_activations:,} activations in "
           f"{result.seconds:.0f} s: mse {final.get('mse', float('nan')):.4g} (training scale), "
@@ -133,31 +109,25 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    try:
-        from engine.bundle import open_bundle
+    from engine.bundle import open_bundle
 
-        with open_bundle(args.bundle) as bundle:
-            if not args.recompute:
-                if args.corpus or args.n_tokens:
-                    return _error("--corpus and --n-tokens need --recompute")
-                metrics = dict(bundle.metrics or {})
-                if not metrics:
-                    return _error(f"{args.bundle} stores no evaluation; use --recompute --corpus SPEC")
-                _print_metrics(metrics, args.json)
-                return 0
+    with open_bundle(args.bundle) as bundle:
+        if not args.recompute:
+            if args.corpus or args.n_tokens:
+                raise ConfigError("--corpus and --n-tokens need --recompute")
+            metrics = dict(bundle.metrics or {})
+            if not metrics:
+                raise ConfigError(f"{args.bundle} stores no evaluation; use --recompute --corpus SPEC")
+        else:
             metrics = _recompute(bundle, args)
-    except _user_errors() as exc:
-        return _error(str(exc))
     _print_metrics(metrics, args.json)
     return 0
 
 
 def _recompute(bundle, args: argparse.Namespace) -> dict:
-    from engine.cli import ProgressPrinter, drive
-    from engine.corpus import tokenize_corpus
+    from engine.data.corpus import tokenize_corpus
     from engine.device import resolve_device
-    from engine.evaluate import evaluate
-    from engine.events import CancelToken
+    from engine.analysis.evaluate import evaluate
 
     cfg = bundle.config
     corpus_cfg = cfg.corpus.replace(spec=args.corpus) if args.corpus else cfg.corpus
@@ -172,14 +142,3 @@ def _recompute(bundle, args: argparse.Namespace) -> dict:
     sae.to(device)
     metrics = evaluate(model, sae, data.val, n_tokens, device=str(device))
     return {key: value for key, value in metrics.items() if key != "feature_density"}
-
-
-def main(argv: list[str] | None = None) -> int:  # for `python -m engine.cli_sae`
-    parser = argparse.ArgumentParser(prog="superpos")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

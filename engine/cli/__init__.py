@@ -1,0 +1,2 @@
+"""The headless ``superpos`` command line."""
+from engine.cli.main import main  # noqa: F401

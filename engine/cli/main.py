@@ -1,0 +1,74 @@
+"""``superpos``: the headless command line.
+
+    superpos run --corpus builtin --preset demo --out demo.h5     # the whole pipeline -> bundle
+    superpos train-model --corpus notes/ --preset tiny --out runs/m1
+    superpos train-sae --activations acts.npy --d-sae 4096 --out sae.h5
+    superpos eval BUNDLE --json
+    superpos info BUNDLE
+
+Each command lives in the module of its subject (run_cmds, sae_cmds, bundle_cmds) and raises what
+goes wrong; ``main`` is the one place that turns errors into exit codes. Every error a user can
+cause (``engine.errors.UserError``, or a file the system refuses: ``OSError``) prints one line and
+exits with status 1 (``--debug`` shows the traceback). Ctrl+C asks the running job to stop at its
+next step; it saves a checkpoint, and the same command with ``--resume`` continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from engine import __version__
+from engine.cli import bundle_cmds, run_cmds, sae_cmds
+from engine.errors import UserError
+from engine.events import Cancelled
+
+__all__ = ["main", "build_parser", "USER_ERRORS"]
+
+# What a user can cause: printed as one line without a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="superpos", description="Train a one-layer transformer and a sparse autoencoder on your text, "
+                                     "and compute the statistics the superpos app explores.")
+    parser.add_argument("--version", action="version", version=f"superpos {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for commands in (run_cmds, sae_cmds, bundle_cmds):
+        commands.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except Cancelled as exc:
+        where = f" (checkpoint: {exc.checkpoint})" if exc.checkpoint else ""
+        print(f"superpos: {exc}{where}; run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("superpos: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"superpos: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line unless --debug, but say it is unexpected
+        if args.debug:
+            traceback.print_exc()
+        print(f"superpos: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

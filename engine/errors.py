@@ -1,0 +1,23 @@
+"""Errors a user can cause, under one base class.
+
+Everything a person can get wrong — a bad configuration value, a corpus path that holds no text, a
+damaged bundle, an activation file of the wrong shape, a run whose loss diverged — raises a subclass
+of :class:`UserError`. Its message says what was wrong and what to do; drivers catch ``UserError``
+once (the CLI prints it as one line, the app shows it in a dialog) and treat anything else as a bug.
+
+The concrete classes live with the code that detects them (``ConfigError`` in config,
+``CorpusError`` in data.corpus, ``BundleError`` in bundle, ...); each keeps the built-in base it
+had (``ValueError`` and so on) so existing ``except ValueError`` callers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["UserError", "TrainingDiverged"]
+
+
+class UserError(Exception):
+    """An error caused by the user's input or files; its message is meant to be shown as it is."""
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint, if any, is kept."""
