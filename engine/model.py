@@ -84,7 +84,7 @@ class OneLayerTransformer(nn.Module):
 
     # ------------------------------------------------------------------ forward pieces
     def _pre_mlp(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Residual stream after attention, and the MLP's input. idx: (B, T) token ids."""
+        """Residual stream after attention, and the MLP's (normalised) input. idx: (B, T) token ids."""
         B, T = idx.shape
         if T > self.cfg.n_ctx:
             raise ValueError(f"sequence of {T} tokens exceeds the model context of {self.cfg.n_ctx}")
@@ -98,7 +98,18 @@ class OneLayerTransformer(nn.Module):
         _, mlp_in = self._pre_mlp(idx)
         return self.mlp.acts(mlp_in)
 
+    def resid_and_acts(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The residual stream after attention (B, T, C) and the MLP activations (B, T, M) for idx (B, T).
+
+        With ``logits_from_acts`` this splits ``forward`` at the MLP, so evaluation, the harvest and
+        the lens can read, replace or edit the activations: ``logits_from_acts(*resid_and_acts(idx))``
+        equals ``forward(idx)``.
+        """
+        resid, mlp_in = self._pre_mlp(idx)
+        return resid, self.mlp.acts(mlp_in)
+
     def logits_from_acts(self, resid: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) from the post-attention residual (B, T, C) and MLP activations (B, T, M)."""
         x = resid + self.mlp.W_out(acts)                   # (B, T, C)
         return self.unembed(self.ln_final(x))              # (B, T, V)
 

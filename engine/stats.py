@@ -12,9 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["UnitStats", "HarvestResult", "Dashboard", "UNIT_KINDS"]
+__all__ = ["UnitStats", "HarvestResult", "Dashboard", "UNIT_KINDS", "ULTRALOW_DENSITY"]
 
 UNIT_KINDS = ("feature", "neuron")
+
+# The paper's "ultralow density": a unit that fires, but on fewer than this fraction of tokens. Counted
+# apart from dead units (never fired) by the evaluation, the bundle summary, the tables and the overview.
+ULTRALOW_DENSITY = 1e-6
 
 
 @dataclass

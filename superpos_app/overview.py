@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QBoxLayout, QFrame, QGridLayout, QLabel, QScrollArea, QSizePolicy,
                                QVBoxLayout, QWidget)
 
+from engine.stats import ULTRALOW_DENSITY
 from superpos_app.curves import CurvePanel, configure_pyqtgraph
 
 __all__ = ["OverviewPane", "METRICS", "format_metric"]
@@ -27,7 +28,7 @@ METRICS: list[tuple[str, str, str, str]] = [
     ("fvu", "Fraction of variance unexplained", "pct", "MSE divided by the variance of the activations."),
     ("l0", "L0 (features / token)", "float", "Average number of active features per token."),
     ("dead_fraction", "Dead features", "pct", "Features that never fired on the evaluation tokens."),
-    ("ultralow_fraction", "Ultralow-density features", "pct", "Features firing on fewer than 1e-5 of tokens."),
+    ("ultralow_fraction", "Ultralow-density features", "pct", f"Features that fire, but on fewer than {ULTRALOW_DENSITY:g} of tokens (dead ones are counted apart)."),
     ("loss_clean", "Model loss (clean)", "float", "Next-token loss of the transformer on held-out text."),
     ("loss_sae", "Model loss (SAE spliced in)", "float", "Loss with the MLP activations replaced by the SAE's reconstruction."),
 ]

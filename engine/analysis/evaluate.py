@@ -31,11 +31,14 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
-__all__ = ["evaluate", "METRIC_KEYS", "ULTRALOW_THRESHOLD"]
+from engine.stats import ULTRALOW_DENSITY
+
+__all__ = ["evaluate", "METRIC_KEYS"]
+
+
 
 METRIC_KEYS = ("mse", "fvu", "l0", "dead_fraction", "ultralow_fraction", "loss_clean", "loss_sae",
                "loss_zero_ablation", "loss_recovered", "n_tokens")
-ULTRALOW_THRESHOLD = 1e-6
 
 
 @torch.no_grad()
@@ -64,8 +67,7 @@ def evaluate(model, sae, val_tokens: np.ndarray, n_tokens: int, device: str | to
         window = np.asarray(val_tokens[starts[:, None] + np.arange(T + 1)], dtype=np.int64)
         idx_BT = torch.from_numpy(window[:, :-1]).to(device)
         tgt = torch.from_numpy(window[:, 1:]).reshape(-1).to(device)
-        resid, mlp_in = model._pre_mlp(idx_BT)
-        x_BTD = model.mlp.acts(mlp_in)
+        resid, x_BTD = model.resid_and_acts(idx_BT)
         x_ND = x_BTD.reshape(-1, D).float()
         f_NF = sae.encode(x_ND)
         x_hat_ND = sae.decode(f_NF)
@@ -94,8 +96,8 @@ def evaluate(model, sae, val_tokens: np.ndarray, n_tokens: int, device: str | to
         "fvu": sq_err / total_var if total_var > 0 else float("nan"),
         "l0": l0_sum / n,
         "dead_fraction": float((count_F == 0).double().mean()),
-        "ultralow_fraction": float(((density_F > 0) & (density_F < ULTRALOW_THRESHOLD)).mean()),
-        "ultralow_threshold": ULTRALOW_THRESHOLD,
+        "ultralow_fraction": float(((density_F > 0) & (density_F < ULTRALOW_DENSITY)).mean()),
+        "ultralow_threshold": ULTRALOW_DENSITY,
         "loss_clean": loss_clean,
         "loss_sae": loss_sae,
         "loss_zero_ablation": loss_zero,

@@ -206,8 +206,8 @@ class LensEngine:
                            truncated=n_total > T, request_id=request_id)
 
         idx = torch.as_tensor(ids_T, device=self.device).unsqueeze(0)       # (1, T)
-        resid_1TC, mlp_in_1TC = self.model._pre_mlp(idx)                     # (1, T, C) x2
-        h_TM = self.model.mlp.acts(mlp_in_1TC)[0]                            # (T, M)
+        resid_1TC, h_1TM = self.model.resid_and_acts(idx)                    # (1, T, C), (1, T, M)
+        h_TM = h_1TM[0]                                                      # (T, M)
         if p < T:
             f_new = self.sae.encode(h_TM[p:]).float().cpu().numpy()         # (T-p, F)
             f_TF = f_new if p == 0 else np.concatenate([cache.f_TF[:p], f_new])

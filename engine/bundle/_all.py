@@ -48,7 +48,7 @@ import h5py
 import numpy as np
 
 from engine.config import HarvestConfig, ModelConfig, RunConfig, SAEConfig
-from engine.stats import UNIT_KINDS, Dashboard, HarvestResult, UnitStats
+from engine.stats import ULTRALOW_DENSITY, UNIT_KINDS, Dashboard, HarvestResult, UnitStats
 from engine.errors import UserError
 
 __all__ = [
@@ -62,7 +62,6 @@ SAE_FORMAT = "superpos-sae"
 SCHEMA_VERSION = 1
 TOKEN_PAD_U16 = 65535          # stored token id meaning "outside the text" when tokens are uint16
 TOKEN_PAD_I32 = -1             # the same when tokens are int32 (vocab > 65535)
-ULTRALOW_DENSITY = 1e-6        # the paper's "ultralow density" threshold
 UNIT_CHUNK = 64                # at most this many units per chunk of a per-unit (N, ...) dataset
 CHUNK_BYTES = 16384            # ... and about this many bytes: one dashboard read decompresses little
 COLUMN_CHUNK = 16384           # elements per chunk of a 1-D column

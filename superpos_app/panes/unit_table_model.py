@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 
+from engine.stats import ULTRALOW_DENSITY
 from superpos_app.panes.fast_table import FastTableView
 
 __all__ = ["UnitTable", "UnitTableModel", "UnitFilter", "UnitTableView", "ULTRALOW_DENSITY", "COLUMNS"]
 
-ULTRALOW_DENSITY = 1e-6          # the paper's "ultralow density" threshold
 
 COLUMNS = ("id", "label", "score", "log₁₀ dens.", "max act", "status")
 COL_ID, COL_LABEL, COL_SCORE, COL_DENSITY, COL_MAX, COL_STATUS = range(len(COLUMNS))
