@@ -3,7 +3,8 @@
     python benchmarks/bench_corpus.py [--preset demo] [--cache DIR]
 
 Prints seconds and characters/second for each stage (a fresh cache folder, so nothing is reused),
-then the time of a second, cached tokenize call.
+the BPE training again as the pipeline runs it (``train_tokenizer_job``: a worker thread with
+progress and a cancel point; it must give the same tokenizer), then a second, cached tokenize call.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import time
 
 from engine.events import run_to_completion
 from engine.config import preset
-from engine.data.corpus import iter_texts, open_corpus, tokenize_corpus
-from engine.data.tokenizer import Tokenizer
+from engine.data.spec import iter_texts, open_corpus
+from engine.data.token_cache import tokenize_corpus
+from engine.data.tokenizer import Tokenizer, train_tokenizer_job
 
 
 def main() -> None:
@@ -42,6 +44,11 @@ def main() -> None:
     train_chars = min(cfg.tokenizer.train_chars, n_chars)
     print(f"  train BPE (vocab {tok.vocab_size}) on {train_chars:,} chars: {t_train:.2f} s "
           f"({train_chars / t_train / 1e6:.2f} M chars/s)")
+    t0 = time.perf_counter()
+    job_tok = run_to_completion(train_tokenizer_job(cfg.tokenizer, iter_texts(source, cfg.tokenizer.train_chars),
+                                                    train_chars))
+    t_job = time.perf_counter() - t0
+    print(f"  train BPE as a job {t_job:7.2f} s  (same tokenizer: {job_tok.hash() == tok.hash()})")
 
     t0 = time.perf_counter()
     data = run_to_completion(tokenize_corpus(cfg.corpus, tok, cache_dir=cache))

@@ -22,7 +22,9 @@ from typing import Iterator
 
 import numpy as np
 import torch
+
 from engine.errors import UserError
+from engine.fileio import atomic_path
 
 __all__ = ["ModelActivationSource", "ArrayActivationSource", "ActivationFileError", "cache_activations",
            "load_activation_array"]
@@ -193,17 +195,15 @@ def cache_activations(source, n: int, path: str | os.PathLike, batch_size: int =
                 return path
         except Exception:
             pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, d_in))
-    row = 0
-    for batch in source.iter_batches(batch_size):
-        take = min(len(batch), n - row)
-        out[row:row + take] = batch[:take].numpy()
-        row += take
-        if row >= n:
-            break
-    out.flush()
-    del out
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp.npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, d_in))
+        row = 0
+        for batch in source.iter_batches(batch_size):
+            take = min(len(batch), n - row)
+            out[row:row + take] = batch[:take].numpy()
+            row += take
+            if row >= n:
+                break
+        out.flush()
+        del out
     return path

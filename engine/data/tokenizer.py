@@ -9,22 +9,31 @@ up to ``vocab_size`` tokens. One special token, ``<|endoftext|>``, separates doc
     ids = tok.encode("def f(x):\\n\\treturn x")      # list[int]
     tok.decode(ids)                                 # the same string back
     tok.token_str(ids[0])                           # readable text of one token
+    tok.vocab_strings()                             # every token's readable text, index = id
+
+``train_tokenizer_job`` trains the same BPE as ``Tokenizer.train`` as a generator job: the Rust
+trainer runs in a worker thread, fed by an iterator that counts the characters it hands over and
+stops when the ``CancelToken`` is set, while the job yields ``Progress`` (unit ``"chars"``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Generator, Iterable, Iterator, Sequence
 
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
-from engine.errors import UserError
 
-__all__ = ["Tokenizer", "TokenizerError", "EOS_TOKEN"]
+from engine.config import TokenizerConfig
+from engine.errors import UserError
+from engine.events import Cancelled, CancelToken, Progress, RateMeter
+from engine.fileio import atomic_path
+
+__all__ = ["Tokenizer", "TokenizerError", "EOS_TOKEN", "train_tokenizer_job"]
 
 EOS_TOKEN = "<|endoftext|>"
 MIN_VOCAB = 257  # 256 byte tokens + <|endoftext|>
@@ -68,20 +77,9 @@ class Tokenizer:
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> "Tokenizer":
         """Train byte-level BPE on ``texts``. The result may hold fewer than ``vocab_size`` tokens
-        when the text is too small to support that many merges (``.vocab_size`` is the real size)."""
-        if vocab_size < MIN_VOCAB:
-            raise TokenizerError(f"vocab_size must be at least {MIN_VOCAB} (256 bytes + end-of-text), "
-                                 f"got {vocab_size}")
-        hf = _HFTokenizer(models.BPE())
-        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-        hf.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=[EOS_TOKEN],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodable
-            show_progress=False,
-        )
+        when the text is too small to support that many merges (``.vocab_size`` is the real size).
+        ``train_tokenizer_job`` is the same training with progress and a cancel point."""
+        hf, trainer = _untrained_bpe(vocab_size, min_frequency)
         hf.train_from_iterator(texts, trainer=trainer)
         return cls(hf)
 
@@ -113,19 +111,12 @@ class Tokenizer:
         return self._hf.to_str()
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``tokenizer.json`` atomically (temp file in the same folder, then rename)."""
+        """Write ``tokenizer.json`` atomically (engine.fileio: temp file, fsync, rename)."""
         path = Path(path)
         if path.is_dir():
             path = path / "tokenizer.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.to_json(), encoding="utf-8")
         return path
 
     @cached_property
@@ -179,8 +170,110 @@ class Tokenizer:
             self._token_str_cache[token_id] = cached
         return cached
 
+    def vocab_strings(self) -> tuple[str, ...]:
+        """``token_str`` of every id, index = id (built once, then shared by every caller)."""
+        return self._vocab_strings
+
+    @cached_property
+    def _vocab_strings(self) -> tuple[str, ...]:
+        return tuple(self.token_str(i) for i in range(self.vocab_size))
+
     def __len__(self) -> int:
         return self.vocab_size
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, eos_id={self.eos_id})"
+
+
+def _untrained_bpe(vocab_size: int, min_frequency: int) -> tuple[_HFTokenizer, trainers.BpeTrainer]:
+    """An empty byte-level BPE tokenizer and the trainer that fills it (one recipe for both ways in)."""
+    if vocab_size < MIN_VOCAB:
+        raise TokenizerError(f"vocab_size must be at least {MIN_VOCAB} (256 bytes + end-of-text), "
+                             f"got {vocab_size}")
+    hf = _HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[EOS_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodable
+        show_progress=False,
+    )
+    return hf, trainer
+
+
+class _StopFeeding(Exception):
+    """Raised inside the trainer's input iterator to end a cancelled training."""
+
+
+class _CountingFeed:
+    """The trainer's input: passes ``texts`` through, counting characters; stops on cancel."""
+
+    def __init__(self, texts: Iterable[str], cancel: CancelToken | None):
+        self._texts = iter(texts)
+        self._cancel = cancel
+        self.stop = threading.Event()     # set by the job when it ends early (cancel, closed)
+        self.chars = 0                    # read by the job's thread; only this feed writes it
+        self.exhausted = False
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self.stop.is_set() or (self._cancel is not None and self._cancel.cancelled):
+            raise _StopFeeding
+        try:
+            text = next(self._texts)
+        except StopIteration:
+            self.exhausted = True
+            raise
+        self.chars += len(text)
+        return text
+
+
+def train_tokenizer_job(cfg: TokenizerConfig, texts: Iterable[str], total_chars: int = 0,
+                        cancel: CancelToken | None = None, min_frequency: int = 2,
+                        poll_s: float = 0.2) -> Generator[Progress, None, Tokenizer]:
+    """Train byte-level BPE on ``texts`` (``cfg.vocab_size`` tokens at most) as a generator job:
+    yields ``Progress`` (stage ``"tokenizer"``, unit ``"chars"``) every ``poll_s`` seconds, returns
+    the ``Tokenizer`` — the same one ``Tokenizer.train`` makes from the same texts.
+
+    Training has two phases: reading the texts (counting pre-tokenized words; ``texts`` is iterated
+    in the worker thread) and then computing the merges, in Rust with no hook to stop it. While
+    merging, progress stays at the characters read with ``metrics["merging"] = 1``. A cancel raises
+    ``Cancelled`` within ``poll_s``: in the reading phase the feed stops the trainer; in the merging
+    phase the (daemon) worker is left to finish on its own and its result is dropped. An error
+    raised by ``texts`` (a ``CorpusError``, say) is raised here."""
+    hf, trainer = _untrained_bpe(cfg.vocab_size, min_frequency)
+    feed = _CountingFeed(texts, cancel)
+    failure: list[BaseException] = []
+
+    def train() -> None:
+        try:
+            hf.train_from_iterator(feed, trainer=trainer)
+        except BaseException as exc:  # handed to the job's thread, which raises it
+            failure.append(exc)
+
+    worker = threading.Thread(target=train, name="superpos-bpe-train", daemon=True)
+    meter = RateMeter(total_chars)
+    worker.start()
+    try:
+        yield Progress(stage="tokenizer", done=0, total=total_chars, unit="chars")
+        while True:
+            worker.join(poll_s)
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("tokenizer training cancelled")
+            if not worker.is_alive():
+                break
+            done = feed.chars
+            rate, eta = meter.update(done)
+            yield Progress(stage="tokenizer", done=done, total=max(total_chars, done), unit="chars",
+                           rate=rate, eta_s=None if feed.exhausted else eta,
+                           metrics={"merging": 1.0} if feed.exhausted else {})
+    finally:
+        feed.stop.set()  # a closed or cancelled job stops the trainer at its next read
+    if failure:
+        raise failure[0]
+    yield Progress(stage="tokenizer", done=feed.chars, total=feed.chars, unit="chars")
+    return Tokenizer(hf)

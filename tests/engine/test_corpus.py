@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from engine.config import CorpusConfig
-from engine.data.corpus import (BUILTIN_MIX, CorpusError, iter_texts, open_corpus, split_hash, token_dtype,
-                           tokenize_corpus)
+from engine.data.builtin import BUILTIN_MIX
+from engine.data.sources import CorpusError, split_hash
+from engine.data.spec import iter_texts, open_corpus
+from engine.data.token_cache import token_dtype, tokenize_corpus
 from engine.events import Cancelled, CancelToken, Message, Progress
 from engine.data.tokenizer import Tokenizer
 

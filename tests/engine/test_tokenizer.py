@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 
 import pytest
 
-from engine.data.tokenizer import EOS_TOKEN, Tokenizer, TokenizerError
+from engine.config import CorpusConfig, TokenizerConfig, preset
+from engine.data.sources import CorpusError
+from engine.data.spec import iter_texts, open_corpus
+from engine.data.tokenizer import EOS_TOKEN, Tokenizer, TokenizerError, train_tokenizer_job
+from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted, collect
+from engine.pipeline import prepare_data
 
 SAMPLES = [
     "def f(x):\n\treturn x  # trailing spaces   \n\n",
@@ -149,3 +156,118 @@ def test_tiny_text_still_encodes_everything():
     assert tok.vocab_size < 1000  # could not learn that many merges
     text = "anything ✓ שלום"
     assert tok.decode(tok.encode(text)) == text
+
+
+def test_vocab_strings_are_every_token_str_built_once(tok):
+    strings = tok.vocab_strings()
+    assert isinstance(strings, tuple) and len(strings) == tok.vocab_size
+    assert list(strings) == [tok.token_str(i) for i in range(tok.vocab_size)]
+    assert tok.vocab_strings() is strings
+    assert strings[tok.eos_id] == EOS_TOKEN
+
+
+# ---- train_tokenizer_job: progress, cancel, same result as Tokenizer.train ----------------------
+
+
+def _slow_texts(n: int, pause_s: float, fed: list | None = None):
+    """``n`` training lines, one every ``pause_s`` seconds (``fed`` counts how many were taken)."""
+    texts = _training_text()
+    for i in range(n):
+        time.sleep(pause_s)
+        if fed is not None:
+            fed.append(i)
+        yield texts[i % len(texts)]
+
+
+def test_job_trains_the_same_tokenizer_as_train():
+    texts = list(iter_texts(open_corpus(CorpusConfig(max_chars=200_000)), 200_000))
+    blocking = Tokenizer.train(texts, vocab_size=500)
+    tok, events = collect(train_tokenizer_job(TokenizerConfig(vocab_size=500), iter(texts), sum(map(len, texts))))
+    assert tok.to_json() == blocking.to_json()
+    assert all(isinstance(e, Progress) and e.stage == "tokenizer" and e.unit == "chars" for e in events)
+    assert events[-1].done == events[-1].total == sum(map(len, texts))
+
+
+def test_job_reports_characters_as_they_are_read():
+    n = 40
+    texts = [t for _, t in zip(range(n), _slow_texts(n, 0.0))]
+    tok, events = collect(train_tokenizer_job(TokenizerConfig(vocab_size=300), _slow_texts(n, 0.01),
+                                              total_chars=10**6, poll_s=0.02))
+    done = [e.done for e in events]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == sum(map(len, texts))
+    assert len({d for d in done if 0 < d < done[-1]}) >= 3, done  # the bar moves while reading
+    assert events[1].total == 10**6 and events[-1].total == events[-1].done
+    assert tok.to_json() == Tokenizer.train(texts, vocab_size=300).to_json()
+
+
+def test_job_cancel_is_prompt_and_stops_reading():
+    cancel = CancelToken()
+    fed: list[int] = []
+    job = train_tokenizer_job(TokenizerConfig(vocab_size=300), _slow_texts(10**6, 0.005, fed),
+                              cancel=cancel, poll_s=0.05)
+    assert next(job).done == 0
+    next(job)
+    cancel.cancel()
+    t0 = time.perf_counter()
+    with pytest.raises(Cancelled):
+        for _ in job:
+            pass
+    assert time.perf_counter() - t0 < 1.0
+    time.sleep(0.1)
+    taken = len(fed)
+    time.sleep(0.2)
+    assert len(fed) == taken  # the trainer stopped asking for text
+    assert not [t for t in threading.enumerate() if t.name == "superpos-bpe-train"]
+
+
+def test_job_closed_early_stops_its_worker():
+    fed: list[int] = []
+    job = train_tokenizer_job(TokenizerConfig(vocab_size=300), _slow_texts(10**6, 0.005, fed), poll_s=0.05)
+    next(job)
+    next(job)
+    job.close()
+    time.sleep(0.2)
+    taken = len(fed)
+    time.sleep(0.2)
+    assert len(fed) == taken
+
+
+def test_job_raises_the_texts_error_and_checks_vocab_size():
+    def broken():
+        yield "some text " * 100
+        raise CorpusError("the corpus went away")
+
+    with pytest.raises(CorpusError, match="went away"):
+        collect(train_tokenizer_job(TokenizerConfig(vocab_size=300), broken(), poll_s=0.01))
+    with pytest.raises(TokenizerError, match="at least"):
+        collect(train_tokenizer_job(TokenizerConfig(vocab_size=100), ["abc"]))
+
+
+def test_pipeline_tokenizer_stage_shows_progress_in_chars(tmp_path):
+    cfg = preset("tiny").with_overrides(corpus={"max_chars": 200_000}, tokenizer={"vocab_size": 400})
+    train_chars = cfg.tokenizer.train_chars
+    gen = prepare_data(cfg, tmp_path / "work")
+    events = []
+    for event in gen:
+        if isinstance(event, StageStarted) and event.stage == "tokenize":
+            break
+        events.append(event)
+    gen.close()
+    started = [e for e in events if isinstance(e, StageStarted)]
+    assert started[0].stage == "tokenizer" and started[0].unit == "chars" and started[0].total > 0
+    assert isinstance(events[-1], StageFinished) and events[-1].stage == "tokenizer"
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress and all(e.stage == "tokenizer" and e.unit == "chars" for e in progress)
+    texts = list(iter_texts(open_corpus(cfg.corpus), train_chars))
+    assert progress[-1].done == sum(map(len, texts))
+    saved = Tokenizer.load(tmp_path / "work" / "tokenizer.json")
+    assert saved.to_json() == Tokenizer.train(texts, cfg.tokenizer.vocab_size).to_json()
+
+
+def test_pipeline_tokenizer_stage_honours_cancel(tmp_path):
+    cancel = CancelToken()
+    cancel.cancel()
+    cfg = preset("tiny").with_overrides(corpus={"max_chars": 200_000}, tokenizer={"vocab_size": 400})
+    with pytest.raises(Cancelled):
+        collect(prepare_data(cfg, tmp_path / "work", cancel=cancel))
+    assert not (tmp_path / "work" / "tokenizer.json").exists()
