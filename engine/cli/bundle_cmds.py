@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.bundle import Bundle, export_saelens, open_bundle
+from engine.bundle import Bundle, open_bundle
+from engine.interop.saelens import export_saelens
 
 __all__ = ["register", "cmd_info", "cmd_export_saelens", "summary_lines"]
 

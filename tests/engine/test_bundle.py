@@ -1,78 +1,26 @@
-"""The HDF5 bundle: round trip, validation, corruption fuzzing, atomic writes, SAE files, synthetic."""
+"""The HDF5 bundle: round trip of every field, token storage, SAE files, the synthetic generator, a
+bundle written from the documentation alone, the CLI, one handle per thread.
+
+Damaged files: test_bundle_damage.py. Atomic writes, the write job's progress and cancel: test_bundle_write.py.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
-import engine.bundle._all as bundle_mod
+from bundle_parts import HC, N_F, N_M, parts, tokenizer_json, written  # noqa: F401 (fixtures)
 from engine.bundle import (
     SCHEMA_VERSION, BundleError, expected_model_shapes, load_sae_file, open_bundle, read_sae,
     write_bundle, write_sae_file,
 )
-from engine.config import HarvestConfig, ModelConfig, preset
+from engine.config import HarvestConfig, ModelConfig
 from engine.model import OneLayerTransformer
-from engine.stats import HarvestResult
-from engine.testing.synthetic import _unit_chunk, synthetic_text, write_synthetic_bundle
-from engine.data.tokenizer import Tokenizer
-
-HC = HarvestConfig(top_k=4, n_intervals=3, per_interval=2, ctx_left=3, ctx_right=2, hist_bins=8,
-                   n_logits=3, n_align=2, sample_tokens=50)
-N_F, N_M = 40, 16
-
-
-@pytest.fixture(scope="module")
-def tokenizer_json() -> str:
-    return Tokenizer.train([synthetic_text(0, 6000)], vocab_size=300).to_json()
-
-
-@pytest.fixture(scope="module")
-def parts(tokenizer_json):
-    """Everything write_bundle takes, for a tiny model (V from the tokenizer, 16 neurons, 40 features)."""
-    V = Tokenizer.from_json(tokenizer_json).vocab_size
-    config = preset("tiny").with_overrides(
-        tokenizer={"vocab_size": V}, model={"d_mlp": N_M, "d_model": 16, "n_heads": 2, "n_ctx": 8},
-        sae={"d_sae": N_F, "k": 4, "aux_k": 8}, harvest=HC.to_dict())
-    torch.manual_seed(0)
-    model = OneLayerTransformer(config.model)
-    rng = np.random.default_rng(0)
-    W_dec = rng.standard_normal((N_F, N_M)).astype(np.float32)
-    sae_state = {"W_enc": torch.from_numpy(W_dec.T.copy()), "b_enc": torch.randn(N_F),
-                 "W_dec": torch.from_numpy(W_dec), "b_dec": torch.randn(N_M)}
-    features = _unit_chunk(rng, "feature", N_F, 0, 10_000, V, N_M, HC, ["DNA: ACGT runs", "héllo ✓ עברית", ""])
-    neurons = _unit_chunk(rng, "neuron", N_M, 0, 10_000, V, N_F, HC, ["polysemantic"])
-    S = HC.sample_tokens
-    counts = rng.integers(0, 4, size=N_F)
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    harvest = HarvestResult(
-        features=features, neurons=neurons, n_tokens=10_000,
-        density_hist_edges=np.linspace(-8, 0, 9), density_hist_counts=rng.integers(0, 9, size=8),
-        sample_token_ids=rng.integers(0, V, size=S).astype(np.int32),
-        sample_neuron_acts=rng.random((S, N_M)).astype(np.float16),
-        sample_feature_indptr=indptr,
-        sample_feature_token=rng.integers(0, S, size=int(indptr[-1])).astype(np.int32),
-        sample_feature_value=rng.random(int(indptr[-1])).astype(np.float16),
-    )
-    curves = {"model/train_loss": np.stack([np.arange(5.0), np.linspace(5, 3, 5)], 1),
-              "sae/l0": np.stack([np.arange(3.0), [4.0, 4.0, 4.0]], 1), "flat": np.zeros((0, 2))}
-    metrics = {"mse": 0.5, "l0": 4.0, "loss_recovered": float("nan"), "nested": {"a": [1, 2]},
-               "n_tokens": np.int64(8000)}
-    return dict(config=config, tokenizer_json=tokenizer_json, model_state=model.state_dict(),
-                sae_state=sae_state, harvest=harvest, metrics=metrics, curves=curves,
-                extra_info={"corpus": "builtin", "note": "ünïcode"})
-
-
-@pytest.fixture(scope="module")
-def written(parts, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("bundle") / "run.h5"
-    write_bundle(path, **parts)
-    return path
+from engine.testing.synthetic import write_synthetic_bundle
 
 
 # ---------------------------------------------------------------------------------- round trip
@@ -184,206 +132,6 @@ def test_uint16_tokens_use_the_documented_pad(written, parts):
         assert ds.dtype == np.uint16 and ds.attrs["pad"] == 65535
         raw = ds[...]
     np.testing.assert_array_equal(raw == 65535, parts["harvest"].features.top_tokens == -1)
-
-
-# ---------------------------------------------------------------------------------- validation
-def _copy(src: Path, tmp_path: Path, name: str = "copy.h5") -> Path:
-    dst = tmp_path / name
-    shutil.copyfile(src, dst)
-    return dst
-
-
-def test_not_a_file_not_hdf5_truncated(tmp_path, written):
-    with pytest.raises(BundleError, match="no such file"):
-        open_bundle(tmp_path / "absent.h5")
-    with pytest.raises(BundleError, match="folder"):
-        open_bundle(tmp_path)
-    text = tmp_path / "notes.h5"
-    text.write_text("hello, not HDF5")
-    with pytest.raises(BundleError, match="not an HDF5 file"):
-        open_bundle(text)
-    empty = tmp_path / "empty.h5"
-    empty.write_bytes(b"")
-    with pytest.raises(BundleError):
-        open_bundle(empty)
-    cut = _copy(written, tmp_path)
-    with open(cut, "r+b") as fh:
-        fh.truncate(cut.stat().st_size // 2)
-    with pytest.raises(BundleError, match="damaged or incomplete"):
-        open_bundle(cut)
-
-
-def test_other_hdf5_and_wrong_format(tmp_path):
-    plain = tmp_path / "plain.h5"
-    with h5py.File(plain, "w") as f:
-        f["x"] = np.arange(3)
-    with pytest.raises(BundleError, match="not a superpos bundle"):
-        open_bundle(plain)
-    with h5py.File(plain, "a") as f:
-        f.attrs["format"] = "someone-else"
-    with pytest.raises(BundleError, match="someone-else"):
-        open_bundle(plain)
-
-
-def test_newer_schema_says_update(tmp_path, written):
-    path = _copy(written, tmp_path)
-    with h5py.File(path, "a") as f:
-        f.attrs["schema_version"] = np.int64(3)
-    with pytest.raises(BundleError) as err:
-        open_bundle(path)
-    assert "newer superpos (schema 3)" in str(err.value) and "Update superpos" in str(err.value)
-    assert f"reads up to {SCHEMA_VERSION}" in str(err.value)
-
-
-@pytest.mark.parametrize("name", ["features/top_acts", "neurons/labels", "model/mlp.W_in.weight", "sae/W_dec",
-                                  "config", "metrics", "tokenizer", "sample/feature_indptr", "density_hist/edges",
-                                  "harvest"])
-def test_missing_dataset(tmp_path, written, name):
-    path = _copy(written, tmp_path)
-    with h5py.File(path, "a") as f:
-        del f[name]
-    with pytest.raises(BundleError, match=name.split("/")[-1].replace(".", r"\.")):
-        open_bundle(path)
-
-
-@pytest.mark.parametrize("name,shape", [
-    ("features/top_acts", (N_F, 4, 5)),             # W disagrees with top_tokens
-    ("features/density", (N_F + 1,)),               # N disagrees with the other columns
-    ("neurons/interval_tokens", (N_M, 3, 2, 7)),
-    ("neurons/logit_hist", (N_M, 9)),               # B disagrees with the features' B
-    ("sae/W_enc", (N_F, N_M)),                      # transposed
-    ("model/unembed.weight", (3, 16)),
-    ("sample/neuron_acts", (50, N_M + 1)),
-    ("curves/model/train_loss", (5, 3)),
-])
-def test_misshaped_dataset(tmp_path, written, name, shape):
-    path = _copy(written, tmp_path)
-    with h5py.File(path, "a") as f:
-        dtype = f[name].dtype
-        del f[name]
-        f.create_dataset(name, shape=shape, dtype=dtype)
-    with pytest.raises(BundleError, match="shape"):
-        open_bundle(path)
-
-
-def test_bad_json_and_bad_attrs(tmp_path, written):
-    path = _copy(written, tmp_path)
-    with h5py.File(path, "a") as f:
-        del f["config"]
-        f["config"] = "{not json"
-    with pytest.raises(BundleError, match="/config is not valid JSON"):
-        open_bundle(path)
-    path = _copy(written, tmp_path, "b.h5")
-    with h5py.File(path, "a") as f:
-        f.attrs["schema_version"] = "one"
-    with pytest.raises(BundleError, match="schema_version"):
-        open_bundle(path)
-
-
-def test_lazy_corruption_surfaces_as_bundle_error(tmp_path, written):
-    """Damage a chunk of stored numbers: open succeeds (metadata intact), the read is a BundleError."""
-    path = _copy(written, tmp_path)
-    with h5py.File(path, "r") as f:
-        offset = f["features/interval_acts"].id.get_chunk_info(0).byte_offset
-    with open(path, "r+b") as fh:
-        fh.seek(offset + 10)
-        fh.write(b"\xff" * 16)
-    with open_bundle(path) as b:
-        with pytest.raises(BundleError, match="dashboard"):
-            b.dashboard("feature", 0)
-        b.columns("feature")               # other datasets still read
-        b.dashboard("neuron", 0)
-
-
-# ---------------------------------------------------------------------------------- fuzzing
-def _read_everything(path: Path) -> None:
-    with open_bundle(path) as b:
-        for kind in ("feature", "neuron"):
-            b.columns(kind)
-            for i in (0, b.n_units(kind) // 2, b.n_units(kind) - 1):
-                b.dashboard(kind, i)
-        b.curves()
-        b.density_histogram()
-        b.sample_neurons()
-        b.sample_feature(0)
-        b.sample_feature(b.n_features - 1)
-        b.tokenizer()
-        b.load_model()
-        b.load_sae()
-
-
-@pytest.fixture(scope="module")
-def fuzz_base(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("fuzz") / "base.h5"
-    write_synthetic_bundle(path, n_features=96, n_neurons=32, vocab_size=300, n_tokens=5000, chunk=40,
-                           harvest=HC)
-    _read_everything(path)
-    return path
-
-
-def test_fuzz_truncation_and_corruption_only_raise_bundle_error(fuzz_base, tmp_path):
-    data = fuzz_base.read_bytes()
-    rng = np.random.default_rng(1234)
-    outcomes = {"BundleError": 0, "read fine": 0}
-    for case in range(60):
-        blob = bytearray(data)
-        if case % 3 == 0:
-            blob = blob[: int(rng.integers(0, len(blob)))]
-        else:
-            for _ in range(int(rng.integers(1, 4))):
-                start = int(rng.integers(0, len(blob)))
-                length = int(rng.integers(1, 256))
-                blob[start:start + length] = rng.integers(0, 256, size=len(blob[start:start + length]),
-                                                          dtype=np.uint8).tobytes()
-        path = tmp_path / f"case{case}.h5"
-        path.write_bytes(bytes(blob))
-        try:
-            _read_everything(path)
-            outcomes["read fine"] += 1
-        except BundleError as exc:
-            assert str(exc), "a BundleError needs a message"
-            outcomes["BundleError"] += 1
-        except Exception as exc:  # pragma: no cover - this is the failure being tested for
-            pytest.fail(f"case {case}: {type(exc).__name__}: {exc}")
-        path.unlink()
-    assert outcomes["BundleError"] >= 30, outcomes
-
-
-# ---------------------------------------------------------------------------------- atomic writes
-def _leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
-
-
-def test_failed_write_leaves_no_file(tmp_path, parts):
-    bad = dict(parts)
-    h = parts["harvest"]
-    bad_neurons = type(h.neurons)(**{**h.neurons.__dict__, "labels": ["too", "few"]})
-    bad["harvest"] = HarvestResult(**{**h.__dict__, "neurons": bad_neurons})
-    with pytest.raises(ValueError, match="labels"):
-        write_bundle(tmp_path / "new.h5", **bad)
-    assert not (tmp_path / "new.h5").exists()
-    assert _leftovers(tmp_path) == []
-
-
-def test_failed_write_keeps_the_old_bundle(tmp_path, parts, written, monkeypatch):
-    target = _copy(written, tmp_path, "keep.h5")
-    before = target.read_bytes()
-
-    def boom(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(bundle_mod.BundleWriter, "write_sample", boom)
-    with pytest.raises(BundleError, match="No space left"):
-        write_bundle(target, **parts)
-    assert target.read_bytes() == before
-    assert _leftovers(tmp_path) == []
-    monkeypatch.undo()
-    monkeypatch.setattr(bundle_mod.os, "replace", boom)     # the very last step fails
-    with pytest.raises(BundleError):
-        write_bundle(target, **parts)
-    assert target.read_bytes() == before
-    assert _leftovers(tmp_path) == []
-
 
 # ---------------------------------------------------------------------------------- SAE files
 def test_sae_file_round_trip(tmp_path, parts, written):
@@ -504,6 +252,16 @@ def test_cli_info_and_export(written, tmp_path, capsys):
     assert load_file(str(tmp_path / "sl" / "sparsity.safetensors"))["sparsity"].shape == (N_F,)
 
 
+def test_saelens_export_writes_exactly_three_files(written, tmp_path):
+    from engine.interop.saelens import export_saelens, saelens_config
+
+    with open_bundle(written) as b:
+        files = export_saelens(b, tmp_path / "sl")
+        assert json.loads((tmp_path / "sl" / "cfg.json").read_text()) == saelens_config(b)
+    names = ["cfg.json", "sae_weights.safetensors", "sparsity.safetensors"]
+    assert sorted(f.name for f in files) == names
+    assert sorted(p.name for p in (tmp_path / "sl").iterdir()) == names      # no temporary files left
+
 def test_cli_registered_in_main(written, capsys):
     from engine.cli import main
 
@@ -533,4 +291,3 @@ def test_one_handle_per_thread(written):
         t.start()
     for t in threads:
         t.join()
-    assert failures == []

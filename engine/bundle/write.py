@@ -1,0 +1,350 @@
+"""Writing a bundle: ``BundleWriter`` (the pieces), ``write_bundle_job`` (a generator job with progress
+and a cancel point between datasets) and ``write_bundle`` (that job run to completion).
+
+The file is built under a temporary name beside the target (``engine.fileio.AtomicWrite``): a normal
+finish fsyncs it and renames it into place; an error, a cancel or a closed job removes it and leaves
+whatever was at the target untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Generator, Mapping
+
+import h5py
+import numpy as np
+
+from engine.bundle.sae_file import create_sae_group, write_sae_group
+from engine.bundle.schema import (
+    COLUMN_CHUNK, FORMAT, GROUP_OF_KIND, H5_LIBVER, STORAGE_DTYPE, UNIT_COLUMNS, BundleError,
+    create_dataset, dumps, encode_tokens, expected_model_shapes, root_attrs, to_numpy,
+    token_storage_dtype,
+)
+from engine.config import HarvestConfig, ModelConfig, RunConfig, SAEConfig
+from engine.events import (
+    Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted, run_to_completion,
+)
+from engine.fileio import AtomicWrite
+from engine.stats import HarvestResult, UnitStats
+
+__all__ = ["BundleWriter", "write_bundle", "write_bundle_job"]
+
+
+class BundleWriter:
+    """Builds a bundle in a temporary file beside ``path``; ``commit()`` renames it into place.
+
+    Use as a context manager: a normal exit commits, an exception discards the temporary file and
+    leaves whatever was at ``path`` untouched. ``write_bundle_job`` drives it for a whole run; the
+    synthetic generator uses the pieces to write 131k-feature bundles chunk by chunk in bounded memory.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._target = AtomicWrite(self.path, suffix=".partial")
+        try:
+            self.file = h5py.File(self._target.tmp, "w", libver=H5_LIBVER)
+        except BaseException:
+            self._target.abort()
+            raise
+        self._token_dtype: tuple[np.dtype, int] | None = None
+        self._done = False
+
+    # -------------------------------------------------------------- context manager
+    def __enter__(self) -> "BundleWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self.file.close()
+        finally:
+            self._target.abort()
+
+    def commit(self) -> Path:
+        if self._done:
+            raise RuntimeError("bundle writer already finished")
+        self._done = True
+        try:
+            self.file.close()
+        except BaseException:
+            self._target.abort()
+            raise
+        return self._target.commit()
+
+    # -------------------------------------------------------------- header, model, SAE
+    def write_header(self, *, config: RunConfig, tokenizer_json: str, metrics: Mapping[str, Any],
+                     curves: Mapping[str, np.ndarray], extra_info: Mapping[str, Any] | None = None) -> None:
+        f = self.file
+        f.attrs.update(root_attrs(FORMAT))
+        f.attrs["extra_info"] = dumps(dict(extra_info or {}))
+        for name, text in (("config", dumps(config.to_dict())), ("tokenizer", str(tokenizer_json)),
+                           ("metrics", dumps(dict(metrics)))):
+            f.create_dataset(name, data=text, dtype=h5py.string_dtype("utf-8"))
+        self.write_curves(curves)
+
+    def write_curves(self, curves: Mapping[str, np.ndarray]) -> None:
+        group = self.file.require_group("curves")
+        for name, values in curves.items():
+            parts = [p for p in str(name).split("/") if p]
+            if not parts or any(p in (".", "..") for p in parts):
+                raise ValueError(f"bad curve name {name!r}")
+            arr = np.asarray(values, dtype=np.float64)
+            if arr.ndim != 2 or arr.shape[1] != 2:
+                raise ValueError(f"curve {name!r} must have shape (n, 2), found {arr.shape}")
+            create_dataset(group, "/".join(parts), arr.shape, np.float64, compress=False,
+                           chunks=(max(1, min(arr.shape[0], 8192)), 2) if arr.shape[0] else None)[...] = arr
+
+    def write_model(self, model_state: Mapping[str, Any], model_config: ModelConfig) -> None:
+        group = self.file.require_group("model")
+        group.attrs["config"] = dumps(model_config.to_dict())
+        expected = expected_model_shapes(model_config)
+        for name, value in model_state.items():
+            arr = to_numpy(value)
+            if name in expected and arr.shape != expected[name]:
+                raise ValueError(f"model tensor {name} has shape {arr.shape}, expected {expected[name]}")
+            create_dataset(group, name, arr.shape, np.float32, compress=False, unit_chunk=1 << 30,
+                           chunk_bytes=1 << 20)[...] = arr
+        missing = sorted(set(expected) - set(model_state))
+        if missing:
+            raise ValueError(f"model state lacks {', '.join(missing)}")
+
+    def create_sae(self, sae_config: SAEConfig, d_in: int, d_sae: int) -> h5py.Group:
+        """Create the empty /sae datasets (fill them with ``group[name][a:b] = ...``)."""
+        return create_sae_group(self.file, sae_config.to_dict(), d_in, d_sae)
+
+    def write_sae(self, sae_state: Mapping[str, Any], sae_config: SAEConfig) -> None:
+        write_sae_group(self.file, sae_state, sae_config.to_dict())
+
+    # -------------------------------------------------------------- unit statistics
+    def set_vocab_size(self, vocab_size: int) -> None:
+        self._token_dtype = token_storage_dtype(int(vocab_size))
+
+    def create_units(self, kind: str, n: int, dims: Mapping[str, int]) -> h5py.Group:
+        """Create empty columns for ``n`` units; dims gives K, W, I, P, B, L, A, C."""
+        if self._token_dtype is None:
+            raise RuntimeError("call set_vocab_size before create_units")
+        group = self.file.require_group(GROUP_OF_KIND[kind])
+        sizes = {"N": int(n), **{k: int(v) for k, v in dims.items()}}
+        token_dtype, pad = self._token_dtype
+        for name, (spec, storage) in UNIT_COLUMNS.items():
+            shape = tuple(sizes[s] if isinstance(s, str) else s for s in spec)
+            if storage == "str":
+                create_dataset(group, name, shape, "str")
+            elif storage == "token":
+                if name == "top_token_ids":   # read whole for the table: few, large chunks
+                    ds = create_dataset(group, name, shape, token_dtype, compress=False,
+                                        unit_chunk=COLUMN_CHUNK, chunk_bytes=1 << 18)
+                else:
+                    ds = create_dataset(group, name, shape, token_dtype)
+                ds.attrs["pad"] = np.int64(pad)
+            else:
+                # 1-D columns are read whole for the table; gzip buys little there and costs time.
+                ds = create_dataset(group, name, shape, STORAGE_DTYPE[storage], compress=len(shape) > 1)
+                if storage == "index":
+                    ds.attrs["pad"] = np.int64(-1)
+        return group
+
+    def write_units(self, kind: str, start: int, stats: UnitStats) -> None:
+        """Write rows [start, start + len(stats)) of ``kind`` from a (possibly partial) UnitStats."""
+        for name in UNIT_COLUMNS:
+            self.write_column(kind, name, start, stats)
+
+    def write_column(self, kind: str, name: str, start: int, stats: UnitStats) -> None:
+        """Write rows [start, start + len(stats)) of one column of ``kind``."""
+        ds = self.file[GROUP_OF_KIND[kind]][name]
+        n = len(stats)
+        stop = start + n
+        if name == "labels":
+            labels = list(stats.labels) if stats.labels else [""] * n
+            if len(labels) != n:
+                raise ValueError(f"{kind} labels: {len(labels)} entries for {n} units")
+            ds[start:stop] = np.array([str(s) for s in labels], dtype=object)
+            return
+        if name == "scores":
+            value = stats.scores if stats.scores is not None else np.full(n, np.nan, np.float32)
+        else:
+            value = getattr(stats, name)
+        arr = np.asarray(value)
+        if arr.shape != (n, *ds.shape[1:]):
+            raise ValueError(f"{kind} column {name}: shape {arr.shape}, expected {(n, *ds.shape[1:])}")
+        if UNIT_COLUMNS[name][1] == "token":
+            arr = encode_tokens(arr, ds.dtype, int(ds.attrs["pad"]))
+        ds[start:stop] = arr.astype(ds.dtype, copy=False)
+
+    def write_harvest_info(self, *, n_tokens: int, harvest_config: HarvestConfig, top_center: int,
+                           density_hist_edges: np.ndarray, density_hist_counts: np.ndarray) -> None:
+        group = self.file.require_group("harvest")
+        group.attrs["n_tokens"] = np.int64(n_tokens)
+        group.attrs["top_center"] = np.int64(top_center)
+        group.attrs["config"] = dumps(harvest_config.to_dict())
+        dh = self.file.require_group("density_hist")
+        edges = np.asarray(density_hist_edges, np.float64)
+        counts = np.asarray(density_hist_counts, np.int64)
+        if edges.ndim != 1 or counts.shape != (max(edges.shape[0] - 1, 0),):
+            raise ValueError(f"density histogram: {edges.shape} edges for {counts.shape} counts")
+        create_dataset(dh, "edges", edges.shape, np.float64, compress=False)[...] = edges
+        create_dataset(dh, "counts", counts.shape, np.int64, compress=False)[...] = counts
+
+    def create_sample(self, n_sample: int, n_neurons: int, n_features: int, nnz: int) -> h5py.Group:
+        group = self.file.require_group("sample")
+        create_dataset(group, "token_ids", (n_sample,), np.int32, compress=False)
+        create_dataset(group, "neuron_acts", (n_sample, n_neurons), np.float16, unit_chunk=1 << 30,
+                       chunk_bytes=1 << 20)
+        create_dataset(group, "feature_indptr", (n_features + 1,), np.int64, compress=False)
+        create_dataset(group, "feature_token", (nnz,), np.int32, compress=False)
+        create_dataset(group, "feature_value", (nnz,), np.float16, compress=False)
+        return group
+
+    def write_sample(self, harvest: HarvestResult) -> None:
+        tok = np.asarray(harvest.sample_token_ids, np.int32)
+        acts = np.asarray(harvest.sample_neuron_acts, np.float16)
+        indptr = np.asarray(harvest.sample_feature_indptr, np.int64)
+        ftok = np.asarray(harvest.sample_feature_token, np.int32)
+        fval = np.asarray(harvest.sample_feature_value, np.float16)
+        n_features = len(harvest.features)
+        if acts.shape != (tok.shape[0], len(harvest.neurons)):
+            raise ValueError(f"sample_neuron_acts has shape {acts.shape}, expected {(tok.shape[0], len(harvest.neurons))}")
+        if indptr.shape != (n_features + 1,) or ftok.shape != fval.shape or ftok.ndim != 1:
+            raise ValueError("sample feature CSR arrays are inconsistent")
+        if indptr[0] != 0 or indptr[-1] != ftok.shape[0] or np.any(np.diff(indptr) < 0):
+            raise ValueError("sample_feature_indptr must rise from 0 to nnz")
+        group = self.create_sample(tok.shape[0], acts.shape[1], n_features, ftok.shape[0])
+        for name, arr in (("token_ids", tok), ("neuron_acts", acts), ("feature_indptr", indptr),
+                          ("feature_token", ftok), ("feature_value", fval)):
+            if arr.size:
+                group[name][...] = arr
+
+
+# ====================================================================== the whole bundle as a job
+def write_bundle_job(
+    path: str | os.PathLike,
+    *,
+    config: RunConfig,
+    tokenizer_json: str,
+    model_state: Mapping[str, Any],
+    sae_state: Mapping[str, Any],
+    harvest: HarvestResult,
+    metrics: Mapping[str, Any],
+    curves: Mapping[str, np.ndarray],
+    extra_info: Mapping[str, Any] | None = None,
+    cancel: CancelToken | None = None,
+) -> Generator[object, None, Path]:
+    """Write a complete bundle atomically, yielding ``Progress`` (unit "B": bytes of array data) after
+    the model, the SAE, each per-unit column and the sample. Returns ``path``.
+
+    ``cancel`` is checked before each of those datasets: a cancel raises ``Cancelled`` and, like any
+    failure, leaves ``path`` as it was with no temporary file behind. A disk or permission problem
+    becomes a ``BundleError``; inconsistent inputs (a programming error) raise ``ValueError``.
+    """
+    path = Path(path)
+    model_cfg = config.model
+    if "tok_emb.weight" in model_state:  # the stored weights are the truth about the model's sizes
+        V, C = tuple(model_state["tok_emb.weight"].shape)
+        model_cfg = model_cfg.replace(vocab_size=int(V), d_model=int(C))
+    F, M = len(harvest.features), len(harvest.neurons)
+    sae_cfg = config.sae.replace(d_in=M, d_sae=F)
+    if model_cfg.d_mlp != M:
+        raise ValueError(f"the model has {model_cfg.d_mlp} MLP neurons but the harvest has {M}")
+    if "W_enc" in sae_state and tuple(sae_state["W_enc"].shape) != (M, F):
+        raise ValueError(f"SAE W_enc has shape {tuple(sae_state['W_enc'].shape)}, expected {(M, F)} "
+                         "(neurons, features) to match the harvest")
+    units = (("feature", harvest.features), ("neuron", harvest.neurons))
+    for kind, stats in units:
+        if stats.kind != kind:
+            raise ValueError(f"harvest.{GROUP_OF_KIND[kind]} has kind {stats.kind!r}")
+    sample_bytes = sum(np.asarray(getattr(harvest, f"sample_{name}")).nbytes for name in
+                       ("token_ids", "neuron_acts", "feature_indptr", "feature_token", "feature_value"))
+    total = (_tensor_bytes(model_state) + _tensor_bytes(sae_state) + sample_bytes
+             + sum(_column_bytes(stats, name) for _, stats in units for name in UNIT_COLUMNS))
+    meter = RateMeter(total)
+    done = 0
+    t0 = time.perf_counter()
+
+    def step(n_bytes: int) -> Progress:
+        nonlocal done
+        done += n_bytes
+        rate, eta = meter.update(done)
+        return Progress("bundle", done=done, total=total, rate=rate, eta_s=eta, unit="B")
+
+    def check_cancel() -> None:
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled(f"writing the bundle cancelled; {path} is unchanged")
+
+    yield StageStarted("bundle", total=total, unit="B")
+    try:
+        with BundleWriter(path) as w:
+            w.write_header(config=config, tokenizer_json=tokenizer_json, metrics=metrics, curves=curves,
+                           extra_info=extra_info)
+            check_cancel()
+            w.write_model(model_state, model_cfg)
+            yield step(_tensor_bytes(model_state))
+            check_cancel()
+            w.write_sae(sae_state, sae_cfg)
+            yield step(_tensor_bytes(sae_state))
+            w.set_vocab_size(model_cfg.vocab_size)
+            for kind, stats in units:
+                w.create_units(kind, len(stats), _dims_of(stats))
+                for name in UNIT_COLUMNS:
+                    check_cancel()
+                    w.write_column(kind, name, 0, stats)
+                    yield step(_column_bytes(stats, name))
+            check_cancel()
+            w.write_harvest_info(n_tokens=harvest.n_tokens, harvest_config=config.harvest,
+                                 top_center=harvest.features.top_center,
+                                 density_hist_edges=harvest.density_hist_edges,
+                                 density_hist_counts=harvest.density_hist_counts)
+            w.write_sample(harvest)
+            yield step(sample_bytes)
+    except OSError as exc:
+        raise BundleError(f"could not write the bundle {path}: {exc.strerror or exc}") from exc
+    yield StageFinished("bundle", seconds=time.perf_counter() - t0,
+                        summary={"file_bytes": float(path.stat().st_size)})
+    return path
+
+
+def write_bundle(
+    path: str | os.PathLike,
+    *,
+    config: RunConfig,
+    tokenizer_json: str,
+    model_state: Mapping[str, Any],
+    sae_state: Mapping[str, Any],
+    harvest: HarvestResult,
+    metrics: Mapping[str, Any],
+    curves: Mapping[str, np.ndarray],
+    extra_info: Mapping[str, Any] | None = None,
+) -> Path:
+    """``write_bundle_job`` run to completion: the same bundle, the same errors, no events."""
+    return run_to_completion(write_bundle_job(
+        path, config=config, tokenizer_json=tokenizer_json, model_state=model_state, sae_state=sae_state,
+        harvest=harvest, metrics=metrics, curves=curves, extra_info=extra_info))
+
+
+def _tensor_bytes(state: Mapping[str, Any]) -> int:
+    """Bytes of a state dict stored as float32 (from the shapes alone: nothing is converted)."""
+    return sum(4 * int(np.prod(tuple(v.shape))) for v in state.values())
+
+
+def _column_bytes(stats: UnitStats, name: str) -> int:
+    if name == "labels":
+        return sum(len(str(s).encode("utf-8")) for s in (stats.labels or ()))
+    if name == "scores" and stats.scores is None:
+        return 4 * len(stats)
+    return np.asarray(getattr(stats, name)).nbytes
+
+
+def _dims_of(stats: UnitStats) -> dict[str, int]:
+    _, K, W = stats.top_tokens.shape
+    _, I, P, _ = stats.interval_tokens.shape
+    return {"K": K, "W": W, "I": I, "P": P, "B": stats.act_hist.shape[1], "L": stats.logit_top_ids.shape[1],
+            "A": stats.align_ids.shape[1], "C": stats.corr_ids.shape[1]}
