@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.events import run_to_completion
+from engine.events import run_to_completion  # noqa: E402
 from engine.config import preset  # noqa: E402
 from engine.analysis.harvest import harvest  # noqa: E402
 from engine.analysis.labels import label_harvest  # noqa: E402
@@ -39,6 +39,9 @@ class _NumberedTokens:
 
     def token_str(self, i: int) -> str:
         return f"t{i}"
+
+    def vocab_strings(self) -> tuple[str, ...]:
+        return tuple(self.token_str(i) for i in range(self.vocab_size))
 
 
 def main() -> None:

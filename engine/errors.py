@@ -6,13 +6,13 @@ of :class:`UserError`. Its message says what was wrong and what to do; drivers c
 once (the CLI prints it as one line, the app shows it in a dialog) and treat anything else as a bug.
 
 The concrete classes live with the code that detects them (``ConfigError`` in config,
-``CorpusError`` in data.corpus, ``BundleError`` in bundle, ...); each keeps the built-in base it
+``CorpusError`` in data.sources, ``BundleError`` in bundle, ...); each keeps the built-in base it
 had (``ValueError`` and so on) so existing ``except ValueError`` callers keep working.
 """
 
 from __future__ import annotations
 
-__all__ = ["UserError", "TrainingDiverged"]
+__all__ = ["UserError", "TrainingDiverged", "USER_ERRORS"]
 
 
 class UserError(Exception):
@@ -21,3 +21,8 @@ class UserError(Exception):
 
 class TrainingDiverged(UserError, RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint, if any, is kept."""
+
+
+# What drivers show as a plain message (no traceback): the errors above, and files the operating
+# system refuses (missing, unreadable, a full disk). The CLI and the app both catch exactly these.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError)

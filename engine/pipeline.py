@@ -3,15 +3,14 @@ evaluation -> harvest -> labels -> bundle.
 
 ``run_pipeline`` yields the stage jobs' events (each ``StageStarted`` stamped with its place in the
 pipeline so a driver can show "stage 4/8") and returns the bundle's path. Intermediate results live
-in a work folder (by default keyed by the configuration in the user cache), so ``resume=True``
-after a cancel or a crash picks up the tokenizer, the cached tokens and the model / SAE checkpoints
+in a work folder (by default ``engine.paths.run_workdir(cfg)``, keyed by the settings), so
+``resume=True`` after a cancel or a crash picks up the tokenizer, the cached tokens and the model / SAE checkpoints
 instead of starting again. The CLI (``superpos run``) and the app drive this same function.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import platform
 import time
@@ -22,9 +21,10 @@ import numpy as np
 
 from engine.config import RunConfig
 from engine.device import describe_device, resolve_device
+from engine.paths import run_workdir
 from engine.events import CancelToken, Message, Progress, StageFinished, StageStarted
 
-__all__ = ["run_pipeline", "prepare_data", "staged", "PIPELINE_STAGES", "default_workdir", "PreparedData"]
+__all__ = ["run_pipeline", "prepare_data", "staged", "PIPELINE_STAGES", "PreparedData"]
 
 PIPELINE_STAGES = ("tokenizer", "tokenize", "model", "sae", "evaluate", "harvest", "labels", "bundle")
 
@@ -33,22 +33,14 @@ PIPELINE_STAGES = ("tokenizer", "tokenize", "model", "sae", "evaluate", "harvest
 class PreparedData:
     config: RunConfig          # with the tokenizer's real vocabulary size filled in
     tokenizer: Any             # engine.data.tokenizer.Tokenizer
-    tokens: Any                # engine.data.corpus.TokenData
+    tokens: Any                # engine.data.token_cache.TokenData
     source_description: str
 
 
-def default_workdir(cfg: RunConfig) -> Path:
-    """Work folder for a configuration: the same settings resume into the same folder."""
-    from engine import paths
-
-    key = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
-    return paths.cache_dir() / "runs" / f"{cfg.name}-{key}"
-
-
 def staged(events, index: int, n_stages: int, stage: str | None = None):
-    """Re-yield a sub-job's events as pipeline stage ``index``: its StageStarted is stamped with
-    the position (one is made up from the first event if the job yields none), and a StageFinished
-    closes the stage if the job did not send one."""
+    """Re-yield a job's events as pipeline stage ``index``: its StageStarted is stamped with the
+    position. Jobs announce their own stage (StageStarted ... StageFinished); for one that yields
+    only Progress, the StageStarted is made from its first event and a StageFinished closes it."""
     started = finished = False
     t0 = time.perf_counter()
     while True:
@@ -84,8 +76,9 @@ def _blocking_stage(stage: str, index: int, n_stages: int, fn, *args, **kwargs):
 def prepare_data(cfg: RunConfig, workdir: Path, resume: bool = False, cancel: CancelToken | None = None,
                  n_stages: int = len(PIPELINE_STAGES)) -> Generator[object, None, PreparedData]:
     """Stages 1-2: train (or load) the tokenizer and tokenize the corpus into the token cache."""
-    from engine.data.corpus import iter_texts, open_corpus, tokenize_corpus
-    from engine.data.tokenizer import Tokenizer
+    from engine.data.spec import iter_texts, open_corpus
+    from engine.data.token_cache import tokenize_corpus
+    from engine.data.tokenizer import Tokenizer, train_tokenizer_job
 
     source = open_corpus(cfg.corpus)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -96,11 +89,11 @@ def prepare_data(cfg: RunConfig, workdir: Path, resume: bool = False, cancel: Ca
         tokenizer = yield from _blocking_stage("tokenizer", 0, n_stages, Tokenizer.load, tok_path)
         yield Message(f"reusing the tokenizer in {tok_path}")
     else:
-        def train_tokenizer():
-            tok = Tokenizer.train(iter_texts(source, cfg.tokenizer.train_chars), cfg.tokenizer.vocab_size)
-            tok.save(tok_path)
-            return tok
-        tokenizer = yield from _blocking_stage("tokenizer", 0, n_stages, train_tokenizer)
+        train_chars = cfg.tokenizer.train_chars
+        total = min(source.estimate_chars() or train_chars, train_chars)
+        job = train_tokenizer_job(cfg.tokenizer, iter_texts(source, train_chars), total, cancel)
+        tokenizer = yield from staged(job, 0, n_stages, "tokenizer")
+        tokenizer.save(tok_path)
     if tokenizer.vocab_size != cfg.model.vocab_size:
         if not cfg.tokenizer.path and tokenizer.vocab_size < cfg.tokenizer.vocab_size:
             yield Message(f"the corpus supports only {tokenizer.vocab_size} tokens (asked for "
@@ -113,7 +106,7 @@ def prepare_data(cfg: RunConfig, workdir: Path, resume: bool = False, cancel: Ca
     yield StageFinished("tokenize", seconds=time.perf_counter() - t0,
                         summary={"train_tokens": float(len(tokens.train)), "val_tokens": float(len(tokens.val))})
     if len(tokens.val) < cfg.model.n_ctx + 2:
-        from engine.data.corpus import CorpusError
+        from engine.data.sources import CorpusError
         raise CorpusError(f"the corpus's validation split has only {len(tokens.val)} tokens; it needs at "
                           f"least {cfg.model.n_ctx + 2}. Use a larger corpus or a larger validation fraction.")
     return PreparedData(cfg, tokenizer, tokens, source_description=repr(source))
@@ -128,16 +121,16 @@ def run_pipeline(
 ) -> Generator[object, None, Path]:
     """Run every stage and write the bundle to ``out_path`` (atomically). Returns ``out_path``."""
     from engine.data.activations import ModelActivationSource
-    from engine.bundle import write_bundle
-    from engine.analysis.evaluate import evaluate
+    from engine.bundle import write_bundle_job
+    from engine.analysis.evaluate import evaluate_job
     from engine.analysis.harvest import harvest
-    from engine.analysis.labels import HeldOutSample, label_units
+    from engine.analysis.labels import label_harvest, score_medians
     from engine.train.sae_job import train_sae
     from engine.train.model_job import train_model
 
     t_run = time.perf_counter()
     out_path = Path(out_path)
-    workdir = Path(workdir) if workdir is not None else default_workdir(cfg)
+    workdir = Path(workdir) if workdir is not None else run_workdir(cfg)
     device = resolve_device(cfg.device)
     n = len(PIPELINE_STAGES)
     stage_seconds: dict[str, float] = {}
@@ -163,27 +156,20 @@ def run_pipeline(
         cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n, "sae"))
     sae = sae_result.sae
 
-    metrics = yield from timed(_blocking_stage(
-        "evaluate", 4, n, evaluate, model, sae, data.tokens.val, cfg.harvest.eval_tokens, device=str(device)))
+    metrics = yield from timed(staged(evaluate_job(
+        model, sae, data.tokens.val, cfg.harvest.eval_tokens, device=str(device), cancel=cancel), 4, n))
     metrics = {k: v for k, v in metrics.items() if not isinstance(v, np.ndarray)}
 
     stats = yield from timed(staged(harvest(model, sae, data.tokens.val, cfg.harvest, device=str(device),
-                                             cancel=cancel, eos_id=data.tokens.eos_id), 5, n, "harvest"))
-
-    def label_both():
-        for unit_stats in (stats.features, stats.neurons):
-            held_out = HeldOutSample.from_result(stats, unit_stats.kind, seed=cfg.harvest.seed)
-            labels, scores = label_units(unit_stats, data.tokenizer, held_out=held_out, seed=cfg.harvest.seed)
-            unit_stats.labels, unit_stats.scores = list(labels), np.asarray(scores, dtype=np.float32)
-    yield from timed(_blocking_stage("labels", 6, n, label_both))
+                                             cancel=cancel, eos_id=data.tokens.eos_id), 5, n))
+    yield from timed(staged(label_harvest(stats, data.tokenizer, seed=cfg.harvest.seed, cancel=cancel), 6, n))
 
     metrics.update({
         "model_val_loss": float(model_result.final_val_loss),
         "model_tokens": float(model_result.tokens_seen),
-        "sae_activations": float(getattr(sae_result, "n_activations", cfg.sae.n_activations)),
+        "sae_activations": float(sae_result.n_activations),
         "harvest_tokens": float(stats.n_tokens),
-        "feature_score_median": float(np.nanmedian(stats.features.scores)) if len(stats.features) else float("nan"),
-        "neuron_score_median": float(np.nanmedian(stats.neurons.scores)) if len(stats.neurons) else float("nan"),
+        **score_medians(stats),
     })
     curves = {**model_result.curves, **sae_result.curves}
     info = {
@@ -192,13 +178,10 @@ def run_pipeline(
         "platform": platform.platform(),
         "stage_seconds": json.dumps(stage_seconds),
     }
-    yield StageStarted("bundle", index=7, n_stages=n)
-    t0 = time.perf_counter()
-    write_bundle(out_path, config=cfg, tokenizer_json=data.tokenizer.to_json(),
-                 model_state=model.state_dict(), sae_state=sae.state_dict(), harvest=stats,
-                 metrics=metrics, curves=curves, extra_info=info)
-    stage_seconds["bundle"] = time.perf_counter() - t0
-    yield StageFinished("bundle", seconds=stage_seconds["bundle"])
+    yield from timed(staged(write_bundle_job(
+        out_path, config=cfg, tokenizer_json=data.tokenizer.to_json(), model_state=model.state_dict(),
+        sae_state=sae.state_dict(), harvest=stats, metrics=metrics, curves=curves, extra_info=info,
+        cancel=cancel), 7, n, "bundle"))
     yield Message(f"wrote {out_path} in {time.perf_counter() - t_run:.0f} s")
     return out_path
 

@@ -11,262 +11,37 @@ windows of the paired sample), and
 (a constant prediction scores 0). Features and neurons are scored the same way, so their scores
 compare. ``Labeller`` is a protocol: an LLM labeller with its own rule can replace ``RuleLabeller``.
 
-``RuleLabeller`` sorts tokens into classes from their text and Unicode data: whitespace, a script
-(Arabic, Hebrew, Cyrillic, Greek, CJK, …), DNA (A/C/G/T runs), hex digits, base64, digits, Python
-keywords, brackets, punctuation, upper-case words, words, other. DNA, hex and base64 are decided by
-the characters around a token (±6 tokens: ≥ 6 characters of the class's alphabet and ≤ 10% others;
-hex needs digits and a-f letters, base64 upper, lower, and digits or +/), so they hold whether a
-tokenizer keeps "GATTACA" whole or splits it into letters, and "A", "be" or "Zk" take the class of
-the text they stand in. The candidate rules are the class with the largest activation-weighted share
-of the example tokens, a dominating token (≥ half the weight; "the token ' self'", "Python keyword
-'def'"), that token only within its class ("the token 'C' in DNA (ACGT runs)"), and a word family;
-the labeller keeps the one whose predictions best match every token of the labelling windows
-(Spearman again — the example's neighbours are the negatives), preferring the more general rule on
-near-ties.
+``RuleLabeller`` reads the token classes of ``engine.analysis.token_classes``. Its candidate rules
+are the class with the largest activation-weighted share of the example tokens, a dominating token
+(≥ half the weight; "the token ' self'", "Python keyword 'def'"), that token only within its class
+("the token 'C' in DNA (ACGT runs)"), and a word family; the labeller keeps the one whose
+predictions best match every token of the labelling windows (Spearman again — the example's
+neighbours are the negatives), preferring the more general rule on near-ties.
 
-Shape legend: E examples (windows), W window tokens, V vocabulary, S sample tokens.
+``label_harvest`` is the pipeline's labelling job (progress in units labelled, cancellable);
+``label_units`` labels one kind's units in one call.
+
+Shape legend: E examples (windows), W window tokens, S sample tokens, R random windows.
 """
 
 from __future__ import annotations
 
-import keyword
-import re
-import unicodedata
+import time
 from dataclasses import dataclass
-from typing import Iterable, Protocol, Sequence
+from typing import Generator, Iterable, Protocol
 
 import numpy as np
 
+from engine.analysis.token_classes import (BASE64, DNA, HEX, KEYWORD, SCRIPT0, WHITESPACE, WORD, ClassRule, Rule,
+                                           TokenInClassRule, TokenRule, TokenTable)
+from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted
 from engine.stats import HarvestResult, UnitStats
 
-__all__ = ["Labeller", "RuleLabeller", "Rule", "ClassRule", "TokenRule", "TokenInClassRule", "UnitView",
-           "HeldOutSample", "TokenTable", "label_units", "label_harvest", "spearman", "class_share"]
+__all__ = ["Labeller", "RuleLabeller", "UnitView", "HeldOutSample", "label_units", "label_harvest", "spearman",
+           "score_medians"]
 
-# fixed token classes; scripts get ids from SCRIPT0 on, one per script seen in the vocabulary
-PAD, WHITESPACE, DNA, HEX, BASE64, DIGITS, KEYWORD, BRACKET, PUNCT, UPPER, WORD, OTHER, PARTIAL = range(13)
-SCRIPT0 = 13
-CLASS_LABELS = {
-    PAD: "", WHITESPACE: "whitespace / indentation", DNA: "DNA (ACGT runs)", HEX: "hex digits",
-    BASE64: "base64", DIGITS: "digits", KEYWORD: "Python keywords", BRACKET: "brackets",
-    PUNCT: "punctuation", UPPER: "upper-case words", WORD: "words", OTHER: "mixed tokens",
-    PARTIAL: "partial characters",
-}
 # classes that say more than the token's kind; a single dominating token beats only the others
 DISTINCTIVE = {DNA, HEX, BASE64, WHITESPACE}
-_CONTEXT_RADIUS = 6
-_SCRIPT_NAMES = {"CJK": "CJK characters", "HANGUL": "Hangul (Korean)", "HIRAGANA": "Japanese kana",
-                 "KATAKANA": "Japanese kana"}
-_ESCAPE = re.compile(r"\\x([0-9a-f]{2})")
-
-
-# --------------------------------------------------------------------------------------- token table
-def _script_of_lead_bytes(data: bytes) -> str | None:
-    """Script of a partial UTF-8 sequence from its lead byte (None: only continuation bytes)."""
-    for i, b in enumerate(data):
-        if b < 0x80 or b >= 0xC0:
-            nxt = data[i + 1] if i + 1 < len(data) else None
-            if 0xCE <= b <= 0xCF or (b == 0xCD and (nxt or 0) >= 0xB0):
-                return "GREEK"
-            if 0xD0 <= b <= 0xD3:
-                return "CYRILLIC"
-            if b in (0xD6, 0xD7):
-                return "HEBREW"
-            if 0xD8 <= b <= 0xDB:
-                return "ARABIC"
-            if b == 0xE0 and nxt in (0xA4, 0xA5):
-                return "DEVANAGARI"
-            if b == 0xE0 and nxt in (0xB8, 0xB9):
-                return "THAI"
-            if 0xE4 <= b <= 0xE9:
-                return "CJK"
-            if 0xEA <= b <= 0xED:
-                return "HANGUL"
-            if b == 0xE3 and nxt in (0x81, 0x82, 0x83):
-                return "HIRAGANA"
-            return None
-    return None
-
-
-def _letter_script(text: str) -> str | None:
-    """The most common non-Latin script among the letters of text (None if Latin or no letters)."""
-    counts: dict[str, int] = {}
-    for ch in text:
-        if unicodedata.category(ch)[0] != "L":
-            continue
-        name = unicodedata.name(ch, "")
-        script = name.split(" ")[0] if name else ""
-        if script in ("", "LATIN"):
-            continue
-        counts[script] = counts.get(script, 0) + 1
-    return max(counts, key=counts.get) if counts else None
-
-
-@dataclass
-class TokenTable:
-    """Per-token-id flags and classes for a vocabulary (built once, from token strings)."""
-
-    strings: list[str]
-    base: np.ndarray          # int16 [V] context-free class (scripts >= SCRIPT0)
-    chars: np.ndarray         # int16 [V, len(_CHAR_STATS)] character counts that decide DNA/hex/base64
-    scripts: list[str]        # script names; class SCRIPT0 + i
-    stripped: list[str]
-
-    @classmethod
-    def from_strings(cls, strings: Sequence[str]) -> "TokenTable":
-        V = len(strings)
-        base = np.full(V, OTHER, dtype=np.int16)
-        chars = np.zeros((V, len(_CHAR_STATS)), dtype=np.int16)
-        scripts: list[str] = []
-        stripped = [s.strip() for s in strings]
-        kw = set(keyword.kwlist)
-        for i, (s, t) in enumerate(zip(strings, stripped)):
-            escapes = _ESCAPE.findall(s)
-            plain = _ESCAPE.sub("", s).strip()
-            script = _letter_script(plain)
-            if script is None and escapes and not plain:
-                script = _script_of_lead_bytes(bytes(int(h, 16) for h in escapes))
-                if script is None:
-                    base[i] = PARTIAL
-                    continue
-            if script is not None:
-                if script not in scripts:
-                    scripts.append(script)
-                base[i] = SCRIPT0 + scripts.index(script)
-                continue
-            chars[i] = _char_stats(s)
-            if not t:
-                base[i] = WHITESPACE if s else OTHER
-                continue
-            if t.isdigit():
-                base[i] = DIGITS
-            elif t in kw:
-                base[i] = KEYWORD
-            elif all(c in "()[]{}<>" for c in t):
-                base[i] = BRACKET
-            elif all(unicodedata.category(c)[0] in "PS" for c in t):
-                base[i] = PUNCT
-            elif t.isalpha():
-                base[i] = UPPER if t.isupper() and len(t) >= 2 else WORD
-        return cls(list(strings), base, chars, scripts, stripped)
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer, vocab_size: int | None = None) -> "TokenTable":
-        V = vocab_size if vocab_size is not None else int(getattr(tokenizer, "vocab_size", 0) or len(tokenizer))
-        return cls.from_strings([tokenizer.token_str(i) for i in range(V)])
-
-    def class_name(self, c: int) -> str:
-        if c >= SCRIPT0:
-            script = self.scripts[c - SCRIPT0]
-            return _SCRIPT_NAMES.get(script, f"{script.title()} script")
-        return CLASS_LABELS[c]
-
-    def classify(self, tokens_EW: np.ndarray) -> np.ndarray:
-        """Class of every token (E, W) of windows, using its neighbours for ambiguous tokens."""
-        tokens_EW = np.asarray(tokens_EW)
-        valid = tokens_EW >= 0
-        ids = np.where(valid, tokens_EW, 0)
-        base = np.where(valid, self.base[ids], PAD).astype(np.int16)
-        out = base.copy()
-        ch = np.where(valid[..., None], self.chars[ids], 0).astype(np.float32)          # (E, W, stats)
-        near = _neighbour_sum(ch.reshape(ch.shape[0], ch.shape[1], -1), radius=_CONTEXT_RADIUS) + ch
-        for cls_ in (BASE64, HEX, DNA):          # later wins: DNA over hex over base64
-            good, bad = _STAT[cls_, "good"], _STAT[cls_, "bad"]
-            capable = (ch[..., good] > 0) & (ch[..., bad] == 0)
-            in_context = _composition_ok(cls_, near, min_chars=6) | _composition_ok(cls_, ch, min_chars=6)
-            take = capable & in_context & (base < SCRIPT0) & (base != WHITESPACE)
-            out[take] = cls_
-        # partial characters take the script of their neighbours
-        partial = out == PARTIAL
-        if partial.any() and self.scripts:
-            for s in range(len(self.scripts)):
-                near = _neighbour_sum((base == SCRIPT0 + s).astype(np.float32))
-                out[partial & (near >= 1)] = SCRIPT0 + s
-        return out
-
-
-def _neighbour_sum(x_EW: np.ndarray, radius: int = _CONTEXT_RADIUS) -> np.ndarray:
-    """Sum of x over the positions within ``radius`` of each position (axis 1), itself excluded."""
-    E, W = x_EW.shape[:2]
-    c = np.zeros((E, W + 1) + x_EW.shape[2:], dtype=np.float32)
-    np.cumsum(x_EW, axis=1, out=c[:, 1:])
-    idx = np.arange(W)
-    hi = np.minimum(idx + radius + 1, W)
-    lo = np.maximum(idx - radius, 0)
-    return c[:, hi] - c[:, lo] - x_EW
-
-
-# character statistics of a token (columns of TokenTable.chars)
-_CHAR_STATS = ("dna", "not_dna", "hex", "not_hex", "hex_digit", "hex_letter", "b64", "not_b64", "upper",
-               "lower", "digit", "plus_slash")
-_COL = {name: j for j, name in enumerate(_CHAR_STATS)}
-_STAT = {(DNA, "good"): _COL["dna"], (DNA, "bad"): _COL["not_dna"],
-         (HEX, "good"): _COL["hex"], (HEX, "bad"): _COL["not_hex"],
-         (BASE64, "good"): _COL["b64"], (BASE64, "bad"): _COL["not_b64"]}
-
-
-def _char_stats(s: str) -> list[int]:
-    """Counts per _CHAR_STATS. Neutral characters (in none of the counts): newlines for DNA and
-    base64, whitespace and , : for hex, '=' (padding) for base64, 'x'/'X' (0x) for hex."""
-    dna = sum(c in "ACGTacgt" for c in s)
-    not_dna = sum(c not in "ACGTacgt\n\r" for c in s)
-    hex_digit = sum(c.isdigit() and c.isascii() for c in s)
-    hex_letter = sum(c in "abcdefABCDEF" for c in s)
-    not_hex = sum(not (c in "0123456789abcdefABCDEF" or c in " \t\n\r,:xX") for c in s)
-    b64 = sum(c.isascii() and (c.isalnum() or c in "+/") for c in s)
-    not_b64 = sum(not (c.isascii() and (c.isalnum() or c in "+/=\n\r")) for c in s)
-    upper = sum(c.isascii() and c.isupper() for c in s)
-    lower = sum(c.isascii() and c.islower() for c in s)
-    return [dna, not_dna, hex_digit + hex_letter, not_hex, hex_digit, hex_letter, b64, not_b64, upper, lower,
-            hex_digit, sum(c in "+/" for c in s)]
-
-
-def _composition_ok(cls_: int, counts: np.ndarray, min_chars: int) -> np.ndarray:
-    """Whether character counts (..., stats) look like DNA, hex or base64 text."""
-    good, bad = counts[..., _STAT[cls_, "good"]], counts[..., _STAT[cls_, "bad"]]
-    ok = (good >= min_chars) & (bad <= 0.1 * (good + bad))
-    if cls_ == HEX:
-        ok &= (counts[..., _COL["hex_digit"]] >= 1) & (counts[..., _COL["hex_letter"]] >= 1)
-    elif cls_ == BASE64:
-        ok &= (counts[..., _COL["upper"]] >= 1) & (counts[..., _COL["lower"]] >= 1)
-        ok &= (counts[..., _COL["digit"]] + counts[..., _COL["plus_slash"]]) >= 1
-    return ok
-
-
-# --------------------------------------------------------------------------------------- rules
-class Rule(Protocol):
-    def predict(self, tokens_EW: np.ndarray) -> np.ndarray:
-        """Predicted activation (E, W) of every token of windows (E, W) (-1 = padding)."""
-
-
-@dataclass
-class ClassRule:
-    classes: frozenset
-    table: TokenTable
-
-    def predict(self, tokens_EW: np.ndarray) -> np.ndarray:
-        return np.isin(self.table.classify(tokens_EW), list(self.classes)).astype(np.float32)
-
-
-@dataclass
-class TokenRule:
-    token_ids: frozenset
-
-    def predict(self, tokens_EW: np.ndarray) -> np.ndarray:
-        return np.isin(np.asarray(tokens_EW), list(self.token_ids)).astype(np.float32)
-
-
-@dataclass
-class TokenInClassRule:
-    """Given tokens, only where they stand in text of one class ("'C' in DNA")."""
-
-    token_ids: frozenset
-    cls: int
-    table: TokenTable
-
-    def predict(self, tokens_EW: np.ndarray) -> np.ndarray:
-        tokens_EW = np.asarray(tokens_EW)
-        hit = np.isin(tokens_EW, list(self.token_ids)) & (self.table.classify(tokens_EW) == self.cls)
-        return hit.astype(np.float32)
 
 
 @dataclass
@@ -288,7 +63,7 @@ class Labeller(Protocol):
 
 
 class RuleLabeller:
-    """Labels from token classes (see the module docstring)."""
+    """Labels from the token classes of a ``TokenTable`` (the candidate rules: see the module docstring)."""
 
     def __init__(self, tokenizer=None, table: TokenTable | None = None, token_share: float = 0.5):
         if table is None:
@@ -422,25 +197,18 @@ def _flatten_intervals(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
-def label_units(stats: UnitStats, tokenizer=None, held_out: HeldOutSample | None = None, seed: int = 0,
-                labeller: Labeller | None = None, table: TokenTable | None = None,
-                units: Iterable[int] | None = None) -> tuple[list[str], np.ndarray]:
-    """Label and score every unit of ``stats`` (or only ``units``); also stores them in stats.
-
-    Labelling examples: top examples of even rank. Held-out examples: top examples of odd rank, all
-    interval examples, and the random windows of ``held_out`` (if given). Returns (labels, scores):
-    scores are NaN for units with no active example. Deterministic: ``seed`` is accepted for
-    labellers that sample; the random windows are drawn by ``HeldOutSample.from_result(seed=...)``.
-    """
+def _resolve(tokenizer, labeller: Labeller | None, table: TokenTable | None) -> tuple[Labeller, TokenTable | None]:
+    """The labeller (default: a RuleLabeller) and the table whose classes go into UnitView.classes."""
     if labeller is None:
-        if table is None:
-            table = TokenTable.from_tokenizer(tokenizer)
-        labeller = RuleLabeller(table=table)
-    table = getattr(labeller, "table", table)
-    N = len(stats)
-    labels = list(stats.labels) if len(stats.labels) == N else [""] * N
-    scores = (np.asarray(stats.scores, dtype=np.float32).copy() if stats.scores is not None
-              and len(stats.scores) == N else np.full(N, np.nan, dtype=np.float32))
+        labeller = RuleLabeller(tokenizer, table=table)
+    if isinstance(labeller, RuleLabeller):
+        table = labeller.table
+    return labeller, table
+
+
+def _label_some(stats: UnitStats, labeller: Labeller, table: TokenTable | None, held_out: HeldOutSample | None,
+                units: list[int], labels: list[str], scores: np.ndarray) -> None:
+    """Label and score ``units`` of ``stats`` into ``labels`` / ``scores`` (in place)."""
     c = stats.top_center
     W = stats.top_tokens.shape[-1]
     left, right = c, W - 1 - c
@@ -449,7 +217,6 @@ def label_units(stats: UnitStats, tokenizer=None, held_out: HeldOutSample | None
         rand_tokens, rand_idx = held_out.windows(left, right)
     int_tokens = _flatten_intervals(stats.interval_tokens)
     int_acts = _flatten_intervals(stats.interval_acts)
-    units = list(range(N) if units is None else units)
     # classes of the units' top windows at once (context-dependent, so per window)
     top_classes = None
     if table is not None and units:
@@ -480,41 +247,65 @@ def label_units(stats: UnitStats, tokenizer=None, held_out: HeldOutSample | None
         pred_EW = rule.predict(tokens_EW)
         labels[u] = label
         scores[u] = spearman(pred_EW[valid], true_EW[valid])
+
+
+def label_units(stats: UnitStats, tokenizer=None, held_out: HeldOutSample | None = None, seed: int = 0,
+                labeller: Labeller | None = None, table: TokenTable | None = None,
+                units: Iterable[int] | None = None) -> tuple[list[str], np.ndarray]:
+    """Label and score every unit of ``stats`` (or only ``units``); also stores them in stats.
+
+    Labelling examples: top examples of even rank. Held-out examples: top examples of odd rank, all
+    interval examples, and the random windows of ``held_out`` (if given). Returns (labels, scores):
+    scores are NaN for units with no active example. Deterministic: ``seed`` is accepted for
+    labellers that sample; the random windows are drawn by ``HeldOutSample.from_result(seed=...)``.
+    """
+    labeller, table = _resolve(tokenizer, labeller, table)
+    N = len(stats)
+    labels = list(stats.labels) if len(stats.labels) == N else [""] * N
+    scores = (np.asarray(stats.scores, dtype=np.float32).copy() if stats.scores is not None
+              and len(stats.scores) == N else np.full(N, np.nan, dtype=np.float32))
+    _label_some(stats, labeller, table, held_out, list(range(N) if units is None else units), labels, scores)
     stats.labels, stats.scores = labels, scores
     return labels, scores
 
 
-def label_harvest(result: HarvestResult, tokenizer, seed: int = 0, cancel=None, labeller: Labeller | None = None):
-    """Generator: label features then neurons of a harvest (yields Progress(stage="labels")); returns result."""
-    from engine.events import Cancelled, Progress
+def label_harvest(result: HarvestResult, tokenizer, seed: int = 0, cancel: CancelToken | None = None,
+                  labeller: Labeller | None = None, chunk: int = 256) -> Generator[object, None, HarvestResult]:
+    """Generator job: label and score every feature, then every neuron, of a harvest (in place).
 
-    table = getattr(labeller, "table", None) or TokenTable.from_tokenizer(tokenizer)
-    labeller = labeller or RuleLabeller(table=table)
+    Yields ``StageStarted("labels")``, a ``Progress(unit="units")`` per ``chunk`` units labelled
+    and ``StageFinished`` (summary: the median scores); checks ``cancel`` before every chunk
+    (raising ``Cancelled``). Returns ``result`` with ``labels`` / ``scores`` filled in; the held-out
+    random windows of each kind are ``HeldOutSample.from_result(result, kind, seed=seed)``.
+    """
+    labeller, table = _resolve(tokenizer, labeller, None)
     total = len(result.features) + len(result.neurons)
+    t0 = time.perf_counter()
+    meter = RateMeter(total)
+    yield StageStarted("labels", total=total, unit="units")
     done = 0
     for stats in (result.features, result.neurons):
         held_out = HeldOutSample.from_result(result, stats.kind, seed=seed)
         labels = [""] * len(stats)
         scores = np.full(len(stats), np.nan, dtype=np.float32)
-        stats.labels, stats.scores = labels, scores
-        step = 256
-        for start in range(0, len(stats), step):
+        for start in range(0, len(stats), chunk):
             if cancel is not None and cancel.cancelled:
                 raise Cancelled("labelling cancelled")
-            label_units(stats, held_out=held_out, seed=seed, labeller=labeller, table=table,
-                        units=range(start, min(start + step, len(stats))))
-            done += min(step, len(stats) - start)
-            yield Progress(stage="labels", done=done, total=total, unit="units")
+            units = list(range(start, min(start + chunk, len(stats))))
+            _label_some(stats, labeller, table, held_out, units, labels, scores)
+            done += len(units)
+            rate, eta = meter.update(done)
+            yield Progress(stage="labels", done=done, total=total, rate=rate, eta_s=eta, unit="units")
+        stats.labels, stats.scores = labels, scores
+    yield StageFinished("labels", seconds=time.perf_counter() - t0, summary=score_medians(result))
     return result
 
 
-def class_share(stats: UnitStats, table: TokenTable, unit: int, k: int | None = None) -> tuple[str, float]:
-    """The most common class among a unit's top-k example tokens and its share (unweighted)."""
-    tokens = stats.top_tokens[unit][: k or stats.top_tokens.shape[1]]
-    live = tokens[:, stats.top_center] >= 0
-    if not live.any():
-        return "", 0.0
-    classes = table.classify(tokens[live])[:, stats.top_center].astype(int)
-    counts = np.bincount(classes)
-    best = int(np.argmax(counts))
-    return table.class_name(best), float(counts[best] / live.sum())
+def score_medians(result: HarvestResult) -> dict[str, float]:
+    """Median label score of the features and of the neurons (NaN where no unit has a score)."""
+    out = {}
+    for name, stats in (("feature", result.features), ("neuron", result.neurons)):
+        scores = np.asarray(stats.scores if stats.scores is not None else [], dtype=np.float64)
+        scores = scores[np.isfinite(scores)]
+        out[f"{name}_score_median"] = float(np.median(scores)) if scores.size else float("nan")
+    return out

@@ -21,13 +21,10 @@ import traceback
 
 from engine import __version__
 from engine.cli import bundle_cmds, run_cmds, sae_cmds
-from engine.errors import UserError
+from engine.errors import USER_ERRORS
 from engine.events import Cancelled
 
-__all__ = ["main", "build_parser", "USER_ERRORS"]
-
-# What a user can cause: printed as one line without a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError)
+__all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -125,9 +125,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _recompute(bundle, args: argparse.Namespace) -> dict:
-    from engine.data.corpus import tokenize_corpus
+    from engine.data.token_cache import tokenize_corpus
     from engine.device import resolve_device
-    from engine.analysis.evaluate import evaluate
+    from engine.analysis.evaluate import evaluate_job
 
     cfg = bundle.config
     corpus_cfg = cfg.corpus.replace(spec=args.corpus) if args.corpus else cfg.corpus
@@ -140,5 +140,6 @@ def _recompute(bundle, args: argparse.Namespace) -> dict:
     n_tokens = args.n_tokens or cfg.harvest.eval_tokens
     model.to(device)
     sae.to(device)
-    metrics = evaluate(model, sae, data.val, n_tokens, device=str(device))
+    metrics = drive(evaluate_job(model, sae, data.val, n_tokens, device=str(device), cancel=cancel), cancel,
+                    ProgressPrinter(quiet=args.quiet))
     return {key: value for key, value in metrics.items() if key != "feature_density"}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.bundle import open_bundle
-from engine.analysis.labels import TokenTable
+from engine.analysis.token_classes import TokenTable
 
 
 def _class_features(bundle, table, key):
@@ -36,6 +36,6 @@ def _class_features(bundle, table, key):
 def test_class_features_exist_and_are_labelled(real_tiny_bundle, key):
     with open_bundle(real_tiny_bundle) as bundle:
         tok = bundle.tokenizer()
-        table = TokenTable.from_strings([tok.token_str(i) for i in range(tok.vocab_size)])
+        table = TokenTable.from_strings(tok.vocab_strings())
         found = _class_features(bundle, table, key)
     assert found and found[0][0] >= 0.8, f"no {key} feature with >= 80% {key} top examples: {found[:5]}"

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from engine.config import ModelConfig, SAEConfig
-from engine.analysis.evaluate import METRIC_KEYS, evaluate, json_safe
+from engine.analysis.evaluate import METRIC_KEYS, evaluate, evaluate_job, json_safe
+from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted, collect
 from engine.model import OneLayerTransformer
 from engine.sae import SparseAutoencoder
 
@@ -95,3 +96,30 @@ def test_cli_eval_prints_the_issue_keys(tmp_path, capsys):
     assert list(shown) == list(METRIC_KEYS)
     assert main(["eval", str(tmp_path / "missing.h5"), "--json"]) == 1
     assert "missing.h5" in capsys.readouterr().err
+
+
+def test_evaluate_job_reports_progress_per_batch_and_cancels(model_and_tokens):
+    model, tokens = model_and_tokens
+    eye = torch.eye(32)
+    sae = _sae(32, eye, eye)
+    metrics, events = collect(evaluate_job(model, sae, tokens, n_tokens=1000, batch_size=8))
+    assert isinstance(events[0], StageStarted) and events[0].stage == "evaluate"
+    assert events[0].total == metrics["n_tokens"] == (1000 // 16) * 16
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert len(progress) == -(-(1000 // 16) // 8) and all(e.unit == "tokens" for e in progress)
+    assert progress[-1].done == progress[-1].total == metrics["n_tokens"]
+    assert isinstance(events[-1], StageFinished) and events[-1].summary["loss_recovered"] == metrics["loss_recovered"]
+    plain = evaluate(model, sae, tokens, n_tokens=1000, batch_size=8)
+    assert {k: v for k, v in plain.items() if k != "feature_density"} == \
+        {k: v for k, v in metrics.items() if k != "feature_density"}
+
+    model.train()
+    cancel = CancelToken()
+    job = evaluate_job(model, sae, tokens, n_tokens=1000, batch_size=8, cancel=cancel)
+    next(job), next(job)                                  # started, first batch
+    assert torch.is_grad_enabled()                        # no_grad holds inside the job, not in the driver
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        next(job)
+    assert model.training and not sae.training            # modes restored on cancel
+    model.eval()

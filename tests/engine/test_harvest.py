@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from engine.config import HarvestConfig, ModelConfig, SAEConfig
-from engine.events import CancelToken, Cancelled, Progress, collect
-from engine.analysis.harvest import HarvestError, _hash_key, _top_token_ids, _window_tokens, harvest
+from engine.events import CancelToken, Cancelled, Progress, StageFinished, StageStarted, collect
+from engine.analysis.harvest import HarvestError, harvest
+from engine.analysis.tallies import hash_key, top_token_ids, window_tokens
 from engine.model import OneLayerTransformer
 from engine.sae import SparseAutoencoder
 
@@ -108,7 +109,7 @@ def test_histogram_and_intervals(case, kind):
     acts = case["f"] if kind == "features" else case["h"]
     st, tokens, N = getattr(case["result"], kind), case["tokens"], case["N"]
     I, P, B, c = CFG.n_intervals, CFG.per_interval, CFG.hist_bins, CFG.ctx_left
-    keys = _hash_key(torch.arange(N), CFG.seed).numpy()
+    keys = hash_key(torch.arange(N), CFG.seed).numpy()
     for u in range(acts.shape[1]):
         a, mx = acts[:, u], st.max_act[u]
         np.testing.assert_allclose(st.interval_bounds[u, :, 1], mx * np.arange(1, I + 1) / I, rtol=1e-5)
@@ -224,27 +225,45 @@ def test_errors_and_cancel():
 
 def test_window_tokens_stop_at_document_boundaries():
     tokens = np.array([5, 6, 0, 7, 8, 9, 0, 4, 3, 2])   # 0 = EOS
-    tok, mask = _window_tokens(tokens, np.array([4]), T=10, left=3, right=3, eos_id=0)
+    tok, mask = window_tokens(tokens, np.array([4]), T=10, left=3, right=3, eos_id=0)
     assert tok[0].tolist() == [-1, 0, 7, 8, 9, 0, -1]
-    tok, _ = _window_tokens(tokens, np.array([4]), T=10, left=3, right=3, eos_id=None)
+    tok, _ = window_tokens(tokens, np.array([4]), T=10, left=3, right=3, eos_id=None)
     assert tok[0].tolist() == [6, 0, 7, 8, 9, 0, 4]
-    tok, _ = _window_tokens(tokens, np.array([1, -1]), T=5, left=2, right=4, eos_id=None)
+    tok, _ = window_tokens(tokens, np.array([1, -1]), T=5, left=2, right=4, eos_id=None)
     assert tok.tolist() == [[-1, 5, 6, 0, 7, 8, -1], [-1] * 7]   # window stays in its context
 
 
 def test_top_token_ids_by_frequency_then_rank():
     centers = np.array([[3, 7, 7, 3, 9, 7, -1, 2], [-1, -1, -1, -1, -1, -1, -1, -1]])
-    out = _top_token_ids(centers, n=5)
+    out = top_token_ids(centers, n=5)
     assert out.tolist() == [[7, 3, 9, 2, -1], [-1] * 5]
 
 
 def test_cross_product_branches_agree():
-    from engine.analysis.harvest import _Chunk, _cross_add_
+    from engine.analysis.chunks import Chunk, cross_add_
 
     g = torch.Generator().manual_seed(0)
     f = torch.relu(torch.randn(50, 12, generator=g) - 1.0)
     h = torch.relu(torch.randn(50, 7, generator=g))
     for use_scipy in (True, False):
         cross = torch.zeros(12, 7, dtype=torch.float64)
-        _cross_add_(cross, _Chunk.from_dense(f), h, use_scipy=use_scipy)
+        cross_add_(cross, Chunk.from_dense(f), h, use_scipy=use_scipy)
         np.testing.assert_allclose(cross.numpy(), (f.T.double() @ h.double()).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_harvest_announces_its_stage_and_keeps_inference_mode_to_itself():
+    model, sae, tokens = _setup("topk")
+    job = harvest(model, sae, tokens, CFG, batch_size=4)
+    first = next(job)
+    assert isinstance(first, StageStarted) and first.stage == "harvest" and first.unit == "tokens"
+    events = [first]
+    while True:
+        assert not torch.is_inference_mode_enabled()      # the driver runs outside the job's mode
+        try:
+            events.append(next(job))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert first.total == 2 * result.n_tokens
+    assert isinstance(events[-1], StageFinished) and events[-1].summary["tokens"] == result.n_tokens
+    assert sum(isinstance(e, (StageStarted, StageFinished)) for e in events) == 2

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.analysis.labels import (HeldOutSample, RuleLabeller, TokenRule, TokenTable, class_share, label_harvest,
-                           label_units, spearman)
+from engine.analysis.labels import HeldOutSample, RuleLabeller, label_harvest, label_units, spearman
+from engine.analysis.token_classes import TokenRule, TokenTable, class_share
 from engine.stats import UnitStats
 
 POOLS = {
@@ -27,6 +27,9 @@ class FakeTokenizer:
 
     def token_str(self, i: int) -> str:
         return VOCAB[i]
+
+    def vocab_strings(self) -> tuple[str, ...]:
+        return tuple(VOCAB)
 
 
 def _stream(rng, n=24_000):
@@ -173,7 +176,7 @@ def test_labeller_is_replaceable(labelled):
 def test_label_harvest_on_a_real_harvest():
 
     from engine.config import HarvestConfig, ModelConfig, SAEConfig
-    from engine.events import Progress
+    from engine.events import Progress, StageFinished, StageStarted
     from engine.analysis.harvest import harvest
     from engine.model import OneLayerTransformer
     from engine.sae import SparseAutoencoder
@@ -196,7 +199,9 @@ def test_label_harvest_on_a_real_harvest():
         except StopIteration as stop:
             assert stop.value is result
             break
-    assert events and isinstance(events[-1], Progress) and events[-1].done == events[-1].total == 64
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress and progress[-1].done == progress[-1].total == 64
+    assert isinstance(events[0], StageStarted) and isinstance(events[-1], StageFinished)
     for stats in (result.features, result.neurons):
         assert len(stats.labels) == len(stats) and stats.scores.shape == (len(stats),)
         live = stats.density > 0
@@ -219,3 +224,33 @@ def test_classes_survive_a_tokenizer_that_splits_into_letters():
         <= {"hex digits", "whitespace / indentation"}
     prose = classes([" the", " cat", " is", " a", " cat", "\n", " the", " a"])
     assert not any(c in ("DNA (ACGT runs)", "hex digits", "base64") for c in prose)
+
+
+def test_label_harvest_cancels_between_chunks_and_matches_label_units(labelled):
+    import copy
+
+    from engine.events import CancelToken, Cancelled, Progress, StageStarted, collect
+    from engine.stats import HarvestResult
+
+    def result_of(stats):
+        empty = np.zeros(0, np.int32)                # no paired sample: no random held-out windows
+        return HarvestResult(features=stats, neurons=copy.deepcopy(stats), n_tokens=0,
+                             density_hist_edges=np.zeros(2), density_hist_counts=np.zeros(1, np.int64),
+                             sample_token_ids=empty, sample_neuron_acts=np.zeros((0, len(stats)), np.float16),
+                             sample_feature_indptr=np.zeros(len(stats) + 1, np.int64),
+                             sample_feature_token=empty, sample_feature_value=np.zeros(0, np.float16))
+
+    cancel = CancelToken()
+    job = label_harvest(result_of(copy.deepcopy(labelled["stats"])), FakeTokenizer(), cancel=cancel, chunk=2)
+    assert isinstance(next(job), StageStarted)
+    first = next(job)
+    assert isinstance(first, Progress) and first.unit == "units" and first.done == 2
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        next(job)
+
+    labels, scores = label_units(copy.deepcopy(labelled["stats"]), FakeTokenizer())
+    out, _ = collect(label_harvest(result_of(copy.deepcopy(labelled["stats"])), FakeTokenizer(), chunk=3))
+    for stats in (out.features, out.neurons):
+        assert stats.labels == labels
+        np.testing.assert_array_equal(stats.scores, scores)

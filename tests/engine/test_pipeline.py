@@ -74,6 +74,35 @@ def test_pipeline_cancel_then_resume_finishes(tmp_path):
         assert bundle.n_features == cfg.sae.d_sae
 
 
+def test_pipeline_cancel_in_evaluation_and_labelling_then_resume(tmp_path):
+    cfg = preset("tiny").with_overrides(train={"tokens": 20_000}, sae={"n_activations": 20_000},
+                                        harvest={"n_tokens": 3_000, "eval_tokens": 2_000})
+    out, work = tmp_path / "b.h5", tmp_path / "work"
+    for stage, resume in (("evaluate", False), ("labels", True)):
+        cancel = CancelToken()
+        started, after_cancel = [], []
+        with pytest.raises(Cancelled, match="evaluation" if stage == "evaluate" else "labelling"):
+            for event in run_pipeline(cfg, out, workdir=work, resume=resume, cancel=cancel):
+                if cancel.cancelled:
+                    after_cancel.append(event)
+                if isinstance(event, StageStarted):
+                    started.append(event)
+                if isinstance(event, Progress) and event.stage == stage and not cancel.cancelled:
+                    assert event.unit == ("tokens" if stage == "evaluate" else "units") and event.done < event.total
+                    cancel.cancel()
+        assert started[-1].stage == stage and started[-1].index == PIPELINE_STAGES.index(stage)
+        assert started[-1].n_stages == len(PIPELINE_STAGES) and started[-1].total > 0
+        assert not any(isinstance(e, Progress) for e in after_cancel)   # stopped at the next batch / chunk
+        assert not out.exists()
+    result, events = collect(run_pipeline(cfg, out, workdir=work, resume=True))
+    assert not any(isinstance(e, Progress) and e.stage in ("model", "sae") and e.fraction < 1 for e in events)
+    stages = [e.stage for e in events if isinstance(e, StageStarted)]
+    assert stages[-4:] == list(PIPELINE_STAGES[-4:])
+    with open_bundle(result) as bundle:
+        assert any(bundle.columns("feature")["label"])
+        assert np.isfinite(bundle.metrics["loss_recovered"])
+
+
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
                           timeout=600, cwd=cwd)
