@@ -100,3 +100,50 @@ class Dashboard:
     align_l1: float
     corr_ids: np.ndarray
     corr_values: np.ndarray
+
+    # --- which stored examples to show ----------------------------------------------------------
+    # An example is one window (tokens [W], acts [W]) whose own token sits at ``top_center``; a
+    # window whose own token is padding (-1: fewer stored examples than slots) is no example.
+    def top_examples(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The top-activation examples, strongest first (as stored)."""
+        c = self.top_center
+        return [(self.top_tokens[k], self.top_acts[k]) for k in range(self.top_tokens.shape[0])
+                if self.top_tokens[k, c] >= 0]
+
+    def interval_examples(self) -> list[tuple[int, float, float, list[tuple[np.ndarray, np.ndarray]]]]:
+        """(interval index, lo, hi, examples) for each subsample interval (lo, hi] that holds at least
+        one example."""
+        c = self.top_center
+        out = []
+        for i in range(self.interval_tokens.shape[0]):
+            found = [(self.interval_tokens[i, k], self.interval_acts[i, k])
+                     for k in range(self.interval_tokens.shape[1]) if self.interval_tokens[i, k, c] >= 0]
+            if found:
+                lo, hi = (float(v) for v in self.interval_bounds[i])
+                out.append((i, lo, hi, found))
+        return out
+
+    def examples_in_range(self, lo: float, hi: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Stored examples (top + interval) whose own token's activation lies in (lo, hi], strongest
+        first, without duplicates (the same window can be a top and an interval example)."""
+        c = self.top_center
+        W = self.top_tokens.shape[-1]
+        toks = np.concatenate([self.top_tokens.reshape(-1, W), self.interval_tokens.reshape(-1, W)])  # (K + I*P, W)
+        acts = np.concatenate([self.top_acts.reshape(-1, W),
+                               self.interval_acts.reshape(-1, W)]).astype(np.float32)              # (K + I*P, W)
+        center = acts[:, c]
+        ok = (toks[:, c] >= 0) & (center > lo) & (center <= hi)
+        out, seen = [], set()
+        for k in np.flatnonzero(ok)[np.argsort(-center[ok], kind="stable")]:
+            key = (toks[k].tobytes(), float(center[k]))
+            if key not in seen:
+                seen.add(key)
+                out.append((toks[k], acts[k]))
+        return out
+
+    def trim(self, tokens: np.ndarray, acts: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """An example without its padding: (tokens [W'], acts [W'], index of the example's own token
+        in them, -1 if that token is padding)."""
+        keep = tokens >= 0
+        c = self.top_center
+        return tokens[keep], acts[keep], int(np.sum(keep[:c])) if keep[c] else -1

@@ -115,7 +115,7 @@ def train_dialog(ctx: Context):
 
     name = cfg.name if cfg.name in preset_names() else "demo"
     dialog = win.show_train_dialog(name, str(Path.home() / "superpos-runs" / f"{name}-run.h5"))  # never written
-    dialog.set_config(cfg, name)              # the form shows the settings that made these curves
+    dialog.form.set_config(cfg, name)         # the form shows the settings that made these curves
     dialog.resize(1180, 760)
     dialog.start()
     deadline = time.perf_counter() + 20

@@ -14,13 +14,9 @@ import traceback
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from engine.errors import UserError
+from engine.errors import USER_ERRORS  # the CLI catches the same set
 
 __all__ = ["show_error", "describe_exception", "ErrorDialog"]
-
-# Raised on purpose with a user-readable message: the engine's UserError family (bad config, corpus,
-# bundle, activation file, diverged training) and files the system refuses. The CLI uses the same set.
-USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError)
 
 
 def describe_exception(exc: BaseException) -> tuple[str, str]:

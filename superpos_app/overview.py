@@ -209,18 +209,17 @@ class OverviewPane(QWidget):
             self.density_counts = np.zeros(0)
             self.curves.clear_data()
             return
-        metrics = dict(getattr(bundle, "metrics", {}) or {})
-        cfg = getattr(bundle, "config", None)
-        path = Path(str(bundle.path))
+        metrics = bundle.metrics
+        cfg = bundle.config
+        path = Path(bundle.path)
         self.title.setText(path.name)
-        info = getattr(bundle, "info", {}) or {}
+        info = bundle.info
         bits = [str(path.parent)]
         if info.get("created"):
             bits.append(f"created {str(info['created'])[:16].replace('T', ' ')}")
         if info.get("extra_info", {}).get("synthetic") or metrics.get("synthetic"):
             bits.append("synthetic statistics (for testing)")
-        if getattr(bundle, "schema_version", None) is not None:
-            bits.append(f"format v{bundle.schema_version}")
+        bits.append(f"format v{bundle.schema_version}")
         self.subtitle.setText(" · ".join(bits))
         for key, _caption, kind, _tip in METRICS:
             self.cards[key].value.setText(format_metric(metrics.get(key), kind))
@@ -228,17 +227,16 @@ class OverviewPane(QWidget):
         facts = self.fact_labels
         facts["features"].setText(f"{int(bundle.n_features):,}")
         facts["neurons"].setText(f"{int(bundle.n_neurons):,}")
-        if cfg is not None:
-            m, s = cfg.model, cfg.sae
-            facts["model"].setText(f"1 layer · d_model {m.d_model} · {m.n_heads} heads · d_mlp {m.d_mlp} · "
-                                   f"vocab {m.vocab_size:,} · context {m.n_ctx}")
-            facts["tokens"].setText(f"{cfg.train.tokens:,}")
-            detail = {"topk": f"k = {s.k}", "2023": f"L1 λ = {s.l1_coeff:g}",
-                      "2024-04": f"λ = {s.l1_coeff:g}"}.get(s.recipe, "")
-            facts["recipe"].setText(f"{s.recipe} ({detail}) · {s.d_sae:,} features" if detail else s.recipe)
-            facts["sae_acts"].setText(f"{s.n_activations:,}")
-            facts["corpus"].setText(_corpus_text(cfg.corpus.spec))
-            facts["harvest"].setText(f"{int(info.get('n_tokens') or cfg.harvest.n_tokens):,}")
+        m, s = cfg.model, cfg.sae
+        facts["model"].setText(f"1 layer · d_model {m.d_model} · {m.n_heads} heads · d_mlp {m.d_mlp} · "
+                               f"vocab {m.vocab_size:,} · context {m.n_ctx}")
+        facts["tokens"].setText(f"{cfg.train.tokens:,}")
+        detail = {"topk": f"k = {s.k}", "2023": f"L1 λ = {s.l1_coeff:g}",
+                  "2024-04": f"λ = {s.l1_coeff:g}"}.get(s.recipe, "")
+        facts["recipe"].setText(f"{s.recipe} ({detail}) · {s.d_sae:,} features" if detail else s.recipe)
+        facts["sae_acts"].setText(f"{s.n_activations:,}")
+        facts["corpus"].setText(_corpus_text(cfg.corpus.spec))
+        facts["harvest"].setText(f"{int(info.get('n_tokens') or cfg.harvest.n_tokens):,}")
         self._show_density(bundle)
         self._show_curves(bundle)
 

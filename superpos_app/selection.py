@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-__all__ = ["Selection"]
+from engine.stats import UNIT_KINDS
 
-UNIT_KINDS = ("feature", "neuron")
+__all__ = ["Selection"]
 
 
 class Selection(QObject):
@@ -40,10 +40,6 @@ class Selection(QObject):
     @property
     def can_forward(self) -> bool:
         return 0 <= self._pos < len(self._history) - 1
-
-    @property
-    def history(self) -> list[tuple[str, int]]:
-        return list(self._history)
 
     # --- changes ---------------------------------------------------------------------------------
     def select(self, kind: str, index: int) -> None:

@@ -25,18 +25,12 @@ class AppSettings:
         self.path = Path(path) if path else paths.config_dir() / "superpos-app.ini"
         self._qs = QSettings(str(self.path), QSettings.Format.IniFormat)
 
-    def sync(self) -> None:
-        self._qs.sync()
-
     # --- recent bundles --------------------------------------------------------------------------
-    def recent_files(self, existing_only: bool = False) -> list[str]:
+    def recent_files(self) -> list[str]:
         raw = self._qs.value("recent/files", [])
         if isinstance(raw, str):           # QSettings returns a bare string for one-item lists
             raw = [raw]
-        files = [str(f) for f in (raw or []) if f]
-        if existing_only:
-            files = [f for f in files if Path(f).exists()]
-        return files
+        return [str(f) for f in (raw or []) if f]
 
     def add_recent(self, path: str | Path) -> list[str]:
         path = str(Path(path).resolve())
@@ -84,10 +78,3 @@ class AppSettings:
     def set_last_training(self, data: dict) -> None:
         self._qs.setValue("training/last", json.dumps(data, sort_keys=True))
         self._qs.sync()
-
-    # --- generic ---------------------------------------------------------------------------------
-    def value(self, key: str, default=None):
-        return self._qs.value(key, default)
-
-    def set_value(self, key: str, value) -> None:
-        self._qs.setValue(key, value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtGui import QColor, QFont, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
 
 from engine.resources import read_text, resource_path
@@ -33,8 +33,6 @@ def apply_style(app: QApplication | None = None) -> None:
         font.setPointSizeF(10)
     font.setStyleStrategy(QFont.StyleStrategy.PreferAntialias)
     app.setFont(font)
-    from PySide6.QtGui import QIcon
-
     app.setWindowIcon(QIcon(str(resource_path("icons/superpos.svg"))))
     try:
         icons = str(resource_path("icons")).replace("\\", "/")

@@ -2,7 +2,7 @@
 
 Every pane is built from the shared ``Selection`` alone (``FeatureSearchPane(selection)``) and fed a
 bundle with ``set_bundle(bundle)`` (``None`` when it closes), so tests build them without a window.
-``install_panes(window)`` (called by the main window; alias ``register_panes``) docks them, wires
+``install_panes(window)`` (called by the main window) docks them, wires
 them to ``window.bundleOpened`` / ``window.bundleClosed`` and adds Ctrl+F (search) and Ctrl+L (lens).
 Back/forward (Alt+Left/Right) are the window's actions over ``Selection``'s history.
 """
@@ -17,7 +17,7 @@ from superpos_app.panes.detail import FeatureDetailPane
 from superpos_app.panes.lens import TextLensPane
 from superpos_app.panes.search import FeatureSearchPane
 
-__all__ = ["install_panes", "register_panes", "FeatureSearchPane", "FeatureDetailPane", "TextLensPane",
+__all__ = ["install_panes", "FeatureSearchPane", "FeatureDetailPane", "TextLensPane",
            "NeuronComparePane", "PANE_NAMES"]
 
 PANE_NAMES = ("featureSearch", "featureDetail", "textLens", "neuronCompare")
@@ -64,17 +64,10 @@ def install_panes(window) -> dict:
                 p.set_bundle(None)
                 show_error(window, f"Could not show this bundle in {docks[name].windowTitle()}", exc)
 
-    def opened(bundle):
-        feed(bundle)
-
-    def closed():
-        feed(None)
-
-    window.bundleOpened.connect(opened)
-    if hasattr(window, "bundleClosed"):
-        window.bundleClosed.connect(closed)
-    if getattr(window, "bundle", None) is not None:
-        opened(window.bundle)
+    window.bundleOpened.connect(feed)
+    window.bundleClosed.connect(lambda: feed(None))
+    if window.bundle is not None:
+        feed(window.bundle)
 
     def focus(dock, pane_focus):
         dock.show()
@@ -89,11 +82,6 @@ def install_panes(window) -> dict:
     lens_key.setObjectName("focusLensShortcut")
     lens_key.setContext(Qt.ShortcutContext.WindowShortcut)
     lens_key.activated.connect(lambda: focus(docks["textLens"], lens.focus_input))
-    app = window.window()
-    destroyed = getattr(app, "destroyed", None)
-    if destroyed is not None:
-        destroyed.connect(lambda *_: lens.shutdown())
+    window.destroyed.connect(lambda *_: lens.shutdown())
     return panes
 
-
-register_panes = install_panes

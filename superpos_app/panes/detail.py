@@ -21,14 +21,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.interop.neuronpedia import dashboard_to_neuronpedia
 from engine.stats import Dashboard
-from superpos_app.panes._none_guard import ensure_none_guard
 from superpos_app.panes.plots import (
     ACCENT, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
 from superpos_app.panes.token_view import TokenView, display_token
 
-__all__ = ["FeatureDetailPane", "dashboard_to_json", "examples_in_range", "unit_name"]
+__all__ = ["FeatureDetailPane", "unit_name"]
 
 MAX_RANGE_EXAMPLES = 40
 
@@ -42,81 +42,9 @@ def _tok(s: str) -> str:
     return "'" + display_token(s) + "'"
 
 
-def examples_in_range(dash: Dashboard, lo: float, hi: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stored examples (top + interval) whose own token's activation lies in (lo, hi], strongest first,
-    without duplicates: a list of (tokens [W], acts [W])."""
-    c = dash.top_center
-    toks = np.concatenate([dash.top_tokens.reshape(-1, dash.top_tokens.shape[-1]),
-                           dash.interval_tokens.reshape(-1, dash.interval_tokens.shape[-1])])
-    acts = np.concatenate([dash.top_acts.reshape(-1, dash.top_acts.shape[-1]),
-                           dash.interval_acts.reshape(-1, dash.interval_acts.shape[-1])]).astype(np.float32)
-    center = acts[:, c]
-    ok = (toks[:, c] >= 0) & (center > lo) & (center <= hi)
-    out, seen = [], set()
-    for k in np.flatnonzero(ok)[np.argsort(-center[ok], kind="stable")]:
-        key = (toks[k].tobytes(), float(center[k]))
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append((toks[k], acts[k]))
-    return out
-
-
-def dashboard_to_json(dash: Dashboard, token_str, model_id: str = "superpos") -> dict:
-    """The dashboard as a Neuronpedia / SAE-Dashboard style feature dict (field names as theirs)."""
-    def strs(ids):
-        return [token_str(int(i)) for i in ids if int(i) >= 0]
-
-    def centers(edges):
-        edges = np.asarray(edges, np.float64)
-        return ((edges[:-1] + edges[1:]) / 2).tolist() if np.isfinite(edges).all() else []
-
-    activations = []
-    c = int(dash.top_center)
-
-    def add(tokens, acts, lo, hi):
-        keep = tokens >= 0
-        if not keep[c]:
-            return
-        idx = int(np.sum(keep[:c]))
-        activations.append({"tokens": strs(tokens[keep]), "values": [float(v) for v in acts[keep]],
-                            "bin_min": float(lo), "bin_max": float(hi), "qualifying_token_index": idx})
-
-    for k in range(dash.top_tokens.shape[0]):
-        add(dash.top_tokens[k], dash.top_acts[k], -1, -1)   # -1: the "top activations" bin
-    for i in range(dash.interval_tokens.shape[0]):
-        lo, hi = dash.interval_bounds[i]
-        for k in range(dash.interval_tokens.shape[1]):
-            add(dash.interval_tokens[i, k], dash.interval_acts[i, k], lo, hi)
-    other = "neuron" if dash.kind == "feature" else "feature"
-    return {
-        "modelId": model_id,
-        "unit_kind": dash.kind,
-        "feature_index" if dash.kind == "feature" else "neuron_index": int(dash.index),
-        "explanation": dash.label,
-        "explanation_score": None if not np.isfinite(dash.score) else float(dash.score),
-        "frac_nonzero": float(dash.density),
-        "max_act": float(dash.max_act),
-        "mean_act": float(dash.mean_act),
-        f"{other}_alignment_indices": [int(i) for i in dash.align_ids if i >= 0],
-        f"{other}_alignment_values": [float(v) for i, v in zip(dash.align_ids, dash.align_values) if i >= 0],
-        f"{other}_alignment_l1": float(dash.align_l1),
-        f"correlated_{other}s_indices": [int(i) for i in dash.corr_ids if i >= 0],
-        f"correlated_{other}s_pearson": [float(v) for i, v in zip(dash.corr_ids, dash.corr_values) if i >= 0],
-        "pos_str": strs(dash.logit_top_ids), "pos_values": [float(v) for v in dash.logit_top_values],
-        "neg_str": strs(dash.logit_bottom_ids), "neg_values": [float(v) for v in dash.logit_bottom_values],
-        "freq_hist_data_bar_values": centers(dash.act_hist_edges),
-        "freq_hist_data_bar_heights": [int(v) for v in dash.act_hist],
-        "logits_hist_data_bar_values": centers(dash.logit_hist_edges),
-        "logits_hist_data_bar_heights": [int(v) for v in dash.logit_hist],
-        "activations": activations,
-    }
-
-
 class FeatureDetailPane(QWidget):
     def __init__(self, selection, parent: QWidget | None = None):
         super().__init__(parent)
-        ensure_none_guard()          # PySide6 6.12 + Python 3.11 workaround, see _none_guard.py
         self.setObjectName("featureDetail")
         self.selection = selection
         self.bundle = None
@@ -230,8 +158,7 @@ class FeatureDetailPane(QWidget):
         layout.addWidget(scroll, 1)
 
         selection.unitSelected.connect(self.show_unit)
-        if hasattr(selection, "cleared"):
-            selection.cleared.connect(self.clear)
+        selection.cleared.connect(self.clear)
         self.clear()
 
     def sizeHint(self) -> QSize:
@@ -267,7 +194,7 @@ class FeatureDetailPane(QWidget):
         self._vocab = []
         if bundle is not None:
             tok = bundle.tokenizer()
-            self._vocab = [tok.token_str(i) for i in range(tok.vocab_size)]
+            self._vocab = tok.vocab_strings()
         self.clear()
         cur = self.selection.current
         if bundle is not None and cur is not None:
@@ -354,40 +281,31 @@ class FeatureDetailPane(QWidget):
         if target is not None:
             self.selection.select(*target)
 
-    def _example_line(self, tokens: np.ndarray, acts: np.ndarray, center: int):
-        keep = tokens >= 0
-        toks = [self.token_str(int(t)) for t in tokens[keep]]
-        return toks, acts[keep], int(np.sum(keep[:center])) if keep[center] else -1
-
-    def _show_all_examples(self) -> None:
+    def _show_examples(self, items: list) -> None:
+        """One line per item: a heading (str) or an example window (tokens [W], acts [W])."""
         dash = self.dashboard
         c = dash.top_center
         lines, values, prefixes, centers = [], [], [], []
-
-        def heading(text):
-            lines.append([]); values.append(np.zeros(0)); prefixes.append(text); centers.append(-1)
-
-        def example(tokens, acts):
-            if tokens[c] < 0:
-                return
-            toks, vals, ci = self._example_line(tokens, acts, c)
-            lines.append(toks); values.append(vals); prefixes.append(f"{float(acts[c]):.2f}"); centers.append(ci)
-
-        heading("Top activations")
-        for k in range(dash.top_tokens.shape[0]):
-            example(dash.top_tokens[k], dash.top_acts[k])
-        for i in range(dash.interval_tokens.shape[0]):
-            lo, hi = (float(v) for v in dash.interval_bounds[i])
-            if not (dash.interval_tokens[i, :, c] >= 0).any():
+        for item in items:
+            if isinstance(item, str):
+                lines.append([]); values.append(np.zeros(0)); prefixes.append(item); centers.append(-1)
                 continue
-            heading(f"Subsample interval {i}: activation in ({lo:.2f}, {hi:.2f}]")
-            for k in range(dash.interval_tokens.shape[1]):
-                example(dash.interval_tokens[i, k], dash.interval_acts[i, k])
-        n = sum(1 for ln in lines if ln)
-        self.examples_title.setText(f"Examples ({n}): background = activation, framed = the example's token; "
-                                    "drag the band on the histogram to filter by activation")
+            tokens, acts = item
+            toks, vals, center = dash.trim(tokens, acts)
+            lines.append([self.token_str(int(t)) for t in toks]); values.append(vals)
+            prefixes.append(f"{float(acts[c]):.2f}"); centers.append(center)
         self.examples.set_lines(lines, values, max_value=max(dash.max_act, 1e-6), prefixes=prefixes,
                                 centers=centers)
+
+    def _show_all_examples(self) -> None:
+        dash = self.dashboard
+        items = ["Top activations", *dash.top_examples()]
+        for i, lo, hi, found in dash.interval_examples():
+            items += [f"Subsample interval {i}: activation in ({lo:.2f}, {hi:.2f}]", *found]
+        n = sum(1 for item in items if not isinstance(item, str))
+        self.examples_title.setText(f"Examples ({n}): background = activation, framed = the example's token; "
+                                    "drag the band on the histogram to filter by activation")
+        self._show_examples(items)
         self.examples_scroll.verticalScrollBar().setValue(0)
 
     def _set_region_full(self) -> None:
@@ -414,24 +332,17 @@ class FeatureDetailPane(QWidget):
                 self._show_all_examples()
             return
         self._region_full = False
-        found = examples_in_range(dash, lo, hi)
-        c = dash.top_center
-        lines, values, prefixes, centers = [], [], [], []
-        for tokens, acts in found[:MAX_RANGE_EXAMPLES]:
-            toks, vals, ci = self._example_line(tokens, acts, c)
-            lines.append(toks); values.append(vals); prefixes.append(f"{float(acts[c]):.2f}"); centers.append(ci)
+        found = dash.examples_in_range(lo, hi)
         more = f", first {MAX_RANGE_EXAMPLES}" if len(found) > MAX_RANGE_EXAMPLES else ""
         self.examples_title.setText(f"Stored examples with activation in ({lo:.2f}, {hi:.2f}]: {len(found)}{more}"
                                     "  — drag the band to the full range to see all")
-        self.examples.set_lines(lines, values, max_value=max(dash.max_act, 1e-6), prefixes=prefixes,
-                                centers=centers)
+        self._show_examples(found[:MAX_RANGE_EXAMPLES])
 
     # ------------------------------------------------------------------ export
     def dashboard_json(self) -> dict | None:
         if self.dashboard is None:
             return None
-        name = getattr(self.bundle, "path", "superpos")
-        return dashboard_to_json(self.dashboard, self.token_str, model_id=f"superpos:{getattr(name, 'stem', name)}")
+        return dashboard_to_neuronpedia(self.dashboard, self.token_str, model_id=f"superpos:{self.bundle.path.stem}")
 
     def copy_json(self) -> str:
         data = self.dashboard_json()

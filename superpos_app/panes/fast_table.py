@@ -33,12 +33,8 @@ class FastTableView(QTableView):
         self.setShowGrid(False)
         self.paint_count = 0                     # paints done by the fast path (benchmarks check it)
 
-    def clear_cache(self) -> None:
-        """Forget prepared texts (call when the font changes)."""
-        self._cache.clear()
-
     def changeEvent(self, event) -> None:
-        self._cache.clear()
+        self._cache.clear()                      # the font or the palette may have changed
         super().changeEvent(event)
 
     def _text(self, fm, font, text: str, width: int):

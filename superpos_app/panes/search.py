@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView, QButtonGroup, QCheckBox, QDoubleSpinBox, QHBoxLayout, QHeaderView, QLabel,
     QLineEdit, QToolButton, QVBoxLayout, QWidget,
 )
 
-from superpos_app.panes._none_guard import ensure_none_guard
 from superpos_app.panes.unit_table_model import (
     COL_LABEL, COL_SCORE, UnitFilter, UnitTable, UnitTableModel, UnitTableView,
 )
@@ -29,7 +28,6 @@ class FeatureSearchPane(QWidget):
 
     def __init__(self, selection, parent: QWidget | None = None):
         super().__init__(parent)
-        ensure_none_guard()          # PySide6 6.12 + Python 3.11 workaround, see _none_guard.py
         self.setObjectName("featureSearch")
         self.selection = selection
         self.bundle = None
@@ -133,9 +131,7 @@ class FeatureSearchPane(QWidget):
         self.setEnabled(False)
         self._update_count()
 
-    def sizeHint(self):
-        from PySide6.QtCore import QSize
-
+    def sizeHint(self) -> QSize:
         return QSize(440, 600)            # docks start from their widget's size hint
 
     # ------------------------------------------------------------------ bundle
@@ -150,7 +146,7 @@ class FeatureSearchPane(QWidget):
             return
         try:
             tok = bundle.tokenizer()
-            self._vocab_strs = [tok.token_str(i) for i in range(tok.vocab_size)]
+            self._vocab_strs = list(tok.vocab_strings())
         except Exception:  # noqa: BLE001 - search still works on labels without a tokenizer
             self._vocab_strs = None
         self.setEnabled(True)
@@ -173,8 +169,7 @@ class FeatureSearchPane(QWidget):
         if not button.isChecked():
             button.setChecked(True)          # re-enters via _on_kind_button, harmlessly
         if self.bundle is not None:
-            self.model._filter = self.current_filter()
-            self.model.set_table(self.unit_table(kind))
+            self.model.set_table(self.unit_table(kind), self.current_filter())
             self._update_count()
             self._select_current()
         self.kindChanged.emit(kind)

@@ -161,10 +161,6 @@ class TokenView(QWidget):
     def token_color(self, line: int, token: int) -> QColor:
         return shade_color(float(self._lines[line].values[token]), self._max_value)
 
-    def token_rect(self, line: int, token: int) -> QRectF:
-        self._ensure_layout()
-        return QRectF(self._rects[line][token])
-
     # ------------------------------------------------------------------ layout
     def _relayout(self) -> None:
         old = self._height

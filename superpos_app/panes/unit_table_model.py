@@ -139,9 +139,12 @@ class UnitTableModel(QAbstractTableModel):
     def kind(self) -> str | None:
         return self._table.kind if self._table is not None else None
 
-    def set_table(self, table: UnitTable | None) -> None:
+    def set_table(self, table: UnitTable | None, flt: UnitFilter | None = None) -> None:
+        """Show ``table`` (sorted as before), filtered by ``flt`` if given, else by the current filter."""
         self.beginResetModel()
         self._table = table
+        if flt is not None:
+            self._filter = flt
         n = len(table) if table is not None else 0
         self._order = np.arange(n, dtype=np.int64)
         self._keep = np.ones(n, bool)
@@ -172,9 +175,6 @@ class UnitTableModel(QAbstractTableModel):
         """View row showing ``unit``, or -1 if it is filtered out."""
         hits = np.flatnonzero(self._view == unit)
         return int(hits[0]) if hits.size else -1
-
-    def shown_units(self) -> np.ndarray:
-        return self._view.copy()
 
     # ------------------------------------------------------------------ filtering / sorting
     def _text_mask(self, text: str) -> np.ndarray:

@@ -11,7 +11,7 @@ from PySide6.QtGui import QGuiApplication
 
 from engine.bundle import open_bundle
 from superpos_app.panes.compare import NeuronComparePane, max_abs_cosine
-from superpos_app.panes.detail import FeatureDetailPane, examples_in_range
+from superpos_app.panes.detail import FeatureDetailPane
 from superpos_app.panes.plots import export_plot
 from superpos_app.selection import Selection
 
@@ -31,6 +31,7 @@ def panes(qtbot, bundle):
         p.resize(900, 800)
         p.show()
         p.set_bundle(bundle)
+    qtbot.waitUntil(lambda: compare.max_cos is not None, timeout=5000)     # computed off the GUI thread
     return sel, detail, compare
 
 
@@ -133,7 +134,7 @@ def test_histogram_band_filters_examples(panes, bundle):
     dash = detail.dashboard
     lo, hi = 0.3 * dash.max_act, 0.6 * dash.max_act
     detail.set_region(lo, hi)
-    found = examples_in_range(dash, lo, hi)
+    found = dash.examples_in_range(lo, hi)
     c = dash.top_center
     assert detail.examples.n_lines() == min(len(found), 40)
     for k in range(detail.examples.n_lines()):

@@ -39,7 +39,7 @@ def _shown(model):
 
 def test_table_model_passes_qtmodeltester(qtmodeltester, bundle):
     tok = bundle.tokenizer()
-    vocab = [tok.token_str(i) for i in range(tok.vocab_size)]
+    vocab = list(tok.vocab_strings())
     model = UnitTableModel()
     model.set_table(UnitTable.from_columns("feature", bundle.columns("feature"), vocab))
     qtmodeltester.check(model)

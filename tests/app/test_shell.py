@@ -148,7 +148,7 @@ def test_panes_dock_hide_without_bundle_and_layout_is_restored(qtbot, app_settin
         a, b = QWidget(), QWidget()
         win.add_pane(a, "Alpha", Qt.DockWidgetArea.LeftDockWidgetArea, "alphaPane")
         win.add_pane(b, "Beta", "right", "betaPane")
-        win._restore_window_state()
+        win.docking.restore_window_state()
         win.show()
         return win
 

@@ -12,6 +12,12 @@ from PySide6.QtWidgets import QDialog, QLabel
 from engine.config import preset, preset_names
 
 
+@pytest.fixture(autouse=True)
+def _private_home(monkeypatch, tmp_path):
+    """Work folders are keyed by the settings: a test's runs must not offer another test's to resume."""
+    monkeypatch.setenv("SUPERPOS_HOME", str(tmp_path / "home"))
+
+
 @pytest.fixture
 def dialog(window):
     window.train_action.trigger()
@@ -21,38 +27,38 @@ def dialog(window):
 
 
 def test_presets_fill_the_form(dialog):
-    assert [dialog.preset_combo.itemData(i) for i in range(dialog.preset_combo.count())] == preset_names()
-    dialog.load_preset("tiny")
+    assert [dialog.form.preset_combo.itemData(i) for i in range(dialog.form.preset_combo.count())] == preset_names()
+    dialog.form.load_preset("tiny")
     tiny = preset("tiny")
-    assert dialog.d_mlp.value() == tiny.model.d_mlp
-    assert dialog.vocab_size.value() == tiny.tokenizer.vocab_size
-    assert dialog.d_sae.value() == tiny.sae.d_sae and dialog.k.value() == tiny.sae.k
-    assert dialog.tokens.value() == tiny.train.tokens
-    assert dialog.harvest_tokens.value() == tiny.harvest.n_tokens
-    assert dialog.preset_note.text()
+    assert dialog.form.d_mlp.value() == tiny.model.d_mlp
+    assert dialog.form.vocab_size.value() == tiny.tokenizer.vocab_size
+    assert dialog.form.d_sae.value() == tiny.sae.d_sae and dialog.form.k.value() == tiny.sae.k
+    assert dialog.form.tokens.value() == tiny.train.tokens
+    assert dialog.form.harvest_tokens.value() == tiny.harvest.n_tokens
+    assert dialog.form.preset_note.text()
 
 
 def test_form_builds_the_run_config(dialog, tmp_path):
-    dialog.load_preset("tiny")
-    dialog.d_sae.setValue(512)
-    dialog.k.setValue(12)
-    dialog.tokens.setValue(50_000)
-    cfg = dialog.build_config()
+    dialog.form.load_preset("tiny")
+    dialog.form.d_sae.setValue(512)
+    dialog.form.k.setValue(12)
+    dialog.form.tokens.setValue(50_000)
+    cfg = dialog.form.build_config()
     assert cfg.name == "tiny" and cfg.sae.d_sae == 512 and cfg.sae.k == 12 and cfg.train.tokens == 50_000
     assert cfg.model.n_heads == preset("tiny").model.n_heads           # untouched settings keep the preset's
-    dialog.recipe.setCurrentIndex(dialog.recipe.findData("2023"))
-    assert dialog.l1.isVisibleTo(dialog) and not dialog.k.isVisibleTo(dialog)
-    dialog.l1.setValue(3.5)
-    cfg = dialog.build_config()
+    dialog.form.recipe.setCurrentIndex(dialog.form.recipe.findData("2023"))
+    assert dialog.form.l1.isVisibleTo(dialog) and not dialog.form.k.isVisibleTo(dialog)
+    dialog.form.l1.setValue(3.5)
+    cfg = dialog.form.build_config()
     assert cfg.sae.recipe == "2023" and cfg.sae.l1_coeff == 3.5
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text('{"text": "hello"}\n')
-    dialog.set_corpus(str(corpus))
-    assert dialog.corpus_kind.currentData() == "jsonl"
-    assert dialog.build_config().corpus.spec == str(corpus)
-    dialog.corpus_kind.setCurrentIndex(dialog.corpus_kind.findData("hf"))
-    dialog.corpus_edit.setText("roneneldan/TinyStories")
-    assert dialog.build_config().corpus.spec == "hf:roneneldan/TinyStories"
+    dialog.form.set_corpus(str(corpus))
+    assert dialog.form.corpus.kind.currentData() == "jsonl"
+    assert dialog.form.build_config().corpus.spec == str(corpus)
+    dialog.form.corpus.kind.setCurrentIndex(dialog.form.corpus.kind.findData("hf"))
+    dialog.form.corpus.edit.setText("roneneldan/TinyStories")
+    assert dialog.form.build_config().corpus.spec == "hf:roneneldan/TinyStories"
 
 
 @pytest.mark.parametrize("kind, text, expected", [
@@ -62,8 +68,8 @@ def test_form_builds_the_run_config(dialog, tmp_path):
     ("hf", "two words", "not a Hugging Face dataset name"),
 ])
 def test_bad_corpus_is_refused_inline(dialog, fake_pipeline, kind, text, expected):
-    dialog.corpus_kind.setCurrentIndex(dialog.corpus_kind.findData(kind))
-    dialog.corpus_edit.setText(text)
+    dialog.form.corpus.kind.setCurrentIndex(dialog.form.corpus.kind.findData(kind))
+    dialog.form.corpus.edit.setText(text)
     assert dialog.start() is False
     message = dialog.findChild(QLabel, "validationMessage")
     assert message.isVisible() and expected in message.text()
@@ -71,17 +77,17 @@ def test_bad_corpus_is_refused_inline(dialog, fake_pipeline, kind, text, expecte
 
 
 def test_bad_sizes_are_refused_inline(dialog, fake_pipeline, tmp_path):
-    dialog.load_preset("tiny")
-    dialog.set_output(str(tmp_path / "out.h5"))
-    dialog.d_sae.setValue(16)
-    dialog.k.setValue(64)                          # k > dictionary size
+    dialog.form.load_preset("tiny")
+    dialog.form.set_output(str(tmp_path / "out.h5"))
+    dialog.form.d_sae.setValue(16)
+    dialog.form.k.setValue(64)                          # k > dictionary size
     assert dialog.start() is False
     assert "k must be between" in dialog.message.text()
-    dialog.k.setValue(8)
-    dialog.d_model.setValue(33)                    # not divisible by the heads
+    dialog.form.k.setValue(8)
+    dialog.form.d_model.setValue(33)                    # not divisible by the heads
     assert dialog.start() is False and "d_model" in dialog.message.text()
-    dialog.output_edit.setText("")
-    dialog.d_model.setValue(32)
+    dialog.form.output_edit.setText("")
+    dialog.form.d_model.setValue(32)
     assert dialog.start() is False and "where to write" in dialog.message.text()
     assert fake_pipeline.calls == []
 
@@ -90,10 +96,10 @@ def test_training_run_streams_curves_and_opens_the_bundle(window, dialog, fake_p
     from superpos_app.settings import AppSettings
     from superpos_app.train_dialog import TrainDialog
 
-    dialog.load_preset("tiny")
-    dialog.d_sae.setValue(384)
+    dialog.form.load_preset("tiny")
+    dialog.form.d_sae.setValue(384)
     out = tmp_path / "runs" / "mine.h5"
-    dialog.set_output(str(out))
+    dialog.form.set_output(str(out))
     with qtbot.waitSignal(window.bundleOpened, timeout=15000):
         assert dialog.start()
         assert not dialog.start_button.isEnabled()
@@ -114,8 +120,8 @@ def test_training_run_streams_curves_and_opens_the_bundle(window, dialog, fake_p
     assert saved["config"]["sae"]["d_sae"] == 384 and saved["output"] == str(out)
     again = TrainDialog(window.jobs, window.settings)
     qtbot.addWidget(again)
-    assert again.d_sae.value() == 384
-    assert again.output_edit.text() != str(out)             # a fresh name: never overwrite by default
+    assert again.form.d_sae.value() == 384
+    assert again.form.output_edit.text() != str(out)             # a fresh name: never overwrite by default
 
 
 def test_existing_output_is_replaced_only_when_confirmed(dialog, fake_pipeline, tmp_path, monkeypatch, qtbot):
@@ -123,8 +129,8 @@ def test_existing_output_is_replaced_only_when_confirmed(dialog, fake_pipeline, 
 
     out = tmp_path / "kept.h5"
     out.write_bytes(b"a bundle the user keeps")
-    dialog.load_preset("tiny")
-    dialog.set_output(str(out))
+    dialog.form.load_preset("tiny")
+    dialog.form.set_output(str(out))
     asked = []
     monkeypatch.setattr(QMessageBox, "question",
                         lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Cancel)
@@ -138,8 +144,8 @@ def test_existing_output_is_replaced_only_when_confirmed(dialog, fake_pipeline, 
 
 def test_cancelled_run_stops_promptly_and_resumes(window, dialog, fake_pipeline, tmp_path, qtbot):
     fake_pipeline.steps, fake_pipeline.step_s = 100, 0.02
-    dialog.load_preset("tiny")
-    dialog.set_output(str(tmp_path / "resumable.h5"))
+    dialog.form.load_preset("tiny")
+    dialog.form.set_output(str(tmp_path / "resumable.h5"))
     assert not dialog.resume_check.isEnabled()          # nothing to resume yet
     assert dialog.start()
     qtbot.waitUntil(lambda: dialog.curves.point_count("model/train_loss") > 10, timeout=10000)
@@ -162,15 +168,117 @@ def test_cancelled_run_stops_promptly_and_resumes(window, dialog, fake_pipeline,
 def test_real_tiny_pipeline_from_the_dialog(window, dialog, tmp_path, qtbot):
     """The real engine pipeline (tiny preset, budgets cut further) runs from the dialog to an open bundle."""
     pytest.importorskip("engine.pipeline")
-    dialog.load_preset("tiny")
-    dialog.tokens.setValue(16_384)
-    dialog.sae_acts.setValue(16_384)
-    dialog.harvest_tokens.setValue(4_096)
+    dialog.form.load_preset("tiny")
+    dialog.form.tokens.setValue(16_384)
+    dialog.form.sae_acts.setValue(16_384)
+    dialog.form.harvest_tokens.setValue(4_096)
     out = tmp_path / "real-tiny.h5"
-    dialog.set_output(str(out))
+    dialog.form.set_output(str(out))
     with qtbot.waitSignal(window.bundleOpened, timeout=240_000):
         assert dialog.start()
     assert window.bundle is not None and Path(str(window.bundle.path)).resolve() == out.resolve()
     assert dialog.curves.point_count("model/train_loss") > 0
     assert dialog.curves.point_count("sae/mse") > 0
     assert window.overview.findChild(QLabel, "metric_loss_recovered").text().endswith("%")
+
+
+# --- one work folder rule for the CLI and the app: each resumes the other's cancelled run ---------
+BUDGETS = {"tokens": 30_000, "sae_activations": 40_000, "harvest_tokens": 4_000}
+
+
+def _cli_args(out, *extra):
+    from engine.cli.main import build_parser
+
+    return build_parser().parse_args(["run", "--preset", "tiny", "--tokens", str(BUDGETS["tokens"]),
+                                      "--sae-activations", str(BUDGETS["sae_activations"]),
+                                      "--harvest-tokens", str(BUDGETS["harvest_tokens"]),
+                                      "--out", str(out), "--quiet", *extra])
+
+
+def _form_budgets(dialog):
+    dialog.form.load_preset("tiny")
+    dialog.form.tokens.setValue(BUDGETS["tokens"])
+    dialog.form.sae_acts.setValue(BUDGETS["sae_activations"])
+    dialog.form.harvest_tokens.setValue(BUDGETS["harvest_tokens"])
+
+
+def _first_model_fraction(events) -> float:
+    from engine.events import Progress
+
+    return next(e.fraction for e in events if isinstance(e, Progress) and e.stage == "model")
+
+
+def test_the_form_and_the_cli_agree_on_the_work_folder(dialog, tmp_path):
+    from engine import paths
+    from engine.cli.run_cmds import config_from_args
+
+    _form_budgets(dialog)
+    cli = config_from_args(_cli_args(tmp_path / "x.h5"))
+    assert dialog.form.build_config() == cli
+    assert paths.run_workdir(dialog.form.build_config()) == paths.run_workdir(cli)
+    dialog.form.d_sae.setValue(384)                          # other settings, another folder
+    assert paths.run_workdir(dialog.form.build_config()) != paths.run_workdir(cli)
+
+
+def test_a_run_cancelled_in_the_app_resumes_from_the_cli(window, dialog, tmp_path, qtbot, monkeypatch):
+    import superpos_app.train_dialog as td
+    from engine.cli.run_cmds import config_from_args
+    from engine.events import Progress, collect
+    from engine.pipeline import run_pipeline
+
+    real = td.pipeline_job
+
+    def cancelled_in_the_sae(cfg, out, workdir, resume, cancel):
+        for event in real(cfg, out, workdir, resume, cancel):
+            yield event
+            if isinstance(event, Progress) and event.stage == "sae" and event.fraction > 0.3:
+                cancel.cancel()                              # as the Cancel button does
+
+    monkeypatch.setattr(td, "pipeline_job", cancelled_in_the_sae)
+    _form_budgets(dialog)
+    dialog.form.set_output(str(tmp_path / "from-app.h5"))
+    with qtbot.waitSignal(window.jobs.jobCancelled, timeout=240_000):
+        assert dialog.start()
+    assert not (tmp_path / "from-app.h5").exists()
+
+    args = _cli_args(tmp_path / "from-cli.h5", "--resume")   # what `superpos run ... --resume` runs
+    out, events = collect(run_pipeline(config_from_args(args), args.out, workdir=args.workdir, resume=args.resume))
+    assert _first_model_fraction(events) == 1.0             # the model was not trained again
+    assert Path(out).exists()
+
+
+def test_a_run_cancelled_from_the_cli_resumes_in_the_app(window, dialog, tmp_path, qtbot, monkeypatch):
+    import superpos_app.train_dialog as td
+    from engine.cli.run_cmds import config_from_args
+    from engine.events import Cancelled, CancelToken, Progress
+    from engine.pipeline import run_pipeline
+
+    args = _cli_args(tmp_path / "from-cli.h5")               # `superpos run` without --workdir
+    cancel = CancelToken()
+    with pytest.raises(Cancelled):
+        for event in run_pipeline(config_from_args(args), args.out, workdir=args.workdir, cancel=cancel):
+            if isinstance(event, Progress) and event.stage == "sae" and event.fraction > 0.3:
+                cancel.cancel()
+
+    real, resumed, events = td.pipeline_job, [], []
+
+    def recorded(cfg, out, workdir, resume, cancel):
+        resumed.append(resume)
+        job = real(cfg, out, workdir, resume, cancel)
+        while True:
+            try:
+                event = next(job)
+            except StopIteration as stop:
+                return stop.value
+            events.append(event)
+            yield event
+
+    monkeypatch.setattr(td, "pipeline_job", recorded)
+    _form_budgets(dialog)
+    assert dialog.resume_check.isEnabled()                   # the CLI's run is offered
+    dialog.resume_check.setChecked(True)
+    dialog.form.set_output(str(tmp_path / "from-app.h5"))
+    with qtbot.waitSignal(window.bundleOpened, timeout=240_000):
+        assert dialog.start()
+    assert resumed == [True] and _first_model_fraction(events) == 1.0
+    assert Path(str(window.bundle.path)).resolve() == (tmp_path / "from-app.h5").resolve()

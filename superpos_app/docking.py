@@ -1,0 +1,90 @@
+"""The main window's pane docks and their arrangement, kept across bundles and sessions.
+
+Panes are shown only while a bundle is open. Closing a bundle remembers how the docks were arranged
+(``QMainWindow.saveState``) and hides them; opening one brings that arrangement back, so a pane the
+user closed stays closed. On quit the arrangement and the window geometry go to the settings file,
+and the next session starts from them.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QWidget
+
+__all__ = ["DockLayout", "DOCK_AREAS"]
+
+STATE_VERSION = 1
+DOCK_AREAS = {"left": Qt.DockWidgetArea.LeftDockWidgetArea, "right": Qt.DockWidgetArea.RightDockWidgetArea,
+              "top": Qt.DockWidgetArea.TopDockWidgetArea, "bottom": Qt.DockWidgetArea.BottomDockWidgetArea}
+
+
+class DockLayout:
+    """The docks of ``window``: their toggles go in ``menu`` before ``before``; layout in ``settings``."""
+
+    def __init__(self, window: QMainWindow, menu: QMenu, before: QAction, settings) -> None:
+        self.window = window
+        self.menu = menu
+        self.before = before
+        self.settings = settings
+        self.docks: dict[str, QDockWidget] = {}
+        self._saved: QByteArray | None = None     # dock arrangement while a bundle is open
+
+    def add(self, widget: QWidget, title: str, area, object_name: str | None, shortcut: str | None,
+            visible: bool) -> QDockWidget:
+        name = object_name or widget.objectName() or title.lower().replace(" ", "")
+        if not widget.objectName():
+            widget.setObjectName(name)
+        dock = QDockWidget(title, self.window)
+        dock.setObjectName(f"{name}Dock")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.window.addDockWidget(DOCK_AREAS[area] if isinstance(area, str) else area, dock)
+        toggle = dock.toggleViewAction()
+        toggle.setText(title)
+        if shortcut:
+            toggle.setShortcut(QKeySequence(shortcut))
+        self.menu.insertAction(self.before, toggle)
+        self.docks[name] = dock
+        dock.setVisible(visible)
+        toggle.setEnabled(visible)
+        return dock
+
+    def show_for_bundle(self, has_bundle: bool) -> None:
+        """Bring back the remembered arrangement (a bundle opened) or remember it and hide (closed)."""
+        if has_bundle:
+            if self._saved is not None:
+                self.window.restoreState(self._saved, STATE_VERSION)
+            else:
+                for dock in self.docks.values():
+                    dock.setVisible(True)
+        else:
+            if any(not d.isHidden() for d in self.docks.values()):
+                self._saved = self.window.saveState(STATE_VERSION)
+            for dock in self.docks.values():
+                dock.setVisible(False)
+        for dock in self.docks.values():
+            dock.toggleViewAction().setEnabled(has_bundle)
+
+    def reset(self, has_bundle: bool) -> None:
+        """Every dock back in the window (none floating), shown if a bundle is open."""
+        for dock in self.docks.values():
+            dock.setFloating(False)
+            dock.setVisible(has_bundle)
+        self._saved = None
+
+    def restore_window_state(self) -> None:
+        """Window geometry and, once there are docks, their arrangement, from the settings."""
+        geometry, state = self.settings.window_state()
+        if geometry is not None:
+            self.window.restoreGeometry(geometry)
+        if state is not None and self.docks:
+            self._saved = state
+
+    def save_window_state(self, has_bundle: bool) -> None:
+        if has_bundle and self.docks:
+            self._saved = self.window.saveState(STATE_VERSION)
+        state = self._saved if self._saved is not None else self.window.saveState(STATE_VERSION)
+        self.settings.set_window_state(self.window.saveGeometry(), state)
