@@ -2,6 +2,7 @@
 
     python benchmarks/bench_lens.py                  # the demo bundle if present, else a synthetic one
     python benchmarks/bench_lens.py --bundle run.h5  # any bundle
+    python benchmarks/bench_lens.py --paths          # only the sparse-vs-dense table (no GUI, ~30 s)
 
 The demo dimensions are 128-wide residual, 512 neurons, 4,096 features, vocab 4,096, context 128.
 A 256-token input is longer than the context: the lens analyses its first 128 tokens and shows a
@@ -12,6 +13,11 @@ worker thread at once (the debounce wait, DEBOUNCE_MS, is excluded and printed),
 and runs model + SAE + predictions, the GUI thread receives the result, fills the token view and both
 tables and repaints them. "bare forward" = tokenize + model MLP + SAE encode/decode + spliced logits
 in the same process, no GUI. Target: keystroke median <= 30 ms.
+
+The second table puts the lens engine's two forms of the SAE features side by side for a TopK SAE
+(random weights at 4,096 and 131,072 features on the bundle's model and tokenizer): "dense" forms
+f (T, F) and decodes it as a sparse matrix (the path before issue 9, still the one for non-TopK SAEs),
+"sparse" keeps the (T, K) top-k indices and values end to end (engine.analysis.lens docstring).
 """
 
 from __future__ import annotations
@@ -93,24 +99,65 @@ def median_ms(fn, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def sparse_vs_dense(model, tok, k: int, sizes=(4096, 131072)) -> None:
+    """Print the lens engine's dense and sparse (TopK) paths side by side, one row each per size."""
+    from engine.analysis.lens import LensEngine
+    from engine.config import SAEConfig
+    from engine.sae import SparseAutoencoder
+
+    text = text_of(tok, min(100, int(model.cfg.n_ctx) - 2))
+    typed = [text + "s", text]                     # alternately type a character and delete it
+    print(f"sparse (T, K) vs dense (T, F) features, TopK k={k}, {len(tok.encode(text))}-token text, "
+          "torch on one thread as the lens worker runs; analyze = no reuse, +clamp = with a clamped "
+          "second pass, keystroke = the incremental call the pane makes when one character is typed")
+    print(f"{'features':>9} {'path':>7}  {'analyze':>9} {'+clamp':>9} {'keystroke':>10}")
+    for F in sizes:
+        sae = SparseAutoencoder(SAEConfig(recipe="topk", d_in=int(model.cfg.d_mlp), d_sae=F, k=k)).eval()
+        repeats = 5 if F > 16384 else 20
+        for sparse in (False, True):
+            fresh = LensEngine(model, sae, tok, incremental=False, sparse=sparse)
+            inc = LensEngine(model, sae, tok, sparse=sparse)
+            for _ in range(2):
+                fresh.analyze(text), inc.analyze(text)
+            turn = iter(range(10**9))
+
+            def row():
+                analyze = median_ms(lambda: fresh.analyze(text), repeats)
+                clamp = median_ms(lambda: fresh.analyze(text, clamp={0: 0.0}), repeats)
+                key = median_ms(lambda: inc.analyze(typed[next(turn) % 2]), 4 * repeats)
+                return analyze, clamp, key
+
+            analyze, clamp, key = in_single_thread(row)
+            print(f"{F:>9,} {'sparse' if sparse else 'dense':>7}  {analyze:>7.1f}ms {clamp:>7.1f}ms {key:>8.1f}ms",
+                  flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle")
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--paths", action="store_true", help="only the sparse-vs-dense table (no GUI)")
     args = ap.parse_args(argv)
 
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.paths:
+        from engine.bundle import open_bundle
+
+        path, what = bundle_path(args.bundle)
+        with open_bundle(path) as bundle:
+            print(f"bundle: {path} [{what}]")
+            sparse_vs_dense(bundle.load_model(), bundle.tokenizer(), bundle.load_sae().k or 20)
+        return 0
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
     from engine.bundle import open_bundle
     from engine.analysis.lens import LensEngine
-    from superpos_app.panes._none_guard import top_up
     from superpos_app.panes.lens import DEBOUNCE_MS, TextLensPane
     from superpos_app.selection import Selection
 
@@ -137,7 +184,6 @@ def main(argv=None) -> int:
         guard.timeout.connect(loop.quit)
 
         def one(ch: str) -> float:
-            top_up()                                    # PySide6 6.12 / Python 3.11 workaround
             t = time.perf_counter()
             cursor = lens.input.textCursor()
             cursor.movePosition(cursor.MoveOperation.End)
@@ -199,6 +245,8 @@ def main(argv=None) -> int:
           f"(target <= 30 ms: {'PASS' if key256 <= 30 else 'FAIL'}); the debounce adds {DEBOUNCE_MS} ms "
           "of waiting for the user to pause, not included")
     lens.shutdown()
+    print()
+    sparse_vs_dense(bundle.load_model(), tok, bundle.load_sae().k or 20)
     bundle.close()
     return 0 if key256 <= 30 else 1
 

@@ -67,12 +67,9 @@ def main(argv=None) -> int:
     t_open = time.perf_counter() - t0
     n = len(pane.model.table)
 
-    from superpos_app.panes._none_guard import top_up
-
     phases: dict[str, list[float]] = {"filter": [], "paint": []}
 
     def keystroke(text: str) -> float:
-        top_up()                                # PySide6 6.12 / Python 3.11 workaround (_none_guard.py)
         t = time.perf_counter()
         pane.input.blockSignals(True)          # the debounce timer is bypassed: we filter right away
         pane.input.setText(text)

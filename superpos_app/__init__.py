@@ -14,11 +14,9 @@ def create_window(bundle: str | os.PathLike | None = None, *, settings=None, ins
     ``settings`` (an AppSettings) replaces the default settings file; ``install_panes=False`` builds
     the frame without the exploration panes (fast tests of the shell alone).
     """
-    from superpos_app._refguard import install_guard
     from superpos_app.main_window import MainWindow
     from superpos_app.style import apply_style
 
-    install_guard()          # PySide6 6.12.0 + Python 3.11 refcount bug; a no-op elsewhere
     apply_style()
     window = MainWindow(settings=settings, install_panes=install_panes)
     if bundle is not None:

@@ -1,49 +1,33 @@
 """The job controller: runs one engine job at a time off the GUI thread and reports it as Qt signals.
 
 An engine job is a generator that yields events (engine.events) and returns a result; it takes a
-``CancelToken``. The controller runs it on a QThread whose only work is ``next(generator)`` and
-appending each event to a deque — it never touches a widget and never emits per event. A timer on
-the GUI thread drains that deque every ``DRAIN_MS`` and emits a few coalesced signals, so a job
-yielding thousands of events per second cannot flood the GUI thread:
+``CancelToken``. The controller runs it on a ``superpos_app.worker.Worker`` (the app's one worker
+mechanism: its docstring explains the coalesced drain at ``DRAIN_MS`` that keeps a job yielding
+thousands of events per second from flooding the GUI thread, the ``gc.freeze`` trick, the cancel
+grace and ``SUPERPOS_SYNC_JOBS=1``) and turns each drained batch of events into a few signals:
 
-    worker thread:  gen -> deque.append(event)                (no Qt calls)
-    GUI thread:     QTimer(DRAIN_MS) -> drain -> statusChanged / metricsReceived / stage signals
+    Worker.yielded([events])  ->  stageStarted / stageFinished / metricsReceived (thinned to
+                                  MAX_POINTS_PER_DRAIN per stage) / messageReceived / statusChanged
+    Worker.returned | cancelled | failed  ->  busyChanged(False), then jobFinished | jobCancelled | jobFailed
 
-Cancel sets the token; a well-behaved job saves a checkpoint and raises ``Cancelled`` at its next
-step. A job that keeps yielding for more than ``CANCEL_GRACE_S`` after the request is closed
-(``generator.close()``) so the app never waits on it. ``SUPERPOS_SYNC_JOBS=1`` runs jobs inline on
-the calling thread (deterministic tests, debugging).
-
-Garbage collection: a full (generation 2) collection holds the GIL while it scans every tracked
-object — with torch and Qt loaded that is ~300k objects, and measured pauses reached 300-500 ms on a
-busy 2-core machine, freezing the GUI whichever thread triggered it. While a job runs the drain
-timer therefore calls ``gc.freeze()`` each tick: objects that have survived so far move to the
-permanent generation and are not rescanned, so a full collection only looks at the last ~100 ms
-of survivors (benchmarks/bench_responsiveness.py --workload model, busy 2-core machine: max GUI
-gap 468 ms without the freeze, 33 ms with it).
-``gc.unfreeze()`` at the end of the job hands everything back to the collector, so nothing leaks.
+Completion is reported only by these signals; a caller that cares about its own job connects to
+them (and checks that the job is its own, e.g. by a flag set when it started one).
 """
 
 from __future__ import annotations
 
-import collections
-import gc
-import os
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
-from engine.events import Cancelled, CancelToken, Message, Progress, StageFinished, StageStarted
+from engine.events import CancelToken, Message, Progress, StageFinished, StageStarted
 
-from superpos_app.errors import describe_exception
+from superpos_app.worker import DRAIN_MS, Worker, sync_default
 
 __all__ = ["JobController", "JobStatus", "format_eta", "DRAIN_MS"]
 
-DRAIN_MS = 100            # GUI refresh period for job progress (10 Hz)
-CANCEL_GRACE_S = 0.8      # after this long, a job that ignores its CancelToken is closed
 MAX_POINTS_PER_DRAIN = 400
 
 JobFactory = Callable[[CancelToken], Generator[Any, None, Any]]
@@ -93,51 +77,6 @@ class JobStatus:
         return " · ".join(parts)
 
 
-class _JobThread(QThread):
-    """Drives the generator; results land in attributes read on the GUI thread after ``finished``."""
-
-    def __init__(self, factory: JobFactory, token: CancelToken, queue: collections.deque,
-                 parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._factory = factory
-        self._token = token
-        self._queue = queue
-        self.cancel_requested_at: float | None = None
-        self.outcome = "running"   # finished | cancelled | failed
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.cancel_message = ""
-
-    def run(self) -> None:  # worker thread: no Qt widgets, no signals besides QThread.finished
-        gen = None
-        try:
-            gen = self._factory(self._token)
-            while True:
-                try:
-                    event = next(gen)
-                except StopIteration as stop:
-                    self.result = stop.value
-                    self.outcome = "finished"
-                    return
-                self._queue.append(event)
-                asked = self.cancel_requested_at
-                if asked is not None and time.monotonic() - asked > CANCEL_GRACE_S:
-                    gen.close()        # the job ignored its token for too long: stop it here
-                    self.outcome = "cancelled"
-                    self.cancel_message = "Stopped (the job did not reach a checkpoint in time)."
-                    return
-        except Cancelled as exc:
-            self.outcome = "cancelled"
-            checkpoint = getattr(exc, "checkpoint", None)
-            self.cancel_message = (f"Cancelled; checkpoint saved in {checkpoint}." if checkpoint
-                                   else "Cancelled; progress so far is kept for resuming.")
-        except BaseException as exc:  # noqa: BLE001 - reported to the user on the GUI thread
-            self.outcome = "failed"
-            self.error = exc
-        finally:
-            self._factory = None   # drop references to big objects promptly
-
-
 class JobController(QObject):
     """Owns the one running engine job; everything it emits arrives on the GUI thread."""
 
@@ -154,15 +93,9 @@ class JobController(QObject):
 
     def __init__(self, parent: QObject | None = None, sync: bool | None = None) -> None:
         super().__init__(parent)
-        self.sync = (os.environ.get("SUPERPOS_SYNC_JOBS", "0") == "1") if sync is None else sync
-        self._queue: collections.deque = collections.deque()
-        self._thread: _JobThread | None = None
-        self._token: CancelToken | None = None
+        self.sync = sync_default() if sync is None else sync
+        self._worker: Worker | None = None
         self._status = JobStatus()
-        self._callbacks: dict[str, Callable | None] = {}
-        self._timer = QTimer(self)
-        self._timer.setInterval(DRAIN_MS)
-        self._timer.timeout.connect(self._drain)
         self.events_seen = 0
         self.last_outcome: str | None = None
         self.freeze_gc = True
@@ -170,70 +103,45 @@ class JobController(QObject):
     # --- public API ------------------------------------------------------------------------------
     @property
     def is_busy(self) -> bool:
-        return self._token is not None
+        return self._worker is not None
 
     @property
     def status(self) -> JobStatus:
         return self._status
 
-    def start(self, title: str, factory: JobFactory, *, on_finished: Callable[[Any], None] | None = None,
-              on_cancelled: Callable[[str], None] | None = None,
-              on_failed: Callable[[str, str], None] | None = None) -> bool:
+    def start(self, title: str, factory: JobFactory) -> bool:
         """Start ``factory(cancel_token)`` as the job; False (and nothing started) if one is running."""
         if self.is_busy:
             return False
-        self._token = CancelToken()
-        self._queue.clear()
         self._status = JobStatus(title=title)
-        self._callbacks = {"finished": on_finished, "cancelled": on_cancelled, "failed": on_failed}
         self.events_seen = 0
         self.last_outcome = None
+        worker = Worker(factory, sync=self.sync, freeze_gc=self.freeze_gc)
+        worker.yielded.connect(self._on_events)
+        worker.returned.connect(self._on_returned)
+        worker.cancelled.connect(self._on_cancelled)
+        worker.failed.connect(self._on_failed)
+        self._worker = worker
         self.busyChanged.emit(True)
         self.jobStarted.emit(title)
         self.statusChanged.emit(self._status)
-        thread = _JobThread(factory, self._token, self._queue)
-        self._thread = thread
-        if self.sync:
-            thread.run()
-            self._on_thread_finished(thread)
-        else:
-            thread.finished.connect(self._thread_done)   # queued: a slot of this GUI-thread object
-            if self.freeze_gc:
-                gc.freeze()
-            self._timer.start()
-            thread.start()
+        worker.start()
         return True
 
     def cancel(self) -> None:
         """Ask the running job to stop (it saves a checkpoint first); returns at once."""
-        if self._token is None or self._token.cancelled:
+        if self._worker is None or self._worker.token.cancelled:
             return
-        self._token.cancel()
-        if self._thread is not None:
-            self._thread.cancel_requested_at = time.monotonic()
+        self._worker.cancel()
         self._status.cancelling = True
         self.statusChanged.emit(self._status)
 
     def wait(self, timeout_ms: int = 5000) -> bool:
-        """Block until the job's thread ends (for shutdown and tests); True if it did."""
-        thread = self._thread
-        if thread is None:
-            return True
-        ok = thread.wait(timeout_ms)
-        if ok and self._thread is thread:
-            self._on_thread_finished(thread)
-        return ok
+        """Block until the job ends and report it now (for shutdown and tests); True if it did."""
+        return True if self._worker is None else self._worker.wait(timeout_ms)
 
     # --- GUI-thread internals --------------------------------------------------------------------
-    def _drain(self) -> None:
-        if self.freeze_gc and self._token is not None and not self.sync:
-            gc.freeze()                      # see the module docstring: keeps full collections short
-        events = []
-        queue = self._queue
-        while queue:
-            events.append(queue.popleft())
-        if not events:
-            return
+    def _on_events(self, events: list) -> None:
         self.events_seen += len(events)
         status = self._status
         points: dict[str, list] = {}
@@ -270,35 +178,19 @@ class JobController(QObject):
         flush_points()
         self.statusChanged.emit(status)
 
-    def _thread_done(self) -> None:
-        thread = self._thread
-        if thread is not None and thread.isFinished():
-            self._on_thread_finished(thread)
-
-    def _on_thread_finished(self, thread: _JobThread) -> None:
-        if thread is not self._thread:
-            return                       # already handled (wait() raced the finished signal)
-        self._timer.stop()
-        self._drain()
-        if self.freeze_gc and not self.sync:
-            gc.unfreeze()
-        self._thread = None
-        self._token = None
-        outcome = thread.outcome
+    def _ended(self, outcome: str) -> None:
+        self._worker = None
         self.last_outcome = outcome
-        callbacks, self._callbacks = self._callbacks, {}
         self.busyChanged.emit(False)
-        if outcome == "finished":
-            if callbacks.get("finished"):
-                callbacks["finished"](thread.result)
-            self.jobFinished.emit(thread.result)
-        elif outcome == "cancelled":
-            if callbacks.get("cancelled"):
-                callbacks["cancelled"](thread.cancel_message)
-            self.jobCancelled.emit(thread.cancel_message)
-        else:
-            message, details = describe_exception(thread.error or RuntimeError("the job stopped"))
-            if callbacks.get("failed"):
-                callbacks["failed"](message, details)
-            self.jobFailed.emit(message, details)
-        thread.deleteLater()
+
+    def _on_returned(self, result: Any) -> None:
+        self._ended("finished")
+        self.jobFinished.emit(result)
+
+    def _on_cancelled(self, message: str) -> None:
+        self._ended("cancelled")
+        self.jobCancelled.emit(message)
+
+    def _on_failed(self, message: str, details: str) -> None:
+        self._ended("failed")
+        self.jobFailed.emit(message, details)

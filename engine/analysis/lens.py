@@ -1,7 +1,8 @@
 """The text lens: run any text through model + SAE and return everything the lens pane draws.
 
-Shape legend: T tokens analysed (<= n_ctx), M MLP neurons, F SAE features, V vocab,
-K strongest units listed per token, P next-token predictions per position (5), nnz non-zero features.
+Shape legend: T tokens analysed (<= n_ctx), R rows recomputed (a suffix of T), M MLP neurons,
+F SAE features, V vocab, K latents kept per token (TopK), P next-token predictions per position (5),
+nnz non-zero features. ``top_k`` (the strongest units listed per token) is a separate setting.
 
 For a text the engine computes, at every position t,
 
@@ -24,6 +25,13 @@ what a user reading "the model predicts ..." expects, and the SAE's reconstructi
 pollute the predictions shown. ``error_term=False`` gives the pure spliced-SAE model (baseline
 = ĥ_t), as in the paper's "loss with the SAE" measure; both are offered.
 
+Two forms of f. A TopK SAE (``engine.sae.SparseAutoencoder`` with recipe "topk") is kept sparse end
+to end: ``encode_sparse`` gives the k kept latents of every token as indices and values (T, K), the
+reconstruction is ĥ_t = Σ_k vals[t,k] · W_dec[idx[t,k]] + b_dec (``decode_sparse``), and a clamp edits
+those (T, K) arrays (a "set" clamp adds one column for the tokens where the feature was not kept).
+No (T, F) matrix is formed, which matters at 131k features. Any other SAE keeps the dense (T, F)
+form, decoded through its non-zero entries. Both forms give the same numbers.
+
 Texts longer than the model's context are truncated to their first n_ctx tokens; the result says so.
 Only plain numpy data and Python strings leave this module (a ``LensResult`` can cross threads).
 """
@@ -34,6 +42,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+
+from engine.sae import SparseAutoencoder
 
 __all__ = ["LensEngine", "LensResult", "CLAMP_MODES"]
 
@@ -103,12 +113,78 @@ class _Cache:
     """What the previous ``analyze`` computed, for reuse over the unchanged prefix of the next text."""
 
     ids: np.ndarray                 # int64 [T]
-    f_TF: np.ndarray                # float32 (T, F) feature activations
+    feats: "_DenseFeatures | _TopKFeatures"
     base: Predictions
     base_key: tuple
     clamped: Predictions | None
     clamp_key: tuple | None
     result: "LensResult"
+
+
+@dataclass(frozen=True)
+class _DenseFeatures:
+    """f as a dense (R, F) matrix: any SAE with ``encode``/``decode``."""
+
+    f_RF: np.ndarray                # float32 (R, F)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.f_RF.shape[1])
+
+    def rows(self, start: int, stop: int | None = None) -> "_DenseFeatures":
+        return _DenseFeatures(self.f_RF[start:stop])
+
+    def then(self, later: "_DenseFeatures") -> "_DenseFeatures":
+        return _DenseFeatures(np.concatenate([self.f_RF, later.f_RF]))
+
+    def clamped(self, clamp: dict[int, float], mode: str) -> "_DenseFeatures":
+        f2_RF = self.f_RF.copy()
+        for i, c in clamp.items():
+            f2_RF[:, i] = f2_RF[:, i] * c if mode == "scale" else c
+        return _DenseFeatures(f2_RF)
+
+    def csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row of each non-zero, its feature id, its value), row-major (CSR order)."""
+        nz_rows, nz_cols = np.nonzero(self.f_RF)
+        return nz_rows, nz_cols.astype(np.int32), self.f_RF[nz_rows, nz_cols].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _TopKFeatures:
+    """f as the k kept latents of every row: indices and values (R, K); the rest of f is 0."""
+
+    idx_RK: np.ndarray              # int64 (R, K) latent ids, ascending within a row
+    vals_RK: np.ndarray             # float32 (R, K) their activations (>= 0; ReLU may give 0)
+    F: int
+
+    @property
+    def n_features(self) -> int:
+        return self.F
+
+    def rows(self, start: int, stop: int | None = None) -> "_TopKFeatures":
+        return _TopKFeatures(self.idx_RK[start:stop], self.vals_RK[start:stop], self.F)
+
+    def then(self, later: "_TopKFeatures") -> "_TopKFeatures":
+        return _TopKFeatures(np.concatenate([self.idx_RK, later.idx_RK]),
+                             np.concatenate([self.vals_RK, later.vals_RK]), self.F)
+
+    def clamped(self, clamp: dict[int, float], mode: str) -> "_TopKFeatures":
+        idx_RK, vals_RK = self.idx_RK, self.vals_RK.copy()
+        for i, c in clamp.items():
+            hit_RK = idx_RK == i                                        # at most one per row
+            if mode == "scale":
+                vals_RK[hit_RK] *= c                                    # not kept: 0 · c = 0
+                continue
+            vals_RK[hit_RK] = c
+            # rows that did not keep latent i get it as an extra column (value 0 where they did)
+            missing_R = ~hit_RK.any(axis=1)
+            idx_RK = np.concatenate([idx_RK, np.full((len(idx_RK), 1), i, idx_RK.dtype)], axis=1)
+            vals_RK = np.concatenate([vals_RK, np.where(missing_R, c, 0.0).astype(vals_RK.dtype)[:, None]], axis=1)
+        return _TopKFeatures(idx_RK, vals_RK, self.F)
+
+    def csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        nz_rows, nz_k = np.nonzero(self.vals_RK > 0)                    # ids ascend within a row
+        return nz_rows, self.idx_RK[nz_rows, nz_k].astype(np.int32), self.vals_RK[nz_rows, nz_k]
 
 
 def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
@@ -133,13 +209,19 @@ class LensEngine:
     Not thread-safe by itself: use it from one worker thread at a time.
 
     ``incremental=True`` (default) reuses the previous call's work over the unchanged token prefix
-    (exact: the model is causal); ``False`` recomputes everything each call.
+    (exact: the model is causal); ``False`` recomputes everything each call. ``sparse`` chooses the
+    form of f (module docstring): None (default) takes the (T, K) form for a TopK
+    ``SparseAutoencoder`` and the dense form otherwise; False forces the dense form (benchmarks).
     """
 
     def __init__(self, model, sae, tokenizer, top_k: int = 8, n_predictions: int = 5,
-                 incremental: bool = True):
+                 incremental: bool = True, sparse: bool | None = None):
         self.model = model.eval()
         self.incremental = incremental
+        topk = isinstance(sae, SparseAutoencoder) and sae.k is not None
+        if sparse and not topk:
+            raise ValueError("the sparse (T, K) form needs a TopK SparseAutoencoder")
+        self.sparse = topk if sparse is None else sparse
         self._cache: _Cache | None = None
         self.sae = sae.eval() if hasattr(sae, "eval") else sae
         self.tokenizer = tokenizer
@@ -156,7 +238,7 @@ class LensEngine:
         else:
             self._W_dec_FM = self._b_dec_M = None
         # Token strings are looked up thousands of times per analysis: cache them once.
-        self._vocab_strs = [tokenizer.token_str(i) for i in range(vocab)]
+        self._vocab_strs = tokenizer.vocab_strings()[:vocab]
 
     # ------------------------------------------------------------------ public
     def tokenize(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -209,11 +291,11 @@ class LensEngine:
         resid_1TC, h_1TM = self.model.resid_and_acts(idx)                    # (1, T, C), (1, T, M)
         h_TM = h_1TM[0]                                                      # (T, M)
         if p < T:
-            f_new = self.sae.encode(h_TM[p:]).float().cpu().numpy()         # (T-p, F)
-            f_TF = f_new if p == 0 else np.concatenate([cache.f_TF[:p], f_new])
+            new = self._encode(h_TM[p:])                                     # rows p..T-1
+            feats = new if p == 0 else cache.feats.rows(0, p).then(new)
         else:
-            f_TF = cache.f_TF[:T]
-        F = f_TF.shape[1]
+            feats = cache.feats.rows(0, T)
+        F = feats.n_features
 
         # predictions: rows before q are reusable (row p-1's "actual next token" may have changed),
         # if they were computed with the same settings
@@ -221,7 +303,7 @@ class LensEngine:
         q_base = q if cache is not None and cache.base_key == base_key else 0
         q_clamp = q if cache is not None and clamp and cache.clamp_key == clamp_key else 0
         q0 = min(q_base, q_clamp) if clamp else q_base
-        h_hat_RM = self._decode(f_TF[q0:])                                   # (T-q0, M)
+        h_hat_RM = self._decode(feats.rows(q0))                              # (T-q0, M)
         err_RM = (h_TM[q0:] - h_hat_RM) if error_term else torch.zeros_like(h_hat_RM)
         d = q_base - q0
         base = self._predict(resid_1TC[:, q_base:], h_hat_RM[d:] + err_RM[d:], ids_T, q_base)
@@ -229,21 +311,18 @@ class LensEngine:
             base = _concat(cache.base, base, q_base)
         clamped = None
         if clamp:
-            f2_RF = f_TF[q_clamp:].copy()
-            for i, c in clamp.items():
+            for i in clamp:
                 if not 0 <= i < F:
                     raise ValueError(f"clamped feature {i} does not exist (the SAE has {F})")
-                f2_RF[:, i] = f2_RF[:, i] * c if clamp_mode == "scale" else c
+            f2 = feats.rows(q_clamp).clamped(clamp, clamp_mode)
             d = q_clamp - q0
-            clamped = self._predict(resid_1TC[:, q_clamp:], self._decode(f2_RF) + err_RM[d:], ids_T, q_clamp)
+            clamped = self._predict(resid_1TC[:, q_clamp:], self._decode(f2) + err_RM[d:], ids_T, q_clamp)
             if q_clamp > 0:
                 clamped = _concat(cache.clamped, clamped, q_clamp)
 
         # Sparse features (CSR by token) and dense neurons: the pane can shade by any unit later.
         # Small post-processing runs in numpy: torch's thread pool only adds latency at this size.
-        nz_rows, nz_cols = np.nonzero(f_TF)                                  # row-major = CSR order
-        feat_ids = nz_cols.astype(np.int32)
-        feat_values = f_TF[nz_rows, nz_cols].astype(np.float32)
+        nz_rows, feat_ids, feat_values = feats.csr()                         # (nnz,) each, CSR order
         feat_indptr = np.zeros(T + 1, dtype=np.int64)
         np.cumsum(np.bincount(nz_rows, minlength=T), out=feat_indptr[1:])
         neuron_acts = h_TM.float().cpu().numpy().astype(np.float32, copy=True)
@@ -284,7 +363,7 @@ class LensEngine:
             neuron_acts=neuron_acts, predictions=base, clamped=clamped, clamp=clamp,
             clamp_mode=clamp_mode, error_term=error_term, request_id=request_id,
         )
-        self._cache = _Cache(ids=ids_T.copy(), f_TF=f_TF, base=base, base_key=base_key,
+        self._cache = _Cache(ids=ids_T.copy(), feats=feats, base=base, base_key=base_key,
                              clamped=clamped, clamp_key=clamp_key, result=result)
         return result
 
@@ -294,11 +373,25 @@ class LensEngine:
         ids_T, _ = self.tokenize(text)
         idx = torch.as_tensor(ids_T[: self.n_ctx], device=self.device).unsqueeze(0)
         h_1TM = self.model.mlp_acts(idx)
-        self.model(idx, mlp_acts=self.sae.decode(self.sae.encode(h_1TM)))
+        h_hat_1TM = self.sae.reconstruct(h_1TM) if self.sparse else self.sae.decode(self.sae.encode(h_1TM))
+        self.model(idx, mlp_acts=h_hat_1TM)
 
     # ------------------------------------------------------------------ helpers
-    def _decode(self, f_RF: np.ndarray) -> torch.Tensor:
-        """x̂ = f @ W_dec + b_dec for numpy f (R, F), summing only its non-zero features (L0 << F)."""
+    def _encode(self, h_RM: torch.Tensor) -> "_DenseFeatures | _TopKFeatures":
+        if not self.sparse:
+            return _DenseFeatures(self.sae.encode(h_RM).float().cpu().numpy())     # (R, F)
+        vals_RK, idx_RK = self.sae.encode_sparse(h_RM.to(self.sae.W_enc.dtype))     # (R, K) each
+        idx_RK, order_RK = idx_RK.sort(dim=1)                                      # CSR order by id
+        vals_RK = vals_RK.gather(1, order_RK)
+        return _TopKFeatures(idx_RK.cpu().numpy(), vals_RK.float().cpu().numpy(), int(self.sae.cfg.d_sae))
+
+    def _decode(self, feats: "_DenseFeatures | _TopKFeatures") -> torch.Tensor:
+        """x̂ = f @ W_dec + b_dec, summing only the kept / non-zero features (L0 << F): (R, M)."""
+        if isinstance(feats, _TopKFeatures):
+            idx_RK = torch.from_numpy(feats.idx_RK).to(self.device)
+            vals_RK = torch.from_numpy(feats.vals_RK).to(self.device, self.sae.W_dec.dtype)
+            return self.sae.decode_sparse(vals_RK, idx_RK)                          # (R, M)
+        f_RF = feats.f_RF
         if self._W_dec_FM is None:
             return self.sae.decode(torch.from_numpy(np.ascontiguousarray(f_RF)).to(self.device))
         from scipy.sparse import csr_matrix

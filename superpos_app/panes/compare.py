@@ -7,7 +7,10 @@ For a neuron: the features that load on it, the scatter against its best-correla
 top examples (which, for a polysemantic neuron, mix unrelated contexts).
 Population view (computed once per bundle): label-score distributions of neurons vs features, and
 the distribution of each feature's largest |cosine| with a neuron axis, next to the same quantity for
-random directions (a feature that *is* a neuron would sit at 1).
+random directions (a feature that *is* a neuron would sit at 1). The bundle stores no decoder norms,
+so max |cos| reads every decoder row (~1 s at 131k features): ``population_job`` does that on the
+app's worker (superpos_app.worker) through a bundle handle of its own, only once the pane is shown,
+and the histogram fills in when it returns; the GUI thread never waits for it.
 """
 
 from __future__ import annotations
@@ -16,19 +19,22 @@ import html
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from superpos_app.panes._none_guard import ensure_none_guard
+from engine.bundle import open_bundle
+from engine.events import Cancelled
 from superpos_app.panes.detail import unit_name
 from superpos_app.panes.plots import (
     FEATURE_COLOR, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
 from superpos_app.panes.token_view import TokenView
+from superpos_app.worker import Worker
 
-__all__ = ["NeuronComparePane", "max_abs_cosine"]
+__all__ = ["NeuronComparePane", "max_abs_cosine", "population_job"]
 
 _DECODER_CHUNK = 8192
+_N_RANDOM = 4096
 
 
 def max_abs_cosine(W_dec_FM: np.ndarray) -> np.ndarray:
@@ -38,10 +44,27 @@ def max_abs_cosine(W_dec_FM: np.ndarray) -> np.ndarray:
     return np.abs(W).max(axis=1) / np.maximum(norms, 1e-12)
 
 
+def population_job(path, request_id: int = 0, chunk: int = _DECODER_CHUNK):
+    """A worker job: (request_id, max |cos| of every feature [F], of 4,096 random directions [R]).
+
+    It opens the bundle at ``path`` itself (an h5py handle never crosses threads) and reads the
+    decoder ``chunk`` rows at a time, checking its CancelToken between chunks."""
+    def job(cancel):
+        with open_bundle(path) as bundle:
+            F, M = int(bundle.n_features), int(bundle.n_neurons)
+            max_cos_F = np.empty(F, np.float32)
+            for a in range(0, F, chunk):
+                if cancel.cancelled:
+                    raise Cancelled("another bundle was opened")
+                max_cos_F[a:a + chunk] = max_abs_cosine(bundle.decoder_rows(slice(a, min(F, a + chunk))))
+        random_R = max_abs_cosine(np.random.default_rng(0).standard_normal((_N_RANDOM, M)).astype(np.float32))
+        return request_id, max_cos_F, random_R
+    return job
+
+
 class NeuronComparePane(QWidget):
-    def __init__(self, selection, parent: QWidget | None = None):
+    def __init__(self, selection, parent: QWidget | None = None, sync: bool | None = None):
         super().__init__(parent)
-        ensure_none_guard()          # PySide6 6.12 + Python 3.11 workaround, see _none_guard.py
         self.setObjectName("neuronCompare")
         self.selection = selection
         self.bundle = None
@@ -51,6 +74,10 @@ class NeuronComparePane(QWidget):
         self._sample_neurons: np.ndarray | None = None      # [S, M]
         self.max_cos: np.ndarray | None = None               # [F]
         self._population_pending = False
+        self._sync = sync
+        self._population_worker: Worker | None = None
+        self._population_request = 0
+        self._score_note = ""
         self.cos_edges = np.zeros(0)
         self.weights_order = np.zeros(0, np.int64)
         self.weights_values = np.zeros(0, np.float32)
@@ -163,8 +190,6 @@ class NeuronComparePane(QWidget):
             selection.cleared.connect(self.clear)
 
     def sizeHint(self):
-        from PySide6.QtCore import QSize
-
         return QSize(620, 760)            # docks start from their widget's size hint
 
     # ------------------------------------------------------------------ bundle
@@ -173,6 +198,10 @@ class NeuronComparePane(QWidget):
         self._sample_neurons = None
         self.max_cos = None
         self._population_pending = False
+        self._population_request += 1            # a max |cos| still being computed is for the old bundle
+        if self._population_worker is not None:
+            self._population_worker.cancel()
+            self._population_worker = None
         self._vocab = []
         self.clear()
         if bundle is None:
@@ -182,7 +211,7 @@ class NeuronComparePane(QWidget):
             self.population_note.setText("")
             return
         tok = bundle.tokenizer()
-        self._vocab = [tok.token_str(i) for i in range(tok.vocab_size)]
+        self._vocab = tok.vocab_strings()
         # The population view reads every decoder row (~1 s at 131k features): only when shown.
         self._population_pending = True
         if self.isVisible():
@@ -199,6 +228,7 @@ class NeuronComparePane(QWidget):
                 self._mark_population(*self.unit)
 
     def _compute_population(self) -> None:
+        """Label-score histograms now (stored columns); max |cos| on a worker (see the module docstring)."""
         self._population_pending = False
         b = self.bundle
         fs = np.asarray(b.columns("feature")["score"], np.float64)
@@ -211,23 +241,37 @@ class NeuronComparePane(QWidget):
             curve.setData(edges, h / max(1, s.size))
             if s.size:
                 parts.append(f"median score {name} {np.median(s):.2f}")
-        F, M = int(b.n_features), int(b.n_neurons)
-        mc = np.empty(F, np.float32)
-        for a in range(0, F, _DECODER_CHUNK):
-            mc[a:a + _DECODER_CHUNK] = max_abs_cosine(b.decoder_rows(slice(a, min(F, a + _DECODER_CHUNK))))
-        self.max_cos = mc
-        rng = np.random.default_rng(0)
-        self.random_max_cos = max_abs_cosine(rng.standard_normal((4096, M)).astype(np.float32))
-        hi = float(max(mc.max(initial=0), self.random_max_cos.max())) * 1.05 or 1.0
+        self._score_note = " · ".join(parts)
+        self.population_note.setText(" · ".join([*parts, "max |cos| to a neuron: computing…"]))
+        worker = Worker(population_job(b.path, self._population_request), sync=self._sync)
+        worker.returned.connect(self._on_population)
+        worker.failed.connect(self._on_population_failed)
+        self._population_worker = worker
+        worker.start()
+
+    def _on_population(self, out: tuple) -> None:
+        request_id, mc, random_mc = out
+        if request_id != self._population_request:
+            return                                   # computed for a bundle that is no longer shown
+        self._population_worker = None
+        self.max_cos, self.random_max_cos = mc, random_mc
+        F = mc.size
+        hi = float(max(mc.max(initial=0), random_mc.max())) * 1.05 or 1.0
         edges = np.linspace(0, min(1.0, hi), 41)
         self.cos_edges = edges
         h, _ = np.histogram(mc, bins=edges)
         self.cos_feature_curve.setData(edges, h / max(1, F))
-        h, _ = np.histogram(self.random_max_cos, bins=edges)
-        self.cos_random_curve.setData(edges, h / self.random_max_cos.size)
-        parts.append(f"median max |cos| to a neuron: features {np.median(mc):.2f}, "
-                     f"random directions {np.median(self.random_max_cos):.2f}")
-        self.population_note.setText(" · ".join(parts))
+        h, _ = np.histogram(random_mc, bins=edges)
+        self.cos_random_curve.setData(edges, h / random_mc.size)
+        cos_note = (f"median max |cos| to a neuron: features {np.median(mc):.2f}, "
+                    f"random directions {np.median(random_mc):.2f}")
+        self.population_note.setText(" · ".join(p for p in (self._score_note, cos_note) if p))
+        if self.unit is not None:
+            self._mark_population(*self.unit)
+
+    def _on_population_failed(self, message: str, _details: str) -> None:
+        self._population_worker = None
+        self.population_note.setText(" · ".join(p for p in (self._score_note, f"max |cos|: {message}") if p))
 
     def _load_sample(self) -> np.ndarray | None:
         if self._sample_neurons is None and self.bundle is not None:

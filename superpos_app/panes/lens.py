@@ -1,10 +1,11 @@
 """Text lens: type or paste text and watch features fire, token by token.
 
 Each edit restarts a short debounce timer; when it fires, a request tagged with a counter goes to
-one worker thread that runs ``engine.analysis.lens.LensEngine.analyze`` (tokenize, model, SAE, predictions,
-optional clamp). Only the latest request is shown: a request that is already stale when the worker
-reaches it is skipped, and a stale result is dropped on arrival ("latest request wins"). The GUI
-thread never runs the model; only plain ``LensResult`` data crosses back.
+the ``LensRunner`` (lens_worker.py: the app's one worker mechanism), which runs
+``engine.analysis.lens.LensEngine.analyze`` (tokenize, model, SAE, predictions, optional clamp) off the
+GUI thread. Only the latest request is shown: requests that pile up while one runs collapse into the
+newest, and a stale result is dropped on arrival ("latest request wins"). The GUI thread never runs
+the model; only plain ``LensResult`` data crosses back.
 
 Tokens are shaded by the selected unit's activation (features from the sparse result, neurons from
 the dense one — changing the selection re-shades without re-running). Hovering a token lists its
@@ -12,271 +13,37 @@ strongest features and the model's next-token predictions; the ranked table list
 active in the text (click selects it). The clamp scales (or sets) one feature in the spliced SAE
 reconstruction and the predictions table shows how the top next tokens change at each position;
 underlines mark how the loss on each actual next token changed (red: worse, blue: better).
+Item models: lens_models.py; clamp controls: lens_clamp.py.
 """
 
 from __future__ import annotations
 
 import html
-import math
-import os
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFrame, QHBoxLayout, QHeaderView, QLabel,
-    QPlainTextEdit, QScrollArea, QSpinBox, QSplitter, QTableView, QVBoxLayout, QWidget,
+    QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit, QScrollArea, QSplitter,
+    QTableView, QVBoxLayout, QWidget,
 )
 
 from engine.analysis.lens import LensEngine, LensResult
-from superpos_app.panes._none_guard import ensure_none_guard
 from superpos_app.panes.fast_table import FastTableView
-from superpos_app.panes.token_view import TokenView, display_token
+from superpos_app.panes.lens_clamp import ClampControls
+from superpos_app.panes.lens_models import LensFeatureModel, PredictionModel, quoted
+from superpos_app.panes.lens_worker import LensRunner
+from superpos_app.panes.token_view import TokenView
 
-__all__ = ["TextLensPane", "LensFeatureModel", "PredictionModel", "DEBOUNCE_MS"]
+__all__ = ["TextLensPane", "DEBOUNCE_MS"]
 
 DEBOUNCE_MS = 60
-DEFAULT_TEXT = ""
 
 
-def _sync_default() -> bool:
-    return os.environ.get("SUPERPOS_SYNC_JOBS", "0") == "1"
-
-
-def _q(s: str) -> str:
-    return "'" + display_token(s) + "'"
-
-
-def _pct(p: float) -> str:
-    return f"{p:.0%}" if p >= 0.095 else f"{p:.1%}" if p >= 0.001 else "<0.1%"
-
-
-# ====================================================================================== models
-class LensFeatureModel(QAbstractTableModel):
-    """The features active in the analysed text, strongest first."""
-
-    HEADERS = ("feature", "label", "max act", "tokens")
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._ids = np.zeros(0, np.int32)
-        self._max = np.zeros(0, np.float32)
-        self._count = np.zeros(0, np.int32)
-        self._labels: list[str] = []
-
-    def set_labels(self, labels: list[str]) -> None:
-        self._labels = labels
-
-    def set_result(self, result: LensResult | None) -> None:
-        self.beginResetModel()
-        if result is None or result.unit_kind != "feature":
-            self._ids, self._max, self._count = np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int32)
-        else:
-            self._ids, self._max, self._count = result.active_ids, result.active_max, result.active_count
-        self.endResetModel()
-
-    def feature_at(self, row: int) -> int:
-        return int(self._ids[row])
-
-    RIGHT_ALIGNED = frozenset({0, 2, 3})
-
-    def display_text(self, r: int, c: int) -> str:
-        fid = int(self._ids[r])
-        if c == 0:
-            return str(fid)
-        if c == 1:
-            return self._labels[fid] if fid < len(self._labels) else ""
-        if c == 2:
-            return f"{float(self._max[r]):.2f}"
-        return str(int(self._count[r]))
-
-    def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else int(self._ids.shape[0])
-
-    def columnCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < 4:
-            return self.HEADERS[section]
-        return None
-
-    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or not 0 <= index.row() < self._ids.shape[0]:
-            return None
-        r, c = index.row(), index.column()
-        fid = int(self._ids[r])
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self.display_text(r, c)
-        elif role == Qt.ItemDataRole.UserRole:
-            return fid
-        elif role == Qt.ItemDataRole.TextAlignmentRole and c != 1:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    def flags(self, index):
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-
-
-class PredictionModel(QAbstractTableModel):
-    """Per position: the token, the model's top next tokens, and with the clamp applied."""
-
-    HEADERS = ("#", "token", "next", "predicted", "with clamp", "Δ log p(next)")
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._r: LensResult | None = None
-
-    def set_result(self, result: LensResult | None) -> None:
-        self.beginResetModel()
-        self._r = result
-        self.endResetModel()
-
-    def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() or self._r is None else self._r.n_tokens
-
-    def columnCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(self.HEADERS):
-            if role == Qt.ItemDataRole.DisplayRole:
-                return self.HEADERS[section]
-            if role == Qt.ItemDataRole.ToolTipRole and section == 5:
-                return "change in log-probability of the actual next token caused by the clamp"
-        return None
-
-    @staticmethod
-    def _top(pred, t: int) -> str:
-        return "  ".join(f"{_q(s)} {_pct(p)}" for s, p in zip(pred.strs[t], pred.probs[t].tolist()))
-
-    def delta(self, t: int) -> float:
-        r = self._r
-        if r is None or r.clamped is None:
-            return math.nan
-        return float(r.clamped.next_logprob[t] - r.predictions.next_logprob[t])
-
-    RIGHT_ALIGNED = frozenset({0, 5})
-    _RED, _BLUE = QColor(180, 40, 40), QColor(40, 90, 200)
-
-    def display_text(self, t: int, c: int) -> str:
-        r = self._r
-        if c == 0:
-            return str(t)
-        if c == 1:
-            return _q(r.tokens[t])
-        if c == 2:
-            return _q(r.tokens[t + 1]) if t + 1 < r.n_tokens else ""
-        if c == 3:
-            return self._top(r.predictions, t)
-        if c == 4:
-            return self._top(r.clamped, t) if r.clamped is not None else ""
-        d = self.delta(t)
-        return "" if not math.isfinite(d) or abs(d) < 5e-4 else f"{d:+.3f}"
-
-    def cell_color(self, t: int, c: int):
-        """Red: the clamp changed the top prediction / lowered p(next); blue: raised it."""
-        r = self._r
-        if r.clamped is None or c < 4:
-            return None
-        if c == 4:
-            return self._RED if int(r.clamped.ids[t, 0]) != int(r.predictions.ids[t, 0]) else None
-        d = self.delta(t)
-        if math.isfinite(d) and abs(d) > 1e-3:
-            return self._RED if d < 0 else self._BLUE
-        return None
-
-    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        r = self._r
-        if r is None or not index.isValid() or not 0 <= index.row() < r.n_tokens:
-            return None
-        t, c = index.row(), index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self.display_text(t, c)
-        elif role == Qt.ItemDataRole.ForegroundRole:
-            return self.cell_color(t, c)
-        elif role == Qt.ItemDataRole.TextAlignmentRole and c in (0, 5):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    def flags(self, index):
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-
-
-# ====================================================================================== worker
-class _Bridge(QObject):
-    """Lives on the GUI thread; the worker emits through it (queued into the GUI thread)."""
-
-    done = Signal(object, float)          # LensResult, seconds
-    failed = Signal(int, str)             # request id, message
-
-
-def _single_threaded_torch() -> None:
-    """Run the lens worker's torch ops on one thread (a per-thread OpenMP setting: other threads,
-    e.g. a training job, keep theirs). A keystroke's tensors have at most n_ctx rows, too small for
-    intra-op parallelism to pay, and on a busy 2-core machine its spin-waiting made each small op
-    ~10x slower (measured: 198 ms -> 22 ms per re-encoding keystroke)."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
-class _LensRunner:
-    """One worker thread; skips requests that are stale before they start."""
-
-    def __init__(self, bridge: _Bridge, sync: bool):
-        self.bridge = bridge
-        self.sync = sync
-        self.engine: LensEngine | None = None
-        self.latest = 0
-        self._lock = threading.Lock()
-        self._pool = None if sync else ThreadPoolExecutor(max_workers=1, thread_name_prefix="lens",
-                                                          initializer=_single_threaded_torch)
-        self.closed = False
-
-    def submit(self, request_id: int, text: str, kwargs: dict) -> None:
-        if self.closed:
-            return
-        with self._lock:
-            self.latest = request_id
-        if self.sync:
-            self._run(request_id, text, kwargs)
-        else:
-            self._pool.submit(self._run, request_id, text, kwargs)
-
-    def _run(self, request_id: int, text: str, kwargs: dict) -> None:
-        with self._lock:
-            if request_id != self.latest or self.engine is None:
-                return
-            engine = self.engine
-        t0 = time.perf_counter()
-        try:
-            result = engine.analyze(text, request_id=request_id, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - report to the pane, never kill the thread
-            self.bridge.failed.emit(request_id, str(exc) or type(exc).__name__)
-            return
-        self.bridge.done.emit(result, time.perf_counter() - t0)
-
-    def shutdown(self) -> None:
-        self.closed = True
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-# ====================================================================================== pane
 class TextLensPane(QWidget):
     resultShown = Signal(int)             # request id, after the result is drawn
 
     def __init__(self, selection, parent: QWidget | None = None, sync: bool | None = None):
         super().__init__(parent)
-        ensure_none_guard()          # PySide6 6.12 + Python 3.11 workaround, see _none_guard.py
         self.setObjectName("textLens")
         self.selection = selection
         self.bundle = None
@@ -285,10 +52,9 @@ class TextLensPane(QWidget):
         self._unit: tuple[str, int] | None = None
         self._request = 0
         self.last_seconds = 0.0
-        self._bridge = _Bridge(self)
-        self._bridge.done.connect(self._on_done)
-        self._bridge.failed.connect(self._on_failed)
-        self.runner = _LensRunner(self._bridge, _sync_default() if sync is None else sync)
+        self.runner = LensRunner(self, sync)
+        self.runner.resultReady.connect(self._on_done)
+        self.runner.failed.connect(self._on_failed)
 
         self.input = QPlainTextEdit()
         self.input.setObjectName("lensInput")
@@ -354,45 +120,8 @@ class TextLensPane(QWidget):
         self.hover_info.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.hover_info.setMinimumHeight(36)
 
-        self.clamp_enable = QCheckBox("Clamp feature")
-        self.clamp_enable.setObjectName("lensClampEnable")
-        self.clamp_enable.setToolTip("Edit one feature in the SAE reconstruction spliced into the MLP and compare "
-                                     "the model's predictions")
-        self.clamp_feature = QSpinBox()
-        self.clamp_feature.setObjectName("lensClampFeature")
-        self.clamp_feature.setRange(0, 0)
-        self.clamp_feature.setToolTip("Feature to clamp (follows the selected feature)")
-        self.clamp_mode = QComboBox()
-        self.clamp_mode.setObjectName("lensClampMode")
-        self.clamp_mode.addItem("× scale", "scale")
-        self.clamp_mode.addItem("= set to", "set")
-        self.clamp_mode.setToolTip("scale: multiply the feature's activation (0 ablates it); set: the same value "
-                                   "at every token (steering)")
-        self.clamp_value = QDoubleSpinBox()
-        self.clamp_value.setObjectName("lensClampValue")
-        self.clamp_value.setRange(-100.0, 100.0)
-        self.clamp_value.setDecimals(2)
-        self.clamp_value.setSingleStep(0.5)
-        self.clamp_value.setValue(0.0)
-        self.clamp_value.setToolTip("0 with × scale ablates the feature")
-        self.error_term = QCheckBox("keep SAE error")
-        self.error_term.setObjectName("lensErrorTerm")
-        self.error_term.setChecked(True)
-        self.error_term.setToolTip("Checked: baseline = the model's own MLP output (SAE error added back), so "
-                                   "only the clamp differs.\nUnchecked: both runs use the pure SAE reconstruction.")
-        clamp_row = QHBoxLayout()
-        for w in (self.clamp_enable, self.clamp_feature, self.clamp_mode, self.clamp_value):
-            clamp_row.addWidget(w)
-        clamp_row.addStretch(1)
-        self.clamp_summary = QLabel("")
-        self.clamp_summary.setObjectName("lensClampSummary")
-        self.clamp_summary.setStyleSheet("color:#555;")
-        clamp_row2 = QHBoxLayout()
-        clamp_row2.addWidget(self.error_term)
-        clamp_row2.addSpacing(12)
-        clamp_row2.addWidget(self.clamp_summary, 1)
-        self.clamp_feature.setMinimumWidth(60)
-        self.clamp_value.setMinimumWidth(60)
+        self.clamp_controls = ClampControls()
+        self.clamp_controls.changed.connect(self.request_now)
 
         self.pred_model = PredictionModel(self)
         self.pred_table = _table(self.pred_model, "lensPredictions")
@@ -407,8 +136,7 @@ class TextLensPane(QWidget):
         rr = QVBoxLayout(right)
         rr.setContentsMargins(0, 0, 0, 0)
         rr.addWidget(self.hover_info)
-        rr.addLayout(clamp_row)
-        rr.addLayout(clamp_row2)
+        rr.addWidget(self.clamp_controls)
         rr.addWidget(self.pred_table, 1)
 
         lower = QSplitter(Qt.Orientation.Horizontal)
@@ -437,19 +165,12 @@ class TextLensPane(QWidget):
         self._debounce.setInterval(DEBOUNCE_MS)
         self._debounce.timeout.connect(self.request_now)
         self.input.textChanged.connect(self._debounce.start)
-        self.clamp_enable.toggled.connect(self._on_clamp_changed)
-        self.clamp_feature.valueChanged.connect(self._on_clamp_changed)
-        self.clamp_mode.currentIndexChanged.connect(self._on_clamp_mode)
-        self.clamp_value.valueChanged.connect(self._on_clamp_changed)
-        self.error_term.toggled.connect(lambda _c: self.request_now())
         selection.unitSelected.connect(self._on_unit_selected)
         if hasattr(selection, "cleared"):
             selection.cleared.connect(lambda: self._on_unit_selected(None, -1))
         self.setEnabled(False)
 
     def sizeHint(self):
-        from PySide6.QtCore import QSize
-
         return QSize(1000, 330)            # docks start from their widget's size hint
 
     # ------------------------------------------------------------------ bundle
@@ -457,8 +178,7 @@ class TextLensPane(QWidget):
         self.bundle = bundle
         self.result = None
         self._request += 1                       # a result still in flight for the old bundle is stale
-        self.runner.latest = self._request
-        self.runner.engine = None
+        self.runner.reset(None)
         self.feature_model.set_result(None)
         self.pred_model.set_result(None)
         self.tokens.clear()
@@ -468,19 +188,19 @@ class TextLensPane(QWidget):
             return
         self._labels = list(bundle.columns("feature")["label"])
         self.feature_model.set_labels(self._labels)
-        self.clamp_feature.setRange(0, max(0, int(bundle.n_features) - 1))
+        self.clamp_controls.set_n_features(bundle.n_features)
         self.setEnabled(True)
         cur = self.selection.current
         self._unit = cur
         if cur is not None and cur[0] == "feature":
-            self.clamp_feature.setValue(cur[1])
+            self.clamp_controls.feature.setValue(cur[1])
         if self.input.toPlainText():
             self.request_now()
 
     def _ensure_engine(self) -> LensEngine | None:
         if self.runner.engine is None and self.bundle is not None:
             # h5py reads happen here, on the GUI thread; the worker only gets torch modules.
-            self.runner.engine = LensEngine(self.bundle.load_model(), self.bundle.load_sae(), self.bundle.tokenizer())
+            self.runner.reset(LensEngine(self.bundle.load_model(), self.bundle.load_sae(), self.bundle.tokenizer()))
         return self.runner.engine
 
     @property
@@ -494,16 +214,11 @@ class TextLensPane(QWidget):
         self.input.setPlainText(text)
 
     def shutdown(self) -> None:
-        """Stop the worker thread (the pane shows no new results afterwards)."""
+        """Wait for the running analysis and start no more (the pane shows no new results afterwards)."""
         self._debounce.stop()
         self.runner.shutdown()
 
     # ------------------------------------------------------------------ requests
-    def clamp(self) -> dict[int, float] | None:
-        if not self.clamp_enable.isChecked():
-            return None
-        return {int(self.clamp_feature.value()): float(self.clamp_value.value())}
-
     def request_now(self) -> int:
         """Send the current text to the worker now (the debounce calls this); returns the request id."""
         self._debounce.stop()
@@ -515,24 +230,14 @@ class TextLensPane(QWidget):
             self.status.setText(f"Cannot run the lens: {exc}")
             return self._request
         self._request += 1
-        kwargs = dict(unit_kind="feature", clamp=self.clamp(), clamp_mode=self.clamp_mode.currentData(),
-                      error_term=self.error_term.isChecked())
+        c = self.clamp_controls
+        kwargs = dict(unit_kind="feature", clamp=c.clamp(), clamp_mode=c.clamp_mode(), error_term=c.keep_error())
         self.runner.submit(self._request, self.input.toPlainText(), kwargs)
         return self._request
 
     @property
     def latest_request(self) -> int:
         return self._request
-
-    def _on_clamp_changed(self, *_a) -> None:
-        if self.clamp_enable.isChecked() or self.sender() is self.clamp_enable:
-            self.request_now()
-
-    def _on_clamp_mode(self, *_a) -> None:
-        mode = self.clamp_mode.currentData()
-        self.clamp_value.setToolTip("0 ablates the feature" if mode == "scale" else
-                                    "activation given to the feature at every token")
-        self._on_clamp_changed()
 
     def _on_failed(self, request_id: int, message: str) -> None:
         if request_id == self._request:
@@ -564,8 +269,7 @@ class TextLensPane(QWidget):
             changed = int((r.clamped.ids[:, 0] != r.predictions.ids[:, 0]).sum())
             op = "×" if r.clamp_mode == "scale" else "="
             clamp = f"F{fid} {op} {val:g}: top prediction changed at {changed} of {n} positions"
-        if clamp != self.clamp_summary.text():
-            self.clamp_summary.setText(clamp)
+        self.clamp_controls.show_summary(clamp)
         self.status.setText(f"{n} tokens · {self.last_seconds * 1000:.0f} ms")
         self._update_shading_label()
 
@@ -627,13 +331,8 @@ class TextLensPane(QWidget):
 
     def _on_unit_selected(self, kind, index) -> None:
         self._unit = None if kind is None else (kind, int(index))
-        if kind == "feature" and self.bundle is not None:
-            follow = self.clamp_feature.value() != index
-            self.clamp_feature.blockSignals(True)
-            self.clamp_feature.setValue(int(index))
-            self.clamp_feature.blockSignals(False)
-            if follow and self.clamp_enable.isChecked():
-                self.request_now()
+        if kind == "feature" and self.bundle is not None and self.clamp_controls.follow(int(index)):
+            self.request_now()
         if self.result is not None:
             self.tokens.set_values([self._unit_values()], max_value=self._shade_max())
         self._update_shading_label()
@@ -651,17 +350,17 @@ class TextLensPane(QWidget):
         r = self.result
         ids, vals = r.features_at(t)
         unit = self._shade_unit()
-        head = f"<b>{html.escape(_q(r.tokens[t]))}</b> (token {t})"
+        head = f"<b>{html.escape(quoted(r.tokens[t]))}</b> (token {t})"
         if unit is not None:
             head += f" · {unit[0]} {unit[1]}: {float(self._unit_values()[t]):.3g}"
         feats = ", ".join(
             f"F{int(i)} {float(v):.2f}" + (f" <span style='color:#777'>{html.escape(self._labels[int(i)][:28])}</span>"
                                           if int(i) < len(self._labels) and self._labels[int(i)] else "")
             for i, v in zip(ids[:6], vals[:6]))
-        pred = html.escape(PredictionModel._top(r.predictions, t))
+        pred = html.escape(PredictionModel.top_text(r.predictions, t))
         out = f"{head}<br>features: {feats or '<i>none</i>'}<br>next: {pred}"
         if r.clamped is not None:
-            out += f"<br>clamped: {html.escape(PredictionModel._top(r.clamped, t))}"
+            out += f"<br>clamped: {html.escape(PredictionModel.top_text(r.clamped, t))}"
         return out
 
     def _on_hover(self, line: int, t: int) -> None:

@@ -13,15 +13,6 @@ import pytest
 from engine.events import Cancelled, Message, Progress, StageFinished, StageStarted
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _pyside_refcount_guard(qapp):
-    """PySide6 6.12.0 on Python 3.11 drops references to None/True; see superpos_app/_refguard.py."""
-    from superpos_app._refguard import install_guard
-
-    install_guard()
-    yield
-
-
 @pytest.fixture(scope="session")
 def tiny_bundle(real_tiny_bundle) -> Path:
     """The bundle the real engine pipeline made once for this session (tiny preset, built-in corpus)."""
@@ -85,7 +76,7 @@ class FakePipeline:
                 ckpt.write_text(json.dumps({"step": step + 1}))
                 done = step + 1 - lo
                 if stage == "model":
-                    metrics = {"loss": 8.0 / (1 + step), "lr": 1e-3}
+                    metrics = {"train_loss": 8.0 / (1 + step), "lr": 1e-3}
                     if done % 5 == 0:
                         metrics["val_loss"] = 8.5 / (1 + step)
                 else:

@@ -3,6 +3,8 @@ wins; clamping changes predictions exactly as a direct engine call; truncation n
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -98,13 +100,13 @@ def test_clamp_to_zero_matches_direct_engine_call(lens, bundle, qtbot):
     assert not np.allclose(want.clamped.probs, want.predictions.probs)
 
     lens.selection.select("feature", fid)
-    assert lens.clamp_feature.value() == fid
-    lens.clamp_value.setValue(0.0)
+    assert lens.clamp_controls.feature.value() == fid
+    lens.clamp_controls.value.setValue(0.0)
     with qtbot.waitSignal(lens.resultShown, timeout=10_000):
         lens.set_text(text)
     assert lens.result.clamped is None
     with qtbot.waitSignal(lens.resultShown, timeout=10_000):
-        lens.clamp_enable.setChecked(True)
+        lens.clamp_controls.enable.setChecked(True)
     r = lens.result
     assert r.clamp == {fid: 0.0}
     np.testing.assert_array_equal(r.clamped.ids, want.clamped.ids)
@@ -122,10 +124,10 @@ def test_clamp_to_zero_matches_direct_engine_call(lens, bundle, qtbot):
     u = moved[0]
     d = want.clamped.next_logprob[u] - want.predictions.next_logprob[u]
     assert m.data(m.index(u, 5)) == f"{d:+.3f}"
-    assert f"F{fid} × 0: top prediction changed at" in lens.clamp_summary.text()
+    assert f"F{fid} × 0: top prediction changed at" in lens.clamp_controls.summary.text()
     # doubling instead of ablating also matches the engine
     with qtbot.waitSignal(lens.resultShown, timeout=10_000):
-        lens.clamp_value.setValue(2.0)
+        lens.clamp_controls.value.setValue(2.0)
     want2 = engine.analyze(text, clamp={fid: 2.0})
     np.testing.assert_allclose(lens.result.clamped.probs, want2.clamped.probs, rtol=1e-4, atol=1e-6)
 
@@ -143,7 +145,7 @@ def test_long_text_shows_truncation_notice(lens, bundle, qtbot):
 
 
 def test_lens_item_models(lens, qtmodeltester, qtbot):
-    lens.clamp_enable.setChecked(True)
+    lens.clamp_controls.enable.setChecked(True)
     with qtbot.waitSignal(lens.resultShown, timeout=10_000):
         lens.set_text(TEXT)
     qtmodeltester.check(lens.feature_model)
@@ -160,3 +162,38 @@ def test_a_result_for_a_closed_bundle_is_dropped(lens, bundle, qtbot):
     assert not lens.isEnabled() and lens.result is None
     qtbot.wait(300)
     assert lens.result is None and lens.latest_request > stale
+
+
+def test_requests_made_while_one_runs_collapse_into_the_newest(lens, qtbot, monkeypatch):
+    lens.set_text("warm up")
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000):
+        lens.request_now()
+    engine = lens.engine
+    analysed = []
+    real = engine.analyze
+
+    def slow_analyze(text, **kwargs):
+        analysed.append(text)
+        time.sleep(0.05)
+        return real(text, **kwargs)
+
+    monkeypatch.setattr(engine, "analyze", slow_analyze)
+    for k in range(8):                           # eight requests while the first one runs
+        lens.set_text(f"burst {k}")
+        last = lens.request_now()
+    qtbot.waitUntil(lambda: lens.result.request_id == last, timeout=10_000)
+    assert lens.result.text == "burst 7"
+    assert analysed[-1] == "burst 7" and len(analysed) <= 3      # the first, maybe one more, the newest
+
+
+def test_the_environment_switch_runs_the_lens_inline(qtbot, bundle, monkeypatch):
+    monkeypatch.setenv("SUPERPOS_SYNC_JOBS", "1")
+    pane = TextLensPane(Selection())
+    qtbot.addWidget(pane)
+    pane.set_bundle(bundle)
+    assert pane.runner.sync
+    pane.set_text("inline text")
+    request = pane.request_now()
+    assert pane.result is not None and pane.result.request_id == request       # no event loop needed
+    assert pane.result.text == "inline text"
+    pane.shutdown()

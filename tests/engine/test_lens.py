@@ -24,6 +24,9 @@ class CharTokenizer:
     def token_str(self, i):
         return chr(i)
 
+    def vocab_strings(self):
+        return tuple(chr(i) for i in range(self.vocab_size))
+
 
 class TinySAE(nn.Module):
     """f = ReLU(W_enc (x - b_dec) + b_enc); x_hat = W_dec f + b_dec (the SAELens orientation)."""
@@ -137,23 +140,81 @@ def test_incremental_reuse_equals_fresh_computation(engine):
         kind = "neuron" if k in (3, 9) else "feature"
         a = inc.analyze(text, clamp=clamp, error_term=err, unit_kind=kind)
         b = fresh.analyze(text, clamp=clamp, error_term=err, unit_kind=kind)
-        assert a.text == text and a.tokens == b.tokens and a.truncated == b.truncated
-        assert a.n_tokens_total == b.n_tokens_total and a.unit_kind == kind
-        np.testing.assert_array_equal(a.offsets, b.offsets)
-        np.testing.assert_array_equal(a.top_ids, b.top_ids)
-        np.testing.assert_allclose(a.top_values, b.top_values, rtol=1e-5, atol=1e-6)
-        np.testing.assert_array_equal(a.active_ids, b.active_ids)
-        np.testing.assert_array_equal(a.feat_indptr, b.feat_indptr)
-        np.testing.assert_array_equal(a.feat_ids, b.feat_ids)
-        np.testing.assert_allclose(a.feat_values, b.feat_values, rtol=1e-5, atol=1e-6)
-        for pa, pb in ((a.predictions, b.predictions), (a.clamped, b.clamped)):
-            if pb is None:
-                assert pa is None
-                continue
-            np.testing.assert_array_equal(pa.ids, pb.ids)
-            np.testing.assert_allclose(pa.probs, pb.probs, rtol=1e-5, atol=1e-7)
-            np.testing.assert_allclose(pa.next_logprob, pb.next_logprob, rtol=1e-5, atol=1e-6)
-            assert pa.strs == pb.strs
+        assert a.text == text and a.unit_kind == kind
+        _assert_same_result(a, b)
+
+
+def _assert_same_result(a, b):
+    assert a.tokens == b.tokens and a.truncated == b.truncated and a.n_tokens_total == b.n_tokens_total
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    np.testing.assert_array_equal(a.top_ids, b.top_ids)
+    np.testing.assert_allclose(a.top_values, b.top_values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(a.active_ids, b.active_ids)
+    np.testing.assert_array_equal(a.active_count, b.active_count)
+    np.testing.assert_array_equal(a.feat_indptr, b.feat_indptr)
+    np.testing.assert_array_equal(a.feat_ids, b.feat_ids)
+    np.testing.assert_allclose(a.feat_values, b.feat_values, rtol=1e-5, atol=1e-6)
+    for pa, pb in ((a.predictions, b.predictions), (a.clamped, b.clamped)):
+        if pb is None:
+            assert pa is None
+            continue
+        np.testing.assert_array_equal(pa.ids, pb.ids)
+        np.testing.assert_allclose(pa.probs, pb.probs, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(pa.next_logprob, pb.next_logprob, rtol=1e-5, atol=1e-6)
+        assert pa.strs == pb.strs
+
+
+def _topk_sae(d_in=64, d_sae=128, k=4):
+    from engine.config import SAEConfig
+    from engine.sae import SparseAutoencoder
+
+    sae = SparseAutoencoder(SAEConfig(recipe="topk", d_in=d_in, d_sae=d_sae, k=k, seed=3))
+    with torch.no_grad():
+        sae.b_enc.fill_(0.05)
+        sae.W_enc.mul_(8.0)                    # loud features, so that a clamp visibly moves predictions
+        sae.W_dec.mul_(8.0)
+        sae.b_dec.normal_(0, 0.01, generator=torch.Generator().manual_seed(4))
+    return sae.eval()
+
+
+def test_topk_sparse_path_equals_the_dense_path(engine):
+    """TopK SAEs run on the (T, K) form, incrementally; every result equals the dense, fresh path."""
+    sae = _topk_sae()
+    sparse = LensEngine(engine.model, sae, engine.tokenizer)                    # incremental, (T, K)
+    dense = LensEngine(engine.model, sae, engine.tokenizer, incremental=False, sparse=False)
+    assert sparse.sparse and not dense.sparse
+    h = engine.model.mlp_acts(torch.tensor([[ord(c) % 128 for c in "abcdefghij"]]))[0]
+    with torch.no_grad():
+        kept = sae.encode(h).numpy() > 0
+    # a latent kept at the first token (every text below starts with "a"), and one never kept
+    always, never = int(np.flatnonzero(kept[0])[0]), int(np.flatnonzero(kept.sum(0) == 0)[0])
+    steps = [("abc", None, "scale", True), ("abcd", {always: 0.0}, "scale", True),
+             ("abcde", {always: 2.5}, "scale", False), ("abcdef", {never: 3.0}, "set", True),
+             ("abXdef", {never: 3.0}, "set", True), ("abXdefg", {always: 1.5, never: -1.0}, "set", False),
+             ("abXdefghijklmnopqrstu", {always: 0.0}, "scale", True), ("abXdefghijklmnopqrstuv", None, "scale", True),
+             ("a", {never: 2.0}, "set", True), ("", None, "scale", True)]
+    for text, clamp, mode, err in steps:
+        a = sparse.analyze(text, clamp=clamp, clamp_mode=mode, error_term=err)
+        b = dense.analyze(text, clamp=clamp, clamp_mode=mode, error_term=err)
+        _assert_same_result(a, b)
+        if clamp and a.n_tokens:
+            assert np.abs(a.clamped.probs - a.predictions.probs).max() > 1e-5, "the clamp must matter here"
+    assert (np.diff(a.feat_indptr) <= 4).all()
+    with pytest.raises(ValueError, match="TopK"):
+        LensEngine(engine.model, engine.sae, engine.tokenizer, sparse=True)
+
+
+def test_topk_sparse_path_never_forms_the_dense_matrix(engine):
+    sae = _topk_sae()
+    reference = LensEngine(engine.model, sae, engine.tokenizer, sparse=False).analyze("sparse!", clamp={5: 2.0},
+                                                                                       clamp_mode="set")
+
+    def dense_forbidden(*_a):
+        raise AssertionError("the sparse path called the dense encode/decode")
+
+    sae.encode = sae.decode = dense_forbidden
+    got = LensEngine(engine.model, sae, engine.tokenizer).analyze("sparse!", clamp={5: 2.0}, clamp_mode="set")
+    _assert_same_result(got, reference)
 
 
 def test_any_sae_with_encode_decode_works(engine):

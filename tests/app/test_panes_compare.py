@@ -1,0 +1,52 @@
+"""The compare pane's population view: max |cos| is computed on the app's worker, never on the GUI
+thread; a result for a bundle no longer shown is dropped; SUPERPOS_SYNC_JOBS=1 computes it inline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.bundle import open_bundle
+from superpos_app.panes.compare import NeuronComparePane, max_abs_cosine
+from superpos_app.selection import Selection
+
+
+@pytest.fixture
+def bundle(tiny_bundle):
+    with open_bundle(tiny_bundle) as b:
+        yield b
+
+
+def _shown_pane(qtbot, **kwargs):
+    pane = NeuronComparePane(Selection(), **kwargs)
+    qtbot.addWidget(pane)
+    pane.show()
+    return pane
+
+
+def test_population_is_computed_off_the_gui_thread(qtbot, bundle):
+    pane = _shown_pane(qtbot, sync=False)
+    pane.set_bundle(bundle)
+    assert pane.max_cos is None and "computing" in pane.population_note.text()   # set_bundle did not wait
+    qtbot.waitUntil(lambda: pane.max_cos is not None, timeout=5000)
+    np.testing.assert_allclose(pane.max_cos, max_abs_cosine(bundle.decoder_rows(slice(None))), rtol=1e-6)
+    assert pane.random_max_cos.shape == (4096,)
+    assert "median max |cos| to a neuron" in pane.population_note.text()
+    assert "computing" not in pane.population_note.text()
+    _, fy = pane.cos_feature_curve.getData()
+    assert fy.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_result_for_a_bundle_no_longer_shown_is_dropped(qtbot, bundle):
+    pane = _shown_pane(qtbot, sync=False)
+    pane.set_bundle(bundle)
+    pane.set_bundle(None)
+    qtbot.wait(300)
+    assert pane.max_cos is None and pane.population_note.text() == ""
+
+
+def test_the_environment_switch_computes_it_inline(qtbot, bundle, monkeypatch):
+    monkeypatch.setenv("SUPERPOS_SYNC_JOBS", "1")
+    pane = _shown_pane(qtbot)
+    pane.set_bundle(bundle)
+    assert pane.max_cos is not None and pane.max_cos.shape == (bundle.n_features,)
