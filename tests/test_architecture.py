@@ -46,3 +46,13 @@ def test_a_violation_fails_the_lint(tmp_path, where, line, contract):
     result = _lint(tmp_path)
     assert result.returncode != 0
     assert contract in result.stdout and "BROKEN" in result.stdout, result.stdout
+
+
+def test_every_package_ships():
+    """A new room (a folder with __init__.py) must be listed in pyproject's packages, or wheels miss it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts)
+             for top in ("engine", "superpos_app") for init in (ROOT / top).rglob("__init__.py")}
+    assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"
