@@ -312,22 +312,10 @@ def write_bundle_job(
     return path
 
 
-def write_bundle(
-    path: str | os.PathLike,
-    *,
-    config: RunConfig,
-    tokenizer_json: str,
-    model_state: Mapping[str, Any],
-    sae_state: Mapping[str, Any],
-    harvest: HarvestResult,
-    metrics: Mapping[str, Any],
-    curves: Mapping[str, np.ndarray],
-    extra_info: Mapping[str, Any] | None = None,
-) -> Path:
-    """``write_bundle_job`` run to completion: the same bundle, the same errors, no events."""
-    return run_to_completion(write_bundle_job(
-        path, config=config, tokenizer_json=tokenizer_json, model_state=model_state, sae_state=sae_state,
-        harvest=harvest, metrics=metrics, curves=curves, extra_info=extra_info))
+def write_bundle(path: str | os.PathLike, **parts: Any) -> Path:
+    """``write_bundle_job`` (same keyword arguments, less ``cancel``) run to completion: the same
+    bundle, the same errors, no events."""
+    return run_to_completion(write_bundle_job(path, **parts))
 
 
 def _tensor_bytes(state: Mapping[str, Any]) -> int:
