@@ -43,12 +43,13 @@ def train_rate(preset_name: str, steps: int, tuned: bool) -> dict:
     from engine.config import preset
     from engine.device import tune_allocator
     from engine.model import OneLayerTransformer
-    from engine.train.model_job import _make_optimizer, batch_at
+    from engine.train.model_job import batch_at
+    from engine.train.optim import make_adamw
 
     applied = tune_allocator() if tuned else False
     cfg = preset(preset_name)
     model = OneLayerTransformer(cfg.model)
-    opt = _make_optimizer(model, cfg.train)
+    opt = make_adamw(model, cfg.train)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, cfg.model.vocab_size, 2_000_000).astype(np.uint16)
 

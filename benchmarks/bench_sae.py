@@ -24,7 +24,7 @@ other jobs, `python benchmarks/bench_sae.py`:
     [   2023] trainer 1,880 activations/s | fp32 5-matmul bound 2,526 activations/s (53 GFLOP/s) | ratio 0.74
     [2024-04] trainer 1,885 activations/s | fp32 5-matmul bound 2,472 activations/s (52 GFLOP/s) | ratio 0.76
 
-topk beats the bound because only its encoder is a dense matmul (see engine/sae_training.py).
+topk beats the bound because only its encoder is a dense matmul (see engine/train/recipes/topk.py).
 
 No allocator settings are needed: the trainer preallocates its (B, F) and (B, D) buffers and
 writes into them with out=...; the remaining temporaries are below glibc's dynamic mmap threshold,

@@ -111,7 +111,7 @@ def main(argv=None) -> int:
 
     from engine.data.activations import ModelActivationSource
     from engine.config import SAEConfig, preset
-    from engine.data.corpus import tokenize_corpus
+    from engine.data.token_cache import tokenize_corpus
     from engine.analysis.evaluate import evaluate
     from engine.events import run_to_completion
     from engine.train.sae_job import train_sae

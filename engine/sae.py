@@ -1,4 +1,4 @@
-"""The sparse autoencoder: *what* is learned (how it is learned lives in ``engine/sae_training.py``).
+"""The sparse autoencoder: *what* is learned (how it is learned: ``engine/train/recipes/``, one trainer per recipe).
 
 One formula for every recipe, on RAW MLP activations x (no normalisation at use time):
 
@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from engine.config import SAEConfig
 
-__all__ = ["SparseAutoencoder", "SAEConfig", "STATE_KEYS"]
+__all__ = ["SparseAutoencoder", "STATE_KEYS"]
 
 STATE_KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
 
@@ -47,9 +47,9 @@ class SparseAutoencoder(nn.Module):
         self.reset_parameters()
 
     @torch.no_grad()
-    def reset_parameters(self, seed: int | None = None) -> None:
-        """Random unit-norm decoder rows, encoder = decoder transpose, zero biases."""
-        gen = torch.Generator().manual_seed(self.cfg.seed if seed is None else seed)
+    def reset_parameters(self) -> None:
+        """Random unit-norm decoder rows (seeded by cfg.seed), encoder = decoder transpose, zero biases."""
+        gen = torch.Generator().manual_seed(self.cfg.seed)
         W_dec_FD = torch.randn(self.cfg.d_sae, self.cfg.d_in, generator=gen)
         W_dec_FD /= W_dec_FD.norm(dim=1, keepdim=True)
         self.W_dec.copy_(W_dec_FD)
@@ -121,9 +121,6 @@ class SparseAutoencoder(nn.Module):
         self.W_dec.div_(scale)
         self.b_dec.div_(scale)
         return self
-
-    def decoder_norms(self) -> torch.Tensor:
-        return self.W_dec.detach().norm(dim=1)                    # (F,)
 
     @classmethod
     def from_state_dict(cls, cfg: SAEConfig, state: dict) -> "SparseAutoencoder":

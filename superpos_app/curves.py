@@ -2,16 +2,18 @@
 
 Each curve's plot item is created once; updates only call ``setData`` on it (appending to numpy
 buffers), so a live run adds points without re-plotting. Curve names follow the bundle's
-convention ``"<stage>/<metric>"`` ("model/train_loss", "sae/mse", ...).
+convention ``"<stage>/<metric>"`` ("model/train_loss", "sae/mse", ...), and a live
+``Progress.metrics`` key of a stage is the curve of that name: ``f"{stage}/{key}"``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-__all__ = ["CurvePanel", "PLOTS", "EVENT_METRIC_CURVES"]
+__all__ = ["CurvePanel", "PLOTS"]
 
 # plot title -> [(curve name, legend label, colour)]
 PLOTS: dict[str, list[tuple[str, str, str]]] = {
@@ -19,13 +21,6 @@ PLOTS: dict[str, list[tuple[str, str, str]]] = {
     "SAE reconstruction MSE": [("sae/mse", "MSE", "#3b6ea8")],
     "SAE L0 (active features / token)": [("sae/l0", "L0", "#5a9a5a")],
     "Dead feature fraction": [("sae/dead_fraction", "dead", "#b5473a")],
-}
-
-# Progress.metrics keys, per stage, mapped to curve names.
-EVENT_METRIC_CURVES = {
-    ("model", "loss"): "model/train_loss", ("model", "train_loss"): "model/train_loss",
-    ("model", "val_loss"): "model/val_loss",
-    ("sae", "mse"): "sae/mse", ("sae", "l0"): "sae/l0", ("sae", "dead_fraction"): "sae/dead_fraction",
 }
 
 
@@ -106,12 +101,14 @@ class CurvePanel(QWidget):
             plot.enableAutoRange(axis="y")
 
     def add_event_metrics(self, stage: str, points: list[tuple[float, dict]]) -> int:
-        """Append a batch of (x, metrics) from the job controller; returns points added."""
+        """Append a batch of (x, metrics) from the job controller; returns points added.
+
+        Metric ``key`` of ``stage`` feeds the curve ``f"{stage}/{key}"``; keys without a plot are skipped."""
         batches: dict[str, tuple[list, list]] = {}
         for x, metrics in points:
             for key, value in metrics.items():
-                name = EVENT_METRIC_CURVES.get((stage, key))
-                if name is None or value is None or not np.isfinite(value):
+                name = f"{stage}/{key}"
+                if name not in self.items or value is None or not np.isfinite(value):
                     continue
                 xs, ys = batches.setdefault(name, ([], []))
                 xs.append(x)
@@ -127,9 +124,7 @@ class CurvePanel(QWidget):
         return any(self._x.values())
 
 
-def _small_font():
-    from PySide6.QtGui import QFont
-
+def _small_font() -> QFont:
     font = QFont()
     font.setPointSize(8)
     return font

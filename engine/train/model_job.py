@@ -1,9 +1,11 @@
 """Training the one-layer transformer: ``train_model`` is a generator job.
 
-It yields ``engine.events`` (Progress with step, tokens seen, train/val loss, lr, tokens/s, ETA)
-and returns a ``ModelTrainResult``. AdamW, linear warm-up then cosine decay, gradient clipping,
-bf16 autocast on CUDA. Checkpoints hold only tensors and plain numbers (``torch.save`` loaded with
-``weights_only=True``) and are written atomically; ``resume=True`` continues the same run.
+It yields ``engine.events`` (Progress with step, tokens seen, tokens/s, ETA and the metrics
+"train_loss", "lr" and, every eval_every steps, "val_loss"; the metric ``key`` is stored as the curve
+``f"model/{key}"``) and returns a ``ModelTrainResult``. AdamW (``engine.train.optim.make_adamw``),
+linear warm-up then cosine decay, gradient clipping, bf16 autocast on CUDA. Checkpoints hold only
+tensors and plain numbers (``torch.save`` loaded with ``weights_only=True``) and are written
+atomically; ``resume=True`` continues the same run.
 
 Determinism: the batch at step s depends only on (seed, s), and the model's initialisation only on
 the seed, so a run that is killed and resumed from a checkpoint sees exactly the same batches and
@@ -26,9 +28,10 @@ import torch
 from engine.config import ModelConfig, TrainConfig
 from engine.device import resolve_device, tune_allocator
 from engine.errors import TrainingDiverged
-from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted
+from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter, StageFinished, StageStarted
 from engine.fileio import atomic_path
 from engine.model import OneLayerTransformer
+from engine.train.optim import make_adamw
 
 __all__ = ["train_model", "ModelTrainResult", "batch_at", "lr_at", "estimate_loss", "unigram_entropy",
            "load_checkpoint_model", "CHECKPOINT_NAME"]
@@ -48,7 +51,8 @@ class ModelTrainResult:
     final_val_loss: float = float("nan")
 
 
-def batch_at(tokens: np.ndarray, step: int, batch_size: int, n_ctx: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_at(tokens: np.ndarray, step: int, batch_size: int, n_ctx: int,
+             seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The training batch for ``step``: random windows of n_ctx+1 tokens. Returns x, y: (B, T) int64."""
     if len(tokens) < n_ctx + 2:
         raise ValueError(f"the corpus has only {len(tokens)} training tokens; at least {n_ctx + 2} are needed")
@@ -96,14 +100,6 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, enabled=False)
 
 
-def _make_optimizer(model: OneLayerTransformer, cfg: TrainConfig) -> torch.optim.AdamW:
-    # nanoGPT: weight decay on matrices (2-D), none on biases, LayerNorm gains and gains alike.
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
-
-
 def _save_checkpoint(path: Path, model, optimizer, step, tokens_seen, elapsed, curves, model_cfg, train_cfg) -> None:
     state = {
         "model": model.state_dict(),
@@ -111,7 +107,8 @@ def _save_checkpoint(path: Path, model, optimizer, step, tokens_seen, elapsed, c
         "step": step,
         "tokens_seen": tokens_seen,
         "elapsed": elapsed,
-        "curves": {name: torch.tensor(np.asarray(points, dtype=np.float64).reshape(-1, 2)) for name, points in curves.items()},
+        "curves": {name: torch.tensor(np.asarray(points, dtype=np.float64).reshape(-1, 2))
+                   for name, points in curves.items()},
         "model_config": json.dumps(model_cfg.to_dict()),
         "train_config": json.dumps(train_cfg.to_dict()),
     }
@@ -153,7 +150,7 @@ def train_model(
 
     torch.manual_seed(train_cfg.seed)
     model = OneLayerTransformer(model_cfg).to(dev)
-    optimizer = _make_optimizer(model, train_cfg)
+    optimizer = make_adamw(model, train_cfg)
     curves: dict[str, list[tuple[float, float]]] = {"model/train_loss": [], "model/val_loss": [], "model/lr": []}
     step, elapsed_before = 0, 0.0
 
@@ -170,7 +167,6 @@ def train_model(
 
     yield StageStarted("model", total=total_steps * tokens_per_step, unit="tokens")
     if resume and step:
-        from engine.events import Message
         yield Message(f"resuming model training at step {step} of {total_steps}")
 
     meter = RateMeter(total_steps * tokens_per_step)
@@ -206,13 +202,12 @@ def train_model(
         optimizer.step()
         step += 1
         seen = step * tokens_per_step
-        curves["model/train_loss"].append((seen, loss_value))
-        curves["model/lr"].append((seen, lr))
-        metrics = {"loss": loss_value, "lr": lr}
+        metrics = {"train_loss": loss_value, "lr": lr}
         if step % train_cfg.eval_every == 0 or step == total_steps:
             val_loss = estimate_loss(model, val_tokens, train_cfg.eval_batches, train_cfg.batch_size, dev)
-            curves["model/val_loss"].append((seen, val_loss))
             metrics["val_loss"] = val_loss
+        for key, value in metrics.items():
+            curves[f"model/{key}"].append((seen, value))
         if ckpt_path is not None and (step % train_cfg.checkpoint_every == 0):
             checkpoint()
             last_good_step = step

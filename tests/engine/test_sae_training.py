@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,11 @@ from engine.config import ModelConfig, SAEConfig
 from engine.errors import TrainingDiverged
 from engine.model import OneLayerTransformer
 from engine.events import run_to_completion
-from engine.train.sae_job import CHECKPOINT_NAME, _Trainer, train_sae
+from engine.config import SAE_RECIPES
+from engine.train.optim import Adam
+from engine.train.recipes import RECIPES, SAETrainer, make_trainer
+from engine.train.recipes.topk import sampled_dot
+from engine.train.sae_job import CHECKPOINT_NAME, train_sae
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +48,7 @@ def mean_max_cosine(dirs: np.ndarray, W_dec: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------------ gradients
-def _autograd_loss(tr: _Trainer, x: torch.Tensor, dead_window: int) -> tuple[float, list[torch.Tensor]]:
+def _autograd_loss(tr: SAETrainer, x: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
     cfg = tr.cfg
     W_enc, b_enc, W_dec, b_dec = [p.detach().clone().requires_grad_(True) for p in tr.params]
     xs, B = x * tr.scale, x.shape[0]
@@ -56,13 +62,12 @@ def _autograd_loss(tr: _Trainer, x: torch.Tensor, dead_window: int) -> tuple[flo
     loss = (x_hat - xs).pow(2).sum() / B
     if cfg.recipe == "topk":                              # normalised MSE
         loss = (x_hat - xs).pow(2).sum() / (xs - xs.mean(0)).pow(2).sum()
-    lam = tr.l1_at(tr.step)
     if cfg.recipe == "2023":
-        loss = loss + lam * f.sum() / B
+        loss = loss + tr.l1_at(tr.steps_done) * f.sum() / B
     if cfg.recipe == "2024-04":
-        loss = loss + lam * (f * W_dec.norm(dim=1)).sum() / B
+        loss = loss + tr.l1_at(tr.steps_done) * (f * W_dec.norm(dim=1)).sum() / B
     if cfg.recipe == "topk":
-        dead = tr.dead_mask(dead_window)
+        dead = tr.dead_mask()
         n_aux = min(cfg.aux_k, int(dead.sum()))
         assert n_aux > 0
         e = (xs - x_hat).detach()
@@ -77,7 +82,7 @@ def _autograd_loss(tr: _Trainer, x: torch.Tensor, dead_window: int) -> tuple[flo
 def test_hand_written_gradients_match_autograd(recipe):
     torch.manual_seed(0)
     cfg = SAEConfig(recipe=recipe, d_in=16, d_sae=64, k=4, aux_k=8, batch_size=32, l1_coeff=0.3)
-    tr = _Trainer(cfg, torch.device("cpu"), total_steps=100)
+    tr = make_trainer(cfg, torch.device("cpu"), total_steps=100)
     x = torch.rand(32, 16) * 3
     tr.initialise(x)
     with torch.no_grad():
@@ -86,11 +91,12 @@ def test_hand_written_gradients_match_autograd(recipe):
         tr.W_dec_FD.mul_(torch.rand(64, 1) + 0.5)        # non-unit rows exercise the 2024-04 penalty
     tr.n_seen = 1000
     tr.last_fired[:30] = 1000                             # latents 30.. are dead: AuxK is active
-    ref_loss, ref_grads = _autograd_loss(tr, x, dead_window=500)
+    tr.dead_window = 500
+    ref_loss, ref_grads = _autograd_loss(tr, x)
     torch.mul(x, tr.scale, out=tr.x_BD)
     for p in tr.params:
         p.grad.zero_()
-    metrics = tr._topk_grads(500) if recipe == "topk" else tr._dense_grads()
+    metrics = tr.gradients_()
     assert metrics["loss"] == pytest.approx(ref_loss, rel=1e-5)
     for p, g in zip(tr.params, ref_grads):
         assert torch.allclose(p.grad, g, atol=1e-5 * (1 + g.abs().max().item())), recipe
@@ -132,22 +138,18 @@ def test_recovers_known_sparse_directions(recipe, extra):
 
 
 def test_sampled_dot_equals_gather_dot():
-    from engine.train.sae_job import _sampled_dot
-
     G, W = torch.randn(6, 5), torch.randn(9, 5)
     rows, lat = torch.tensor([0, 0, 1, 3, 3, 5]), torch.tensor([2, 7, 1, 0, 8, 3])
-    assert torch.allclose(_sampled_dot(G, W, rows, lat), (G[rows] * W[lat]).sum(1), atol=1e-6)
+    assert torch.allclose(sampled_dot(G, W, rows, lat), (G[rows] * W[lat]).sum(1), atol=1e-6)
 
 
 def test_adam_matches_the_textbook_update():
     p = torch.tensor([1.0, -2.0, 3.0])
     p.grad = torch.tensor([0.5, 0.1, -1.0])
-    from engine.train.sae_job import _Adam
-
     ref = p.clone()
     m = torch.zeros(3)
     v = torch.zeros(3)
-    opt = _Adam([p])
+    opt = Adam([p])
     for t in range(1, 4):
         opt.step(0.01)
         m = 0.9 * m + 0.1 * p.grad
@@ -156,13 +158,60 @@ def test_adam_matches_the_textbook_update():
         assert torch.allclose(p, ref, atol=1e-6)
 
 
+def test_adam_fused_and_plain_paths_agree():
+    torch.manual_seed(0)
+    params = [torch.randn(8, 4), torch.randn(4)]
+    twins = [p.clone() for p in params]
+    fused, plain = Adam(params), Adam(twins)
+    plain.fused = False
+    for step in range(5):
+        for p, q in zip(params, twins):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        fused.step(0.01)
+        plain.step(0.01)
+    for p, q in zip(params, twins):
+        assert torch.allclose(p, q, atol=1e-6)
+    restored = Adam([p.clone() for p in params])
+    restored.load_state_dict(fused.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(restored.exp_avg_sq, fused.exp_avg_sq))
+
+
+def test_every_recipe_name_has_one_trainer():
+    assert tuple(RECIPES) == SAE_RECIPES
+    for name, cls in RECIPES.items():
+        assert issubclass(cls, SAETrainer), name
+        assert sys.modules[cls.__module__].__doc__, f"{cls.__module__} should give the recipe's maths"
+
+
+@pytest.mark.parametrize("recipe", SAE_RECIPES)
+def test_live_metric_names_are_the_stored_curve_names(recipe):
+    x, _ = synthetic(n=5000)
+    cfg = SAEConfig(recipe=recipe, d_in=32, d_sae=64, k=4, aux_k=8, batch_size=256, n_activations=256 * 12,
+                    dead_window=512)
+    progress, result = [], None
+    job = train_sae(cfg, ArrayActivationSource(x))
+    while result is None:
+        try:
+            progress.append(next(job))
+        except StopIteration as stop:
+            result = stop.value
+    assert set(result.curves) == {f"sae/{key}" for key in progress[-1].metrics}
+    for key in progress[-1].metrics:
+        curve = result.curves[f"sae/{key}"]
+        assert curve.shape == (len(progress), 2)
+        assert curve[:, 0].tolist() == [p.done for p in progress]
+        assert curve[:, 1].tolist() == pytest.approx([p.metrics[key] for p in progress])
+
+
 def test_2023_decoder_rows_stay_unit_norm_every_step():
     x, _ = synthetic(n=5000)
     cfg = SAEConfig(recipe="2023", d_in=32, d_sae=64, batch_size=256, l1_coeff=1.0, lr=1e-2)
-    tr = _Trainer(cfg, torch.device("cpu"), total_steps=20)
+    tr = make_trainer(cfg, torch.device("cpu"), total_steps=20)
     tr.initialise(torch.from_numpy(x[:1024]))
+    tr.dead_window = 10_000
     for step in range(10):
-        tr.train_step(torch.from_numpy(x[step * 256:(step + 1) * 256]), dead_window=10_000)
+        tr.step(torch.from_numpy(x[step * 256:(step + 1) * 256]))
         norms = tr.W_dec_FD.norm(dim=1)
         assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
 
@@ -171,15 +220,16 @@ def test_resampling_revives_dead_features():
     x, _ = synthetic(n=8000)
     data = torch.from_numpy(x)
     cfg = SAEConfig(recipe="2023", d_in=32, d_sae=64, batch_size=256, l1_coeff=1.0, lr=1e-3)
-    tr = _Trainer(cfg, torch.device("cpu"), total_steps=100)
+    tr = make_trainer(cfg, torch.device("cpu"), total_steps=100)
     tr.initialise(data[:1024])
+    tr.dead_window = 1024
     with torch.no_grad():
         tr.b_enc_F[:16] = -1e4                                    # features 0..15 can never fire
     for step in range(8):
-        tr.train_step(data[step * 256:(step + 1) * 256], dead_window=1024)
-    dead = tr.dead_mask(1024)
+        tr.step(data[step * 256:(step + 1) * 256])
+    dead = tr.dead_mask()
     assert dead[:16].all()
-    n = tr.resample_dead_(data[4000:8000], window=1024, seed=0)
+    n = tr.resample_dead_(data[4000:8000], seed=0)
     assert n == int(dead.sum()) >= 16
     for i in (0, 1, 2):                                           # W_enc rows, b_enc, W_dec rows
         assert tr.opt.exp_avg[i][:16].abs().max() == 0 and tr.opt.exp_avg_sq[i][:16].abs().max() == 0
@@ -190,7 +240,7 @@ def test_resampling_revives_dead_features():
     assert torch.allclose(enc_norms[:16], 0.2 * enc_norms[live].mean().expand(16), rtol=1e-4)
     f = tr.to_sae().encode(data[2000:4000])
     assert (f[:, :16] > 0).any(0).all()                         # every revived feature fires again
-    assert not tr.dead_mask(1024)[:16].any()
+    assert not tr.dead_mask()[:16].any()
 
 
 def test_2023_run_resamples_on_schedule():

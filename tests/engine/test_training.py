@@ -21,15 +21,13 @@ def _tokens(n=20000, seed=0):
     return (np.cumsum(rng.integers(1, 3, n)) % MODEL.vocab_size).astype(np.uint16)
 
 
-
-
 def test_learns_below_unigram_entropy(tmp_path):
     tokens = _tokens()
     result, events = collect(train_model(MODEL, TRAIN, tokens[:18000], tokens[18000:], device="cpu"))
     assert result.final_val_loss < 0.75 * unigram_entropy(tokens, MODEL.vocab_size)
     progress = [e for e in events if isinstance(e, Progress)]
     assert progress[-1].step == result.steps == 40
-    assert {"loss", "lr"} <= set(progress[0].metrics)
+    assert {"train_loss", "lr"} <= set(progress[0].metrics)
     assert result.curves["model/train_loss"].shape == (40, 2)
     assert np.all(np.diff(result.curves["model/train_loss"][:, 0]) > 0)
 
@@ -70,3 +68,15 @@ def test_schedule_and_batches_are_deterministic():
     assert torch.equal(x1, x2) and torch.equal(x1[:, 1:], y1[:, :-1])
     with pytest.raises(ValueError, match="training tokens"):
         batch_at(tokens[:5], 0, 4, 16, seed=1)
+
+
+def test_live_metric_names_are_the_stored_curve_names():
+    tokens = _tokens()
+    result, events = collect(train_model(MODEL, TRAIN, tokens[:18000], tokens[18000:], device="cpu"))
+    progress = [e for e in events if isinstance(e, Progress)]
+    keys = {key for p in progress for key in p.metrics}
+    assert keys == {"train_loss", "val_loss", "lr"}
+    assert {f"model/{key}" for key in keys} == set(result.curves)
+    for key in keys:
+        shown = [(p.done, p.metrics[key]) for p in progress if key in p.metrics]
+        np.testing.assert_allclose(result.curves[f"model/{key}"], np.asarray(shown))
