@@ -22,7 +22,7 @@ import numpy as np
 from engine.config import RunConfig
 from engine.device import describe_device, resolve_device
 from engine.paths import run_workdir
-from engine.events import CancelToken, Message, Progress, StageFinished, StageStarted
+from engine.events import CancelToken, Message, StageFinished, StageStarted
 
 __all__ = ["run_pipeline", "prepare_data", "staged", "PIPELINE_STAGES", "PreparedData"]
 
@@ -37,30 +37,17 @@ class PreparedData:
     source_description: str
 
 
-def staged(events, index: int, n_stages: int, stage: str | None = None):
-    """Re-yield a job's events as pipeline stage ``index``: its StageStarted is stamped with the
-    position. Jobs announce their own stage (StageStarted ... StageFinished); for one that yields
-    only Progress, the StageStarted is made from its first event and a StageFinished closes it."""
-    started = finished = False
-    t0 = time.perf_counter()
+def staged(events, index: int, n_stages: int):
+    """Re-yield a job's events as pipeline stage ``index`` of ``n_stages``: every job announces its
+    own stage (StageStarted ... Progress ... StageFinished); this only stamps the position on its
+    StageStarted so a driver can show "stage 4/8"."""
     while True:
         try:
             event = next(events)
         except StopIteration as stop:
-            if started and not finished:
-                yield StageFinished(stage or "", seconds=time.perf_counter() - t0)
             return stop.value
         if isinstance(event, StageStarted):
             event = dataclasses.replace(event, index=index, n_stages=n_stages)
-            started, stage = True, event.stage
-        elif not started:
-            stage = stage or getattr(event, "stage", "")
-            total = event.total if isinstance(event, Progress) else 0
-            unit = event.unit if isinstance(event, Progress) else ""
-            yield StageStarted(stage, total=total, unit=unit, index=index, n_stages=n_stages)
-            started = True
-        if isinstance(event, StageFinished):
-            finished = True
         yield event
 
 
@@ -92,7 +79,7 @@ def prepare_data(cfg: RunConfig, workdir: Path, resume: bool = False, cancel: Ca
         train_chars = cfg.tokenizer.train_chars
         total = min(source.estimate_chars() or train_chars, train_chars)
         job = train_tokenizer_job(cfg.tokenizer, iter_texts(source, train_chars), total, cancel)
-        tokenizer = yield from staged(job, 0, n_stages, "tokenizer")
+        tokenizer = yield from staged(job, 0, n_stages)
         tokenizer.save(tok_path)
     if tokenizer.vocab_size != cfg.model.vocab_size:
         if not cfg.tokenizer.path and tokenizer.vocab_size < cfg.tokenizer.vocab_size:
@@ -100,11 +87,7 @@ def prepare_data(cfg: RunConfig, workdir: Path, resume: bool = False, cancel: Ca
                           f"{cfg.tokenizer.vocab_size}); the model uses {tokenizer.vocab_size}", level="warning")
         cfg = cfg.with_overrides(tokenizer={"vocab_size": tokenizer.vocab_size},
                                  model={"vocab_size": tokenizer.vocab_size})
-    yield StageStarted("tokenize", total=0, unit="chars", index=1, n_stages=n_stages)
-    t0 = time.perf_counter()
-    tokens = yield from tokenize_corpus(cfg.corpus, tokenizer, cancel=cancel)
-    yield StageFinished("tokenize", seconds=time.perf_counter() - t0,
-                        summary={"train_tokens": float(len(tokens.train)), "val_tokens": float(len(tokens.val))})
+    tokens = yield from staged(tokenize_corpus(cfg.corpus, tokenizer, cancel=cancel), 1, n_stages)
     if len(tokens.val) < cfg.model.n_ctx + 2:
         from engine.data.sources import CorpusError
         raise CorpusError(f"the corpus's validation split has only {len(tokens.val)} tokens; it needs at "
@@ -146,14 +129,14 @@ def run_pipeline(
 
     model_result = yield from timed(staged(train_model(
         cfg.model, cfg.train, data.tokens.train, data.tokens.val, device=cfg.device,
-        checkpoint_dir=workdir, resume=resume, cancel=cancel), 2, n, "model"))
+        checkpoint_dir=workdir, resume=resume, cancel=cancel), 2, n))
     model = model_result.model
 
     source = ModelActivationSource(model, data.tokens.train, n_ctx=cfg.model.n_ctx,
                                    batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
                                    seed=cfg.sae.seed, device=str(device))
     sae_result = yield from timed(staged(train_sae(
-        cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n, "sae"))
+        cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n))
     sae = sae_result.sae
 
     metrics = yield from timed(staged(evaluate_job(
@@ -181,7 +164,7 @@ def run_pipeline(
     yield from timed(staged(write_bundle_job(
         out_path, config=cfg, tokenizer_json=data.tokenizer.to_json(), model_state=model.state_dict(),
         sae_state=sae.state_dict(), harvest=stats, metrics=metrics, curves=curves, extra_info=info,
-        cancel=cancel), 7, n, "bundle"))
+        cancel=cancel), 7, n))
     yield Message(f"wrote {out_path} in {time.perf_counter() - t_run:.0f} s")
     return out_path
 

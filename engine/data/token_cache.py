@@ -25,7 +25,7 @@ from engine.config import CorpusConfig
 from engine.data.sources import CorpusSource, summarise_report
 from engine.data.spec import open_corpus
 from engine.data.tokenizer import Tokenizer
-from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter
+from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter, StageFinished, StageStarted
 
 __all__ = ["TokenData", "token_dtype", "tokenize_corpus"]
 
@@ -74,8 +74,20 @@ def _skip_message(report: list[tuple[str, str]]) -> Message:
 
 def tokenize_corpus(cfg: CorpusConfig, tokenizer: Tokenizer, cache_dir: str | os.PathLike | None = None,
                     cancel: CancelToken | None = None) -> Generator[Any, None, TokenData]:
-    """Tokenize the corpus ``cfg`` names into cached train/val token files; yields ``Progress``
-    (stage ``"tokenize"``, units = characters) and ``Message`` events, returns ``TokenData``.
+    """Tokenize the corpus ``cfg`` names into cached train/val token files (or reuse the cache); yields
+    ``StageStarted("tokenize")``, ``Progress`` (units = characters), ``Message`` events and
+    ``StageFinished`` (summary: train and validation tokens), returns ``TokenData``."""
+    t0 = time.perf_counter()
+    yield StageStarted("tokenize", unit="chars")
+    data = yield from _tokenize(cfg, tokenizer, cache_dir, cancel)
+    yield StageFinished("tokenize", seconds=time.perf_counter() - t0,
+                        summary={"train_tokens": float(len(data.train)), "val_tokens": float(len(data.val))})
+    return data
+
+
+def _tokenize(cfg: CorpusConfig, tokenizer: Tokenizer, cache_dir: str | os.PathLike | None,
+              cancel: CancelToken | None) -> Generator[Any, None, TokenData]:
+    """The work of ``tokenize_corpus``, without its stage events.
 
     Streaming: documents are encoded in batches of ~1M characters and appended to the files, so
     memory stays flat. Files are written in a temporary folder that is renamed into place, so a

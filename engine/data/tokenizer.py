@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Generator, Iterable, Iterator, Sequence
@@ -30,7 +31,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from engine.config import TokenizerConfig
 from engine.errors import UserError
-from engine.events import Cancelled, CancelToken, Progress, RateMeter
+from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted
 from engine.fileio import atomic_path
 
 __all__ = ["Tokenizer", "TokenizerError", "EOS_TOKEN", "train_tokenizer_job"]
@@ -234,9 +235,10 @@ class _CountingFeed:
 
 def train_tokenizer_job(cfg: TokenizerConfig, texts: Iterable[str], total_chars: int = 0,
                         cancel: CancelToken | None = None, min_frequency: int = 2,
-                        poll_s: float = 0.2) -> Generator[Progress, None, Tokenizer]:
+                        poll_s: float = 0.2) -> Generator[object, None, Tokenizer]:
     """Train byte-level BPE on ``texts`` (``cfg.vocab_size`` tokens at most) as a generator job:
-    yields ``Progress`` (stage ``"tokenizer"``, unit ``"chars"``) every ``poll_s`` seconds, returns
+    yields ``StageStarted("tokenizer")``, ``Progress`` (unit ``"chars"``) every ``poll_s`` seconds
+    and ``StageFinished``, returns
     the ``Tokenizer`` — the same one ``Tokenizer.train`` makes from the same texts.
 
     Training has two phases: reading the texts (counting pre-tokenized words; ``texts`` is iterated
@@ -257,6 +259,8 @@ def train_tokenizer_job(cfg: TokenizerConfig, texts: Iterable[str], total_chars:
 
     worker = threading.Thread(target=train, name="superpos-bpe-train", daemon=True)
     meter = RateMeter(total_chars)
+    t0 = time.perf_counter()
+    yield StageStarted("tokenizer", total=total_chars, unit="chars")
     worker.start()
     try:
         yield Progress(stage="tokenizer", done=0, total=total_chars, unit="chars")
@@ -276,4 +280,7 @@ def train_tokenizer_job(cfg: TokenizerConfig, texts: Iterable[str], total_chars:
     if failure:
         raise failure[0]
     yield Progress(stage="tokenizer", done=feed.chars, total=feed.chars, unit="chars")
-    return Tokenizer(hf)
+    tokenizer = Tokenizer(hf)
+    yield StageFinished("tokenizer", seconds=time.perf_counter() - t0,
+                        summary={"vocab_size": float(tokenizer.vocab_size), "chars": float(feed.chars)})
+    return tokenizer

@@ -63,8 +63,9 @@ class SAETrainResult:
 
 def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.device = "cpu",
               checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-              cancel: events.CancelToken | None = None) -> Generator[events.Progress, None, SAETrainResult]:
-    """Generator: train an SAE on `source`; yields Progress(stage="sae"), returns SAETrainResult.
+              cancel: events.CancelToken | None = None) -> Generator[object, None, SAETrainResult]:
+    """Generator: train an SAE on `source`; yields StageStarted("sae"), Progress per step and
+    StageFinished, returns SAETrainResult.
 
     Raises events.Cancelled (after saving a checkpoint) when `cancel` is set, and
     TrainingDiverged when the loss becomes NaN/inf (the last good checkpoint is kept).
@@ -116,6 +117,7 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
         })
         return str(ckpt_path)
 
+    yield events.StageStarted("sae", total=total, unit="activations")
     t_start = time.perf_counter()
     meter = events.RateMeter(total)
     last_metrics: dict[str, float] = {}
@@ -153,6 +155,8 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
     seconds = seconds_before + time.perf_counter() - t_start
     if ckpt_path is not None:
         save_checkpoint(seconds)
+    yield events.StageFinished("sae", seconds=time.perf_counter() - t_start,
+                               summary={k: float(v) for k, v in last_metrics.items()})
     return SAETrainResult(sae=trainer.to_sae(), curves=_curves_to_arrays(curves), seconds=seconds,
                           n_activations=trainer.n_seen, steps=trainer.steps_done, scale=trainer.scale,
                           final={k: float(v) for k, v in last_metrics.items()})

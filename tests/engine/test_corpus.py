@@ -16,7 +16,7 @@ from engine.data.builtin import BUILTIN_MIX
 from engine.data.sources import CorpusError, split_hash
 from engine.data.spec import iter_texts, open_corpus
 from engine.data.token_cache import token_dtype, tokenize_corpus
-from engine.events import Cancelled, CancelToken, Message, Progress
+from engine.events import Cancelled, CancelToken, Message, Progress, StageFinished, StageStarted
 from engine.data.tokenizer import Tokenizer
 
 
@@ -307,7 +307,8 @@ def test_tokenize_round_trips_and_is_cached(text_folder, tok, tmp_path):
     events2, again = run_job(tokenize_corpus(cfg, tok, cache_dir=cache))
     assert time.perf_counter() - t0 < 1.0
     assert again.path == data.path
-    assert events2[-1].metrics.get("cached") == 1.0
+    assert isinstance(events2[0], StageStarted) and isinstance(events2[-1], StageFinished)
+    assert [e for e in events2 if isinstance(e, Progress)][-1].metrics.get("cached") == 1.0
     np.testing.assert_array_equal(again.train, data.train)
     np.testing.assert_array_equal(again.val, data.val)
     assert [p.name for p in cache.iterdir()] == [data.path.name]  # no temp folders left

@@ -12,7 +12,7 @@ import pytest
 
 from engine.bundle import open_bundle
 from engine.config import preset
-from engine.events import Cancelled, CancelToken, Progress, StageStarted, collect
+from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted, collect
 from engine.pipeline import PIPELINE_STAGES, prepare_data, run_pipeline
 from engine.train.model_job import train_model, unigram_entropy
 
@@ -98,6 +98,11 @@ def test_pipeline_cancel_in_evaluation_and_labelling_then_resume(tmp_path):
     assert not any(isinstance(e, Progress) and e.stage in ("model", "sae") and e.fraction < 1 for e in events)
     stages = [e.stage for e in events if isinstance(e, StageStarted)]
     assert stages[-4:] == list(PIPELINE_STAGES[-4:])
+    # One event vocabulary: every stage, even one resumed from a finished checkpoint, is announced by
+    # its own job and closed before the next starts, with its place stamped on it.
+    bracket = [(type(e).__name__, e.stage) for e in events if isinstance(e, (StageStarted, StageFinished))]
+    assert bracket == [(kind, s) for s in PIPELINE_STAGES for kind in ("StageStarted", "StageFinished")]
+    assert [e.index for e in events if isinstance(e, StageStarted)] == list(range(len(PIPELINE_STAGES)))
     with open_bundle(result) as bundle:
         assert any(bundle.columns("feature")["label"])
         assert np.isfinite(bundle.metrics["loss_recovered"])

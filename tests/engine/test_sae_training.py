@@ -117,6 +117,8 @@ def test_recovers_known_sparse_directions(recipe, extra):
         except StopIteration as stop:
             result = stop.value
             break
+    assert isinstance(progress[0], events.StageStarted) and isinstance(progress[-1], events.StageFinished)
+    progress = [e for e in progress if isinstance(e, events.Progress)]
     assert len(progress) == result.steps == 200_000 // 512
     assert {"mse", "sparsity_loss", "l0", "dead_fraction", "lr"} <= set(progress[-1].metrics)
     assert progress[-1].unit == "activations" and progress[-1].stage == "sae"
@@ -196,6 +198,7 @@ def test_live_metric_names_are_the_stored_curve_names(recipe):
             progress.append(next(job))
         except StopIteration as stop:
             result = stop.value
+    progress = [e for e in progress if isinstance(e, events.Progress)]
     assert set(result.curves) == {f"sae/{key}" for key in progress[-1].metrics}
     for key in progress[-1].metrics:
         curve = result.curves[f"sae/{key}"]
@@ -262,8 +265,8 @@ def test_cancel_then_resume_matches_uninterrupted_run(tmp_path):
     token = events.CancelToken()
     job = train_sae(cfg, ArrayActivationSource(x, seed=1), checkpoint_dir=tmp_path, cancel=token)
     with pytest.raises(events.Cancelled) as info:
-        for i, _ in enumerate(job):
-            if i == 61:
+        for i, _ in enumerate(job):      # event 0 is the StageStarted, event i the i-th step
+            if i == 62:
                 token.cancel()
     assert info.value.checkpoint == str(tmp_path / CHECKPOINT_NAME)
     state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)

@@ -184,6 +184,9 @@ def test_job_trains_the_same_tokenizer_as_train():
     blocking = Tokenizer.train(texts, vocab_size=500)
     tok, events = collect(train_tokenizer_job(TokenizerConfig(vocab_size=500), iter(texts), sum(map(len, texts))))
     assert tok.to_json() == blocking.to_json()
+    assert isinstance(events[0], StageStarted) and events[0].stage == "tokenizer"
+    assert isinstance(events[-1], StageFinished) and events[-1].stage == "tokenizer"
+    events = events[1:-1]
     assert all(isinstance(e, Progress) and e.stage == "tokenizer" and e.unit == "chars" for e in events)
     assert events[-1].done == events[-1].total == sum(map(len, texts))
 
@@ -193,6 +196,7 @@ def test_job_reports_characters_as_they_are_read():
     texts = [t for _, t in zip(range(n), _slow_texts(n, 0.0))]
     tok, events = collect(train_tokenizer_job(TokenizerConfig(vocab_size=300), _slow_texts(n, 0.01),
                                               total_chars=10**6, poll_s=0.02))
+    events = [e for e in events if isinstance(e, Progress)]
     done = [e.done for e in events]
     assert done == sorted(done) and done[0] == 0 and done[-1] == sum(map(len, texts))
     assert len({d for d in done if 0 < d < done[-1]}) >= 3, done  # the bar moves while reading
@@ -205,6 +209,7 @@ def test_job_cancel_is_prompt_and_stops_reading():
     fed: list[int] = []
     job = train_tokenizer_job(TokenizerConfig(vocab_size=300), _slow_texts(10**6, 0.005, fed),
                               cancel=cancel, poll_s=0.05)
+    assert isinstance(next(job), StageStarted)
     assert next(job).done == 0
     next(job)
     cancel.cancel()
