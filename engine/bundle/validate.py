@@ -56,21 +56,19 @@ class _Checker:
     def fail(self, text: str) -> NoReturn:
         raise damaged(self.path, text)
 
-    def dataset(self, name: str) -> h5py.Dataset:
+    def _member(self, name: str, kind: type, what: str):
         obj = self.f.get(name)
         if obj is None:
             self.fail(f"{name} is missing")
-        if not isinstance(obj, h5py.Dataset):
-            self.fail(f"{name} is not a dataset")
+        if not isinstance(obj, kind):
+            self.fail(f"{name} is not a {what}")
         return obj
 
+    def dataset(self, name: str) -> h5py.Dataset:
+        return self._member(name, h5py.Dataset, "dataset")
+
     def group(self, name: str) -> h5py.Group:
-        obj = self.f.get(name)
-        if obj is None:
-            self.fail(f"{name} is missing")
-        if not isinstance(obj, h5py.Group):
-            self.fail(f"{name} is not a group")
-        return obj
+        return self._member(name, h5py.Group, "group")
 
     def json(self, text: Any, where: str) -> Any:
         try:

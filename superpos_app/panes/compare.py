@@ -186,8 +186,7 @@ class NeuronComparePane(QWidget):
         layout.addWidget(outer, 1)
 
         selection.unitSelected.connect(self.show_unit)
-        if hasattr(selection, "cleared"):
-            selection.cleared.connect(self.clear)
+        selection.cleared.connect(self.clear)
 
     def sizeHint(self):
         return QSize(620, 760)            # docks start from their widget's size hint

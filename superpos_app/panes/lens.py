@@ -166,8 +166,7 @@ class TextLensPane(QWidget):
         self._debounce.timeout.connect(self.request_now)
         self.input.textChanged.connect(self._debounce.start)
         selection.unitSelected.connect(self._on_unit_selected)
-        if hasattr(selection, "cleared"):
-            selection.cleared.connect(lambda: self._on_unit_selected(None, -1))
+        selection.cleared.connect(lambda: self._on_unit_selected(None, -1))
         self.setEnabled(False)
 
     def sizeHint(self):

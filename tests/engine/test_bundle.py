@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from bundle_parts import HC, N_F, N_M, parts, tokenizer_json, written  # noqa: F401 (fixtures)
+from bundle_parts import HC, N_F, N_M
 from engine.bundle import (
     SCHEMA_VERSION, BundleError, expected_model_shapes, load_sae_file, open_bundle, read_sae,
     write_bundle, write_sae_file,

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from bundle_parts import HC, N_F, N_M, copy_bundle as _copy, parts, tokenizer_json, written  # noqa: F401
+from bundle_parts import HC, N_F, N_M, copy_bundle as _copy
 from engine.bundle import SCHEMA_VERSION, BundleError, open_bundle
 from engine.testing.synthetic import write_synthetic_bundle
 

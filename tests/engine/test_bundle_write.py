@@ -13,7 +13,7 @@ import torch
 
 import engine.bundle.write as bundle_write
 import engine.fileio as fileio
-from bundle_parts import copy_bundle as _copy, leftovers as _leftovers, parts, tokenizer_json, written  # noqa: F401
+from bundle_parts import copy_bundle as _copy, leftovers as _leftovers
 from engine.bundle import BundleError, open_bundle, write_bundle, write_bundle_job, write_sae_file
 from engine.bundle.schema import UNIT_COLUMNS
 from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted, collect

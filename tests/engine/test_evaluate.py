@@ -15,14 +15,6 @@ from engine.model import OneLayerTransformer
 from engine.sae import SparseAutoencoder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model_and_tokens():
     torch.manual_seed(0)

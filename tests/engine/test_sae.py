@@ -9,14 +9,6 @@ from engine.config import SAEConfig
 from engine.sae import STATE_KEYS, SparseAutoencoder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _random_sae(recipe: str, d_in=16, d_sae=48, k=5) -> SparseAutoencoder:
     sae = SparseAutoencoder(SAEConfig(recipe=recipe, d_in=d_in, d_sae=d_sae, k=k))
     with torch.no_grad():

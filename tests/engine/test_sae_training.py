@@ -23,15 +23,6 @@ from engine.train.recipes.topk import sampled_dot
 from engine.train.sae_job import CHECKPOINT_NAME, train_sae
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: one thread avoids OpenMP hand-offs that dominate at these sizes.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def synthetic(n=40_000, d=32, m=48, p=0.05, seed=0):
     """x = Σ (sparse non-negative magnitudes) · (m random unit directions) + offset."""
     rng = np.random.default_rng(seed)
