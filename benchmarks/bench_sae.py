@@ -47,6 +47,7 @@ import torch  # noqa: E402
 
 from engine.data.activations import ArrayActivationSource  # noqa: E402
 from engine.config import SAEConfig  # noqa: E402
+from engine.events import Progress  # noqa: E402
 from engine.train.sae_job import train_sae  # noqa: E402
 
 D, F, B = 512, 4096, 4096
@@ -85,8 +86,9 @@ def trainer_rate(recipe: str, data: np.ndarray, steps: int, warmup: int = 3) -> 
     stamps = []
     metrics = {}
     for event in job:
-        stamps.append(time.perf_counter())
-        metrics = dict(event.metrics)
+        if isinstance(event, Progress):          # one per optimiser step (the job also announces its stage)
+            stamps.append(time.perf_counter())
+            metrics = dict(event.metrics)
     dt = stamps[-1] - stamps[warmup - 1]
     return B * (len(stamps) - warmup) / dt, metrics
 
