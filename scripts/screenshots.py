@@ -147,13 +147,13 @@ def _replay_job(curves: dict, cancel):
     yield StageStarted("model", total=total, unit="tokens", index=2, n_stages=n_stages)
     vals = {int(x): y for x, y in (val if val is not None else [])}
     for x, y in (train if train is not None else []):
-        metrics = {"loss": float(y)}
+        metrics = {"train_loss": float(y)}          # live key k of stage s = stored curve s/k
         near = [vx for vx in vals if abs(vx - x) <= (train[1, 0] - train[0, 0]) / 2] if len(train) > 1 else []
         if near:
             metrics["val_loss"] = float(vals.pop(near[0]))
         yield Progress("model", done=int(x), total=total, metrics=metrics, unit="tokens")
         time.sleep(0.002)
-    yield StageFinished("model", seconds=42.0, summary={"loss": float(train[-1, 1]) if train is not None else 0.0})
+    yield StageFinished("model", seconds=42.0, summary={"val_loss": float(val[-1, 1]) if val is not None else 0.0})
     mse, l0, dead = (curves.get(k) for k in ("sae/mse", "sae/l0", "sae/dead_fraction"))
     n = len(mse) if mse is not None else 0
     total = int(mse[-1, 0]) if n else 1000

@@ -132,7 +132,7 @@ def text_lens(ctx: Context):
     unit = _lens_feature(win)
     if unit is not None:
         win.selection.select("feature", unit)                     # shade by the text's top feature
-        lens.clamp_enable.setChecked(True)                        # ablate it: predictions change
+        lens.clamp_controls.enable.setChecked(True)                  # ablate it: predictions change
         ctx.settle(1.0)
         if r.n_tokens > 3:
             lens._on_hover(0, 3)
