@@ -12,6 +12,9 @@ Neuron alignment: the A largest |W_dec[i, m]| of a feature's decoder row (signed
 of the row's L1 norm; for a neuron, the A features whose decoder rows load most on it (largest
 |W_dec[:, m]|) and their share of that column's L1 norm.
 
+Axis alignment: the largest |cos| between a direction and any neuron axis, max_m |W_dec[i, m]| /
+‖W_dec[i]‖ (1 for a neuron itself; about √(2 ln M / M) for a random direction).
+
 Shape legend: D directions, F features, M neurons, C d_model, V vocab, L logits, B bins,
 A alignment entries.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["logit_effects", "decoder_alignment"]
+__all__ = ["logit_effects", "decoder_alignment", "max_abs_cosine"]
 
 
 @torch.no_grad()
@@ -75,3 +78,10 @@ def decoder_alignment(W_dec_FM: torch.Tensor, n_align: int) -> tuple[dict, dict]
                     "align_values": mat.gather(1, ids).cpu().numpy().astype(np.float32),
                     "align_l1": l1.cpu().numpy().astype(np.float32)})
     return out[0], out[1]
+
+
+def max_abs_cosine(W_dec_FM: np.ndarray) -> np.ndarray:
+    """Largest |cos| between each row of W_dec (F, M) and any neuron axis (see module doc) -> (F,)."""
+    W = np.asarray(W_dec_FM, np.float32)
+    norms = np.linalg.norm(W, axis=1)
+    return np.abs(W).max(axis=1) / np.maximum(norms, 1e-12)

@@ -71,7 +71,6 @@ class Tokenizer:
                                  "or add it as a special token")
         self.eos_id: int = int(eos)
         self.vocab_size: int = int(hf.get_vocab_size(with_added_tokens=True))
-        self._token_str_cache: dict[int, str] = {}
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -165,11 +164,9 @@ class Tokenizer:
         """A token as a person reads it: its text, with bytes that are not complete UTF-8 shown as
         ``\\xe2``-style escapes (a token holding half of an emoji, say)."""
         token_id = int(token_id)
-        cached = self._token_str_cache.get(token_id)
-        if cached is None:
-            cached = self.token_bytes(token_id).decode("utf-8", errors="backslashreplace")
-            self._token_str_cache[token_id] = cached
-        return cached
+        if 0 <= token_id < self.vocab_size:
+            return self._vocab_strings[token_id]
+        return self._read_token_str(token_id)      # raises TokenizerError: outside the vocabulary
 
     def vocab_strings(self) -> tuple[str, ...]:
         """``token_str`` of every id, index = id (built once, then shared by every caller)."""
@@ -177,7 +174,10 @@ class Tokenizer:
 
     @cached_property
     def _vocab_strings(self) -> tuple[str, ...]:
-        return tuple(self.token_str(i) for i in range(self.vocab_size))
+        return tuple(self._read_token_str(i) for i in range(self.vocab_size))
+
+    def _read_token_str(self, token_id: int) -> str:
+        return self.token_bytes(token_id).decode("utf-8", errors="backslashreplace")
 
     def __len__(self) -> int:
         return self.vocab_size

@@ -22,6 +22,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
+from engine.analysis.weights import max_abs_cosine
 from engine.bundle import open_bundle
 from engine.events import Cancelled
 from superpos_app.panes.detail import unit_name
@@ -31,17 +32,10 @@ from superpos_app.panes.plots import (
 from superpos_app.panes.token_view import TokenView
 from superpos_app.worker import Worker
 
-__all__ = ["NeuronComparePane", "max_abs_cosine", "population_job"]
+__all__ = ["NeuronComparePane", "population_job"]
 
 _DECODER_CHUNK = 8192
 _N_RANDOM = 4096
-
-
-def max_abs_cosine(W_dec_FM: np.ndarray) -> np.ndarray:
-    """Largest |cos| between each row of W_dec (F, M) and any neuron axis: max_j |W[i,j]| / ||W[i]||."""
-    W = np.asarray(W_dec_FM, np.float32)
-    norms = np.linalg.norm(W, axis=1)
-    return np.abs(W).max(axis=1) / np.maximum(norms, 1e-12)
 
 
 def population_job(path, request_id: int = 0, chunk: int = _DECODER_CHUNK):

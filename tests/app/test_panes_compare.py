@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from engine.bundle import open_bundle
-from superpos_app.panes.compare import NeuronComparePane, max_abs_cosine
+from engine.analysis.weights import max_abs_cosine
+from superpos_app.panes.compare import NeuronComparePane
 from superpos_app.selection import Selection
 
 

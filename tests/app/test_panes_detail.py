@@ -10,7 +10,8 @@ import pytest
 from PySide6.QtGui import QGuiApplication
 
 from engine.bundle import open_bundle
-from superpos_app.panes.compare import NeuronComparePane, max_abs_cosine
+from engine.analysis.weights import max_abs_cosine
+from superpos_app.panes.compare import NeuronComparePane
 from superpos_app.panes.detail import FeatureDetailPane
 from superpos_app.panes.plots import export_plot
 from superpos_app.selection import Selection
