@@ -8,6 +8,8 @@ import sys
 
 import torch
 
+from engine.config import ConfigError
+
 _ALLOCATOR_TUNED = False
 
 
@@ -21,11 +23,11 @@ def resolve_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but no CUDA GPU is available; use --device auto or cpu")
+        raise ConfigError("device 'cuda' was requested but no CUDA GPU is available; use --device auto or cpu")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' was requested but Apple MPS is not available; use --device auto or cpu")
+        raise ConfigError("device 'mps' was requested but Apple MPS is not available; use --device auto or cpu")
     if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
+        raise ConfigError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
     return torch.device(name)
 
 

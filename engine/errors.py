@@ -12,7 +12,7 @@ had (``ValueError`` and so on) so existing ``except ValueError`` callers keep wo
 
 from __future__ import annotations
 
-__all__ = ["UserError", "TrainingDiverged", "USER_ERRORS"]
+__all__ = ["UserError", "TrainingDiverged", "CheckpointError", "USER_ERRORS"]
 
 
 class UserError(Exception):
@@ -21,6 +21,10 @@ class UserError(Exception):
 
 class TrainingDiverged(UserError, RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint, if any, is kept."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint met by ``--resume`` cannot be used (unreadable, or made with other settings)."""
 
 
 # What drivers show as a plain message (no traceback): the errors above, and files the operating

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
+from engine.data.sources import CorpusError
 from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted, run_to_completion
 from engine.stats import ULTRALOW_DENSITY
 
@@ -61,7 +62,7 @@ def evaluate_job(model, sae, val_tokens: np.ndarray, n_tokens: int, device: str 
     T = int(n_ctx or model.cfg.n_ctx)
     n_windows = min(max(1, n_tokens // T), (len(val_tokens) - 1) // T)
     if n_windows < 1:
-        raise ValueError(f"need more than {T} validation tokens to evaluate; got {len(val_tokens)}")
+        raise CorpusError(f"need more than {T} validation tokens to evaluate; got {len(val_tokens)}")
     total = n_windows * T
     modes = (model.training, sae.training)
     model.eval()

@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from engine.data.sources import CorpusError
 from engine.errors import UserError
 from engine.fileio import atomic_path
 
@@ -55,7 +56,7 @@ class ModelActivationSource:
         if tokens.ndim != 1:
             raise ValueError("tokens must be a 1-D array of token ids")
         if len(tokens) < self.n_ctx:
-            raise ValueError(f"only {len(tokens)} tokens; need at least one context of {self.n_ctx}")
+            raise CorpusError(f"only {len(tokens)} tokens; need at least one context of {self.n_ctx}")
 
     def _half(self, batch_size: int) -> int:
         return max(1, self.buffer_batches // 2) * batch_size

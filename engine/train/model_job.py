@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from engine.config import ModelConfig, TrainConfig
+from engine.data.sources import CorpusError
 from engine.device import resolve_device, tune_allocator
-from engine.errors import TrainingDiverged
+from engine.errors import CheckpointError, TrainingDiverged
 from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter, StageFinished, StageStarted
 from engine.fileio import atomic_path
 from engine.model import OneLayerTransformer
@@ -55,7 +56,7 @@ def batch_at(tokens: np.ndarray, step: int, batch_size: int, n_ctx: int,
              seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The training batch for ``step``: random windows of n_ctx+1 tokens. Returns x, y: (B, T) int64."""
     if len(tokens) < n_ctx + 2:
-        raise ValueError(f"the corpus has only {len(tokens)} training tokens; at least {n_ctx + 2} are needed")
+        raise CorpusError(f"the corpus has only {len(tokens)} training tokens; at least {n_ctx + 2} are needed")
     rng = np.random.default_rng([seed, step])
     starts = rng.integers(0, len(tokens) - n_ctx - 1, size=batch_size)
     window = np.asarray(tokens[starts[:, None] + np.arange(n_ctx + 1)], dtype=np.int64)  # (B, T+1)
@@ -120,7 +121,7 @@ def _load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file
-        raise ValueError(f"cannot read the checkpoint {path}: {exc}. Delete it to start afresh.") from None
+        raise CheckpointError(f"cannot read the checkpoint {path}: {exc}. Delete it to start afresh.") from None
 
 
 def load_checkpoint_model(path: str | Path) -> OneLayerTransformer:
@@ -158,7 +159,7 @@ def train_model(
         state = _load_checkpoint(ckpt_path)
         saved_cfg = ModelConfig.from_dict(json.loads(state["model_config"]))
         if saved_cfg != model_cfg:
-            raise ValueError(f"the checkpoint in {checkpoint_dir} was made with a different model configuration; "
+            raise CheckpointError(f"the checkpoint in {checkpoint_dir} was made with a different model configuration; "
                              "start without --resume or choose another output folder")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

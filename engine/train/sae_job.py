@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from engine import events
-from engine.config import SAEConfig
-from engine.errors import TrainingDiverged
+from engine.config import ConfigError, SAEConfig
+from engine.data.activations import ActivationFileError
+from engine.errors import CheckpointError, TrainingDiverged
 from engine.fileio import atomic_path
 from engine.sae import SparseAutoencoder
 from engine.train.recipes import make_trainer
@@ -72,7 +73,7 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
     """
     device = torch.device(device)
     if source.d_in != cfg.d_in:
-        raise ValueError(f"activations have {source.d_in} columns but the SAE expects d_in={cfg.d_in}")
+        raise ConfigError(f"activations have {source.d_in} columns but the SAE expects d_in={cfg.d_in}")
     total_steps = max(1, cfg.n_activations // cfg.batch_size)
     total = total_steps * cfg.batch_size
     trainer = make_trainer(cfg, device, total_steps)
@@ -86,7 +87,7 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
     if resume and ckpt_path is not None and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if state.get("config") != cfg_json:
-            raise ValueError(f"checkpoint {ckpt_path} was made with a different SAE configuration; "
+            raise CheckpointError(f"checkpoint {ckpt_path} was made with a different SAE configuration; "
                              "delete it or train without resume")
         trainer.load_state_dict(state["trainer"])
         data_pos = int(state["data_pos"])
@@ -100,7 +101,7 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
             if len(init_batches) >= INIT_BATCHES:
                 break
         if not init_batches:
-            raise ValueError("the activation source gave no data")
+            raise ActivationFileError("the activation source gave no data")
         trainer.initialise(torch.cat(init_batches))
 
     def save_checkpoint(seconds: float) -> str | None:
@@ -175,4 +176,4 @@ def _next_batch(batches: Iterator[torch.Tensor]) -> torch.Tensor:
     try:
         return next(batches)
     except StopIteration:
-        raise ValueError("the activation source ran out of data") from None
+        raise ActivationFileError("the activation source ran out of data") from None

@@ -387,3 +387,19 @@ def test_cli_train_sae_writes_an_sae_file(tmp_path, capsys):
         assert '"recipe": "topk"' in h5["sae"].attrs["config"]
     code = main(["train-sae", "--activations", str(tmp_path / "missing.npy"), "--out", str(out)])
     assert code == 1 and "does not exist" in capsys.readouterr().err
+
+
+def test_cli_resume_with_other_settings_is_a_user_error(tmp_path, capsys):
+    """A checkpoint made with other settings is the user's mix-up: one 'error:' line, not 'unexpected'."""
+    from engine.cli import main
+
+    x, _ = synthetic(n=3000)
+    np.save(tmp_path / "acts.npy", x)
+    common = ["train-sae", "--activations", str(tmp_path / "acts.npy"), "--k", "4", "--n-activations", "5120",
+              "--batch-size", "512", "--device", "cpu", "--quiet", "--checkpoint-dir", str(tmp_path / "ck")]
+    assert main([*common, "--d-sae", "64", "--out", str(tmp_path / "a.h5")]) == 0
+    capsys.readouterr()
+    assert main([*common, "--d-sae", "96", "--resume", "--out", str(tmp_path / "b.h5")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("superpos: error:") and "different SAE configuration" in err, err
+    assert not (tmp_path / "b.h5").exists()
