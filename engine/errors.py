@@ -12,7 +12,7 @@ had (``ValueError`` and so on) so existing ``except ValueError`` callers keep wo
 
 from __future__ import annotations
 
-__all__ = ["UserError", "TrainingDiverged", "CheckpointError", "USER_ERRORS"]
+__all__ = ["UserError", "TrainingDiverged", "CheckpointError", "WriteError", "USER_ERRORS"]
 
 
 class UserError(Exception):
@@ -25,6 +25,11 @@ class TrainingDiverged(UserError, RuntimeError):
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint met by ``--resume`` cannot be used (unreadable, or made with other settings)."""
+
+
+class WriteError(UserError, OSError):
+    """A file could not be written (full disk, quota, I/O error, no permission); nothing half-written
+    is left and the previous file, if any, is unchanged. Made by ``engine.fileio.write_error``."""
 
 
 # What drivers show as a plain message (no traceback): the errors above, and files the operating

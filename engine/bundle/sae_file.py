@@ -18,9 +18,10 @@ import h5py
 import numpy as np
 
 from engine.bundle.schema import (
-    FORMAT, H5_LIBVER, READ_ERRORS, SAE_FORMAT, SAE_KEYS, BundleError, as_str, create_dataset, describe,
+    FORMAT, READ_ERRORS, SAE_FORMAT, SAE_KEYS, BundleError, as_str, create_dataset, describe,
     dumps, open_h5, root_attrs, to_numpy,
 )
+from engine.bundle.h5target import guarded_h5
 from engine.config import SAEConfig
 from engine.fileio import atomic_path
 
@@ -103,14 +104,12 @@ def write_sae_file(path: str | os.PathLike, sae_state: Mapping[str, Any],
                    sae_config_dict: Mapping[str, Any]) -> Path:
     """Write an SAE alone, with the same ``/sae`` layout as a bundle, atomically (``engine.fileio``)."""
     path = Path(path)
-    try:
-        with atomic_path(path, suffix=".partial") as tmp:
-            with h5py.File(tmp, "w", libver=H5_LIBVER) as f:
-                f.attrs.update(root_attrs(SAE_FORMAT))
-                write_sae_group(f, sae_state, sae_config_dict)
-        return path
-    except OSError as exc:
-        raise BundleError(f"could not write the SAE file {path}: {exc.strerror or exc}") from exc
+    size = sum(4 * int(np.prod(tuple(v.shape))) for v in sae_state.values())   # stored uncompressed
+    with atomic_path(path, suffix=".partial", what="the SAE file", size=size) as tmp:
+        with guarded_h5(tmp) as f:
+            f.attrs.update(root_attrs(SAE_FORMAT))
+            write_sae_group(f, sae_state, sae_config_dict)
+    return path
 
 
 def read_sae(path_or_group: str | os.PathLike | h5py.Group) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -16,9 +16,10 @@ from typing import Any, Generator, Mapping
 import h5py
 import numpy as np
 
+from engine.bundle.h5target import create_h5, finish_h5
 from engine.bundle.sae_file import create_sae_group, write_sae_group
 from engine.bundle.schema import (
-    COLUMN_CHUNK, FORMAT, GROUP_OF_KIND, H5_LIBVER, STORAGE_DTYPE, UNIT_COLUMNS, BundleError,
+    COLUMN_CHUNK, FORMAT, GROUP_OF_KIND, STORAGE_DTYPE, UNIT_COLUMNS, BundleError,
     create_dataset, dumps, encode_tokens, expected_model_shapes, root_attrs, to_numpy,
     token_storage_dtype,
 )
@@ -26,7 +27,7 @@ from engine.config import HarvestConfig, ModelConfig, RunConfig, SAEConfig
 from engine.events import (
     Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted, run_to_completion,
 )
-from engine.fileio import AtomicWrite
+from engine.fileio import AtomicWrite, write_error
 from engine.stats import HarvestResult, UnitStats
 
 __all__ = ["BundleWriter", "write_bundle", "write_bundle_job"]
@@ -40,11 +41,11 @@ class BundleWriter:
     synthetic generator uses the pieces to write 131k-feature bundles chunk by chunk in bounded memory.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, size: int | None = None):
         self.path = Path(path)
-        self._target = AtomicWrite(self.path, suffix=".partial")
+        self._target = AtomicWrite(self.path, suffix=".partial", what="the bundle", size=size)
         try:
-            self.file = h5py.File(self._target.tmp, "w", libver=H5_LIBVER)
+            self.file, self._guard = create_h5(self._target.tmp)
         except BaseException:
             self._target.abort()
             raise
@@ -66,7 +67,9 @@ class BundleWriter:
             return
         self._done = True
         try:
-            self.file.close()
+            finish_h5(self.file, self._guard)
+        except OSError:
+            pass             # the write already failed; the temporary file goes either way
         finally:
             self._target.abort()
 
@@ -75,11 +78,20 @@ class BundleWriter:
             raise RuntimeError("bundle writer already finished")
         self._done = True
         try:
-            self.file.close()
-        except BaseException:
+            finish_h5(self.file, self._guard)
+        except BaseException as exc:
             self._target.abort()
+            if isinstance(exc, OSError):
+                raise write_error(exc, self.path, "the bundle") from exc
             raise
         return self._target.commit()
+
+    def check(self) -> None:
+        """Raise (as ``WriteError``) a write failure met so far, e.g. a full disk."""
+        try:
+            self._guard.check()
+        except OSError as exc:
+            raise write_error(exc, self.path, "the bundle") from exc
 
     # -------------------------------------------------------------- header, model, SAE
     def write_header(self, *, config: RunConfig, tokenizer_json: str, metrics: Mapping[str, Any],
@@ -244,7 +256,7 @@ def write_bundle_job(
 
     ``cancel`` is checked before each of those datasets: a cancel raises ``Cancelled`` and, like any
     failure, leaves ``path`` as it was with no temporary file behind. A disk or permission problem
-    becomes a ``BundleError``; inconsistent inputs (a programming error) raise ``ValueError``.
+    becomes a one-line ``WriteError`` (``engine.fileio``); inconsistent inputs (a programming error) raise ``ValueError``.
     """
     path = Path(path)
     model_cfg = config.model
@@ -277,12 +289,14 @@ def write_bundle_job(
         return Progress("bundle", done=done, total=total, rate=rate, eta_s=eta, unit="B")
 
     def check_cancel() -> None:
+        w.check()
         if cancel is not None and cancel.cancelled:
             raise Cancelled(f"writing the bundle cancelled; {path} is unchanged")
 
     yield StageStarted("bundle", total=total, unit="B")
     try:
-        with BundleWriter(path) as w:
+        # the weights are stored uncompressed: the file needs at least their bytes (checked up front)
+        with BundleWriter(path, size=_tensor_bytes(model_state) + _tensor_bytes(sae_state)) as w:
             w.write_header(config=config, tokenizer_json=tokenizer_json, metrics=metrics, curves=curves,
                            extra_info=extra_info)
             check_cancel()
@@ -306,7 +320,7 @@ def write_bundle_job(
             w.write_sample(harvest)
             yield step(sample_bytes)
     except OSError as exc:
-        raise BundleError(f"could not write the bundle {path}: {exc.strerror or exc}") from exc
+        raise write_error(exc, path, "the bundle") from exc
     yield StageFinished("bundle", seconds=time.perf_counter() - t0,
                         summary={"file_bytes": float(path.stat().st_size)})
     return path

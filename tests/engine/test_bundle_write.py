@@ -16,6 +16,7 @@ import engine.fileio as fileio
 from bundle_parts import copy_bundle as _copy, leftovers as _leftovers
 from engine.bundle import BundleError, open_bundle, write_bundle, write_bundle_job, write_sae_file
 from engine.bundle.schema import UNIT_COLUMNS
+from engine.errors import WriteError
 from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted, collect
 from engine.stats import HarvestResult
 
@@ -40,13 +41,13 @@ def test_failed_write_keeps_the_old_bundle(tmp_path, parts, written, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(bundle_write.BundleWriter, "write_sample", boom)
-    with pytest.raises(BundleError, match="No space left"):
+    with pytest.raises(WriteError, match="could not write the bundle .*No space left"):
         write_bundle(target, **parts)
     assert target.read_bytes() == before
     assert _leftovers(tmp_path) == []
     monkeypatch.undo()
     monkeypatch.setattr(fileio.os, "replace", boom)     # the very last step fails
-    with pytest.raises(BundleError):
+    with pytest.raises(WriteError):
         write_bundle(target, **parts)
     assert target.read_bytes() == before
     assert _leftovers(tmp_path) == []
