@@ -36,7 +36,7 @@ from typing import Iterator
 from engine.errors import WriteError
 
 __all__ = ["AtomicWrite", "atomic_path", "write_bytes", "write_error", "ensure_free_space",
-           "sweep_stale_partials", "is_partial", "TEMP_SUFFIXES"]
+           "sweep_stale_partials", "is_partial", "TEMP_SUFFIXES", "DISK_FULL"]
 
 TEMP_SUFFIXES = (".partial", ".tmp", ".tmp.npy")
 _HOST = f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
@@ -80,6 +80,9 @@ _HINTS = {
     errno.EPERM: "choose a folder you can write to",
     errno.EFBIG: "the file system cannot hold a file this large; choose another folder",
 }
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)    # errors only a write can meet
 
 
 def _size(n: float) -> str:

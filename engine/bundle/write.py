@@ -19,7 +19,7 @@ import numpy as np
 from engine.bundle.h5target import create_h5, finish_h5
 from engine.bundle.sae_file import create_sae_group, write_sae_group
 from engine.bundle.schema import (
-    COLUMN_CHUNK, FORMAT, GROUP_OF_KIND, STORAGE_DTYPE, UNIT_COLUMNS, BundleError,
+    COLUMN_CHUNK, FORMAT, GROUP_OF_KIND, STORAGE_DTYPE, UNIT_COLUMNS,
     create_dataset, dumps, encode_tokens, expected_model_shapes, root_attrs, to_numpy,
     token_storage_dtype,
 )

@@ -196,7 +196,7 @@ def cache_activations(source, n: int, path: str | os.PathLike, batch_size: int =
                 return path
         except Exception:
             pass
-    with atomic_path(path, suffix=".tmp.npy") as tmp:
+    with atomic_path(path, suffix=".tmp.npy", what="the activation cache", size=4 * n * d_in) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, d_in))
         row = 0
         for batch in source.iter_batches(batch_size):

@@ -25,6 +25,7 @@ from engine.config import CorpusConfig
 from engine.data.sources import CorpusSource, summarise_report
 from engine.data.spec import open_corpus
 from engine.data.tokenizer import Tokenizer
+from engine.fileio import DISK_FULL, write_error
 from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter, StageFinished, StageStarted
 
 __all__ = ["TokenData", "token_dtype", "tokenize_corpus"]
@@ -176,8 +177,10 @@ def _tokenize(cfg: CorpusConfig, tokenizer: Tokenizer, cache_dir: str | os.PathL
             os.replace(tmp, final)
         except OSError:  # another process finished the same cache first: use theirs
             shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:   # (reading the corpus raises its own)
+            raise write_error(exc, final, "the token cache") from exc
         raise
 
     if source.report:

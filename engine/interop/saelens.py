@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from engine.bundle import Bundle, BundleError
+from engine.errors import WriteError
 from engine.fileio import atomic_path
 
 __all__ = ["saelens_config", "export_saelens"]
@@ -84,9 +85,11 @@ def export_saelens(b: Bundle, folder: str | os.PathLike) -> list[Path]:
         for name, write in (("sae_weights.safetensors", lambda p: save_file(tensors, str(p))),
                             ("sparsity.safetensors", lambda p: save_file(sparsity, str(p))),
                             ("cfg.json", lambda p: p.write_text(cfg_text, encoding="utf-8"))):
-            with atomic_path(folder / name, suffix=".partial") as tmp:
+            with atomic_path(folder / name, suffix=".partial", what="the SAELens export file") as tmp:
                 write(tmp)
             written.append(folder / name)
+    except WriteError:
+        raise
     except OSError as exc:
         raise BundleError(f"could not write the SAELens export to {folder}: {exc.strerror or exc}") from exc
     return written

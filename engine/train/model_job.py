@@ -30,7 +30,7 @@ from engine.data.sources import CorpusError
 from engine.device import resolve_device, tune_allocator
 from engine.errors import CheckpointError, TrainingDiverged
 from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter, StageFinished, StageStarted
-from engine.fileio import atomic_path
+from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.model import OneLayerTransformer
 from engine.train.optim import make_adamw
 
@@ -113,15 +113,14 @@ def _save_checkpoint(path: Path, model, optimizer, step, tokens_seen, elapsed, c
         "model_config": json.dumps(model_cfg.to_dict()),
         "train_config": json.dumps(train_cfg.to_dict()),
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_checkpoint(path, state, "the model checkpoint")
+
+
+_REQUIRED = ("model", "optimizer", "step", "elapsed", "curves", "model_config")
 
 
 def _load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        raise CheckpointError(f"cannot read the checkpoint {path}: {exc}. Delete it to start afresh.") from None
+    return load_checkpoint(path, _REQUIRED, "model checkpoint")
 
 
 def load_checkpoint_model(path: str | Path) -> OneLayerTransformer:
@@ -173,11 +172,13 @@ def train_model(
     meter = RateMeter(total_steps * tokens_per_step)
     t_start = time.perf_counter()
     model.train()
-    last_good_step = step
+    saved_step = step if step else None          # the step of the checkpoint on disk, if any
     val_loss = float("nan")
 
     def checkpoint():
+        nonlocal saved_step
         if ckpt_path is not None:
+            saved_step = step
             _save_checkpoint(ckpt_path, model, optimizer, step, step * tokens_per_step,
                              elapsed_before + time.perf_counter() - t_start, curves, model_cfg, train_cfg)
 
@@ -194,9 +195,11 @@ def train_model(
             loss = model.loss(x, y)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            raise TrainingDiverged(
-                f"model training diverged at step {step} (loss {loss_value}); the last good checkpoint "
-                f"(step {last_good_step}) is kept. Try a lower learning rate.")
+            kept = (f"the checkpoint of step {saved_step} ({ckpt_path}) is kept" if saved_step is not None
+                    else "no checkpoint had been written yet" + (
+                        f" (the first is due at step {train_cfg.checkpoint_every})" if ckpt_path else ""))
+            raise TrainingDiverged(f"model training diverged at step {step} (loss {loss_value}); {kept}. "
+                                   "Try a lower learning rate.")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
@@ -211,7 +214,6 @@ def train_model(
             curves[f"model/{key}"].append((seen, value))
         if ckpt_path is not None and (step % train_cfg.checkpoint_every == 0):
             checkpoint()
-            last_good_step = step
         rate, eta = meter.update(seen)
         yield Progress("model", done=seen, total=total_steps * tokens_per_step, step=step,
                        metrics=metrics, rate=rate, eta_s=eta, unit="tokens")

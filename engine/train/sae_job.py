@@ -33,7 +33,7 @@ from engine import events
 from engine.config import ConfigError, SAEConfig
 from engine.data.activations import ActivationFileError
 from engine.errors import CheckpointError, TrainingDiverged
-from engine.fileio import atomic_path
+from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.sae import SparseAutoencoder
 from engine.train.recipes import make_trainer
 
@@ -85,7 +85,7 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
     resamples_done = 0
 
     if resume and ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(ckpt_path, _REQUIRED, "SAE checkpoint")
         if state.get("config") != cfg_json:
             raise CheckpointError(f"checkpoint {ckpt_path} was made with a different SAE configuration; "
                              "delete it or train without resume")
@@ -163,9 +163,11 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
                           final={k: float(v) for k, v in last_metrics.items()})
 
 
+_REQUIRED = ("config", "trainer", "data_pos", "seconds", "resamples_done", "curves")
+
+
 def _save(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_checkpoint(path, state, "the SAE checkpoint")
 
 
 def _curves_to_arrays(curves: dict[str, list]) -> dict[str, np.ndarray]:
