@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -25,7 +26,14 @@ SAE_RECIPES = ("topk", "2024-04", "2023")
 
 
 class ConfigError(UserError, ValueError):
-    """A configuration value a user supplied is invalid; the message says which and why."""
+    """A configuration value a user supplied is invalid; the message says which and why.
+
+    ``field`` is the setting's ``section.key`` (e.g. ``"model.n_heads"``) where one is to blame, so
+    a driver can point at its own name for it (a CLI flag, a dialog field)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class _Config:
@@ -84,11 +92,13 @@ class ModelConfig(_Config):
     d_mlp: int = 512
 
     def __post_init__(self):
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         for name in ("vocab_size", "n_ctx", "d_model", "n_heads", "d_mlp"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"model {name} must be positive")
+            value = getattr(self, name)
+            if not _is_int(value) or value <= 0:
+                raise ConfigError(f"model.{name} must be a positive integer; got {value!r}", f"model.{name}")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads "
+                              f"({self.n_heads})", "model.n_heads")
 
 
 @dataclass(frozen=True)
@@ -130,10 +140,19 @@ class SAEConfig(_Config):
     def __post_init__(self):
         if self.recipe not in SAE_RECIPES:
             raise ConfigError(f"unknown SAE recipe {self.recipe!r}; choose one of {', '.join(SAE_RECIPES)}")
-        if self.d_sae <= 0 or self.d_in <= 0:
-            raise ConfigError("SAE sizes must be positive")
-        if self.recipe == "topk" and not 0 < self.k <= self.d_sae:
-            raise ConfigError(f"k must be between 1 and d_sae ({self.d_sae})")
+        for name in ("d_in", "d_sae"):
+            value = getattr(self, name)
+            if not _is_int(value) or value <= 0:
+                raise ConfigError(f"sae.{name} must be a positive integer; got {value!r}", f"sae.{name}")
+        if self.recipe == "topk" and not (_is_int(self.k) and 0 < self.k <= self.d_sae):
+            raise ConfigError(f"sae.k must be an integer from 1 to sae.d_sae ({self.d_sae}); got {self.k!r}",
+                              "sae.k")
+
+
+    def validate(self) -> "SAEConfig":
+        """``RULES["sae"]`` and k <= d_sae, one step of budget; ``ConfigError`` naming the setting."""
+        _validate_section(self, "sae")
+        return self
 
 
 @dataclass(frozen=True)
@@ -169,6 +188,15 @@ class RunConfig(_Config):
         if self.sae.d_in != self.model.d_mlp:
             object.__setattr__(self, "sae", replace(self.sae, d_in=self.model.d_mlp))
 
+    def validate(self) -> "RunConfig":
+        """Check every setting against its allowed range, and the rules that tie sections together;
+        raise ``ConfigError`` naming the first bad one (``field``: ``section.key``). Returns self.
+
+        The one check shared by the CLI (before any work), the Train dialog (before it starts) and
+        the presets (a test); the table is ``RULES`` below."""
+        _validate_run(self)
+        return self
+
     def with_overrides(self, **sections: dict[str, Any]) -> "RunConfig":
         """Return a copy with ``section={key: value}`` overrides applied (top-level keys too)."""
         data = self.to_dict()
@@ -193,6 +221,128 @@ _NESTED = {
     ("RunConfig", "sae"): SAEConfig,
     ("RunConfig", "harvest"): HarvestConfig,
 }
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# ====================================================================== the allowed ranges
+@dataclass(frozen=True)
+class Rule:
+    """``key`` of a section is an integer (``integer=True``) or a finite number in [lo, hi]
+    (``lo_open``: lo itself excluded; None: unbounded); ``optional``: None is allowed too."""
+    key: str
+    what: str
+    lo: float | None = None
+    hi: float | None = None
+    integer: bool = True
+    lo_open: bool = False
+    optional: bool = False
+
+    def range_text(self) -> str:
+        fmt = (lambda v: f"{int(v):,}") if self.integer else (lambda v: f"{v:g}")
+        if self.lo is not None and self.hi is not None and not self.lo_open:
+            return f"from {fmt(self.lo)} to {fmt(self.hi)}"
+        parts = []
+        if self.lo is not None:
+            parts.append(f"greater than {fmt(self.lo)}" if self.lo_open else f"at least {fmt(self.lo)}")
+        if self.hi is not None:
+            parts.append(f"at most {fmt(self.hi)}")
+        return " and ".join(parts)
+
+    def check(self, section: str, value: Any) -> None:
+        if value is None and self.optional:
+            return
+        ok = _is_int(value) if self.integer else (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+        if ok and self.lo is not None:
+            ok = value > self.lo if self.lo_open else value >= self.lo
+        if ok and self.hi is not None:
+            ok = value <= self.hi
+        if not ok:
+            kind = "an integer" if self.integer else "a finite number"
+            raise ConfigError(f"{section}.{self.key} ({self.what}) must be {kind} {self.range_text()}; "
+                              f"got {value!r}", f"{section}.{self.key}")
+
+
+_SEED = Rule("seed", "random seed", 0, 2**32 - 1)
+_BIG = 10**13                     # budgets: far beyond any run, small enough to catch a typo'd exponent
+RULES: dict[str, tuple[Rule, ...]] = {
+    "corpus": (_SEED, Rule("val_fraction", "held-out fraction", 0, 0.5, integer=False, lo_open=True),
+               Rule("max_chars", "characters of the corpus used", 1, _BIG, optional=True)),
+    "tokenizer": (Rule("vocab_size", "BPE vocabulary size", 258, 1 << 20),
+                  Rule("train_chars", "characters used to train the BPE", 1, _BIG)),
+    "model": (Rule("vocab_size", "vocabulary size", 2, 1 << 20), Rule("n_ctx", "context length", 2, 1 << 16),
+              Rule("d_model", "residual width", 1, 1 << 16), Rule("n_heads", "attention heads", 1, 1 << 10),
+              Rule("d_mlp", "MLP neurons", 1, 1 << 20)),
+    "train": (Rule("tokens", "training budget in tokens", 1, _BIG),
+              Rule("batch_size", "sequences per step", 1, 1 << 20),
+              Rule("lr", "peak learning rate", 0, 10, integer=False, lo_open=True),
+              Rule("min_lr_ratio", "final / peak learning rate", 0, 1, integer=False),
+              Rule("warmup_steps", "warm-up steps", 0, _BIG), Rule("weight_decay", "weight decay", 0, 100, integer=False),
+              Rule("grad_clip", "gradient-norm clip", 0, 1e6, integer=False, lo_open=True),
+              Rule("eval_every", "steps between validation estimates", 1, _BIG),
+              Rule("eval_batches", "validation batches", 1, 1 << 20),
+              Rule("checkpoint_every", "steps between checkpoints", 1, _BIG), _SEED),
+    "sae": (Rule("d_sae", "dictionary size", 1, 1 << 24), Rule("k", "active features per token", 1, 1 << 24),
+            Rule("aux_k", "dead latents in the AuxK loss", 0, 1 << 24),
+            Rule("aux_coeff", "AuxK loss weight", 0, 1e6, integer=False),
+            Rule("l1_coeff", "sparsity penalty lambda", 0, 1e6, integer=False, lo_open=True),
+            Rule("lr", "learning rate", 0, 10, integer=False, lo_open=True),
+            Rule("batch_size", "activation vectors per step", 1, 1 << 24),
+            Rule("n_activations", "training budget in activation vectors", 1, _BIG),
+            Rule("buffer_batches", "shuffling buffer, in batches", 1, 1 << 16),
+            Rule("dead_window", "activations before a silent latent is dead", 1, _BIG),
+            Rule("cooldown_fraction", "fraction of the run with a decaying learning rate", 0, 1, integer=False),
+            Rule("grad_clip", "gradient-norm clip", 0, 1e6, integer=False, lo_open=True),
+            Rule("checkpoint_every", "steps between checkpoints (0: none)", 0, _BIG), _SEED),
+    "harvest": (Rule("n_tokens", "held-out tokens scanned for statistics", 1, _BIG),
+                Rule("eval_tokens", "held-out tokens for the evaluation", 1, _BIG),
+                Rule("top_k", "top examples per unit", 1, 10_000),
+                Rule("n_intervals", "activation intervals", 1, 1_000),
+                Rule("per_interval", "examples per interval", 1, 1_000),
+                Rule("ctx_left", "tokens before an example", 0, 1 << 16),
+                Rule("ctx_right", "tokens after an example", 0, 1 << 16),
+                Rule("hist_bins", "histogram bins", 2, 100_000), Rule("n_logits", "logit effects shown", 1, 10_000),
+                Rule("n_align", "aligned units kept", 1, 10_000),
+                Rule("sample_tokens", "tokens in the scatter sample", 1, 10_000_000), _SEED),
+}
+
+
+def _fail(message: str, field: str) -> None:
+    raise ConfigError(message, field)
+
+
+def _validate_section(part: Any, section: str) -> None:
+    for rule in RULES[section]:
+        rule.check(section, getattr(part, rule.key))
+    if section == "sae":
+        if part.recipe == "topk" and part.k > part.d_sae:
+            _fail(f"sae.k (active features per token) must be at most sae.d_sae ({part.d_sae:,}); "
+                  f"got {part.k:,}", "sae.k")
+        if part.n_activations < part.batch_size:
+            _fail(f"sae.n_activations (training budget in activation vectors) must be at least one step, "
+                  f"sae.batch_size = {part.batch_size:,}; got {part.n_activations:,}", "sae.n_activations")
+
+
+def _validate_run(cfg: "RunConfig") -> None:
+    for section in RULES:
+        _validate_section(getattr(cfg, section), section)
+    m, t, h = cfg.model, cfg.train, cfg.harvest
+    if cfg.device not in ("auto", "cpu", "cuda", "mps") and not str(cfg.device).startswith("cuda:"):
+        _fail(f"device must be auto, cpu, cuda or mps; got {cfg.device!r}", "device")
+    if m.n_heads > m.d_model or m.d_model % m.n_heads:
+        _fail(f"model.n_heads (attention heads) must divide model.d_model ({m.d_model}); got {m.n_heads}",
+              "model.n_heads")
+    step_tokens = t.batch_size * m.n_ctx
+    if t.tokens < step_tokens:
+        _fail(f"train.tokens (training budget in tokens) must be at least one step, train.batch_size x "
+              f"model.n_ctx = {step_tokens:,}; got {t.tokens:,}", "train.tokens")
+    if h.n_tokens < m.n_ctx or h.eval_tokens < m.n_ctx:
+        key = "n_tokens" if h.n_tokens < m.n_ctx else "eval_tokens"
+        _fail(f"harvest.{key} must be at least one context window, model.n_ctx = {m.n_ctx}; got "
+              f"{getattr(h, key):,}", f"harvest.{key}")
 
 
 def _presets() -> dict[str, dict[str, Any]]:

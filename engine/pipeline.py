@@ -111,6 +111,7 @@ def run_pipeline(
     from engine.train.sae_job import train_sae
     from engine.train.model_job import train_model
 
+    cfg.validate()              # bad settings fail here, before the tokenizer, not stages later
     t_run = time.perf_counter()
     out_path = Path(out_path)
     workdir = Path(workdir) if workdir is not None else run_workdir(cfg)

@@ -231,14 +231,26 @@ class RunForm(QWidget):
             harvest={"n_tokens": self.harvest_tokens.value()},
             device=self.device.currentData(),
         )
-        if cfg.model.d_model % cfg.model.n_heads:
-            raise ConfigError(f"d_model ({cfg.model.d_model}) must be a multiple of the {cfg.model.n_heads} heads.")
+        cfg.validate()      # the same ranges and rules as the command line and the presets
         if cfg.device != "auto":
             try:
                 resolve_device(cfg.device)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         return cfg
+
+    _FIELD_WIDGETS = {"tokenizer.vocab_size": "vocab_size", "model.vocab_size": "vocab_size",
+                      "model.n_ctx": "n_ctx", "model.d_model": "d_model", "model.n_heads": "d_model",
+                      "model.d_mlp": "d_mlp", "train.tokens": "tokens", "sae.d_sae": "d_sae", "sae.k": "k",
+                      "sae.l1_coeff": "l1", "sae.n_activations": "sae_acts", "harvest.n_tokens": "harvest_tokens"}
+
+    def focus_field(self, field: str | None) -> bool:
+        """Put the keyboard focus on the control of ``field`` (a ConfigError's ``section.key``)."""
+        widget = getattr(self, self._FIELD_WIDGETS.get(field or "", ""), None)
+        if widget is None:
+            return False
+        widget.setFocus()
+        return True
 
     def output_path(self) -> Path:
         """The bundle path to write (``.h5`` added if missing); raises ConfigError if unusable."""

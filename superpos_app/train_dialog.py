@@ -198,6 +198,7 @@ class TrainDialog(QDialog):
             out = self.form.output_path()
         except ConfigError as exc:
             self.show_message(str(exc))
+            self.form.focus_field(getattr(exc, "field", None))
             return False
         self.show_message("")
         resume = self.resume_check.isChecked() and self.resume_check.isEnabled()

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from engine.cli.flags import RUN_FLAGS, validated
 from engine.cli.progress import ProgressPrinter, drive
 from engine.config import SAE_RECIPES, RunConfig, preset, preset_description, preset_names
 from engine.events import CancelToken
@@ -82,8 +83,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                k=getattr(args, "k", None), l1_coeff=getattr(args, "l1", None),
                n_activations=getattr(args, "sae_activations", None))
     harvest = pick(n_tokens=getattr(args, "harvest_tokens", None))
-    return cfg.with_overrides(corpus=corpus, tokenizer=tokenizer, model=model, train=train, sae=sae,
-                              harvest=harvest, device=args.device)
+    # every setting checked here, before the tokenizer or anything slow starts
+    return validated(lambda: cfg.with_overrides(corpus=corpus, tokenizer=tokenizer, model=model, train=train,
+                                                sae=sae, harvest=harvest, device=args.device).validate(),
+                     RUN_FLAGS)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import argparse
 import json
 
 from engine.analysis.evaluate import METRIC_KEYS, json_safe
+from engine.cli.flags import SAE_FLAGS, validated
 from engine.cli.progress import ProgressPrinter, drive
 from engine.config import SAE_RECIPES, ConfigError, SAEConfig
 from engine.events import CancelToken
@@ -71,7 +72,7 @@ def sae_config_from_args(args: argparse.Namespace, d_in: int) -> SAEConfig:
         value = getattr(args, arg, None)
         if value is not None:
             changes[key] = value
-    return SAEConfig(**changes)
+    return validated(lambda: SAEConfig(**changes).validate(), SAE_FLAGS)
 
 
 def cmd_train_sae(args: argparse.Namespace) -> int:
@@ -80,6 +81,7 @@ def cmd_train_sae(args: argparse.Namespace) -> int:
     from engine.device import resolve_device
     from engine.train.sae_job import train_sae
 
+    sae_config_from_args(args, d_in=1)            # the flags, checked before the file is read
     source = ArrayActivationSource(args.activations, seed=args.seed, dataset=args.dataset)
     cfg = sae_config_from_args(args, source.d_in)
     if cfg.batch_size > source.n:

@@ -82,8 +82,13 @@ def test_bad_sizes_are_refused_inline(dialog, fake_pipeline, tmp_path):
     dialog.form.d_sae.setValue(16)
     dialog.form.k.setValue(64)                          # k > dictionary size
     assert dialog.start() is False
-    assert "k must be between" in dialog.message.text()
+    assert "sae.k must be an integer from 1 to sae.d_sae (16)" in dialog.message.text()
     dialog.form.k.setValue(8)
+    dialog.form.vocab_size.setValue(100)                # below the byte-level BPE's 256 bytes + <eos>
+    assert dialog.start() is False
+    assert "tokenizer.vocab_size (BPE vocabulary size) must be an integer from 258" in dialog.message.text()
+    assert dialog.form.focus_field("tokenizer.vocab_size") and not dialog.form.focus_field("train.seed")
+    dialog.form.vocab_size.setValue(512)
     dialog.form.d_model.setValue(33)                    # not divisible by the heads
     assert dialog.start() is False and "d_model" in dialog.message.text()
     dialog.form.output_edit.setText("")
