@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from engine.bundle import Bundle, open_bundle
+from engine.cli.terminal import terminal_safe as safe
 from engine.interop.saelens import export_saelens
 
 __all__ = ["register", "cmd_info", "cmd_export_saelens", "summary_lines"]
@@ -40,7 +41,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(summary_dict(b), indent=2, sort_keys=True, default=str))
         else:
-            print("\n".join(summary_lines(b)))
+            # fields are escaped where they are formatted; this pass catches any the summary adds later
+            print("\n".join(safe(row) for line in summary_lines(b) for row in line.split("\n")))
     return 0
 
 
@@ -96,19 +98,19 @@ def summary_lines(b: Bundle) -> list[str]:
     """The human summary ``superpos info`` prints, as lines."""
     info, cfg, m = b.info, b.config, b.model_config
     c = cfg.corpus
-    corpus = c.spec + (f", at most {c.max_chars:,} chars" if c.max_chars else "") + f", seed {c.seed}"
+    corpus = safe(c.spec) + (f", at most {c.max_chars:,} chars" if c.max_chars else "") + f", seed {c.seed}"
     sae = b.sae_config_dict
-    recipe = str(sae.get("recipe", "?"))
+    recipe = safe(sae.get("recipe", "?"))
     if recipe == "topk":
         recipe += f" (k={sae.get('k')})"
     elif "l1_coeff" in sae:
         recipe += f" (l1_coeff={sae.get('l1_coeff')})"
     d = b.dims
     lines = [
-        f"bundle      {b.path}",
-        f"            {_size(info['file_size'])}, schema {b.schema_version}, {info['generator']}, "
-        f"created {info['created']}",
-        f"run         {cfg.name!r}",
+        f"bundle      {safe(b.path)}",
+        f"            {_size(info['file_size'])}, schema {b.schema_version}, {safe(info['generator'])}, "
+        f"created {safe(info['created'])}",
+        f"run         {safe(repr(cfg.name))}",
         f"corpus      {corpus}",
         f"tokenizer   byte-level BPE, {m.vocab_size:,} tokens",
         f"model       1 layer, d_model {m.d_model}, {m.n_heads} heads, {m.d_mlp} MLP neurons, context {m.n_ctx}; "
@@ -138,8 +140,9 @@ def summary_lines(b: Bundle) -> list[str]:
 
 
 def _wrap(items: list[str], width: int = 88) -> str:
+    """The items (bundle strings: escaped for the terminal) joined and wrapped under the column."""
     out, line = [], ""
-    for item in items:
+    for item in map(safe, items):
         piece = item if not line else ", " + item
         if line and len(line) + len(piece) > width:
             out.append(line + ",")

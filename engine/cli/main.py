@@ -21,6 +21,7 @@ import traceback
 
 from engine import __version__
 from engine.cli import bundle_cmds, run_cmds, sae_cmds
+from engine.cli.terminal import terminal_safe
 from engine.errors import USER_ERRORS
 from engine.events import Cancelled
 
@@ -57,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"superpos: error: {exc}", file=sys.stderr)
+        print(f"superpos: error: {terminal_safe(exc)}", file=sys.stderr)   # messages may quote file contents
         return 1
     except Exception as exc:  # a bug: still one line unless --debug, but say it is unexpected
         if args.debug:
             traceback.print_exc()
-        print(f"superpos: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
+        print(f"superpos: unexpected error: {type(exc).__name__}: {terminal_safe(exc)} (run with --debug for details)",
               file=sys.stderr)
         return 1
 
