@@ -11,7 +11,9 @@ M neurons, F features and nnz stored activations.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,6 +24,7 @@ import numpy as np
 from engine import __version__
 from engine.config import ModelConfig
 from engine.errors import UserError
+from engine.fileio import is_partial
 
 __all__ = [
     "FORMAT", "SAE_FORMAT", "SCHEMA_VERSION", "TOKEN_PAD_U16", "TOKEN_PAD_I32", "UNIT_COLUMNS",
@@ -252,10 +255,28 @@ def create_dataset(group: h5py.Group, name: str, shape: tuple[int, ...], dtype, 
 
 
 # ====================================================================== the guarded open
+def _check_path(path: Path) -> None:
+    """The reason ``path`` cannot be opened at all, said as what it is (a link loop is not "no such file")."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BundleError(f"{path} is a symbolic link that loops (too many levels of links); "
+                              "point it at a real file") from None
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            raise BundleError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist") from None
+        if exc.errno == errno.ENOENT:
+            raise BundleError(f"{path}: no such file") from None
+        raise BundleError(f"cannot open {path}: {os.strerror(exc.errno) if exc.errno else exc}") from None
+    if is_partial(path):
+        raise BundleError(f"{path} is the temporary file of an unfinished or interrupted write, not a bundle; "
+                          "open the file without the leading dot and random part (the next write into this "
+                          "folder removes it once its writer is gone)")
+
+
 def open_h5(path: Path, accept: Iterable[str] = (FORMAT,)) -> h5py.File:
     """Open ``path`` read-only after checking it is a file, HDF5, the right format and schema."""
-    if not path.exists():
-        raise BundleError(f"{path}: no such file")
+    _check_path(path)
     if path.is_dir():
         raise BundleError(f"{path} is a folder, not a bundle file")
     try:
