@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.bundle.schema import (
     FORMAT, READ_ERRORS, SAE_FORMAT, SAE_KEYS, BundleError, as_str, create_dataset, describe,
-    dumps, open_h5, root_attrs, to_numpy,
+    dumps, open_h5, root_attrs, to_numpy, float_problem,
 )
 from engine.bundle.h5target import guarded_h5
 from engine.config import SAEConfig
@@ -76,8 +76,9 @@ def read_sae_group(group: Any, where: str) -> tuple[dict[str, Any], dict[str, An
             ds = group[key]
             if not isinstance(ds, h5py.Dataset):
                 continue
-            if key in expected and ds.shape != expected[key]:
-                raise BundleError(f"{where}: SAE tensor {key} has shape {ds.shape}, expected {expected[key]}")
+            problem = float_problem(ds, expected[key] if key in expected else ds.shape)
+            if problem:
+                raise BundleError(f"{where}: SAE tensor {key} {problem}")
             state[key] = torch.from_numpy(np.asarray(ds[()], dtype=np.float32))
         missing = [k for k in SAE_KEYS if k not in state]
         if missing:

@@ -254,6 +254,18 @@ def create_dataset(group: h5py.Group, name: str, shape: tuple[int, ...], dtype, 
     return group.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
 
 
+def float_problem(ds: h5py.Dataset, shape: tuple[int, ...]) -> str | None:
+    """What is wrong with a tensor dataset that must be floats of ``shape`` (None: nothing), said
+    as what differs: the shape, or the type when the shape is right (strings, integers)."""
+    if ds.shape != shape:
+        return f"has shape {ds.shape}, expected {shape}"
+    if ds.dtype.kind != "f":
+        kind = "strings" if ds.dtype.kind in "OSU" or h5py.check_string_dtype(ds.dtype) else f"dtype {ds.dtype}"
+        return f"holds {kind}, expected floating-point numbers"
+    return None
+
+
+
 # ====================================================================== the guarded open
 def _check_path(path: Path) -> None:
     """The reason ``path`` cannot be opened at all, said as what it is (a link loop is not "no such file")."""

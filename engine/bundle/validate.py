@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.bundle.schema import (
     FORMAT, GROUP_OF_KIND, SAMPLE_COLUMNS, STORAGE_KIND, UNIT_COLUMNS, BundleError, as_str, describe,
-    expected_model_shapes,
+    expected_model_shapes, float_problem,
 )
 from engine.config import ModelConfig, RunConfig
 from engine.stats import UNIT_KINDS
@@ -116,9 +116,9 @@ def _model_config(check: _Checker) -> ModelConfig:
     except Exception as exc:
         check.fail(f"/model config is invalid ({describe(exc)})")
     for name, shape in expected_model_shapes(cfg).items():
-        ds = check.dataset(f"model/{name}")
-        if ds.shape != shape or ds.dtype.kind != "f":
-            check.fail(f"/model/{name} has shape {ds.shape} {ds.dtype}, expected {shape} float32")
+        problem = float_problem(check.dataset(f"model/{name}"), shape)
+        if problem:
+            check.fail(f"/model/{name} {problem}")
     return cfg
 
 
@@ -164,9 +164,9 @@ def read_metadata(f: h5py.File, path: Path) -> Metadata:
     if not isinstance(sae_cfg, dict):
         check.fail("/sae has no config attribute")
     for name, shape in {"W_enc": (D, F), "b_enc": (F,), "W_dec": (F, D), "b_dec": (D,)}.items():
-        ds = check.dataset(f"sae/{name}")
-        if ds.shape != shape or ds.dtype.kind != "f":
-            check.fail(f"/sae/{name} has shape {ds.shape}, expected {shape}")
+        problem = float_problem(check.dataset(f"sae/{name}"), shape)
+        if problem:
+            check.fail(f"/sae/{name} {problem}")
 
     # harvest info, density histogram, sample, curves
     harvest = check.group("harvest")

@@ -40,6 +40,7 @@ class CorpusSource:
     ``max_chars`` characters in all); ``report`` lists ``(path, reason)`` for skipped inputs."""
 
     kind = "base"
+    skip_unit = "file(s)"          # what one entry of ``report`` is (a file; a line of a .jsonl)
 
     def __init__(self, cfg: CorpusConfig):
         self.cfg = cfg
@@ -72,7 +73,8 @@ class CorpusSource:
             n_docs += 1
             yield doc_id, text
         if n_docs == 0:
-            skipped = f" ({len(self.report)} file(s) skipped: {summarise_report(self.report)})" if self.report else ""
+            skipped = (f" ({len(self.report)} {self.skip_unit} skipped: {summarise_report(self.report)})"
+                       if self.report else "")
             raise CorpusError(f"the corpus {self.spec!r} holds no usable text{skipped}")
 
     def is_val(self, doc_id: str) -> bool:
@@ -135,8 +137,22 @@ def cut_document(text: str, limit: int = DOC_CHARS) -> list[str]:
     return pieces
 
 
+def _is_utf16(head: bytes) -> bool:
+    """A byte-order mark, or the NUL in every other byte that UTF-16 gives mostly-ASCII text."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    sample = head[:4096]
+    half = len(sample) // 2
+    return half >= 8 and max(sample[0::2].count(0), sample[1::2].count(0)) >= 0.9 * half
+
+
+UTF16 = "UTF-16 text, not UTF-8: convert it to UTF-8 first (e.g. iconv -f UTF-16 -t UTF-8)"
+
+
 def decode_file_bytes(data: bytes) -> tuple[str | None, str]:
     """``(text, "")`` or ``(None, reason)`` for one file's bytes."""
+    if _is_utf16(data):
+        return None, UTF16
     if b"\x00" in data:
         return None, "binary file (contains NUL bytes)"
     try:
@@ -160,6 +176,8 @@ def _text_head(path: Path, expected: str) -> tuple[int, bytes]:
         raise CorpusError(f"the file {path} is empty")
     with open(path, "rb") as f:
         head = f.read(65536)
+    if _is_utf16(head):
+        raise CorpusError(f"{path} is {UTF16}")
     if b"\x00" in head:
         raise CorpusError(f"{path} looks like a binary file (it contains NUL bytes); {expected}")
     return size, head
@@ -280,11 +298,20 @@ class JsonlSource(CorpusSource):
     """A ``.jsonl`` file: one JSON object per line, its ``text`` field one document."""
 
     kind = "jsonl"
+    skip_unit = "line(s)"
 
     def __init__(self, cfg: CorpusConfig, path: Path):
         super().__init__(cfg)
         self.path = path
-        self.size, _ = _text_head(path, "expected JSON lines")
+        self.size, head = _text_head(path, "expected JSON lines")
+        first = next((line for line in head.split(b"\n") if line.strip()), b"")
+        if len(first) < len(head) or len(head) == self.size:      # a whole first line to judge
+            try:
+                json.loads(first.decode("utf-8-sig", errors="replace"))
+            except ValueError as exc:
+                raise CorpusError(
+                    f"{path} is named .jsonl but its first line is not JSON ({exc.msg}); a .jsonl corpus holds "
+                    "one JSON object with a 'text' field per line; give plain text a .txt name") from None
 
     def fingerprint(self) -> str:
         return f"jsonl|{_file_stamp(self.path)}"
