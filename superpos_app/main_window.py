@@ -209,7 +209,7 @@ class MainWindow(QMainWindow):
             if not target:
                 return False
         try:
-            with atomic_path(target) as tmp:
+            with atomic_path(target, what="the copy of the bundle", size=src.stat().st_size) as tmp:
                 shutil.copyfile(src, tmp)
         except Exception as exc:  # noqa: BLE001
             show_error(self, "Could not save the copy", exc)

@@ -82,10 +82,11 @@ def export_saelens(b: Bundle, folder: str | os.PathLike) -> list[Path]:
     cfg_text = json.dumps(saelens_config(b), indent=2)
     written = []
     try:
-        for name, write in (("sae_weights.safetensors", lambda p: save_file(tensors, str(p))),
-                            ("sparsity.safetensors", lambda p: save_file(sparsity, str(p))),
-                            ("cfg.json", lambda p: p.write_text(cfg_text, encoding="utf-8"))):
-            with atomic_path(folder / name, suffix=".partial", what="the SAELens export file") as tmp:
+        for name, write, size in (
+                ("sae_weights.safetensors", lambda p: save_file(tensors, str(p)), sum(t.nbytes for t in tensors.values())),
+                ("sparsity.safetensors", lambda p: save_file(sparsity, str(p)), sparsity["sparsity"].nbytes),
+                ("cfg.json", lambda p: p.write_text(cfg_text, encoding="utf-8"), len(cfg_text))):
+            with atomic_path(folder / name, suffix=".partial", what="the SAELens export file", size=size) as tmp:
                 write(tmp)
             written.append(folder / name)
     except WriteError:

@@ -164,3 +164,36 @@ def test_other_write_errors_say_what_to_do(tmp_path):
     assert "Disk quota exceeded" in str(err) and "within your quota" in str(err)
     err = fileio.write_error(OSError(errno.EROFS, "ro"), tmp_path / "b.h5", "the bundle")
     assert "choose a folder you can write to" in str(err) and isinstance(err, OSError)
+
+
+# ---------------------------------------------------------------------------------- caches and exports
+def test_a_full_disk_while_tokenizing_names_the_token_cache_and_leaves_no_folder(tmp_path, monkeypatch):
+    import engine.data.token_cache as token_cache
+    from engine.config import CorpusConfig
+    from engine.data.tokenizer import Tokenizer
+    from engine.errors import WriteError
+    from engine.events import run_to_completion
+    from engine.testing.synthetic import synthetic_text
+
+    text = synthetic_text(0, 6000)
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text(text, encoding="utf-8")
+    tokenizer = Tokenizer.train([text], vocab_size=300)
+    LimitedFile.left = 100
+    monkeypatch.setattr(token_cache, "open", lambda path, mode="r": LimitedFile(path, mode), raising=False)
+    cache = tmp_path / "cache"
+    with pytest.raises(WriteError, match=r"could not write the token cache .*: No space left on device; free some"):
+        run_to_completion(token_cache.tokenize_corpus(CorpusConfig(spec=str(corpus)), tokenizer, cache_dir=cache))
+    assert list(cache.iterdir()) == []
+
+
+def test_exports_check_the_free_space_first(written, tmp_path, monkeypatch):
+    from engine.bundle import open_bundle
+    from engine.errors import WriteError
+    from engine.interop.saelens import export_saelens
+
+    monkeypatch.setattr(fileio, "free_bytes", lambda folder: 100)
+    with open_bundle(written) as b, pytest.raises(WriteError, match="not enough free space to write the SAELens "
+                                                                   "export file .*sae_weights.safetensors"):
+        export_saelens(b, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
