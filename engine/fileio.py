@@ -43,7 +43,8 @@ _HOST = f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
 _RANDOM = r"[a-z0-9_]{8}"                       # tempfile.mkstemp's random part
 _SUFFIX = "(?:" + "|".join(re.escape(s) for s in TEMP_SUFFIXES) + ")"
 _OURS = re.compile(rf"^\.(?P<target>.+)\.(?P<host>[0-9a-f]{{8}})-(?P<pid>\d+)\.{_RANDOM}{_SUFFIX}$")
-_LEGACY = re.compile(rf"^\.(?P<target>.+)\.{_RANDOM}{_SUFFIX}$")  # before the host and pid were named
+# before the host and pid were named: only targets of the kinds superpos writes
+_LEGACY = re.compile(rf"^\.(?P<target>.+\.(?:h5|pt|json|npy|safetensors))\.{_RANDOM}{_SUFFIX}$")
 FOREIGN_STALE_S = 7 * 86_400.0    # another machine's (shared folder) or a reused pid's leftover
 LEGACY_STALE_S = 86_400.0         # an older superpos's leftover (no pid to ask)
 _MARGIN = 1 << 18                 # free space kept beyond a write's known size
@@ -73,7 +74,7 @@ def _fsync_folder(folder: Path) -> None:
 # ---------------------------------------------------------------------------------- faults
 _HINTS = {
     errno.ENOSPC: "free some space or choose another folder",
-    errno.EDQUOT: "free some space within your quota or choose another folder",
+    getattr(errno, "EDQUOT", -1): "free some space within your quota or choose another folder",
     errno.EIO: "the disk or its connection may be failing",
     errno.EROFS: "choose a folder you can write to",
     errno.EACCES: "choose a folder you can write to",
@@ -82,7 +83,7 @@ _HINTS = {
 }
 
 
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)    # errors only a write can meet
+DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EFBIG)    # errors only a write can meet
 
 
 def _size(n: float) -> str:
@@ -99,6 +100,7 @@ def write_error(exc: OSError, path: str | os.PathLike, what: str = "the file") -
         return exc
     code = exc.errno
     reason = os.strerror(code) if code else (exc.strerror or str(exc) or type(exc).__name__)
+    reason = reason.strip().splitlines()[0][:200] if reason.strip() else type(exc).__name__
     hint = _HINTS.get(code, "")
     error = WriteError(f"could not write {what} {path}: {reason}" + (f"; {hint}" if hint else "")
                        + f"; nothing half-written is left, and any previous {Path(path).name} is unchanged")
