@@ -121,9 +121,9 @@ def cmd_train_model(args: argparse.Namespace) -> int:
         return data, result
 
     data, result = drive(job(), cancel, printer)
-    with atomic_path(out / "model.safetensors") as tmp:
+    with atomic_path(out / "model.safetensors", what="the model") as tmp:
         save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, str(tmp))
-    with atomic_path(out / "config.json") as tmp:
+    with atomic_path(out / "config.json", what="the run configuration") as tmp:
         tmp.write_text(data.config.to_json(), encoding="utf-8")
     unigram = unigram_entropy(data.tokens.val, data.config.model.vocab_size)
     print(f"validation loss {result.final_val_loss:.3f} nats/token (unigram entropy {unigram:.3f}); "

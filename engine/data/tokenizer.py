@@ -115,7 +115,7 @@ class Tokenizer:
         path = Path(path)
         if path.is_dir():
             path = path / "tokenizer.json"
-        with atomic_path(path) as tmp:
+        with atomic_path(path, what="the tokenizer") as tmp:
             tmp.write_text(self.to_json(), encoding="utf-8")
         return path
 

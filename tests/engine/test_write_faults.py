@@ -197,3 +197,18 @@ def test_exports_check_the_free_space_first(written, tmp_path, monkeypatch):
                                                                    "export file .*sae_weights.safetensors"):
         export_saelens(b, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_sae_file_write_that_runs_out_of_space_midway_leaves_nothing(tmp_path, parts, monkeypatch):
+    import engine.bundle.h5target as h5target
+    from engine.bundle import write_sae_file
+    from engine.errors import WriteError
+
+    old = tmp_path / "sae.h5"
+    old.write_bytes(b"the previous SAE file")
+    LimitedFile.left = 3000                                # the header fits, the weights do not
+    monkeypatch.setattr(h5target, "open", lambda path, mode="r", buffering=-1: LimitedFile(path, mode),
+                        raising=False)
+    with pytest.raises(WriteError, match=r"could not write the SAE file .*sae.h5: No space left on device"):
+        write_sae_file(old, parts["sae_state"], {"d_in": 16, "d_sae": 40})
+    assert old.read_bytes() == b"the previous SAE file" and sorted(p.name for p in tmp_path.iterdir()) == ["sae.h5"]
