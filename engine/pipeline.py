@@ -21,6 +21,7 @@ import numpy as np
 
 from engine.config import RunConfig
 from engine.device import describe_device, resolve_device
+from engine.fileio import sweep_stale_partials
 from engine.paths import run_workdir
 from engine.events import CancelToken, Message, StageFinished, StageStarted
 
@@ -125,6 +126,9 @@ def run_pipeline(
         return result
 
     yield Message(f"work folder: {workdir}; device: {describe_device(device)}")
+    swept = [p.name for folder in {out_path.parent, workdir} for p in sweep_stale_partials(folder)]
+    if swept:   # the leftovers of a killed run (its process is gone): provably ours and stale
+        yield Message(f"removed {len(swept)} temporary file(s) left by an interrupted write: {', '.join(swept)}")
     data = yield from timed(prepare_data(cfg, workdir, resume=resume, cancel=cancel))
     cfg = data.config
 

@@ -52,6 +52,12 @@ run_to_completion(run_pipeline(cfg, sys.argv[1], workdir=sys.argv[2]))
 """
 
 
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def _partials(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if fileio.is_partial(p)]
 
@@ -119,8 +125,12 @@ def test_sigkill_during_a_run_then_resume_completes(stage, tmp_path, written):
         ready = lambda: bool(_partials(out.parent))                  # noqa: E731 - mid-write of the bundle
     _kill_when(RUN, [str(out), str(work)], ready)
     assert out.read_bytes() == before
+    # what a kill during the bundle write leaves (that moment is tested above): swept as the run starts
+    planted = out.parent / f".b.h5.{fileio._HOST}-{_dead_pid()}.abcd1234.partial"
+    planted.write_bytes(b"\x89HDF\r\n\x1a\n")
     cfg = preset("tiny").with_overrides(**CFG)
-    result, _ = collect(run_pipeline(cfg, out, workdir=work, resume=True))
+    result, events = collect(run_pipeline(cfg, out, workdir=work, resume=True))
+    assert any(planted.name in getattr(e, "text", "") for e in events[:4]) and not planted.exists()
     with open_bundle(result) as b:
         assert b.n_features == cfg.sae.d_sae
     assert _partials(out.parent) == [] and _partials(work) == []
