@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -224,7 +225,8 @@ _NESTED = {
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer (numpy's too: sizes often come from array shapes), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 # ====================================================================== the allowed ranges
@@ -255,7 +257,7 @@ class Rule:
         if value is None and self.optional:
             return
         ok = _is_int(value) if self.integer else (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value))
         if ok and self.lo is not None:
             ok = value > self.lo if self.lo_open else value >= self.lo
         if ok and self.hi is not None:

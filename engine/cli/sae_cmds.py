@@ -113,6 +113,9 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from engine.bundle import open_bundle
 
+    if args.n_tokens is not None and args.n_tokens < 1:
+        raise ConfigError(f"--n-tokens: the held-out tokens to evaluate on must be at least 1; got {args.n_tokens}")
+
     with open_bundle(args.bundle) as bundle:
         if not args.recompute:
             if args.corpus or args.n_tokens:

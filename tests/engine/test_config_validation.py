@@ -115,3 +115,13 @@ def test_run_pipeline_validates_too(tmp_path):
     with pytest.raises(ConfigError, match=r"sae.lr \(learning rate\)"):
         next(job)
     assert not (tmp_path / "w").exists()
+
+
+def test_eval_refuses_a_zero_token_budget(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "none.h5"), "--recompute", "--n-tokens", "0"]) == 1
+    assert "--n-tokens: the held-out tokens to evaluate on must be at least 1; got 0" in capsys.readouterr().err
+
+
+def test_sizes_from_numpy_shapes_are_integers():
+    import numpy as np
+    assert SAEConfig(d_in=np.int64(16), d_sae=np.int64(32), k=4).validate().d_in == 16
