@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.analysis.evaluate import METRIC_KEYS, json_safe
+from engine.analysis.metrics import METRIC_KEYS, json_safe
 from engine.cli.progress import ProgressPrinter, drive
 from engine.config import SAE_RECIPES, ConfigError, SAEConfig
 from engine.events import CancelToken
