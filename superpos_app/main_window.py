@@ -22,7 +22,8 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QStackedWidget, QWidget
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMessageBox, QSizePolicy, QStackedWidget,
+                               QWidget)
 
 from engine import paths
 from engine.bundle import open_bundle as read_bundle
@@ -172,6 +173,10 @@ class MainWindow(QMainWindow):
 
     def _set_bundle_ui(self, bundle) -> None:
         has = bundle is not None
+        # the hidden welcome page must not hold the central area wide (the stack's minimum is its
+        # pages' largest): with a bundle open the docks get that width
+        policy = QSizePolicy.Policy.Ignored if has else QSizePolicy.Policy.Preferred
+        self.welcome.setSizePolicy(policy, policy)
         if has:
             self.overview.set_bundle(bundle)
             self.stack.setCurrentWidget(self.overview)

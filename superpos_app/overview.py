@@ -125,6 +125,7 @@ class OverviewPane(QWidget):
         self.facts.setHorizontalSpacing(18)
         self.facts.setVerticalSpacing(4)
         self.fact_labels: dict[str, QLabel] = {}
+        self._fact_pairs: list[tuple[QLabel, QLabel]] = []
         facts = [("features", "Features"), ("neurons", "MLP neurons"), ("model", "Model"),
                  ("tokens", "Training tokens"), ("recipe", "SAE recipe"), ("sae_acts", "SAE activations"),
                  ("corpus", "Corpus"), ("harvest", "Harvested tokens")]
@@ -136,11 +137,9 @@ class OverviewPane(QWidget):
             val.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             val.setWordWrap(True)
             self.fact_labels[key] = val
-            row, col = i // 2, (i % 2) * 2
-            self.facts.addWidget(cap, row, col, Qt.AlignmentFlag.AlignTop)
-            self.facts.addWidget(val, row, col + 1, Qt.AlignmentFlag.AlignTop)
-        self.facts.setColumnStretch(1, 1)
-        self.facts.setColumnStretch(3, 1)
+            self._fact_pairs.append((cap, val))
+        self._fact_columns = 0
+        self._place_facts(2)
         layout.addLayout(self.facts)
 
         plots = self.plots_row = QBoxLayout(QBoxLayout.Direction.LeftToRight)
@@ -183,17 +182,33 @@ class OverviewPane(QWidget):
         self._reflow(event.size().width())
 
     def _reflow(self, width: int) -> None:
-        """Four metric cards a row and plots side by side when wide; two a row, stacked, when narrow."""
-        columns = 4 if width >= 900 else 2
+        """Four metric cards a row and plots side by side when wide; two a row, stacked, when narrow;
+        one card a row in a narrow central area (the default window with its docks)."""
+        columns = 4 if width >= 900 else 2 if width >= 460 else 1
         if columns != self._columns:
             self._columns = columns
             for i, (key, *_rest) in enumerate(METRICS):
                 card = self.cards[key]
                 self.card_grid.removeWidget(card)
                 self.card_grid.addWidget(card, i // columns, i % columns)
+        self._place_facts(2 if width >= 560 else 1)
         direction = QBoxLayout.Direction.LeftToRight if width >= 900 else QBoxLayout.Direction.TopToBottom
         if self.plots_row.direction() != direction:
             self.plots_row.setDirection(direction)
+
+    def _place_facts(self, pairs_per_row: int) -> None:
+        """The run's facts as caption/value pairs, two a row, or one a row when narrow."""
+        if pairs_per_row == self._fact_columns:
+            return
+        self._fact_columns = pairs_per_row
+        for i, (cap, val) in enumerate(self._fact_pairs):
+            self.facts.removeWidget(cap)
+            self.facts.removeWidget(val)
+            row, col = i // pairs_per_row, (i % pairs_per_row) * 2
+            self.facts.addWidget(cap, row, col, Qt.AlignmentFlag.AlignTop)
+            self.facts.addWidget(val, row, col + 1, Qt.AlignmentFlag.AlignTop)
+        self.facts.setColumnStretch(1, 1)
+        self.facts.setColumnStretch(3, 1 if pairs_per_row > 1 else 0)
 
     # --- data ------------------------------------------------------------------------------------
     def set_bundle(self, bundle) -> None:

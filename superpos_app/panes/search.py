@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from superpos_app.panes.unit_table_model import (
-    COL_LABEL, COL_SCORE, UnitFilter, UnitTable, UnitTableModel, UnitTableView,
+    COL_LABEL, COL_MAX, COL_SCORE, COL_STATUS, UnitFilter, UnitTable, UnitTableModel, UnitTableView,
 )
 
 __all__ = ["FeatureSearchPane", "DEBOUNCE_MS"]
@@ -68,24 +68,24 @@ class FeatureSearchPane(QWidget):
         self.hide_dead.setObjectName("hideDead")
         self.hide_ultralow = QCheckBox("hide ultralow")
         self.hide_ultralow.setObjectName("hideUltralow")
-        # two short rows rather than one long one: the pane must fit a narrow dock
+        # three short rows rather than one long one: the pane must fit a narrow dock (~330 px)
         filters = QVBoxLayout()
         filters.setSpacing(2)
-        row1, row2 = QHBoxLayout(), QHBoxLayout()
+        row1, row2, row3 = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
         row1.addWidget(QLabel("log10 density"))
         row1.addWidget(self.density_min)
         row1.addWidget(QLabel("to"))
         row1.addWidget(self.density_max)
-        row1.addSpacing(8)
-        row1.addWidget(QLabel("score ≥"))
-        row1.addWidget(self.min_score)
         row1.addStretch(1)
-        row2.addWidget(self.hide_dead)
-        row2.addWidget(self.hide_ultralow)
+        row2.addWidget(QLabel("score ≥"))
+        row2.addWidget(self.min_score)
         row2.addStretch(1)
         row2.addWidget(self.count_label)
-        filters.addLayout(row1)
-        filters.addLayout(row2)
+        row3.addWidget(self.hide_dead)
+        row3.addWidget(self.hide_ultralow)
+        row3.addStretch(1)
+        for row in (row1, row2, row3):
+            filters.addLayout(row)
 
         self.model = UnitTableModel(self)
         self.table = UnitTableView()
@@ -132,7 +132,17 @@ class FeatureSearchPane(QWidget):
         self._update_count()
 
     def sizeHint(self) -> QSize:
-        return QSize(440, 600)            # docks start from their widget's size hint
+        return QSize(420, 600)            # docks start from their widget's size hint
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(event)
+        self._fit_columns(event.size().width())
+
+    def _fit_columns(self, width: int) -> None:
+        """The label column keeps room to be read: in a narrow dock the status column (its filters
+        stay above) and then max act give way."""
+        self.table.setColumnHidden(COL_STATUS, width < 480)
+        self.table.setColumnHidden(COL_MAX, width < 360)
 
     # ------------------------------------------------------------------ bundle
     def set_bundle(self, bundle) -> None:
