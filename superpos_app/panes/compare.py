@@ -317,14 +317,13 @@ class NeuronComparePane(QWidget):
             w = np.asarray(w, np.float32).reshape(-1)
             order = np.argsort(-w, kind="stable")
             vals = w[order]
-            wp.setTitle(f"Decoder direction over the {w.size} neurons (sorted)", size="9pt", color="#333")
+            self.weights_plot.set_title(f"Decoder direction over the {w.size} neurons (sorted)")
             wp.setLabel("bottom", "neurons, by weight", **{"font-size": "8pt"})
             self.weights_order = order
         else:
             ids = dash.align_ids[dash.align_ids >= 0]
             vals = np.sort(dash.align_values[dash.align_ids >= 0])[::-1]
-            wp.setTitle("Decoder weights on this neuron of the features that load on it most", size="9pt",
-                        color="#333")
+            self.weights_plot.set_title("Decoder weights on this neuron of the features that load on it most")
             wp.setLabel("bottom", "features, by weight", **{"font-size": "8pt"})
             self.weights_order = ids
         edges = np.arange(vals.size + 1, dtype=np.float64) - 0.5
@@ -357,7 +356,7 @@ class NeuronComparePane(QWidget):
         acts = self._load_sample()
         if best < 0 or acts is None or acts.shape[0] == 0:
             self.scatter_item.setData([], [])
-            sp.setTitle("No stored sample to compare on", size="9pt", color="#333")
+            self.scatter_plot.set_title("No stored sample to compare on")
             self.scatter_xy = (np.zeros(0), np.zeros(0))
             return
         if kind == "feature":
@@ -374,7 +373,7 @@ class NeuronComparePane(QWidget):
         else:
             quiet = yl if y.std() == 0 else xl
             title = f"{quiet} never fires on the {x.size:,}-token stored sample (too rare to compare here)"
-        sp.setTitle(title, size="9pt", color="#333")
+        self.scatter_plot.set_title(title)
         sp.setLabel("bottom", xl, **{"font-size": "8pt"})
         sp.setLabel("left", yl, **{"font-size": "8pt"})
         sp.enableAutoRange()

@@ -33,11 +33,15 @@ def _plot_problems(w: QWidget) -> list[str]:
     out = []
     for item in w.scene().items():
         if isinstance(item, pg.PlotItem) and item.isVisible():
+            have = min(item.width(), w.viewport().width())
             title = item.titleLabel
             if title.isVisible() and title.text:
                 need = title.item.boundingRect().width()
-                if need > item.width() + 1:
-                    out.append(f"{_name(w)}: plot title {title.text!r} needs {need:.0f} px, has {item.width():.0f}")
+                if need > have + 1:
+                    out.append(f"{_name(w)}: plot title {title.text!r} needs {need:.0f} px, has {have:.0f}")
+            if item.width() > w.viewport().width() + 1:
+                out.append(f"{_name(w)}: the plot is {item.width():.0f} px wide in a {w.viewport().width()} px "
+                           "view (its axes are cut off)")
     return out
 
 
