@@ -27,7 +27,7 @@ METRICS: list[tuple[str, str, str, str]] = [
     ("mse", "Reconstruction MSE", "float", "Mean squared error of the SAE reconstruction of the MLP activations."),
     ("fvu", "Fraction of variance unexplained", "pct", "MSE divided by the variance of the activations."),
     ("l0", "L0 (features / token)", "float", "Average number of active features per token."),
-    ("dead_fraction", "Dead features", "pct", "Features that never fired on the evaluation tokens."),
+    ("dead_fraction", "Dead features", "pct", "Features that never fired on any of the harvested tokens."),
     ("ultralow_fraction", "Ultralow-density features", "pct", f"Features that fire, but on fewer than {ULTRALOW_DENSITY:g} of tokens (dead ones are counted apart)."),
     ("loss_clean", "Model loss (clean)", "float", "Next-token loss of the transformer on held-out text."),
     ("loss_sae", "Model loss (SAE spliced in)", "float", "Loss with the MLP activations replaced by the SAE's reconstruction."),
@@ -238,6 +238,7 @@ class OverviewPane(QWidget):
         self.subtitle.setText(" · ".join(bits))
         for key, _caption, kind, _tip in METRICS:
             self.cards[key].value.setText(format_metric(metrics.get(key), kind))
+        self._show_dead(bundle, metrics)
 
         facts = self.fact_labels
         facts["features"].setText(f"{int(bundle.n_features):,}")
@@ -255,6 +256,22 @@ class OverviewPane(QWidget):
         self._show_density(bundle)
         self._show_curves(bundle)
 
+    def _show_dead(self, bundle, metrics) -> None:
+        """"Dead" in its one meaning (engine.stats.DeadCount): never fired on the harvested tokens, the
+        count the search filter, `superpos info` and `superpos eval` show; the token count on hover."""
+        card = self.cards["dead_fraction"]
+        try:
+            dead = bundle.dead_count("feature")
+        except Exception:  # noqa: BLE001 - an unreadable table: the evaluation's figure stays
+            return
+        card.value.setText(format_metric(dead.fraction, "pct"))
+        tip = dead.sentence() + "."
+        evaluated = metrics.get("dead_fraction")
+        if isinstance(evaluated, (int, float)) and metrics.get("n_tokens"):
+            tip += (f"\nThe evaluation's {int(metrics['n_tokens']):,} tokens, fewer, leave "
+                    f"{format_metric(evaluated, 'pct')} of features never active on them.")
+        card.setToolTip(tip)
+
     def _show_density(self, bundle) -> None:
         try:
             edges, counts = bundle.density_histogram()
@@ -271,7 +288,7 @@ class OverviewPane(QWidget):
         n_dead = max(0, int(bundle.n_features) - n_live)
         self.density_note.setText(
             f"{n_live:,} live features by the fraction of tokens they fire on (log scale, as in the paper); "
-            f"{n_dead:,} never fired." if n_dead else
+            f"{n_dead:,} dead (never fired on any of the {int(bundle.n_tokens):,} harvested tokens)." if n_dead else
             f"{n_live:,} features by the fraction of tokens they fire on (log scale, as in the paper).")
 
     def _show_curves(self, bundle) -> None:

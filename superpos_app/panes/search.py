@@ -179,10 +179,20 @@ class FeatureSearchPane(QWidget):
         if not button.isChecked():
             button.setChecked(True)          # re-enters via _on_kind_button, harmlessly
         if self.bundle is not None:
+            self._explain_dead(kind)
             self.model.set_table(self.unit_table(kind), self.current_filter())
             self._update_count()
             self._select_current()
         self.kindChanged.emit(kind)
+
+    def _explain_dead(self, kind: str) -> None:
+        """The filter says what "dead" means (engine.stats.DeadCount: the overview's, `superpos info`'s
+        and `superpos eval`'s count too) and on how many tokens."""
+        try:
+            dead = self.bundle.dead_count(kind)
+        except Exception:  # noqa: BLE001 - the table itself reports an unreadable bundle
+            return
+        self.hide_dead.setToolTip(f"Hide the {dead.n_dead:,} dead {kind}s: {dead.meaning}")
 
     def _on_kind_button(self, button, checked: bool) -> None:
         if checked:
