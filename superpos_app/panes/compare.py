@@ -205,7 +205,7 @@ class NeuronComparePane(QWidget):
             self.population_note.setText("")
             return
         tok = bundle.tokenizer()
-        self._vocab = tok.vocab_strings()
+        self._vocab = tok.readable_strings()          # byte tokens as ⟨0xCD⟩
         # The population view reads every decoder row (~1 s at 131k features): only when shown.
         self._population_pending = True
         if self.isVisible():

@@ -51,6 +51,7 @@ class FeatureDetailPane(QWidget):
         self.bundle = None
         self.dashboard: Dashboard | None = None
         self._vocab: list[str] = []
+        self._raw_vocab: tuple[str, ...] = ()
         self._region_full = True
 
         # --- header
@@ -195,9 +196,11 @@ class FeatureDetailPane(QWidget):
     def set_bundle(self, bundle) -> None:
         self.bundle = bundle
         self._vocab = []
+        self._raw_vocab = ()
         if bundle is not None:
             tok = bundle.tokenizer()
-            self._vocab = tok.vocab_strings()
+            self._vocab = tok.readable_strings()          # shown: byte tokens as ⟨0xCD⟩
+            self._raw_vocab = tok.vocab_strings()         # exported: the engine's token strings
         self.clear()
         cur = self.selection.current
         if bundle is not None and cur is not None:
@@ -345,7 +348,8 @@ class FeatureDetailPane(QWidget):
     def dashboard_json(self) -> dict | None:
         if self.dashboard is None:
             return None
-        return dashboard_to_neuronpedia(self.dashboard, self.token_str, model_id=f"superpos:{self.bundle.path.stem}")
+        raw = self._raw_vocab
+        return dashboard_to_neuronpedia(self.dashboard, lambda i: raw[i] if 0 <= i < len(raw) else "", model_id=f"superpos:{self.bundle.path.stem}")
 
     def copy_json(self) -> str:
         data = self.dashboard_json()

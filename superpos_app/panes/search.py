@@ -156,7 +156,7 @@ class FeatureSearchPane(QWidget):
             return
         try:
             tok = bundle.tokenizer()
-            self._vocab_strs = list(tok.vocab_strings())
+            self._vocab_strs = list(tok.vocab_strings())    # the labels' own spelling, so both match
         except Exception:  # noqa: BLE001 - search still works on labels without a tokenizer
             self._vocab_strs = None
         self.setEnabled(True)
@@ -164,7 +164,8 @@ class FeatureSearchPane(QWidget):
 
     def unit_table(self, kind: str) -> UnitTable:
         if kind not in self._tables:
-            self._tables[kind] = UnitTable.from_columns(kind, self.bundle.columns(kind), self._vocab_strs)
+            self._tables[kind] = UnitTable.from_columns(kind, self.bundle.columns(kind), self._vocab_strs,
+                                                        density_floor=density_floor(self.bundle))
         return self._tables[kind]
 
     @property
@@ -273,6 +274,15 @@ class FeatureSearchPane(QWidget):
     def focus_search(self) -> None:
         self.input.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.input.selectAll()
+
+
+def density_floor(bundle) -> float:
+    """The density below which a unit fires on fewer harvested tokens than the top examples it
+    shows (K / n_tokens): the score order puts such units last."""
+    try:
+        return float(bundle.dims["K"]) / max(1, int(bundle.n_tokens))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return 0.0
 
 
 def _spin(lo: float, hi: float, value: float, tip: str, special: str | None, step: float = 0.5) -> QDoubleSpinBox:
