@@ -362,7 +362,13 @@ def preset(name: str = "demo") -> RunConfig:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(preset_names())}")
     data = dict(presets[name])
     data.pop("description", None)
+    data.pop("measured", None)
     return RunConfig.from_dict({"name": name, **data})
+
+
+def preset_measurement(name: str) -> dict[str, Any]:
+    """The preset's ``"measured"`` record (machine, stage_seconds), {} if none (engine.run_clock)."""
+    return dict(_presets().get(name, {}).get("measured", {}))
 
 
 def preset_description(name: str) -> str:

@@ -36,6 +36,8 @@ class Progress:
     rate: float = 0.0               # units per second
     eta_s: float | None = None      # seconds left in this stage
     unit: str = "tokens"
+    run_fraction: float | None = None  # of the whole pipeline run (engine.run_clock), where known
+    run_eta_s: float | None = None     # seconds left in the whole run
 
     @property
     def fraction(self) -> float:

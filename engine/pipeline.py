@@ -23,7 +23,8 @@ from engine.config import RunConfig
 from engine.device import describe_device, resolve_device
 from engine.fileio import sweep_stale_partials
 from engine.paths import run_workdir
-from engine.events import CancelToken, Message, StageFinished, StageStarted
+from engine.events import CancelToken, Message, Progress, StageFinished, StageStarted
+from engine.run_clock import RunClock, expected_run_text, expected_stage_seconds
 
 __all__ = ["run_pipeline", "prepare_data", "staged", "PIPELINE_STAGES", "PreparedData"]
 
@@ -119,16 +120,20 @@ def run_pipeline(
     device = resolve_device(cfg.device)
     n = len(PIPELINE_STAGES)
     stage_seconds: dict[str, float] = {}
+    clock = RunClock(expected_stage_seconds(cfg))
 
     def timed(events):
-        """Pass events through, recording each stage's duration."""
-        result = yield from _record_seconds(events, stage_seconds)
+        """Pass events through, recording each stage's duration and stamping the whole-run ETA."""
+        result = yield from _record_seconds(_clocked(events, clock), stage_seconds)
         return result
 
     yield Message(f"work folder: {workdir}; device: {describe_device(device)}")
     swept = [p.name for folder in {out_path.parent, workdir} for p in sweep_stale_partials(folder)]
     if swept:   # the leftovers of a killed run (its process is gone): provably ours and stale
         yield Message(f"removed {len(swept)} temporary file(s) left by an interrupted write: {', '.join(swept)}")
+    expected = expected_run_text(cfg)
+    if expected:
+        yield Message(f"expected run time: {expected}")
     data = yield from timed(prepare_data(cfg, workdir, resume=resume, cancel=cancel))
     cfg = data.config
 
@@ -172,6 +177,21 @@ def run_pipeline(
         cancel=cancel), 7, n))
     yield Message(f"wrote {out_path} in {time.perf_counter() - t_run:.0f} s")
     return out_path
+
+
+def _clocked(events, clock: RunClock):
+    """Stamp every Progress with the whole run's fraction and ETA (``engine.run_clock``)."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, StageStarted):
+            clock.stage_started(event.stage)
+        elif isinstance(event, Progress):
+            run_fraction, run_eta = clock.update(event.stage, event.fraction, event.eta_s)
+            event = dataclasses.replace(event, run_fraction=run_fraction, run_eta_s=run_eta)
+        yield event
 
 
 def _record_seconds(events, stage_seconds: dict[str, float]):

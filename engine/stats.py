@@ -12,13 +12,45 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["UnitStats", "HarvestResult", "Dashboard", "UNIT_KINDS", "ULTRALOW_DENSITY"]
+__all__ = ["UnitStats", "HarvestResult", "Dashboard", "UNIT_KINDS", "ULTRALOW_DENSITY", "DeadCount", "dead_count"]
 
 UNIT_KINDS = ("feature", "neuron")
 
 # The paper's "ultralow density": a unit that fires, but on fewer than this fraction of tokens. Counted
 # apart from dead units (never fired) by the evaluation, the bundle summary, the tables and the overview.
 ULTRALOW_DENSITY = 1e-6
+
+
+@dataclass(frozen=True)
+class DeadCount:
+    """The one meaning of "dead": a unit that never fired on any of the harvested tokens (the
+    bundle's per-unit density is 0). The overview, the search filter, ``superpos info`` and
+    ``superpos eval`` all show this count and say on how many tokens; the evaluation's own count over
+    its (fewer) evaluation tokens is reported apart, as "never active on the evaluation tokens"."""
+
+    kind: str            # "feature" | "neuron"
+    n_dead: int
+    n_units: int
+    n_tokens: int        # the tokens the densities were measured on
+
+    @property
+    def fraction(self) -> float:
+        return self.n_dead / self.n_units if self.n_units else 0.0
+
+    @property
+    def meaning(self) -> str:
+        return f"never fired on any of the {self.n_tokens:,} harvested tokens"
+
+    def sentence(self) -> str:
+        """E.g. "3 of 4,096 features (0.07%) are dead: never fired on any of the 199,936 harvested tokens"."""
+        return (f"{self.n_dead:,} of {self.n_units:,} {self.kind}s ({self.fraction:.2%}) "
+                f"{'is' if self.n_dead == 1 else 'are'} dead: {self.meaning}")
+
+
+def dead_count(kind: str, density: np.ndarray, n_tokens: int) -> DeadCount:
+    """``DeadCount`` from the per-unit densities measured on ``n_tokens`` harvested tokens."""
+    density = np.asarray(density)
+    return DeadCount(kind, int((density == 0).sum()), int(density.size), int(n_tokens))
 
 
 @dataclass

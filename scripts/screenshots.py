@@ -110,7 +110,7 @@ def train_dialog(ctx: Context):
 
     win = ctx.window(bundle=False)
     with_curves, cfg = _open_curves(ctx.bundle_path)
-    td.pipeline_job = lambda cfg, out, workdir, resume, cancel: _replay_job(with_curves, cancel)
+    td.pipeline_job = lambda cfg, out, workdir, resume, cancel: _with_run_eta(_replay_job(with_curves, cancel), cfg)
     from engine.config import preset_names
 
     name = cfg.name if cfg.name in preset_names() else "demo"
@@ -131,6 +131,24 @@ def _open_curves(path: Path):
 
     with open_bundle(path) as b:
         return {k: v.copy() for k, v in b.curves().items()}, b.config
+
+
+def _with_run_eta(events, cfg):
+    """Stamp the replayed events with the whole-run fraction and ETA a real run would show on the
+    measured machine (engine.run_clock at the reference speed)."""
+    import dataclasses
+
+    from engine.events import Progress
+    from engine.run_clock import STAGES, expected_stage_seconds
+
+    expected = expected_stage_seconds(cfg)
+    total = sum(expected.values())
+    for event in events:
+        if isinstance(event, Progress) and event.stage in expected:
+            before = sum(expected[s] for s in STAGES[:STAGES.index(event.stage)])
+            done = before + event.fraction * expected[event.stage]
+            event = dataclasses.replace(event, run_fraction=done / total, run_eta_s=total - done)
+        yield event
 
 
 def _replay_job(curves: dict, cancel):

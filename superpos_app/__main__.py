@@ -13,6 +13,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="open the demo bundle (trained on the built-in corpus on first use)")
     args = parser.parse_args(argv)
 
+    from superpos_app.platform_check import check_xcb
+
+    problem = check_xcb()       # before Qt loads its platform plugin: a message, never an abort
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 

@@ -55,6 +55,8 @@ class JobStatus:
     unit: str = ""
     fraction: float = 0.0          # within the current stage, 0..1
     eta_s: float | None = None     # seconds left in the current stage
+    run_fraction: float | None = None  # of the whole pipeline run, where the job knows it
+    run_eta_s: float | None = None     # seconds left in the whole run
     metrics: dict = field(default_factory=dict)
     cancelling: bool = False
 
@@ -72,8 +74,11 @@ class JobStatus:
         if self.total:
             parts.append(f"{self.percent}%")
         eta = format_eta(self.eta_s)
+        run_eta = format_eta(self.run_eta_s)
         if eta:
-            parts.append(f"ETA {eta}")
+            parts.append(f"stage ETA {eta}" if run_eta else f"ETA {eta}")
+        if run_eta:
+            parts.append(f"whole run {100 * (self.run_fraction or 0):.0f}%, ETA {run_eta}")
         return " · ".join(parts)
 
 
@@ -159,6 +164,8 @@ class JobController(QObject):
                 status.stage, status.done, status.total, status.unit = ev.stage, ev.done, ev.total, ev.unit
                 status.fraction = ev.fraction
                 status.eta_s = ev.eta_s
+                if ev.run_eta_s is not None:
+                    status.run_fraction, status.run_eta_s = ev.run_fraction, ev.run_eta_s
                 if ev.metrics:
                     status.metrics = dict(ev.metrics)
                     points.setdefault(ev.stage, []).append((ev.done, dict(ev.metrics)))

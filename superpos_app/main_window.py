@@ -20,9 +20,10 @@ import os
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QStackedWidget, QWidget
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMessageBox, QSizePolicy, QStackedWidget,
+                               QWidget)
 
 from engine import paths
 from engine.bundle import open_bundle as read_bundle
@@ -42,6 +43,11 @@ __all__ = ["MainWindow", "BUNDLE_FILTER"]
 
 BUNDLE_FILTER = "superpos bundles (*.h5 *.hdf5);;All files (*)"
 BUNDLE_SUFFIXES = (".h5", ".hdf5")
+
+
+def open_url(url: QUrl) -> bool:
+    """Hand a URL to the desktop (file manager, browser); the one place tests replace."""
+    return QDesktopServices.openUrl(url)
 
 
 class MainWindow(QMainWindow):
@@ -167,21 +173,35 @@ class MainWindow(QMainWindow):
 
     def _set_bundle_ui(self, bundle) -> None:
         has = bundle is not None
+        # the hidden welcome page must not hold the central area wide (the stack's minimum is its
+        # pages' largest): with a bundle open the docks get that width
+        policy = QSizePolicy.Policy.Ignored if has else QSizePolicy.Policy.Preferred
+        self.welcome.setSizePolicy(policy, policy)
         if has:
             self.overview.set_bundle(bundle)
             self.stack.setCurrentWidget(self.overview)
-            self.setWindowTitle(f"{Path(str(bundle.path)).name} — superpos")
+            where = Path(str(bundle.path)).resolve()
+            self.setWindowTitle(f"{where.name} — {where.parent} — superpos")   # where the bundle lives
+            self.setWindowFilePath(str(where))
             self.bundle_label.setText(f"{bundle.path}  ·  {int(bundle.n_features):,} features, "
                                       f"{int(bundle.n_neurons):,} neurons")
         else:
             self.overview.set_bundle(None)
             self.stack.setCurrentWidget(self.welcome)
             self.setWindowTitle("superpos")
+            self.setWindowFilePath("")
             self.bundle_label.setText("No bundle open")
         self.docking.show_for_bundle(has)
         for action in (self.close_action, self.export_copy_action, self.export_saelens_action,
-                       self.overview_action):
+                       self.overview_action, self.show_in_folder_action):
             action.setEnabled(has)
+
+    def show_in_folder(self) -> bool:
+        """Open the open bundle's folder in the system file manager (File → Show in Folder)."""
+        if self.bundle is None:
+            return False
+        folder = Path(str(self.bundle.path)).resolve().parent
+        return open_url(QUrl.fromLocalFile(str(folder)))
 
     def _refresh_recent(self) -> None:
         files = self.settings.recent_files()
@@ -255,7 +275,12 @@ class MainWindow(QMainWindow):
         return dialog
 
     def _on_trained(self, path: str) -> None:
-        self.open_bundle(path)
+        """The run finished: open its bundle and, once it is open, close the Train dialog (its curves
+        are in the bundle: the overview shows them) and say where the bundle lives."""
+        if self.open_bundle(path):
+            if self.train_dialog is not None:
+                self.train_dialog.hide()
+            self.statusBar().showMessage(f"Training finished; opened {Path(path).resolve()}", 15000)
 
     def open_demo(self) -> None:
         """Open the cached demo bundle, or train it first (demo preset, built-in corpus)."""

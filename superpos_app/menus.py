@@ -28,7 +28,7 @@ def _action(window: QMainWindow, text: str, slot, shortcut=None, name: str = "",
 
 
 def install_menus(w) -> None:
-    """File (open, recent, close, export, quit), Run (train, cancel), View (history, overview, the
+    """File (open, recent, show in folder, close, export, quit), Run (train, cancel), View (history, overview, the
     panes' toggles before ``w.pane_separator``, reset layout), Help (demo, about)."""
     bar = w.menuBar()
     file_menu = bar.addMenu("&File")
@@ -36,12 +36,15 @@ def install_menus(w) -> None:
     w.recent_menu = file_menu.addMenu("Open &Recent")
     w.recent_menu.setObjectName("recentMenu")
     w.close_action = _action(w, "&Close Bundle", w.close_bundle, QKeySequence("Ctrl+W"), "closeAction")
+    w.show_in_folder_action = _action(w, "Show in &Folder", w.show_in_folder, None, "showInFolderAction",
+                                      "Open the folder that holds the bundle in the file manager")
     w.export_copy_action = _action(w, "Save a &Copy of the Bundle…", w.export_copy, None, "exportCopyAction")
     w.export_saelens_action = _action(w, "Export SAE for &SAELens…", w.export_saelens, None,
                                       "exportSaelensAction")
     w.quit_action = _action(w, "&Quit", w.close, QKeySequence("Ctrl+Q"), "quitAction")
     w.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
     file_menu.insertAction(w.recent_menu.menuAction(), w.open_action)
+    file_menu.addAction(w.show_in_folder_action)
     file_menu.addAction(w.close_action)
     file_menu.addSeparator()
     w.export_menu = file_menu.addMenu("&Export")
@@ -113,7 +116,10 @@ class JobBox(QWidget):
 
     def show_status(self, status: JobStatus) -> None:
         self.label.setText(status.title)
-        if status.total:
+        if status.run_fraction is not None:        # a pipeline run: the bar is the whole run
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * status.run_fraction))
+        elif status.total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * status.fraction))
         else:

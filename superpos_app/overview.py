@@ -27,7 +27,7 @@ METRICS: list[tuple[str, str, str, str]] = [
     ("mse", "Reconstruction MSE", "float", "Mean squared error of the SAE reconstruction of the MLP activations."),
     ("fvu", "Fraction of variance unexplained", "pct", "MSE divided by the variance of the activations."),
     ("l0", "L0 (features / token)", "float", "Average number of active features per token."),
-    ("dead_fraction", "Dead features", "pct", "Features that never fired on the evaluation tokens."),
+    ("dead_fraction", "Dead features", "pct", "Features that never fired on any of the harvested tokens."),
     ("ultralow_fraction", "Ultralow-density features", "pct", f"Features that fire, but on fewer than {ULTRALOW_DENSITY:g} of tokens (dead ones are counted apart)."),
     ("loss_clean", "Model loss (clean)", "float", "Next-token loss of the transformer on held-out text."),
     ("loss_sae", "Model loss (SAE spliced in)", "float", "Loss with the MLP activations replaced by the SAE's reconstruction."),
@@ -125,6 +125,7 @@ class OverviewPane(QWidget):
         self.facts.setHorizontalSpacing(18)
         self.facts.setVerticalSpacing(4)
         self.fact_labels: dict[str, QLabel] = {}
+        self._fact_pairs: list[tuple[QLabel, QLabel]] = []
         facts = [("features", "Features"), ("neurons", "MLP neurons"), ("model", "Model"),
                  ("tokens", "Training tokens"), ("recipe", "SAE recipe"), ("sae_acts", "SAE activations"),
                  ("corpus", "Corpus"), ("harvest", "Harvested tokens")]
@@ -136,11 +137,9 @@ class OverviewPane(QWidget):
             val.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             val.setWordWrap(True)
             self.fact_labels[key] = val
-            row, col = i // 2, (i % 2) * 2
-            self.facts.addWidget(cap, row, col, Qt.AlignmentFlag.AlignTop)
-            self.facts.addWidget(val, row, col + 1, Qt.AlignmentFlag.AlignTop)
-        self.facts.setColumnStretch(1, 1)
-        self.facts.setColumnStretch(3, 1)
+            self._fact_pairs.append((cap, val))
+        self._fact_columns = 0
+        self._place_facts(2)
         layout.addLayout(self.facts)
 
         plots = self.plots_row = QBoxLayout(QBoxLayout.Direction.LeftToRight)
@@ -183,17 +182,33 @@ class OverviewPane(QWidget):
         self._reflow(event.size().width())
 
     def _reflow(self, width: int) -> None:
-        """Four metric cards a row and plots side by side when wide; two a row, stacked, when narrow."""
-        columns = 4 if width >= 900 else 2
+        """Four metric cards a row and plots side by side when wide; two a row, stacked, when narrow;
+        one card a row in a narrow central area (the default window with its docks)."""
+        columns = 4 if width >= 900 else 2 if width >= 460 else 1
         if columns != self._columns:
             self._columns = columns
             for i, (key, *_rest) in enumerate(METRICS):
                 card = self.cards[key]
                 self.card_grid.removeWidget(card)
                 self.card_grid.addWidget(card, i // columns, i % columns)
+        self._place_facts(2 if width >= 560 else 1)
         direction = QBoxLayout.Direction.LeftToRight if width >= 900 else QBoxLayout.Direction.TopToBottom
         if self.plots_row.direction() != direction:
             self.plots_row.setDirection(direction)
+
+    def _place_facts(self, pairs_per_row: int) -> None:
+        """The run's facts as caption/value pairs, two a row, or one a row when narrow."""
+        if pairs_per_row == self._fact_columns:
+            return
+        self._fact_columns = pairs_per_row
+        for i, (cap, val) in enumerate(self._fact_pairs):
+            self.facts.removeWidget(cap)
+            self.facts.removeWidget(val)
+            row, col = i // pairs_per_row, (i % pairs_per_row) * 2
+            self.facts.addWidget(cap, row, col, Qt.AlignmentFlag.AlignTop)
+            self.facts.addWidget(val, row, col + 1, Qt.AlignmentFlag.AlignTop)
+        self.facts.setColumnStretch(1, 1)
+        self.facts.setColumnStretch(3, 1 if pairs_per_row > 1 else 0)
 
     # --- data ------------------------------------------------------------------------------------
     def set_bundle(self, bundle) -> None:
@@ -223,6 +238,7 @@ class OverviewPane(QWidget):
         self.subtitle.setText(" · ".join(bits))
         for key, _caption, kind, _tip in METRICS:
             self.cards[key].value.setText(format_metric(metrics.get(key), kind))
+        self._show_dead(bundle, metrics)
 
         facts = self.fact_labels
         facts["features"].setText(f"{int(bundle.n_features):,}")
@@ -240,6 +256,22 @@ class OverviewPane(QWidget):
         self._show_density(bundle)
         self._show_curves(bundle)
 
+    def _show_dead(self, bundle, metrics) -> None:
+        """"Dead" in its one meaning (engine.stats.DeadCount): never fired on the harvested tokens, the
+        count the search filter, `superpos info` and `superpos eval` show; the token count on hover."""
+        card = self.cards["dead_fraction"]
+        try:
+            dead = bundle.dead_count("feature")
+        except Exception:  # noqa: BLE001 - an unreadable table: the evaluation's figure stays
+            return
+        card.value.setText(format_metric(dead.fraction, "pct"))
+        tip = dead.sentence() + "."
+        evaluated = metrics.get("dead_fraction")
+        if isinstance(evaluated, (int, float)) and metrics.get("n_tokens"):
+            tip += (f"\nThe evaluation's {int(metrics['n_tokens']):,} tokens, fewer, leave "
+                    f"{format_metric(evaluated, 'pct')} of features never active on them.")
+        card.setToolTip(tip)
+
     def _show_density(self, bundle) -> None:
         try:
             edges, counts = bundle.density_histogram()
@@ -256,7 +288,7 @@ class OverviewPane(QWidget):
         n_dead = max(0, int(bundle.n_features) - n_live)
         self.density_note.setText(
             f"{n_live:,} live features by the fraction of tokens they fire on (log scale, as in the paper); "
-            f"{n_dead:,} never fired." if n_dead else
+            f"{n_dead:,} dead (never fired on any of the {int(bundle.n_tokens):,} harvested tokens)." if n_dead else
             f"{n_live:,} features by the fraction of tokens they fire on (log scale, as in the paper).")
 
     def _show_curves(self, bundle) -> None:

@@ -4,7 +4,8 @@ The form on the left (``RunForm``) describes a ``RunConfig``; it is validated be
 starts, and problems show inline. The job itself is ``engine.pipeline.run_pipeline`` run by the
 window's ``JobController``; its Progress metrics feed the curve plots (model loss and validation
 loss, then SAE MSE, L0 and dead fraction). When the job returns, ``bundleReady(path)`` is emitted
-(the main window opens the bundle).
+(the main window opens the bundle and, once it is open, closes this dialog). The upper bar is the
+whole run (its fraction and ETA from ``engine.run_clock``), the thin one the current stage.
 
 Checkpoints live in ``engine.paths.run_workdir(cfg)``, keyed by the settings as the CLI's default
 ``--workdir`` is: whenever that folder exists for the settings in the form — a cancelled run from
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QHBoxLayout, QLabel, QMessage
 
 from engine import paths
 from engine.config import ConfigError, RunConfig, preset_names
+from engine.run_clock import expected_run_text
 
 from superpos_app.curves import CurvePanel
 from superpos_app.jobs import JobController, JobStatus
@@ -55,10 +57,12 @@ class TrainDialog(QDialog):
         self._build()
         self._connect_jobs()
         self.form.changed.connect(self._update_resume_enabled)
+        self.form.changed.connect(self._update_expected)
         last = settings.last_training() if settings is not None else None
         if not (last and self._load_saved(last)):
             self.form.load_preset("demo" if "demo" in preset_names() else preset_names()[0])
             self.form.set_output(default_output("demo"))
+        self._update_expected()
 
     # ============================================================================================
     # layout
@@ -85,11 +89,20 @@ class TrainDialog(QDialog):
         self.state_label.setObjectName("trainState")
         self.state_label.setProperty("role", "pageTitle")
         self.state_label.setStyleSheet("font-size: 13pt;")
-        self.progress = QProgressBar()
+        self.expected_label = QLabel("")
+        self.expected_label.setObjectName("expectedTime")
+        self.expected_label.setWordWrap(True)
+        self.progress = QProgressBar()               # the whole run
         self.progress.setObjectName("trainProgress")
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         self.progress.setFormat("")
+        self.stage_progress = QProgressBar()         # the current stage (busy when it has no total)
+        self.stage_progress.setObjectName("stageProgress")
+        self.stage_progress.setRange(0, 1000)
+        self.stage_progress.setValue(0)
+        self.stage_progress.setFormat("")
+        self.stage_progress.setMaximumHeight(16)
         self.curves = CurvePanel(x_label="")
         self.curves.setObjectName("trainCurves")
         self.log = QPlainTextEdit()
@@ -117,7 +130,9 @@ class TrainDialog(QDialog):
         buttons.addWidget(self.close_button)
         buttons.addWidget(self.start_button)
         right.addWidget(self.state_label)
+        right.addWidget(self.expected_label)
         right.addWidget(self.progress)
+        right.addWidget(self.stage_progress)
         right.addWidget(self.message)
         right.addWidget(self.curves, 1)
         right.addWidget(self.log)
@@ -181,6 +196,15 @@ class TrainDialog(QDialog):
                                          f"with `superpos run`) from its checkpoints in {work}")
         self._update_start_text()
 
+    def _update_expected(self) -> None:
+        """How long the form's run should take, from the presets' measured stage seconds."""
+        try:
+            text = expected_run_text(self.form.build_config())
+        except ConfigError:
+            text = ""
+        self.expected_label.setText(f"Expected time: {text}." if text else "")
+        self.expected_label.setVisible(bool(text))
+
     def show_message(self, text: str) -> None:
         self.message.setText(text)
         self.message.setVisible(bool(text))
@@ -242,8 +266,15 @@ class TrainDialog(QDialog):
     def _on_status(self, status: JobStatus) -> None:
         if not self.running:
             return
-        self.progress.setValue(int(1000 * status.fraction) if status.total else 0)
+        run = status.run_fraction
+        self.progress.setValue(int(1000 * run) if run is not None else 0)
         self.progress.setFormat(status.text)
+        if status.total and status.stage:
+            self.stage_progress.setRange(0, 1000)
+            self.stage_progress.setValue(int(1000 * status.fraction))
+        else:
+            self.stage_progress.setRange(0, 0 if status.stage else 1000)   # busy: the stage has no total
+        self.stage_progress.setFormat(status.stage)
         elapsed = time.monotonic() - self._started_at
         self.state_label.setText("Cancelling…" if status.cancelling else
                                  f"Running: {status.stage or 'starting'} · {int(elapsed // 60)}:{int(elapsed % 60):02d} elapsed")
@@ -274,7 +305,9 @@ class TrainDialog(QDialog):
         path = str(result) if result is not None else self.form.output_edit.text().strip()
         self.progress.setValue(1000)
         self.progress.setFormat("Done")
-        self.state_label.setText("Finished: the bundle is open in the main window.")
+        self.stage_progress.setRange(0, 1000)
+        self.stage_progress.setValue(1000)
+        self.state_label.setText(f"Finished: wrote {path}")
         self._log(f"Wrote {path}")
         self.bundleReady.emit(path)
 

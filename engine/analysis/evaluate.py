@@ -26,7 +26,6 @@ Shape legend: B windows, T positions, D MLP neurons, F features, V vocabulary.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Generator
 
@@ -34,14 +33,12 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
+from engine.analysis.metrics import METRIC_KEYS, json_safe
 from engine.data.sources import CorpusError
 from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted, run_to_completion
 from engine.stats import ULTRALOW_DENSITY
 
 __all__ = ["evaluate", "evaluate_job", "json_safe", "METRIC_KEYS"]
-
-METRIC_KEYS = ("mse", "fvu", "l0", "dead_fraction", "ultralow_fraction", "loss_clean", "loss_sae",
-               "loss_zero_ablation", "loss_recovered", "n_tokens")
 
 
 def evaluate(model, sae, val_tokens: np.ndarray, n_tokens: int, device: str | torch.device = "cpu",
@@ -129,15 +126,3 @@ def evaluate_job(model, sae, val_tokens: np.ndarray, n_tokens: int, device: str 
     yield StageFinished("evaluate", seconds=time.perf_counter() - t0,
                         summary={key: metrics[key] for key in ("loss_recovered", "fvu", "l0")})
     return metrics
-
-
-def json_safe(metrics: dict) -> dict:
-    """The metrics without the numpy array, NaN/inf turned into None (strict JSON)."""
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, np.ndarray):
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        out[key] = value
-    return out

@@ -238,7 +238,7 @@ class LensEngine:
         else:
             self._W_dec_FM = self._b_dec_M = None
         # Token strings are looked up thousands of times per analysis: cache them once.
-        self._vocab_strs = tokenizer.vocab_strings()[:vocab]
+        self._vocab_strs = tokenizer.readable_strings()[:vocab]   # bytes as ⟨0xCD⟩
 
     # ------------------------------------------------------------------ public
     def tokenize(self, text: str) -> tuple[np.ndarray, np.ndarray]:

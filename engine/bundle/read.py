@@ -26,7 +26,7 @@ from engine.bundle.schema import (
     as_str, decode_tokens, describe, expected_model_shapes, open_h5,
 )
 from engine.bundle.validate import damaged, read_metadata
-from engine.stats import ULTRALOW_DENSITY, Dashboard
+from engine.stats import ULTRALOW_DENSITY, Dashboard, DeadCount, dead_count
 
 __all__ = ["Bundle", "open_bundle"]
 
@@ -128,6 +128,11 @@ class Bundle:
     def _tokens(self, ds: h5py.Dataset, sel) -> np.ndarray:
         pad = self._pad.get(id(ds))
         return decode_tokens(ds[sel], int(ds.attrs["pad"]) if pad is None else pad)
+
+    def dead_count(self, kind: str) -> DeadCount:
+        """How many ``kind`` units are dead: never fired on any of the harvested tokens (the one
+        meaning every view shows; see ``engine.stats.DeadCount``)."""
+        return dead_count(kind, self.columns(kind)["density"], int(self.n_tokens))
 
     @_guarded("the unit table")
     def columns(self, kind: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from engine.bundle import Bundle, open_bundle
 from engine.cli.terminal import terminal_safe as safe
 from engine.interop.saelens import export_saelens
 
-__all__ = ["register", "cmd_info", "cmd_export_saelens", "summary_lines"]
+__all__ = ["register", "cmd_info", "cmd_export_saelens", "summary_lines", "shown_metrics"]
 
 
 def register(subparsers) -> None:
@@ -79,9 +79,11 @@ def _unit_summary(b: Bundle, kind: str) -> dict[str, Any]:
     density = cols["density"]
     live = density[density > 0]
     scores = cols["score"][np.isfinite(cols["score"])]
+    dead = b.dead_count(kind)
     return {
         "count": b.n_units(kind),
-        "dead": int(cols["dead"].sum()),
+        "dead": dead.n_dead,
+        "dead_means": dead.meaning,
         "ultralow": int(cols["ultralow"].sum()),
         "median_density": float(np.median(live)) if live.size else float("nan"),
         "labelled": int(sum(1 for s in cols["label"] if s)),
@@ -89,8 +91,21 @@ def _unit_summary(b: Bundle, kind: str) -> dict[str, Any]:
     }
 
 
+def shown_metrics(b: Bundle) -> dict[str, Any]:
+    """The stored metrics with "dead" in its one meaning: ``dead_fraction`` is the harvest's (never
+    fired on any of ``dead_tokens`` harvested tokens); the evaluation's own count over its fewer
+    tokens is ``eval_never_active_fraction``."""
+    metrics = dict(b.metrics or {})
+    if "dead_fraction" in metrics:
+        metrics["eval_never_active_fraction"] = metrics.pop("dead_fraction")
+    dead = b.dead_count("feature")
+    metrics["dead_fraction"] = dead.fraction
+    metrics["dead_tokens"] = dead.n_tokens
+    return metrics
+
+
 def summary_dict(b: Bundle) -> dict[str, Any]:
-    return {"path": str(b.path), "info": b.info, "config": b.config.to_dict(), "metrics": b.metrics,
+    return {"path": str(b.path), "info": b.info, "config": b.config.to_dict(), "metrics": shown_metrics(b),
             "features": _unit_summary(b, "feature"), "neurons": _unit_summary(b, "neuron")}
 
 
@@ -123,10 +138,11 @@ def summary_lines(b: Bundle) -> list[str]:
     for kind, title in (("feature", "features"), ("neuron", "neurons")):
         s = _unit_summary(b, kind)
         lines.append(
-            f"{title:<12}{s['count']:,}: {s['dead']:,} dead, {s['ultralow']:,} ultralow (< 1e-6), median live "
-            f"density {s['median_density']:.2e}; {s['labelled']:,} labelled, mean score {_num(s['mean_score'])}")
+            f"{title:<12}{s['count']:,}: {s['dead']:,} dead ({s['dead_means']}), {s['ultralow']:,} ultralow "
+            f"(< 1e-6), median live density {s['median_density']:.2e}; {s['labelled']:,} labelled, mean score "
+            f"{_num(s['mean_score'])}")
     if b.metrics:
-        items = [f"{k} {_num(v)}" for k, v in sorted(b.metrics.items()) if not isinstance(v, (dict, list))]
+        items = [f"{k} {_num(v)}" for k, v in sorted(shown_metrics(b).items()) if not isinstance(v, (dict, list))]
         lines.append("metrics     " + _wrap(items))
     if info["curves"]:
         lines.append("curves      " + _wrap(info["curves"]))

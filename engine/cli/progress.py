@@ -12,12 +12,17 @@ __all__ = ["ProgressPrinter", "drive"]
 
 
 class ProgressPrinter:
-    """Turns engine events into tqdm bars (one per stage) with ETA and the stage's live metrics."""
+    """Turns engine events into tqdm bars (one per stage) with ETA and the stage's live metrics.
+
+    A bar opens only once its stage knows how much work it has (so no "0.00it [00:00, ?it/s]"); a
+    stage that never says prints one line when it finishes. In a pipeline run every bar also shows
+    the whole run's progress and ETA (``Progress.run_eta_s``, from ``engine.run_clock``)."""
 
     def __init__(self, quiet: bool = False, stream=None):
         self.quiet = quiet
         self.stream = stream or sys.stderr
         self.bar = None
+        self._stage: StageStarted | None = None
 
     def __call__(self, event: Any) -> None:
         if self.quiet:
@@ -26,31 +31,58 @@ class ProgressPrinter:
 
         if isinstance(event, StageStarted):
             self._close()
-            prefix = f"[{event.index + 1}/{event.n_stages}] " if event.n_stages > 1 else ""
-            self.bar = tqdm(total=event.total or None, desc=f"{prefix}{event.stage}", unit=event.unit or "it",
-                            unit_scale=True, file=self.stream, dynamic_ncols=True, leave=True,
-                            mininterval=0.5)
-        elif isinstance(event, Progress) and self.bar is not None:
+            self._stage = event
+            if event.total:
+                self._open(event.total)
+        elif isinstance(event, Progress) and self._stage is not None:
+            if self.bar is None:
+                if not event.total:
+                    return
+                self._open(event.total)
             if event.total and self.bar.total != event.total:
                 self.bar.total = event.total
             self.bar.n = event.done
-            if event.metrics:
-                self.bar.set_postfix({k: _fmt(v) for k, v in event.metrics.items()}, refresh=False)
+            postfix = {k: _fmt(v) for k, v in (event.metrics or {}).items()}
+            if event.run_eta_s is not None and self._stage.n_stages > 1:
+                postfix["run"] = f"{100 * (event.run_fraction or 0):.0f}%, {_clock(event.run_eta_s)} left"
+            if postfix:
+                self.bar.set_postfix(postfix, refresh=False)
             self.bar.refresh()
         elif isinstance(event, StageFinished):
-            if self.bar is not None and self.bar.total:
-                self.bar.n = self.bar.total
+            if self.bar is not None:
+                if self.bar.total:
+                    self.bar.n = self.bar.total
+            elif self._stage is not None and self._stage.stage == event.stage:
+                print(f"{self._prefix()}{event.stage}: done in {event.seconds:.1f} s", file=self.stream)
             self._close()
         elif isinstance(event, Message):
             write = tqdm.write if self.bar is not None else (lambda s, file: print(s, file=file))
             write(("warning: " if event.level == "warning" else "") + event.text, file=self.stream)
 
+    def _prefix(self) -> str:
+        s = self._stage
+        return f"[{s.index + 1}/{s.n_stages}] " if s is not None and s.n_stages > 1 else ""
+
+    def _open(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=f"{self._prefix()}{self._stage.stage}", unit=self._stage.unit or "it",
+                        unit_scale=True, file=self.stream, dynamic_ncols=True, leave=True, mininterval=0.5)
+
     def _close(self):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        self._stage = None
 
     close = _close
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _fmt(value: float) -> str:

@@ -42,7 +42,8 @@ def _add_run_options(p: argparse.ArgumentParser, with_sae: bool) -> None:
                         "file, a folder of .txt/.md/.py/.rst/.json files, a .jsonl file with a 'text' field, "
                         "or hf:NAME[:split] (needs the 'datasets' package and a network). Default: builtin")
     g.add_argument("--preset", default="demo", choices=preset_names(),
-                   help="size preset: " + "; ".join(f"{n}: {preset_description(n)}" for n in preset_names()))
+                   help="size preset (default demo). " + " ".join(f"{n}: {preset_description(n)}"
+                                                                  for n in preset_names()))
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to train (auto: CUDA, then Apple MPS, then CPU)")
     g.add_argument("--max-chars", type=int, help="use at most this many characters of the corpus")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.analysis.evaluate import METRIC_KEYS, json_safe
+from engine.analysis.metrics import METRIC_KEYS, json_safe
+from engine.cli.bundle_cmds import shown_metrics
 from engine.cli.flags import SAE_FLAGS, validated
 from engine.cli.progress import ProgressPrinter, drive
 from engine.config import SAE_RECIPES, ConfigError, SAEConfig
@@ -101,13 +102,18 @@ def cmd_train_sae(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ eval
 def _print_metrics(metrics: dict, as_json: bool) -> None:
-    shown = {key: metrics.get(key) for key in METRIC_KEYS}
+    """The evaluation; "dead" means never fired on any of ``dead_tokens`` tokens (the harvest's, for
+    a stored evaluation: the count the app and `superpos info` show)."""
+    keys = list(METRIC_KEYS)
+    keys[keys.index("dead_fraction") + 1:1 + keys.index("dead_fraction")] = [
+        k for k in ("dead_tokens", "eval_never_active_fraction") if k in metrics]
+    shown = {key: metrics.get(key) for key in keys}
     if as_json:
         print(json.dumps(json_safe(shown), indent=2))
         return
     for key, value in shown.items():
         text = "n/a" if value is None else (f"{value:,}" if isinstance(value, int) else f"{value:.4g}")
-        print(f"{key:>20}  {text}")
+        print(f"{key:>26}  {text}")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -120,9 +126,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not args.recompute:
             if args.corpus or args.n_tokens:
                 raise ConfigError("--corpus and --n-tokens need --recompute")
-            metrics = dict(bundle.metrics or {})
-            if not metrics:
+            if not bundle.metrics:
                 raise ConfigError(f"{args.bundle} stores no evaluation; use --recompute --corpus SPEC")
+            metrics = shown_metrics(bundle)
         else:
             metrics = _recompute(bundle, args)
     _print_metrics(metrics, args.json)
@@ -147,4 +153,6 @@ def _recompute(bundle, args: argparse.Namespace) -> dict:
     sae.to(device)
     metrics = drive(evaluate_job(model, sae, data.val, n_tokens, device=str(device), cancel=cancel), cancel,
                     ProgressPrinter(quiet=args.quiet))
-    return {key: value for key, value in metrics.items() if key != "feature_density"}
+    metrics = {key: value for key, value in metrics.items() if key != "feature_density"}
+    metrics["dead_tokens"] = metrics["n_tokens"]          # dead: never fired on these tokens
+    return metrics

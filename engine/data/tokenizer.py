@@ -18,6 +18,7 @@ stops when the ``CancelToken`` is set, while the job yields ``Progress`` (unit `
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import threading
@@ -35,6 +36,16 @@ from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFini
 from engine.fileio import atomic_path
 
 __all__ = ["Tokenizer", "TokenizerError", "EOS_TOKEN", "train_tokenizer_job"]
+
+_READABLE_BYTES = "superpos-readable-bytes"
+
+
+def _readable_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
+    """Decode error handler: each byte that is not part of a complete UTF-8 character as ``⟨0xCD⟩``."""
+    return "".join(f"⟨0x{b:02X}⟩" for b in err.object[err.start:err.end]), err.end
+
+
+codecs.register_error(_READABLE_BYTES, _readable_bytes)
 
 EOS_TOKEN = "<|endoftext|>"
 MIN_VOCAB = 257  # 256 byte tokens + <|endoftext|>
@@ -178,6 +189,15 @@ class Tokenizer:
 
     def _read_token_str(self, token_id: int) -> str:
         return self.token_bytes(token_id).decode("utf-8", errors="backslashreplace")
+
+    def readable_strings(self) -> tuple[str, ...]:
+        """Every token as the app shows it: like ``vocab_strings`` but a byte that is not complete
+        UTF-8 reads ``⟨0xCD⟩`` instead of ``\\xcd`` (which looks like source text)."""
+        return self._readable_strings
+
+    @cached_property
+    def _readable_strings(self) -> tuple[str, ...]:
+        return tuple(self.token_bytes(i).decode("utf-8", errors=_READABLE_BYTES) for i in range(self.vocab_size))
 
     def __len__(self) -> int:
         return self.vocab_size

@@ -51,8 +51,8 @@ def install_panes(window) -> dict:
                 QTimer.singleShot(0, lambda: window.resizeDocks([dock], [width], Qt.Orientation.Horizontal))
         dock.visibilityChanged.connect(check)
 
-    widen(docks["featureSearch"], 440)
-    widen(docks["featureDetail"], 600)
+    widen(docks["featureSearch"], 420)
+    widen(docks["featureDetail"], 500)
 
     def feed(bundle):
         for name, p in panes.items():

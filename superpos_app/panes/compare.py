@@ -26,6 +26,7 @@ from engine.analysis.weights import max_abs_cosine
 from engine.bundle import open_bundle
 from engine.events import Cancelled
 from superpos_app.panes.detail import unit_name
+from superpos_app.panes.fit import ElidedLabel, ReflowRow
 from superpos_app.panes.plots import (
     FEATURE_COLOR, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
@@ -78,13 +79,12 @@ class NeuronComparePane(QWidget):
         self.scatter_xy = (np.zeros(0), np.zeros(0))
         self.random_max_cos: np.ndarray | None = None        # [R]
 
-        self.title = QLabel("Select a feature or neuron")
+        self.title = ElidedLabel("Select a feature or neuron")   # elides (full text on hover)
         self.title.setObjectName("compareTitle")
         f = self.title.font()
         f.setBold(True)
         f.setPointSizeF(f.pointSizeF() * 1.2)
         self.title.setFont(f)
-        self.title.setWordWrap(True)
 
         # --- unit plots
         self.weights_plot = make_plot("Decoder weights over the neurons (sorted)", "rank", "weight")
@@ -151,15 +151,16 @@ class NeuronComparePane(QWidget):
         header.addWidget(self.title, 1)
         header.addWidget(self.export_button)
         grid = QGridLayout()
-        grid.addWidget(self.weights_plot, 0, 0)
-        grid.addWidget(self.scatter_plot, 0, 1)
+        # plots side by side while each keeps its title and axes readable, stacked in a narrow dock
+        self.unit_plots = ReflowRow([(self.weights_plot, 1), (self.scatter_plot, 1)], min_width=250)
+        self.population_plots = ReflowRow([(self.score_plot, 1), (self.cos_plot, 1)], min_width=250)
+        grid.addWidget(self.unit_plots, 0, 0, 1, 2)
         grid.addWidget(self.links, 1, 0, 1, 2)
         grid.addWidget(self.examples_title, 2, 0, 1, 2)
         grid.addWidget(scroll, 3, 0, 1, 2)
         pop_title = QLabel("<b>Population: neurons vs features</b>")
         grid.addWidget(pop_title, 4, 0, 1, 2)
-        grid.addWidget(self.score_plot, 5, 0)
-        grid.addWidget(self.cos_plot, 5, 1)
+        grid.addWidget(self.population_plots, 5, 0, 1, 2)
         grid.addWidget(self.population_note, 6, 0, 1, 2)
         grid.setRowStretch(0, 3)
         grid.setRowStretch(3, 2)
@@ -183,7 +184,7 @@ class NeuronComparePane(QWidget):
         selection.cleared.connect(self.clear)
 
     def sizeHint(self):
-        return QSize(620, 760)            # docks start from their widget's size hint
+        return QSize(500, 760)            # docks start from their widget's size hint (default window: 420 + 500 + overview)
 
     # ------------------------------------------------------------------ bundle
     def set_bundle(self, bundle) -> None:
@@ -204,7 +205,7 @@ class NeuronComparePane(QWidget):
             self.population_note.setText("")
             return
         tok = bundle.tokenizer()
-        self._vocab = tok.vocab_strings()
+        self._vocab = tok.readable_strings()          # byte tokens as ⟨0xCD⟩
         # The population view reads every decoder row (~1 s at 131k features): only when shown.
         self._population_pending = True
         if self.isVisible():
@@ -316,14 +317,13 @@ class NeuronComparePane(QWidget):
             w = np.asarray(w, np.float32).reshape(-1)
             order = np.argsort(-w, kind="stable")
             vals = w[order]
-            wp.setTitle(f"Decoder direction over the {w.size} neurons (sorted)", size="9pt", color="#333")
+            self.weights_plot.set_title(f"Decoder direction over the {w.size} neurons (sorted)")
             wp.setLabel("bottom", "neurons, by weight", **{"font-size": "8pt"})
             self.weights_order = order
         else:
             ids = dash.align_ids[dash.align_ids >= 0]
             vals = np.sort(dash.align_values[dash.align_ids >= 0])[::-1]
-            wp.setTitle("Decoder weights on this neuron of the features that load on it most", size="9pt",
-                        color="#333")
+            self.weights_plot.set_title("Decoder weights on this neuron of the features that load on it most")
             wp.setLabel("bottom", "features, by weight", **{"font-size": "8pt"})
             self.weights_order = ids
         edges = np.arange(vals.size + 1, dtype=np.float64) - 0.5
@@ -356,7 +356,7 @@ class NeuronComparePane(QWidget):
         acts = self._load_sample()
         if best < 0 or acts is None or acts.shape[0] == 0:
             self.scatter_item.setData([], [])
-            sp.setTitle("No stored sample to compare on", size="9pt", color="#333")
+            self.scatter_plot.set_title("No stored sample to compare on")
             self.scatter_xy = (np.zeros(0), np.zeros(0))
             return
         if kind == "feature":
@@ -373,7 +373,7 @@ class NeuronComparePane(QWidget):
         else:
             quiet = yl if y.std() == 0 else xl
             title = f"{quiet} never fires on the {x.size:,}-token stored sample (too rare to compare here)"
-        sp.setTitle(title, size="9pt", color="#333")
+        self.scatter_plot.set_title(title)
         sp.setLabel("bottom", xl, **{"font-size": "8pt"})
         sp.setLabel("left", yl, **{"font-size": "8pt"})
         sp.enableAutoRange()

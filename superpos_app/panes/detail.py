@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from engine.interop.neuronpedia import dashboard_to_neuronpedia
 from engine.stats import Dashboard
+from superpos_app.panes.fit import ElidedLabel, ReflowRow
 from superpos_app.panes.plots import (
     ACCENT, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
@@ -50,17 +51,17 @@ class FeatureDetailPane(QWidget):
         self.bundle = None
         self.dashboard: Dashboard | None = None
         self._vocab: list[str] = []
+        self._raw_vocab: tuple[str, ...] = ()
         self._region_full = True
 
         # --- header
-        self.title = QLabel("Select a feature")
+        self.title = ElidedLabel("Select a feature")     # elides (full text on hover), never wraps per word
         self.title.setObjectName("detailTitle")
         f = self.title.font()
         f.setPointSizeF(f.pointSizeF() * 1.35)
         f.setBold(True)
         self.title.setFont(f)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.title.setWordWrap(True)
         self.stats = QLabel("")
         self.stats.setObjectName("detailStats")
         self.stats.setStyleSheet("color: #555;")
@@ -90,10 +91,19 @@ class FeatureDetailPane(QWidget):
                                            "Logit histogram": self.logit_plot})
         self.export_button.setObjectName("detailExportButton")
 
-        header = QHBoxLayout()
-        header.addWidget(self.title, 1)
-        header.addWidget(self.copy_button)
-        header.addWidget(self.export_button)
+        # the title has the whole width; the buttons sit by the stats, or under them in a narrow dock
+        header = QVBoxLayout()
+        header.setSpacing(2)
+        header.addWidget(self.title)
+        buttons = QWidget()
+        bl = QHBoxLayout(buttons)
+        bl.setContentsMargins(0, 0, 0, 0)
+        bl.addStretch(1)
+        bl.addWidget(self.copy_button)
+        bl.addWidget(self.export_button)
+        buttons.setFixedWidth(bl.sizeHint().width())
+        self.header_row = ReflowRow([(self.stats, 1), (buttons, 0)], min_width=240)
+        header.addWidget(self.header_row)
 
         # --- logit lists and links
         self.pos_label = _rich_label("detailPositiveLogits")
@@ -104,9 +114,6 @@ class FeatureDetailPane(QWidget):
             lab.linkActivated.connect(self._on_link)
             lab.setWordWrap(True)
 
-        plots = QHBoxLayout()
-        plots.addWidget(self.act_plot, 3)
-        plots.addWidget(self.logit_plot, 2)
         self._logits_box = QWidget()
         logits = QHBoxLayout(self._logits_box)
         logits.setContentsMargins(0, 0, 0, 0)
@@ -118,12 +125,9 @@ class FeatureDetailPane(QWidget):
         content = QWidget()
         tl = QVBoxLayout(content)
         tl.setContentsMargins(0, 0, 4, 0)
-        tl.addWidget(self.stats)
-        plots_box = QWidget()
-        plots_box.setLayout(plots)
-        plots.setContentsMargins(0, 0, 0, 0)
-        plots_box.setFixedHeight(190)
-        tl.addWidget(plots_box)
+        # side by side while each plot keeps its title and axis numbers, stacked in a narrow dock
+        self.plots_row = ReflowRow([(self.act_plot, 3), (self.logit_plot, 2)], min_width=210, row_height=190)
+        tl.addWidget(self.plots_row)
         grid = QGridLayout()
         grid.setHorizontalSpacing(16)
         grid.addWidget(self._logits_box, 0, 0, 2, 1)
@@ -162,7 +166,7 @@ class FeatureDetailPane(QWidget):
         self.clear()
 
     def sizeHint(self) -> QSize:
-        return QSize(620, 760)            # docks start from their widget's size hint
+        return QSize(500, 760)            # docks start from their widget's size hint (default window: 420 + 500 + overview)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -192,9 +196,11 @@ class FeatureDetailPane(QWidget):
     def set_bundle(self, bundle) -> None:
         self.bundle = bundle
         self._vocab = []
+        self._raw_vocab = ()
         if bundle is not None:
             tok = bundle.tokenizer()
-            self._vocab = tok.vocab_strings()
+            self._vocab = tok.readable_strings()          # shown: byte tokens as ⟨0xCD⟩
+            self._raw_vocab = tok.vocab_strings()         # exported: the engine's token strings
         self.clear()
         cur = self.selection.current
         if bundle is not None and cur is not None:
@@ -342,7 +348,8 @@ class FeatureDetailPane(QWidget):
     def dashboard_json(self) -> dict | None:
         if self.dashboard is None:
             return None
-        return dashboard_to_neuronpedia(self.dashboard, self.token_str, model_id=f"superpos:{self.bundle.path.stem}")
+        raw = self._raw_vocab
+        return dashboard_to_neuronpedia(self.dashboard, lambda i: raw[i] if 0 <= i < len(raw) else "", model_id=f"superpos:{self.bundle.path.stem}")
 
     def copy_json(self) -> str:
         data = self.dashboard_json()

@@ -23,7 +23,7 @@ import html
 import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit, QScrollArea, QSplitter,
+    QAbstractItemView, QFrame, QGridLayout, QHeaderView, QLabel, QPlainTextEdit, QScrollArea, QSplitter,
     QTableView, QVBoxLayout, QWidget,
 )
 
@@ -79,10 +79,9 @@ class TextLensPane(QWidget):
         self.status.setObjectName("lensStatus")
         self.status.setStyleSheet("color:#777;")
         self.status.setMinimumWidth(self.status.fontMetrics().horizontalAdvance("128 tokens · 999 ms") + 8)
-        info = QHBoxLayout()
-        info.addWidget(self.shading_label, 1)
-        info.addWidget(self.notice)
-        info.addWidget(self.status)
+        info = self._info = QGridLayout()          # one row when wide; shading above the rest when narrow
+        info.setContentsMargins(0, 0, 0, 0)
+        self._narrow: bool | None = None
 
         self.tokens = TokenView()
         self.tokens.setObjectName("lensTokens")
@@ -139,7 +138,7 @@ class TextLensPane(QWidget):
         rr.addWidget(self.clamp_controls)
         rr.addWidget(self.pred_table, 1)
 
-        lower = QSplitter(Qt.Orientation.Horizontal)
+        lower = self._lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(ranked)
         lower.addWidget(right)
         lower.setStretchFactor(0, 2)
@@ -158,6 +157,10 @@ class TextLensPane(QWidget):
         layout.setContentsMargins(6, 4, 6, 4)
         layout.addWidget(self.input)
         layout.addLayout(info)
+        self._fit(self.sizeHint().width())
+        # below 700 px the narrow arrangement applies, which needs far less than the wide one's
+        # minimum: an explicit minimum lets a side dock get that narrow at all
+        self.setMinimumWidth(300)
         layout.addWidget(body, 1)
 
         self._debounce = QTimer(self)
@@ -171,6 +174,30 @@ class TextLensPane(QWidget):
 
     def sizeHint(self):
         return QSize(1000, 330)            # docks start from their widget's size hint
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(event)
+        self._fit(event.size().width())
+
+    def _fit(self, width: int) -> None:
+        """Wide (a bottom dock): the info in one row, ranked features beside the predictions. Narrow
+        (a side dock): the truncation notice on a line of its own, the two tables one above the other."""
+        narrow = width < 700
+        if narrow == self._narrow:
+            return
+        self._narrow = narrow
+        for w in (self.shading_label, self.notice, self.status):
+            self._info.removeWidget(w)
+        if narrow:
+            self._info.addWidget(self.shading_label, 0, 0)
+            self._info.addWidget(self.status, 0, 1)
+            self._info.addWidget(self.notice, 1, 0, 1, 2, Qt.AlignmentFlag.AlignRight)
+        else:
+            self._info.addWidget(self.shading_label, 0, 0)
+            self._info.addWidget(self.notice, 0, 1)
+            self._info.addWidget(self.status, 0, 2)
+        self._info.setColumnStretch(0, 1)
+        self._lower.setOrientation(Qt.Orientation.Vertical if narrow else Qt.Orientation.Horizontal)
 
     # ------------------------------------------------------------------ bundle
     def set_bundle(self, bundle) -> None:

@@ -15,9 +15,11 @@ import numpy as np
 import pyqtgraph as pg
 
 from engine.errors import UserError
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QFileDialog, QMenu, QToolButton, QWidget
 
-__all__ = ["make_plot", "bar_item", "set_bars", "export_plot", "ExportButton", "ACCENT", "NEURON_COLOR",
+__all__ = ["make_plot", "TitledPlot", "bar_item", "set_bars", "export_plot", "ExportButton", "ACCENT", "NEURON_COLOR",
            "FEATURE_COLOR", "link"]
 
 ACCENT = "#d0742b"           # features / activations (orange, as the token shading)
@@ -29,12 +31,54 @@ class PlotExportError(UserError, ValueError):
     """The file name asks for a format plots cannot be exported as."""
 
 
-def make_plot(title: str = "", x_label: str = "", y_label: str = "", height: int = 130) -> pg.PlotWidget:
-    w = pg.PlotWidget(background="w")
+class TitledPlot(pg.PlotWidget):
+    """A plot whose title is cut with "…" to the plot's width (a pyqtgraph title would otherwise
+    widen the plot past its view, cutting off the axes); the full title is the tooltip."""
+
+    TITLE_STYLE = {"size": "9pt", "color": "#333"}
+    _title = ""                 # class defaults: pyqtgraph's __init__ already calls resizeEvent
+    _tip = ""
+
+    def set_title(self, text: str) -> None:
+        self._title = str(text)
+        self._fit_title()
+
+    def title(self) -> str:
+        return self._title
+
+    def setToolTip(self, text: str) -> None:  # noqa: N802 - the plot's own tip stays beside the title
+        self._tip = text
+        self._fit_title()
+
+    def _fit_title(self) -> None:
+        item = self.getPlotItem()
+        if not self._title:
+            item.setTitle(None)
+            super().setToolTip(self._tip)
+            return
+        font = QFont(self.font())
+        font.setPointSizeF(9)
+        left = item.getAxis("left")              # the title spans the data column only
+        room = self.width() - (left.width() if left.isVisible() else 0) - 24
+        shown = QFontMetrics(font).elidedText(self._title, Qt.TextElideMode.ElideRight, max(40, int(room)))
+        item.setTitle(shown, **self.TITLE_STYLE)
+        tips = [t for t in ((self._title if shown != self._title else ""), self._tip) if t]
+        super().setToolTip("\n".join(tips))
+        item.layout.activate()                    # the shorter title lowers the plot's minimum width:
+        super().resizeEvent(None)                 # fit the plot to the view again
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(event)
+        if self._title:
+            self._fit_title()
+
+
+def make_plot(title: str = "", x_label: str = "", y_label: str = "", height: int = 130) -> TitledPlot:
+    w = TitledPlot(background="w")
     w.setMinimumHeight(height)
     item = w.getPlotItem()
     if title:
-        item.setTitle(title, size="9pt", color="#333")
+        w.set_title(title)
     axis_pen = pg.mkPen("#888")
     for name in ("left", "bottom"):
         ax = item.getAxis(name)

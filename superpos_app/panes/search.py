@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from superpos_app.panes.unit_table_model import (
-    COL_LABEL, COL_SCORE, UnitFilter, UnitTable, UnitTableModel, UnitTableView,
+    COL_LABEL, COL_MAX, COL_SCORE, COL_STATUS, UnitFilter, UnitTable, UnitTableModel, UnitTableView,
 )
 
 __all__ = ["FeatureSearchPane", "DEBOUNCE_MS"]
@@ -68,24 +68,24 @@ class FeatureSearchPane(QWidget):
         self.hide_dead.setObjectName("hideDead")
         self.hide_ultralow = QCheckBox("hide ultralow")
         self.hide_ultralow.setObjectName("hideUltralow")
-        # two short rows rather than one long one: the pane must fit a narrow dock
+        # three short rows rather than one long one: the pane must fit a narrow dock (~330 px)
         filters = QVBoxLayout()
         filters.setSpacing(2)
-        row1, row2 = QHBoxLayout(), QHBoxLayout()
+        row1, row2, row3 = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
         row1.addWidget(QLabel("log10 density"))
         row1.addWidget(self.density_min)
         row1.addWidget(QLabel("to"))
         row1.addWidget(self.density_max)
-        row1.addSpacing(8)
-        row1.addWidget(QLabel("score ≥"))
-        row1.addWidget(self.min_score)
         row1.addStretch(1)
-        row2.addWidget(self.hide_dead)
-        row2.addWidget(self.hide_ultralow)
+        row2.addWidget(QLabel("score ≥"))
+        row2.addWidget(self.min_score)
         row2.addStretch(1)
         row2.addWidget(self.count_label)
-        filters.addLayout(row1)
-        filters.addLayout(row2)
+        row3.addWidget(self.hide_dead)
+        row3.addWidget(self.hide_ultralow)
+        row3.addStretch(1)
+        for row in (row1, row2, row3):
+            filters.addLayout(row)
 
         self.model = UnitTableModel(self)
         self.table = UnitTableView()
@@ -132,7 +132,17 @@ class FeatureSearchPane(QWidget):
         self._update_count()
 
     def sizeHint(self) -> QSize:
-        return QSize(440, 600)            # docks start from their widget's size hint
+        return QSize(420, 600)            # docks start from their widget's size hint
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(event)
+        self._fit_columns(event.size().width())
+
+    def _fit_columns(self, width: int) -> None:
+        """The label column keeps room to be read: in a narrow dock the status column (its filters
+        stay above) and then max act give way."""
+        self.table.setColumnHidden(COL_STATUS, width < 480)
+        self.table.setColumnHidden(COL_MAX, width < 360)
 
     # ------------------------------------------------------------------ bundle
     def set_bundle(self, bundle) -> None:
@@ -146,7 +156,7 @@ class FeatureSearchPane(QWidget):
             return
         try:
             tok = bundle.tokenizer()
-            self._vocab_strs = list(tok.vocab_strings())
+            self._vocab_strs = list(tok.vocab_strings())    # the labels' own spelling, so both match
         except Exception:  # noqa: BLE001 - search still works on labels without a tokenizer
             self._vocab_strs = None
         self.setEnabled(True)
@@ -154,7 +164,8 @@ class FeatureSearchPane(QWidget):
 
     def unit_table(self, kind: str) -> UnitTable:
         if kind not in self._tables:
-            self._tables[kind] = UnitTable.from_columns(kind, self.bundle.columns(kind), self._vocab_strs)
+            self._tables[kind] = UnitTable.from_columns(kind, self.bundle.columns(kind), self._vocab_strs,
+                                                        density_floor=density_floor(self.bundle))
         return self._tables[kind]
 
     @property
@@ -169,10 +180,20 @@ class FeatureSearchPane(QWidget):
         if not button.isChecked():
             button.setChecked(True)          # re-enters via _on_kind_button, harmlessly
         if self.bundle is not None:
+            self._explain_dead(kind)
             self.model.set_table(self.unit_table(kind), self.current_filter())
             self._update_count()
             self._select_current()
         self.kindChanged.emit(kind)
+
+    def _explain_dead(self, kind: str) -> None:
+        """The filter says what "dead" means (engine.stats.DeadCount: the overview's, `superpos info`'s
+        and `superpos eval`'s count too) and on how many tokens."""
+        try:
+            dead = self.bundle.dead_count(kind)
+        except Exception:  # noqa: BLE001 - the table itself reports an unreadable bundle
+            return
+        self.hide_dead.setToolTip(f"Hide the {dead.n_dead:,} dead {kind}s: {dead.meaning}")
 
     def _on_kind_button(self, button, checked: bool) -> None:
         if checked:
@@ -253,6 +274,15 @@ class FeatureSearchPane(QWidget):
     def focus_search(self) -> None:
         self.input.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.input.selectAll()
+
+
+def density_floor(bundle) -> float:
+    """The density below which a unit fires on fewer harvested tokens than the top examples it
+    shows (K / n_tokens): the score order puts such units last."""
+    try:
+        return float(bundle.dims["K"]) / max(1, int(bundle.n_tokens))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return 0.0
 
 
 def _spin(lo: float, hi: float, value: float, tip: str, special: str | None, step: float = 0.5) -> QDoubleSpinBox:

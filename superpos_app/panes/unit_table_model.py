@@ -57,6 +57,8 @@ class UnitTable:
     top_ids: np.ndarray           # int32 [5, N] top token ids (transposed: one contiguous row per rank),
                                   #   padding -> V
     vocab: list[str]              # [V] readable token strings (tooltips)
+    rare: np.ndarray | None = None  # bool [N]: fires on fewer tokens than it shows examples (density floor)
+    density_floor: float = 0.0
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -66,8 +68,10 @@ class UnitTable:
         return "  ".join(repr(self.vocab[t]) for t in self.top_ids[:, i].tolist() if t < V)
 
     @classmethod
-    def from_columns(cls, kind: str, columns: dict, vocab_strs: list[str] | None = None) -> "UnitTable":
-        """Build from ``Bundle.columns(kind)``: density, max_act, label(s), score(s), top_token_ids."""
+    def from_columns(cls, kind: str, columns: dict, vocab_strs: list[str] | None = None,
+                     density_floor: float = 0.0) -> "UnitTable":
+        """Build from ``Bundle.columns(kind)``: density, max_act, label(s), score(s), top_token_ids.
+        Units below ``density_floor`` are ``rare``: the score order puts them after the others."""
         density = np.asarray(_pick(columns, "density"), dtype=np.float64)
         n = int(density.shape[0])
         labels = _pick(columns, "label", "labels", default=None)
@@ -96,7 +100,7 @@ class UnitTable:
         return cls(kind=kind, ids=np.arange(n, dtype=np.int64), labels=labels, score=score,
                    log_density=log_density, max_act=max_act, status=status, label_keys=label_keys,
                    label_inv=inv.astype(np.int32).reshape(-1), token_keys=token_keys, top_ids=top_ids,
-                   vocab=vocab)
+                   vocab=vocab, rare=density < density_floor, density_floor=float(density_floor))
 
 
 def _pick(columns: dict, *names, default=KeyError):
@@ -217,7 +221,11 @@ class UnitTableModel(QAbstractTableModel):
                       COL_MAX: t.max_act, COL_STATUS: t.status}.get(column, t.ids)
             values = np.asarray(values, np.float64)
             # NaN (no score) always last; -inf (dead) sorts as the smallest
-            if order == Qt.SortOrder.DescendingOrder:
+            if order == Qt.SortOrder.DescendingOrder and column == COL_SCORE and t.rare is not None:
+                # "interesting first": by label score among the units above the density floor; the
+                # rare ones (a perfect score on a handful of firings says little) follow
+                key = np.lexsort((np.where(np.isnan(values), np.inf, -values), t.rare))
+            elif order == Qt.SortOrder.DescendingOrder:
                 key = np.argsort(np.where(np.isnan(values), np.inf, -values), kind="stable")
             else:
                 key = np.argsort(np.where(np.isnan(values), np.inf, values), kind="stable")
@@ -254,7 +262,10 @@ class UnitTableModel(QAbstractTableModel):
             if 0 <= section < len(COLUMNS):
                 return COLUMNS[section]
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
-            return {COL_SCORE: "auto-label score (Spearman correlation of predicted vs true activations)",
+            floor = self._table.density_floor if self._table is not None else 0.0
+            rare = (f"; high to low, units firing on fewer than {floor:.2g} of tokens (fewer firings than "
+                    "the examples they show) come last") if floor > 0 else ""
+            return {COL_SCORE: "auto-label score (Spearman correlation of predicted vs true activations)" + rare,
                     COL_DENSITY: "log10 of the fraction of tokens on which the unit fires",
                     COL_STATUS: f"dead: never fired; ultralow: density < {ULTRALOW_DENSITY:g}"}.get(section)
         return None

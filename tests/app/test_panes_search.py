@@ -154,3 +154,31 @@ def test_empty_pane_without_bundle(qtbot):
     assert not p.isEnabled() and p.model.rowCount() == 0
     p.apply_filter()
     assert math.isinf(p.current_filter().log_density_min)
+
+
+def test_the_table_opens_interesting_first(pane, bundle):
+    """By label score among units that fire at least as often as the examples they show; the rare
+    ones (a perfect score on a handful of firings) after them."""
+    from superpos_app.panes.search import density_floor
+
+    cols = bundle.columns("feature")
+    floor = density_floor(bundle)
+    assert floor == pytest.approx(bundle.dims["K"] / bundle.n_tokens)
+    shown = _shown(pane.model)
+    rare = [bool(cols["density"][u] < floor) for u in shown]
+    assert not all(rare) and rare == sorted(rare)                       # every common unit first
+    common = [float(cols["score"][u]) for u, r in zip(shown, rare) if not r and np.isfinite(cols["score"][u])]
+    assert common == sorted(common, reverse=True)
+    tip = pane.model.headerData(COL_SCORE, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    assert "come last" in tip
+
+
+def test_byte_tokens_read_as_hex_not_escapes(bundle):
+    tok = bundle.tokenizer()
+    raw, shown = tok.vocab_strings(), tok.readable_strings()
+    partial = [i for i, s in enumerate(raw) if "\\x" in s and s != shown[i]]
+    assert partial                                                       # byte-level BPE has them
+    for i in partial:
+        assert "⟨0x" in shown[i] and "\\x" not in shown[i]
+        assert shown[i].replace("⟨0x", "").replace("⟩", "").strip()
+    assert all(a == b for a, b in zip(raw, shown) if "\\x" not in a)

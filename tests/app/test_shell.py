@@ -38,6 +38,7 @@ def test_opening_a_bundle_fills_the_overview(window, tiny_bundle, qtbot):
 
     with open_bundle(tiny_bundle) as b:
         metrics, n_features = dict(b.metrics), b.n_features
+        dead = b.dead_count("feature")
     with qtbot.waitSignal(window.bundleOpened, timeout=5000) as blocker:
         assert window.open_bundle(tiny_bundle)
     assert blocker.args[0] is window.bundle
@@ -46,7 +47,7 @@ def test_opening_a_bundle_fills_the_overview(window, tiny_bundle, qtbot):
     value = lambda key: pane.findChild(QLabel, f"metric_{key}").text()  # noqa: E731
     assert value("loss_recovered") == f"{100 * metrics['loss_recovered']:.1f}%"
     assert value("l0") == f"{metrics['l0']:.4g}"
-    assert value("dead_fraction") == f"{100 * metrics['dead_fraction']:.1f}%"
+    assert value("dead_fraction") == f"{100 * dead.fraction:.1f}%"     # one meaning: never fired in the harvest
     assert value("mse") == f"{metrics['mse']:.4g}"
     assert pane.findChild(QLabel, "fact_features").text() == f"{n_features:,}"
     assert pane.density_counts.sum() > 0                        # histogram drawn

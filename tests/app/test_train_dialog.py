@@ -117,6 +117,7 @@ def test_training_run_streams_curves_and_opens_the_bundle(window, dialog, fake_p
         assert curves.point_count(name) > 0, name
     assert curves.point_count("model/train_loss") <= fake_pipeline.steps
     assert "Finished" in dialog.state_label.text() and dialog.start_button.isEnabled()
+    assert not dialog.isVisible()
     call = fake_pipeline.calls[-1]
     assert call["cfg"].sae.d_sae == 384 and call["resume"] is False
     assert "[1/3] model" in dialog.log.toPlainText()
@@ -185,6 +186,43 @@ def test_real_tiny_pipeline_from_the_dialog(window, dialog, tmp_path, qtbot):
     assert dialog.curves.point_count("model/train_loss") > 0
     assert dialog.curves.point_count("sae/mse") > 0
     assert window.overview.findChild(QLabel, "metric_loss_recovered").text().endswith("%")
+    assert not dialog.isVisible()                       # finished well: the dialog gave way to the bundle
+    status = window.jobs.status                         # the real pipeline reports the whole run's ETA
+    assert status.run_fraction is not None and status.run_fraction > 0.9 and status.run_eta_s is not None
+    assert dialog.progress.value() == 1000
+
+
+def test_finished_run_closes_the_dialog_and_says_where_the_bundle_lives(window, dialog, fake_pipeline,
+                                                                       tmp_path, qtbot, monkeypatch):
+    import superpos_app.main_window as mw
+
+    opened = []
+    monkeypatch.setattr(mw, "open_url", lambda url: opened.append(url.toLocalFile()) or True)
+    dialog.form.load_preset("tiny")
+    out = tmp_path / "runs" / "closing.h5"
+    dialog.form.set_output(str(out))
+    assert dialog.expected_label.isVisible() and "about" in dialog.expected_label.text()
+    with qtbot.waitSignal(window.bundleOpened, timeout=15000):
+        assert dialog.start()
+        assert dialog.isVisible()
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=5000)
+    assert str(out.parent.resolve()) in window.windowTitle() and out.name in window.windowTitle()
+    assert str(out.resolve()) in window.statusBar().currentMessage()
+    assert window.show_in_folder_action.isEnabled()
+    window.show_in_folder_action.trigger()
+    assert opened == [str(out.parent.resolve())]
+
+
+def test_a_failed_open_keeps_the_dialog(window, dialog, fake_pipeline, tmp_path, qtbot, monkeypatch):
+    import superpos_app.main_window as mw
+
+    monkeypatch.setattr(mw, "show_error", lambda *a, **k: None)
+    monkeypatch.setattr(mw, "read_bundle", lambda path: (_ for _ in ()).throw(OSError("disk gone")))
+    dialog.form.load_preset("tiny")
+    dialog.form.set_output(str(tmp_path / "unreadable.h5"))
+    with qtbot.waitSignal(dialog.bundleReady, timeout=15000):
+        assert dialog.start()
+    assert dialog.isVisible() and window.bundle is None     # the user still sees where the run went
 
 
 # --- one work folder rule for the CLI and the app: each resumes the other's cancelled run ---------

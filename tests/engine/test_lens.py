@@ -27,6 +27,9 @@ class CharTokenizer:
     def vocab_strings(self):
         return tuple(chr(i) for i in range(self.vocab_size))
 
+    def readable_strings(self):
+        return tuple(chr(i) for i in range(self.vocab_size))
+
 
 class TinySAE(nn.Module):
     """f = ReLU(W_enc (x - b_dec) + b_enc); x_hat = W_dec f + b_dec (the SAELens orientation)."""

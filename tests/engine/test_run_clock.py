@@ -1,0 +1,77 @@
+"""Honest time: expected stage seconds from the presets' measurements, the whole-run ETA stamped on
+the pipeline's Progress events, and terminal bars only for stages that know their size."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from engine.cli.progress import ProgressPrinter
+from engine.config import preset, preset_description, preset_measurement
+from engine.events import Progress, StageFinished, StageStarted, collect
+from engine.run_clock import STAGES, RunClock, expected_run_text, expected_stage_seconds
+
+
+def test_demo_expectation_is_the_measurement_and_the_promise_matches_it():
+    measured = preset_measurement("demo")["stage_seconds"]
+    expected = expected_stage_seconds(preset("demo"))
+    assert expected == pytest.approx({s: measured[s] for s in STAGES})
+    minutes = sum(expected.values()) / 60
+    assert 5 <= minutes <= 7
+    assert f"about {round(minutes)} min" in expected_run_text(preset("demo"))
+    assert f"about {round(minutes)} minutes" in preset_description("demo")
+
+
+def test_changed_budgets_scale_only_their_stage():
+    base = expected_stage_seconds(preset("demo"))
+    longer = expected_stage_seconds(preset("demo").with_overrides(train={"tokens": 8_000_000}))
+    assert longer["model"] == pytest.approx(2 * base["model"])
+    assert longer["sae"] == pytest.approx(base["sae"]) and longer["harvest"] == pytest.approx(base["harvest"])
+
+
+class FakeTime:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_run_eta_counts_the_stages_still_to_come_at_this_machine_speed():
+    now = FakeTime()
+    clock = RunClock({"model": 200.0, "sae": 100.0, "bundle": 100.0}, now=now)
+    clock.stage_started("model")
+    now.t = 200.0                              # half the model stage in 200 s: this machine is 2x slower
+    fraction, eta = clock.update("model", 0.5, stage_eta_s=200.0)
+    assert fraction == pytest.approx(0.25)
+    assert eta == pytest.approx(200.0 + 2 * 200.0)     # the stage's own ETA + 2x the later stages
+    fraction, eta = clock.update("model", 0.5, stage_eta_s=None)
+    assert eta == pytest.approx(2 * 300.0)
+
+
+def test_pipeline_progress_carries_a_rising_whole_run_fraction(tmp_path):
+    from engine.pipeline import run_pipeline
+
+    cfg = preset("tiny").with_overrides(train={"tokens": 20_000}, sae={"n_activations": 20_000},
+                                        harvest={"n_tokens": 3_000, "eval_tokens": 2_000})
+    _, events = collect(run_pipeline(cfg, tmp_path / "b.h5", workdir=tmp_path / "work"))
+    progress = [e for e in events if isinstance(e, Progress)]
+    fractions = [e.run_fraction for e in progress]
+    assert all(f is not None for f in fractions) and all(e.run_eta_s is not None for e in progress)
+    assert fractions == sorted(fractions) and fractions[-1] > 0.99
+    assert {e.stage for e in progress} >= {"model", "sae", "evaluate", "harvest", "labels", "bundle"}
+
+
+def test_a_stage_without_a_size_prints_one_line_not_an_empty_bar():
+    out = io.StringIO()
+    printer = ProgressPrinter(stream=out)
+    printer(StageStarted("tokenizer", total=0, index=0, n_stages=8))
+    printer(StageFinished("tokenizer", seconds=2.5))
+    printer(StageStarted("model", total=100, unit="tokens", index=2, n_stages=8))
+    printer(Progress("model", done=50, total=100, run_fraction=0.3, run_eta_s=125.0))
+    printer(StageFinished("model", seconds=1.0))
+    text = out.getvalue()
+    assert "[1/8] tokenizer: done in 2.5 s" in text
+    assert "it/s" not in text and "0.00it" not in text
+    assert "[3/8] model" in text and "30%, 2:05 left" in text
