@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,13 +22,14 @@ import numpy as np
 
 from engine import __version__
 from engine.config import ModelConfig
+from engine.bundle.inputs import regular_file, text
 from engine.errors import UserError
 
 __all__ = [
     "FORMAT", "SAE_FORMAT", "SCHEMA_VERSION", "TOKEN_PAD_U16", "TOKEN_PAD_I32", "UNIT_COLUMNS",
     "SAMPLE_COLUMNS", "SAE_KEYS", "GROUP_OF_KIND", "BundleError", "UnitKindError", "UnitIndexError",
     "expected_model_shapes", "token_storage_dtype", "encode_tokens", "decode_tokens", "create_dataset",
-    "open_h5",
+    "open_h5", "H5_LOCK",
 ]
 
 FORMAT = "superpos-bundle"
@@ -145,14 +147,12 @@ def dumps(value: Any) -> str:
 
 
 def as_str(value: Any) -> str:
-    """A stored string (bytes, str or a 0-d array of either) as str."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
+    """A stored string (bytes, str or a 0-d array of either) as valid str (invalid UTF-8 replaced)."""
     if isinstance(value, np.ndarray) and value.shape == ():
-        return as_str(value[()])
-    if not isinstance(value, str):
+        value = value[()]
+    if not isinstance(value, (str, bytes, np.bytes_)):
         raise TypeError(f"expected a string, found {type(value).__name__}")
-    return value
+    return text(value)
 
 
 def describe(exc: BaseException) -> str:
@@ -252,12 +252,19 @@ def create_dataset(group: h5py.Group, name: str, shape: tuple[int, ...], dtype, 
 
 
 # ====================================================================== the guarded open
+# h5py is not safe for concurrent use from several threads: every read of a bundle or SAE file —
+# the GUI thread's lazy reads and the workers' own handles alike — holds this one lock (re-entrant).
+H5_LOCK = threading.RLock()
+
+
 def open_h5(path: Path, accept: Iterable[str] = (FORMAT,)) -> h5py.File:
-    """Open ``path`` read-only after checking it is a file, HDF5, the right format and schema."""
-    if not path.exists():
-        raise BundleError(f"{path}: no such file")
-    if path.is_dir():
-        raise BundleError(f"{path} is a folder, not a bundle file")
+    """Open ``path`` read-only after checking it is a regular file, HDF5, the right format and schema."""
+    path = regular_file(path, BundleError, "bundle file")
+    with H5_LOCK:
+        return _open_h5(path, tuple(accept))
+
+
+def _open_h5(path: Path, accept: tuple[str, ...]) -> h5py.File:
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
@@ -274,7 +281,6 @@ def open_h5(path: Path, accept: Iterable[str] = (FORMAT,)) -> h5py.File:
     try:
         fmt = f.attrs.get("format")
         fmt = as_str(fmt) if fmt is not None else None
-        accept = tuple(accept)
         if fmt not in accept:
             what = "no format attribute" if fmt is None else f"format {fmt!r}"
             raise BundleError(f"{path} is an HDF5 file but not a superpos bundle ({what})")

@@ -25,6 +25,7 @@ from typing import Generator
 import numpy as np
 import torch
 
+from engine.bundle.inputs import regular_file
 from engine.config import ModelConfig, TrainConfig
 from engine.data.sources import CorpusError
 from engine.device import resolve_device, tune_allocator
@@ -118,6 +119,7 @@ def _save_checkpoint(path: Path, model, optimizer, step, tokens_seen, elapsed, c
 
 
 def _load_checkpoint(path: Path) -> dict:
+    regular_file(path, CheckpointError, "checkpoint")      # a FIFO or folder would hang torch.load
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from engine import events
+from engine.bundle.inputs import regular_file
 from engine.config import ConfigError, SAEConfig
 from engine.data.activations import ActivationFileError
 from engine.errors import CheckpointError, TrainingDiverged
@@ -85,7 +86,14 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
     resamples_done = 0
 
     if resume and ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        regular_file(ckpt_path, CheckpointError, "checkpoint")      # a FIFO would hang torch.load
+        try:
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or foreign file
+            raise CheckpointError(f"cannot read the checkpoint {ckpt_path}: {exc}. "
+                                  "Delete it to start afresh.") from None
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{ckpt_path} is not a superpos SAE checkpoint; delete it to start afresh")
         if state.get("config") != cfg_json:
             raise CheckpointError(f"checkpoint {ckpt_path} was made with a different SAE configuration; "
                              "delete it or train without resume")
