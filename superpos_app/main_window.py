@@ -34,6 +34,7 @@ from superpos_app.errors import show_error
 from superpos_app.jobs import JobController
 from superpos_app.menus import install_menus, install_status_bar
 from superpos_app.overview import OverviewPane
+from superpos_app.plain_text import plain
 from superpos_app.selection import Selection
 from superpos_app.settings import AppSettings
 from superpos_app.welcome import WelcomeView
@@ -170,8 +171,8 @@ class MainWindow(QMainWindow):
         if has:
             self.overview.set_bundle(bundle)
             self.stack.setCurrentWidget(self.overview)
-            self.setWindowTitle(f"{Path(str(bundle.path)).name} — superpos")
-            self.bundle_label.setText(f"{bundle.path}  ·  {int(bundle.n_features):,} features, "
+            self.setWindowTitle(f"{plain(Path(str(bundle.path)).name, 120)} — superpos")
+            self.bundle_label.setText(f"{plain(str(bundle.path), 300)}  ·  {int(bundle.n_features):,} features, "
                                       f"{int(bundle.n_neurons):,} neurons")
         else:
             self.overview.set_bundle(None)

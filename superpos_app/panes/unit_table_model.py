@@ -21,7 +21,9 @@ import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 
 from engine.stats import ULTRALOW_DENSITY
+from superpos_app.faults import contain_faults
 from superpos_app.panes.fast_table import FastTableView
+from superpos_app.plain_text import plain, tooltip
 
 __all__ = ["UnitTable", "UnitTableModel", "UnitFilter", "UnitTableView", "ULTRALOW_DENSITY", "COLUMNS"]
 
@@ -118,6 +120,7 @@ class UnitFilter:
     min_score: float | None = None        # None: no score filter (rows without score kept)
 
 
+@contain_faults
 class UnitTableModel(QAbstractTableModel):
     """Sorted, filtered view over a ``UnitTable``; row i of the view is unit ``unit_at(i)``."""
 
@@ -268,7 +271,7 @@ class UnitTableModel(QAbstractTableModel):
         if col == COL_ID:
             return str(i)
         if col == COL_LABEL:
-            return t.labels[i]
+            return plain(t.labels[i])
         if col == COL_SCORE:
             s = float(t.score[i])
             return "" if math.isnan(s) else f"{s:.2f}"
@@ -294,7 +297,7 @@ class UnitTableModel(QAbstractTableModel):
         elif role == Qt.ItemDataRole.ToolTipRole and col == COL_LABEL:
             tip = t.labels[i] or "(no label)"
             toks = t.top_tokens_text(i)
-            return f"{tip}\ntop tokens: {toks}" if toks else tip
+            return tooltip(f"{tip}\ntop tokens: {toks}" if toks else tip)
         elif role == Qt.ItemDataRole.TextAlignmentRole and col not in (COL_LABEL, COL_STATUS):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -308,5 +311,6 @@ class UnitTableModel(QAbstractTableModel):
 _ITEM_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
 
+@contain_faults
 class UnitTableView(FastTableView):
     """The search table's view (see fast_table.FastTableView)."""
