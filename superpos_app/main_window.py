@@ -135,7 +135,8 @@ class MainWindow(QMainWindow):
     def open_bundle(self, path: str | os.PathLike) -> bool:
         """Open a bundle file and show it; a file that is not a readable bundle shows an error box."""
         path = Path(path)
-        if self.bundle is not None and Path(str(self.bundle.path)).resolve() == path.resolve():
+        # realpath, not Path.resolve(): a symlink loop must be refused by open_bundle, not raise here
+        if self.bundle is not None and os.path.realpath(self.bundle.path) == os.path.realpath(path):
             self.show_overview()
             return True
         try:

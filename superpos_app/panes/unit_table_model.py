@@ -28,6 +28,7 @@ from superpos_app.plain_text import plain, tooltip
 __all__ = ["UnitTable", "UnitTableModel", "UnitFilter", "UnitTableView", "ULTRALOW_DENSITY", "COLUMNS"]
 
 
+SEARCH_KEY_CHARS = 500          # characters of a label that text search looks at
 COLUMNS = ("id", "label", "score", "log₁₀ dens.", "max act", "status")
 COL_ID, COL_LABEL, COL_SCORE, COL_DENSITY, COL_MAX, COL_STATUS = range(len(COLUMNS))
 
@@ -83,8 +84,11 @@ class UnitTable:
         status = np.zeros(n, np.int8)
         status[(density > 0) & (density < ULTRALOW_DENSITY)] = 1
         status[density <= 0] = 2
-        uniq, inv = np.unique(labels.astype(str), return_inverse=True)
-        label_keys = np.array([u.lower().encode("utf-8") for u in uniq.tolist()] or [b""])
+        # Unique labels as Python strings, never ``astype(str)``: a fixed-width array is as wide as the
+        # longest label (one 10 MB label times N rows was gigabytes). Search keys keep the first
+        # SEARCH_KEY_CHARS characters of each label.
+        uniq, inv = np.unique(labels, return_inverse=True)
+        label_keys = np.array([u[:SEARCH_KEY_CHARS].lower().encode("utf-8") for u in uniq.tolist()] or [b""])
         vocab = list(vocab_strs or [])
         V = len(vocab)
         token_keys = np.array([t.strip().lower().encode("utf-8") for t in vocab] + [b""])
@@ -214,7 +218,7 @@ class UnitTableModel(QAbstractTableModel):
     def _sort_order(self, column: int, order: Qt.SortOrder) -> np.ndarray:
         t = self._table
         if column == COL_LABEL:
-            key = np.argsort(t.labels.astype(str), kind="stable")
+            key = np.argsort(t.label_inv, kind="stable")       # label_inv indexes the sorted unique labels
         else:
             values = {COL_ID: t.ids, COL_SCORE: t.score, COL_DENSITY: t.log_density,
                       COL_MAX: t.max_act, COL_STATUS: t.status}.get(column, t.ids)
