@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from engine.errors import USER_ERRORS  # the CLI catches the same set
+from superpos_app.plain_text import TOOLTIP_LIMIT, html_text, plain, tooltip
 
 __all__ = ["show_error", "describe_exception", "ErrorDialog"]
 
@@ -33,17 +34,19 @@ class ErrorDialog(QMessageBox):
         super().__init__(parent)
         self.setObjectName("errorDialog")
         self.setIcon(QMessageBox.Icon.Warning)
-        self.setWindowTitle(title)
-        self.setText(f"<b>{title}</b>")
-        self.setInformativeText(message)
+        self.setWindowTitle(plain(title))
+        self.setText(f"<b>{html_text(title)}</b>")
+        # the message often quotes a file's own strings (a path, a label): shown as text, never markup
+        self.setInformativeText(tooltip(message, TOOLTIP_LIMIT))
+        self._message = plain(message, TOOLTIP_LIMIT, newlines=True)
         if details:
-            self.setDetailedText(details)
+            self.setDetailedText(plain(details, 20 * TOOLTIP_LIMIT, newlines=True))
         self.setStandardButtons(QMessageBox.StandardButton.Ok)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
     @property
     def message(self) -> str:
-        return self.informativeText()
+        return self._message
 
 
 def show_error(parent: QWidget | None, title: str, message: str | BaseException,

@@ -35,6 +35,7 @@ from superpos_app.errors import show_error
 from superpos_app.jobs import JobController
 from superpos_app.menus import install_menus, install_status_bar
 from superpos_app.overview import OverviewPane
+from superpos_app.plain_text import plain
 from superpos_app.selection import Selection
 from superpos_app.settings import AppSettings
 from superpos_app.welcome import WelcomeView
@@ -140,7 +141,8 @@ class MainWindow(QMainWindow):
     def open_bundle(self, path: str | os.PathLike) -> bool:
         """Open a bundle file and show it; a file that is not a readable bundle shows an error box."""
         path = Path(path)
-        if self.bundle is not None and Path(str(self.bundle.path)).resolve() == path.resolve():
+        # realpath, not Path.resolve(): a symlink loop must be refused by open_bundle, not raise here
+        if self.bundle is not None and os.path.realpath(self.bundle.path) == os.path.realpath(path):
             self.show_overview()
             return True
         try:
@@ -181,9 +183,9 @@ class MainWindow(QMainWindow):
             self.overview.set_bundle(bundle)
             self.stack.setCurrentWidget(self.overview)
             where = Path(str(bundle.path)).resolve()
-            self.setWindowTitle(f"{where.name} — {where.parent} — superpos")   # where the bundle lives
-            self.setWindowFilePath(str(where))
-            self.bundle_label.setText(f"{bundle.path}  ·  {int(bundle.n_features):,} features, "
+            self.setWindowTitle(f"{plain(where.name, 120)} — {plain(str(where.parent), 200)} — superpos")
+            self.setWindowFilePath(str(where))                          # where the bundle lives
+            self.bundle_label.setText(f"{plain(str(bundle.path), 300)}  ·  {int(bundle.n_features):,} features, "
                                       f"{int(bundle.n_neurons):,} neurons")
         else:
             self.overview.set_bundle(None)

@@ -7,6 +7,7 @@ is how the window, its tests and the screenshots script reach them. The slots st
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton, QWidget
 
@@ -135,6 +136,7 @@ def install_status_bar(w) -> None:
     status.setObjectName("statusBar")
     w.bundle_label = QLabel("No bundle open")
     w.bundle_label.setObjectName("bundleStatus")
+    w.bundle_label.setTextFormat(Qt.TextFormat.PlainText)      # a path from the file system: never markup
     status.addWidget(w.bundle_label, 1)
     w.job_box = JobBox(w.jobs.cancel)
     w.job_label, w.job_progress, w.cancel_button = w.job_box.label, w.job_box.progress, w.job_box.cancel_button

@@ -16,6 +16,8 @@ from PySide6.QtWidgets import (QBoxLayout, QFrame, QGridLayout, QLabel, QScrollA
 
 from engine.stats import ULTRALOW_DENSITY
 from superpos_app.curves import CurvePanel, configure_pyqtgraph
+from superpos_app.faults import contain_faults
+from superpos_app.plain_text import plain
 
 __all__ = ["OverviewPane", "METRICS", "format_metric"]
 
@@ -76,7 +78,10 @@ def _section(title: str) -> QLabel:
     return label
 
 
+@contain_faults(also=("set_bundle",))
 class OverviewPane(QWidget):
+    PANE_FAULTS = True                    # a read error shows at the top of the overview (faults.py)
+
     """Shows one bundle (``set_bundle(bundle)``; ``None`` clears it)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -175,6 +180,8 @@ class OverviewPane(QWidget):
         layout.addLayout(plots, 1)
         self._columns = 4
         self.density_counts = np.zeros(0)
+        for lab in (self.title, self.subtitle, *self.fact_labels.values()):
+            lab.setTextFormat(Qt.TextFormat.PlainText)     # names and paths come from files: never markup
 
     # --- layout ----------------------------------------------------------------------------------
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
@@ -227,9 +234,9 @@ class OverviewPane(QWidget):
         metrics = bundle.metrics
         cfg = bundle.config
         path = Path(bundle.path)
-        self.title.setText(path.name)
+        self.title.setText(plain(path.name, 120))
         info = bundle.info
-        bits = [str(path.parent)]
+        bits = [plain(str(path.parent), 200)]
         if info.get("created"):
             bits.append(f"created {str(info['created'])[:16].replace('T', ' ')}")
         if info.get("extra_info", {}).get("synthetic") or metrics.get("synthetic"):
@@ -249,9 +256,9 @@ class OverviewPane(QWidget):
         facts["tokens"].setText(f"{cfg.train.tokens:,}")
         detail = {"topk": f"k = {s.k}", "2023": f"L1 λ = {s.l1_coeff:g}",
                   "2024-04": f"λ = {s.l1_coeff:g}"}.get(s.recipe, "")
-        facts["recipe"].setText(f"{s.recipe} ({detail}) · {s.d_sae:,} features" if detail else s.recipe)
+        facts["recipe"].setText(plain(f"{s.recipe} ({detail}) · {s.d_sae:,} features" if detail else s.recipe))
         facts["sae_acts"].setText(f"{s.n_activations:,}")
-        facts["corpus"].setText(_corpus_text(cfg.corpus.spec))
+        facts["corpus"].setText(plain(_corpus_text(cfg.corpus.spec), 300))
         facts["harvest"].setText(f"{int(info.get('n_tokens') or cfg.harvest.n_tokens):,}")
         self._show_density(bundle)
         self._show_curves(bundle)

@@ -7,6 +7,7 @@ Stored with QSettings in INI format at ``engine.paths.config_dir() / "superpos-a
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -33,7 +34,7 @@ class AppSettings:
         return [str(f) for f in (raw or []) if f]
 
     def add_recent(self, path: str | Path) -> list[str]:
-        path = str(Path(path).resolve())
+        path = os.path.realpath(path)           # never raises, even on a symlink loop
         files = [f for f in self.recent_files() if f != path]
         files.insert(0, path)
         del files[MAX_RECENT:]
@@ -43,7 +44,7 @@ class AppSettings:
 
     def remove_recent(self, path: str | Path) -> None:
         path = str(path)
-        files = [f for f in self.recent_files() if f != path and f != str(Path(path).resolve())]
+        files = [f for f in self.recent_files() if f != path and f != os.path.realpath(path)]
         self._qs.setValue("recent/files", files)
         self._qs.sync()
 

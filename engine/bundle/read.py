@@ -5,9 +5,13 @@ Every failure to read — at open or later, because corruption can surface lazil
 ``BundleError`` whose message a user can act on; a bad argument from the caller (an unknown kind,
 an index out of range) stays a ValueError / IndexError.
 
-Threads: h5py is not safe for concurrent use of one handle. A ``Bundle`` belongs to the thread that
-uses it; a worker thread opens its own ``open_bundle(path)`` (opening is cheap) and sends back plain
-numpy copies.
+Threads: h5py is not safe for concurrent use. A ``Bundle`` belongs to the thread that uses it; a
+worker thread opens its own ``open_bundle(path)`` (opening is cheap) and sends back plain numpy
+copies. Every read — opening, each guarded method, closing — holds ``H5_LOCK`` (one re-entrant lock
+for all bundle and SAE-file readers), so reads from worker threads are serialised as h5py requires.
+
+Strings leave the reader as valid Unicode: labels are decoded with replacement (invalid UTF-8 becomes
+U+FFFD; ``engine.bundle.inputs.text``), never as raw bytes.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ import numpy as np
 
 from engine.bundle.sae_file import read_sae_group, sae_from_state
 from engine.bundle.schema import (
-    GROUP_OF_KIND, READ_ERRORS, UNIT_COLUMNS, BundleError, CallerError, UnitIndexError, UnitKindError,
-    as_str, decode_tokens, describe, expected_model_shapes, open_h5,
+    GROUP_OF_KIND, H5_LOCK, READ_ERRORS, UNIT_COLUMNS, BundleError, CallerError, UnitIndexError,
+    UnitKindError, as_str, decode_tokens, describe, expected_model_shapes, open_h5,
 )
+from engine.bundle.inputs import text, texts
 from engine.bundle.validate import damaged, read_metadata
 from engine.stats import ULTRALOW_DENSITY, Dashboard, DeadCount, dead_count
 
-__all__ = ["Bundle", "open_bundle"]
+__all__ = ["Bundle", "open_bundle", "H5_LOCK"]
 
 
 def _guarded(what: str) -> Callable:
@@ -40,7 +45,8 @@ def _guarded(what: str) -> Callable:
             if self._file is None:
                 raise BundleError(f"{self.path}: the bundle is closed")
             try:
-                return method(self, *args, **kwargs)
+                with H5_LOCK:
+                    return method(self, *args, **kwargs)
             except BundleError:
                 raise
             except READ_ERRORS as exc:
@@ -69,7 +75,8 @@ class Bundle:
         self._columns_cache: dict[str, dict[str, Any]] = {}
         self._tokenizer = None
         try:
-            meta = read_metadata(self._file, self.path)
+            with H5_LOCK:
+                meta = read_metadata(self._file, self.path)
         except BundleError:
             self.close()
             raise
@@ -92,7 +99,8 @@ class Bundle:
     def close(self) -> None:
         if self._file is not None:
             try:
-                self._file.close()
+                with H5_LOCK:
+                    self._file.close()
             except Exception:  # pragma: no cover - closing a damaged file
                 pass
             self._file = None
@@ -159,7 +167,7 @@ class Bundle:
             }
             for value in cols.values():
                 value.flags.writeable = False
-            cols["label"] = [str(s) for s in g["labels"].asstr()[:]]
+            cols["label"] = texts(g["labels"][:])
             self._columns_cache[kind] = cols
         cached = self._columns_cache[kind]
         return {**cached, "label": list(cached["label"])}
@@ -176,12 +184,12 @@ class Bundle:
         row = {name: g[name][i] for name in UNIT_COLUMNS
                if UNIT_COLUMNS[name][1] != "token" and name != "labels"}
         tokens = {name: self._tokens(g[name], i) for name, (_, st) in UNIT_COLUMNS.items() if st == "token"}
-        label = g["labels"].asstr()[i]
+        label = text(g["labels"][i])
         max_act = float(row["max_act"])
         B = row["act_hist"].shape[0]
         lo, hi = (float(v) for v in row["logit_range"])
         return Dashboard(
-            kind=kind, index=i, label=str(label), score=float(row["scores"]), density=float(row["density"]),
+            kind=kind, index=i, label=label, score=float(row["scores"]), density=float(row["density"]),
             max_act=max_act, mean_act=float(row["mean_act"]),
             act_hist=np.asarray(row["act_hist"], np.int64),
             act_hist_edges=np.linspace(0.0, max_act, B + 1),
@@ -214,7 +222,10 @@ class Bundle:
         if storage == "token":
             return self._tokens(ds, sel)
         if storage == "str":
-            return np.asarray(ds.asstr()[sel], dtype=object)
+            raw = ds[sel]
+            if isinstance(raw, np.ndarray):
+                return np.array(texts(raw), dtype=object).reshape(raw.shape)
+            return np.asarray(text(raw), dtype=object)
         return np.asarray(ds[sel])
 
     @_guarded("the training curves")

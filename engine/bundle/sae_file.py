@@ -17,8 +17,9 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
+from engine.bundle.inputs import check_alloc
 from engine.bundle.schema import (
-    FORMAT, READ_ERRORS, SAE_FORMAT, SAE_KEYS, BundleError, as_str, create_dataset, describe,
+    FORMAT, H5_LIBVER, H5_LOCK, READ_ERRORS, SAE_FORMAT, SAE_KEYS, BundleError, as_str, create_dataset, describe,
     dumps, open_h5, root_attrs, to_numpy, float_problem,
 )
 from engine.bundle.h5target import guarded_h5
@@ -70,6 +71,8 @@ def read_sae_group(group: Any, where: str) -> tuple[dict[str, Any], dict[str, An
         if not isinstance(cfg, dict):
             raise BundleError(f"{where}: the SAE config is not a JSON object")
         d_in, d_sae = int(cfg.get("d_in", -1)), int(cfg.get("d_sae", -1))
+        check_alloc(2 * 4 * max(d_in, 0) * max(d_sae, 0), f"{where}: the SAE", BundleError,
+                    n_items=max(d_in, d_sae))
         expected = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
         state = {}
         for key in group:
@@ -121,7 +124,7 @@ def read_sae(path_or_group: str | os.PathLike | h5py.Group) -> tuple[dict[str, A
     if isinstance(path_or_group, h5py.Group):
         return read_sae_group(path_or_group, "the SAE group")
     path = Path(path_or_group)
-    with open_h5(path, accept=(FORMAT, SAE_FORMAT)) as f:
+    with H5_LOCK, open_h5(path, accept=(FORMAT, SAE_FORMAT)) as f:
         return read_sae_group(f.get("sae"), str(path))
 
 

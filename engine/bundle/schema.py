@@ -11,10 +11,9 @@ M neurons, F features and nnz stored activations.
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import json
-import os
 import platform
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from engine import __version__
 from engine.config import ModelConfig
+from engine.bundle.inputs import regular_file, text
 from engine.errors import UserError
 from engine.fileio import is_partial
 
@@ -30,7 +30,7 @@ __all__ = [
     "FORMAT", "SAE_FORMAT", "SCHEMA_VERSION", "TOKEN_PAD_U16", "TOKEN_PAD_I32", "UNIT_COLUMNS",
     "SAMPLE_COLUMNS", "SAE_KEYS", "GROUP_OF_KIND", "BundleError", "UnitKindError", "UnitIndexError",
     "expected_model_shapes", "token_storage_dtype", "encode_tokens", "decode_tokens", "create_dataset",
-    "open_h5",
+    "open_h5", "H5_LOCK",
 ]
 
 FORMAT = "superpos-bundle"
@@ -148,14 +148,12 @@ def dumps(value: Any) -> str:
 
 
 def as_str(value: Any) -> str:
-    """A stored string (bytes, str or a 0-d array of either) as str."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
+    """A stored string (bytes, str or a 0-d array of either) as valid str (invalid UTF-8 replaced)."""
     if isinstance(value, np.ndarray) and value.shape == ():
-        return as_str(value[()])
-    if not isinstance(value, str):
+        value = value[()]
+    if not isinstance(value, (str, bytes, np.bytes_)):
         raise TypeError(f"expected a string, found {type(value).__name__}")
-    return value
+    return text(value)
 
 
 def describe(exc: BaseException) -> str:
@@ -267,30 +265,24 @@ def float_problem(ds: h5py.Dataset, shape: tuple[int, ...]) -> str | None:
 
 
 # ====================================================================== the guarded open
-def _check_path(path: Path) -> None:
-    """The reason ``path`` cannot be opened at all, said as what it is (a link loop is not "no such file")."""
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise BundleError(f"{path} is a symbolic link that loops (too many levels of links); "
-                              "point it at a real file") from None
-        if exc.errno == errno.ENOENT and os.path.islink(path):
-            raise BundleError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist") from None
-        if exc.errno == errno.ENOENT:
-            raise BundleError(f"{path}: no such file") from None
-        raise BundleError(f"cannot open {path}: {os.strerror(exc.errno) if exc.errno else exc}") from None
+# h5py is not safe for concurrent use from several threads: every read of a bundle or SAE file —
+# the GUI thread's lazy reads and the workers' own handles alike — holds this one lock (re-entrant).
+H5_LOCK = threading.RLock()
+
+
+def open_h5(path: Path, accept: Iterable[str] = (FORMAT,)) -> h5py.File:
+    """Open ``path`` read-only after checking it is a regular file (not a link loop, FIFO, device or
+    folder), not one of our temporary files, HDF5, the right format and schema."""
+    path = regular_file(path, BundleError, "bundle file")
     if is_partial(path):
         raise BundleError(f"{path} is the temporary file of an unfinished or interrupted write, not a bundle; "
                           "open the file without the leading dot and random part (the next write into this "
                           "folder removes it once its writer is gone)")
+    with H5_LOCK:
+        return _open_h5(path, tuple(accept))
 
 
-def open_h5(path: Path, accept: Iterable[str] = (FORMAT,)) -> h5py.File:
-    """Open ``path`` read-only after checking it is a file, HDF5, the right format and schema."""
-    _check_path(path)
-    if path.is_dir():
-        raise BundleError(f"{path} is a folder, not a bundle file")
+def _open_h5(path: Path, accept: tuple[str, ...]) -> h5py.File:
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
@@ -307,7 +299,6 @@ def open_h5(path: Path, accept: Iterable[str] = (FORMAT,)) -> h5py.File:
     try:
         fmt = f.attrs.get("format")
         fmt = as_str(fmt) if fmt is not None else None
-        accept = tuple(accept)
         if fmt not in accept:
             what = "no format attribute" if fmt is None else f"format {fmt!r}"
             raise BundleError(f"{path} is an HDF5 file but not a superpos bundle ({what})")

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import h5py
 import numpy as np
 
+from engine.bundle.inputs import MAX_UNITS, check_alloc
 from engine.bundle.schema import (
     FORMAT, GROUP_OF_KIND, SAMPLE_COLUMNS, STORAGE_KIND, UNIT_COLUMNS, BundleError, as_str, describe,
     expected_model_shapes, float_problem,
@@ -122,6 +123,19 @@ def _model_config(check: _Checker) -> ModelConfig:
     return cfg
 
 
+def _check_sizes(check: _Checker) -> None:
+    """No dataset may need an absurd amount of memory to read (its shape is metadata: free to check).
+
+    Sizes come from the datasets' real shapes, never from attributes; the bound is generous (see
+    ``engine.bundle.inputs.MAX_READ_BYTES``), so it refuses only shapes a damaged header invents."""
+    def visit(name: str, obj) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.shape:
+            n = int(np.prod(obj.shape, dtype=np.float64))
+            check_alloc(n * max(4, obj.dtype.itemsize), f"{check.path}: /{name}", BundleError)
+
+    check.f.visititems(visit)
+
+
 def read_metadata(f: h5py.File, path: Path) -> Metadata:
     """Validate an open bundle's structure (no bulk reads); raises BundleError naming what is wrong."""
     check = _Checker(f, path)
@@ -154,6 +168,8 @@ def read_metadata(f: h5py.File, path: Path) -> Metadata:
                     check.fail(f"/{group}/{name} has no valid pad attribute")
                 pads[id(ds)] = int(pad)
         n_units[kind] = kind_dims.pop("N")
+        if n_units[kind] > MAX_UNITS:
+            check.fail(f"/{group} claims {n_units[kind]:,} {kind}s (at most {MAX_UNITS:,} are supported)")
         dims.update(kind_dims)
     F, D = n_units["feature"], n_units["neuron"]
     if model_config.d_mlp != D:
@@ -193,6 +209,10 @@ def read_metadata(f: h5py.File, path: Path) -> Metadata:
 
     if "curves" in f:                               # optional: a bundle may have no curves
         check.group("curves").visititems(collect_curve)
+
+    if n_tokens < 0:
+        check.fail(f"/harvest n_tokens is negative ({n_tokens})")
+    _check_sizes(check)
 
     info: dict[str, Any] = {
         "format": FORMAT,

@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 import torch
 
+from engine.bundle.inputs import regular_file
 from engine.errors import CheckpointError
 from engine.fileio import write_bytes
 
@@ -37,7 +38,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], what: str = 
 def load_checkpoint(path: str | os.PathLike, required: Iterable[str] = (), what: str = "checkpoint") -> dict:
     """The dict in a checkpoint written by ``save_checkpoint``; ``CheckpointError`` (one line) if the
     file cannot be read, holds pickled objects, or lacks one of the ``required`` keys."""
-    path = Path(path)
+    path = regular_file(path, CheckpointError, what)      # a FIFO or folder would hang torch.load
     fresh = "delete it (or choose another folder) to start afresh"
     try:
         with warnings.catch_warnings():

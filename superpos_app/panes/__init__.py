@@ -12,6 +12,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 
+from superpos_app.faults import clear_fault, report_fault
 from superpos_app.panes.compare import NeuronComparePane
 from superpos_app.panes.detail import FeatureDetailPane
 from superpos_app.panes.lens import TextLensPane
@@ -56,13 +57,15 @@ def install_panes(window) -> dict:
 
     def feed(bundle):
         for name, p in panes.items():
+            clear_fault(p)
             try:
                 p.set_bundle(bundle)
             except Exception as exc:  # noqa: BLE001 - one unreadable part must not take the others down
-                from superpos_app.errors import show_error
-
-                p.set_bundle(None)
-                show_error(window, f"Could not show this bundle in {docks[name].windowTitle()}", exc)
+                try:
+                    p.set_bundle(None)
+                except Exception:  # noqa: BLE001 - the message below is what counts
+                    pass
+                report_fault(p, exc, f"{docks[name].windowTitle()} cannot show this bundle")
 
     window.bundleOpened.connect(feed)
     window.bundleClosed.connect(lambda: feed(None))

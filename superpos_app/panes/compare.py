@@ -25,12 +25,14 @@ from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollA
 from engine.analysis.weights import max_abs_cosine
 from engine.bundle import open_bundle
 from engine.events import Cancelled
+from superpos_app.faults import contain_faults
 from superpos_app.panes.detail import unit_name
 from superpos_app.panes.fit import ElidedLabel, ReflowRow
 from superpos_app.panes.plots import (
     FEATURE_COLOR, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
 from superpos_app.panes.token_view import TokenView
+from superpos_app.plain_text import plain
 from superpos_app.worker import Worker
 
 __all__ = ["NeuronComparePane", "population_job"]
@@ -57,7 +59,11 @@ def population_job(path, request_id: int = 0, chunk: int = _DECODER_CHUNK):
     return job
 
 
+@contain_faults(also=("show_unit", "clear", "_on_population", "_on_population_failed", "_on_cos_clicked",
+                      "_on_link"))
 class NeuronComparePane(QWidget):
+    PANE_FAULTS = True
+
     def __init__(self, selection, parent: QWidget | None = None, sync: bool | None = None):
         super().__init__(parent)
         self.setObjectName("neuronCompare")
@@ -265,7 +271,7 @@ class NeuronComparePane(QWidget):
 
     def _on_population_failed(self, message: str, _details: str) -> None:
         self._population_worker = None
-        self.population_note.setText(" · ".join(p for p in (self._score_note, f"max |cos|: {message}") if p))
+        self.population_note.setText(plain(" · ".join(p for p in (self._score_note, f"max |cos|: {message}") if p), 400))
 
     def _load_sample(self) -> np.ndarray | None:
         if self._sample_neurons is None and self.bundle is not None:
@@ -303,12 +309,12 @@ class NeuronComparePane(QWidget):
             dash = self.bundle.dashboard(kind, index)
         except Exception as exc:  # noqa: BLE001
             self.clear()
-            self.title.setText(f"{unit_name(kind, index)}: {exc}")
+            self.title.setText(plain(f"{unit_name(kind, index)}: {exc}", 400))
             return
         self.dashboard = dash
         self.unit = (kind, int(index))
         other = "neuron" if kind == "feature" else "feature"
-        label = f" — {dash.label}" if dash.label else ""
+        label = f" — {plain(dash.label)}" if dash.label else ""
         self.title.setText(f"{unit_name(kind, index)}{label}  vs  {other}s")
 
         wp = self.weights_plot.getPlotItem()

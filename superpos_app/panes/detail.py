@@ -23,11 +23,13 @@ from PySide6.QtWidgets import (
 
 from engine.interop.neuronpedia import dashboard_to_neuronpedia
 from engine.stats import Dashboard
+from superpos_app.faults import contain_faults
 from superpos_app.panes.fit import ElidedLabel, ReflowRow
 from superpos_app.panes.plots import (
     ACCENT, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
 from superpos_app.panes.token_view import TokenView, display_token
+from superpos_app.plain_text import plain
 
 __all__ = ["FeatureDetailPane", "unit_name"]
 
@@ -43,7 +45,10 @@ def _tok(s: str) -> str:
     return "'" + display_token(s) + "'"
 
 
+@contain_faults(also=("show_unit", "clear", "_on_link", "_on_region_changed", "copy_json"))
 class FeatureDetailPane(QWidget):
+    PANE_FAULTS = True
+
     def __init__(self, selection, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("featureDetail")
@@ -62,6 +67,7 @@ class FeatureDetailPane(QWidget):
         f.setBold(True)
         self.title.setFont(f)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.title.setTextFormat(Qt.TextFormat.PlainText)         # labels come from files: never markup
         self.stats = QLabel("")
         self.stats.setObjectName("detailStats")
         self.stats.setStyleSheet("color: #555;")
@@ -229,14 +235,14 @@ class FeatureDetailPane(QWidget):
         except Exception as exc:  # noqa: BLE001 - a damaged row: say so in the pane
             self.clear()
             self.title.setText(unit_name(kind, index))
-            self.stats.setText(f"Could not read this unit: {exc}")
+            self.stats.setText(plain(f"Could not read this unit: {exc}", 400))
             return
         self.dashboard = dash
         self.copy_button.setEnabled(True)
         other = "neuron" if kind == "feature" else "feature"
 
         label = dash.label or "(no label)"
-        self.title.setText(f"{unit_name(kind, index)} — {label}")
+        self.title.setText(f"{unit_name(kind, index)} — {plain(label)}")
         score = "—" if not np.isfinite(dash.score) else f"{dash.score:.2f}"
         dens = f"{dash.density:.3g}" + (f" (log10 {np.log10(dash.density):.2f})" if dash.density > 0 else " — dead")
         self.stats.setText(f"score {score}  ·  density {dens}  ·  max act {dash.max_act:.3g}  ·  "

@@ -10,9 +10,12 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QPainter, QStaticText, QTransform
 from PySide6.QtWidgets import QTableView
 
+from superpos_app.faults import contain_faults
+
 __all__ = ["FastTableView"]
 
 
+@contain_faults
 class FastTableView(QTableView):
     """A QTableView that paints its visible cells itself, in one Python call per repaint.
 

@@ -28,19 +28,24 @@ from PySide6.QtWidgets import (
 )
 
 from engine.analysis.lens import LensEngine, LensResult
+from superpos_app.faults import contain_faults
 from superpos_app.panes.fast_table import FastTableView
 from superpos_app.panes.lens_clamp import ClampControls
 from superpos_app.panes.lens_models import LensFeatureModel, PredictionModel, quoted
 from superpos_app.panes.lens_worker import LensRunner
 from superpos_app.panes.token_view import TokenView
+from superpos_app.plain_text import html_text, plain
 
 __all__ = ["TextLensPane", "DEBOUNCE_MS"]
 
 DEBOUNCE_MS = 60
 
 
+@contain_faults(also=("request_now", "_on_done", "_on_failed", "_on_unit_selected", "_on_feature_clicked",
+                      "_on_token_clicked", "_on_hover", "_token_tooltip"))
 class TextLensPane(QWidget):
     resultShown = Signal(int)             # request id, after the result is drawn
+    PANE_FAULTS = True
 
     def __init__(self, selection, parent: QWidget | None = None, sync: bool | None = None):
         super().__init__(parent)
@@ -253,7 +258,7 @@ class TextLensPane(QWidget):
         try:
             self._ensure_engine()
         except Exception as exc:  # noqa: BLE001 - e.g. a bundle without a loadable model
-            self.status.setText(f"Cannot run the lens: {exc}")
+            self.status.setText(plain(f"Cannot run the lens: {exc}", 300))
             return self._request
         self._request += 1
         c = self.clamp_controls
@@ -267,7 +272,7 @@ class TextLensPane(QWidget):
 
     def _on_failed(self, request_id: int, message: str) -> None:
         if request_id == self._request:
-            self.status.setText(f"Lens failed: {message}")
+            self.status.setText(plain(f"Lens failed: {message}", 300))
 
     def _on_done(self, result: LensResult, seconds: float) -> None:
         if result.request_id != self._request:
@@ -353,7 +358,7 @@ class TextLensPane(QWidget):
         name = f"{'Feature' if kind == 'feature' else 'Neuron'} {i}"
         label = self._labels[i] if kind == "feature" and i < len(self._labels) else ""
         how = "" if self._unit is not None else " (strongest in this text; select another to change)"
-        self.shading_label.setText(f"Shading: <b>{html.escape(name)}</b> {html.escape(label)}{how}")
+        self.shading_label.setText(f"Shading: <b>{html.escape(name)}</b> {html_text(label)}{how}")
 
     def _on_unit_selected(self, kind, index) -> None:
         self._unit = None if kind is None else (kind, int(index))
@@ -376,17 +381,17 @@ class TextLensPane(QWidget):
         r = self.result
         ids, vals = r.features_at(t)
         unit = self._shade_unit()
-        head = f"<b>{html.escape(quoted(r.tokens[t]))}</b> (token {t})"
+        head = f"<b>{html_text(quoted(r.tokens[t]), 80)}</b> (token {t})"
         if unit is not None:
             head += f" · {unit[0]} {unit[1]}: {float(self._unit_values()[t]):.3g}"
         feats = ", ".join(
-            f"F{int(i)} {float(v):.2f}" + (f" <span style='color:#777'>{html.escape(self._labels[int(i)][:28])}</span>"
+            f"F{int(i)} {float(v):.2f}" + (f" <span style='color:#777'>{html_text(self._labels[int(i)], 28)}</span>"
                                           if int(i) < len(self._labels) and self._labels[int(i)] else "")
             for i, v in zip(ids[:6], vals[:6]))
-        pred = html.escape(PredictionModel.top_text(r.predictions, t))
+        pred = html_text(PredictionModel.top_text(r.predictions, t), 300)
         out = f"{head}<br>features: {feats or '<i>none</i>'}<br>next: {pred}"
         if r.clamped is not None:
-            out += f"<br>clamped: {html.escape(PredictionModel.top_text(r.clamped, t))}"
+            out += f"<br>clamped: {html_text(PredictionModel.top_text(r.clamped, t), 300)}"
         return out
 
     def _on_hover(self, line: int, t: int) -> None:

@@ -9,10 +9,13 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+
 from PySide6.QtGui import QColor
 
 from engine.analysis.lens import LensResult
+from superpos_app.faults import contain_faults
 from superpos_app.panes.token_view import display_token
+from superpos_app.plain_text import plain
 
 __all__ = ["LensFeatureModel", "PredictionModel", "quoted"]
 
@@ -26,6 +29,7 @@ def _pct(p: float) -> str:
     return f"{p:.0%}" if p >= 0.095 else f"{p:.1%}" if p >= 0.001 else "<0.1%"
 
 
+@contain_faults
 class LensFeatureModel(QAbstractTableModel):
     """The features active in the analysed text, strongest first."""
 
@@ -59,7 +63,7 @@ class LensFeatureModel(QAbstractTableModel):
         if c == 0:
             return str(fid)
         if c == 1:
-            return self._labels[fid] if fid < len(self._labels) else ""
+            return plain(self._labels[fid]) if fid < len(self._labels) else ""
         if c == 2:
             return f"{float(self._max[r]):.2f}"
         return str(int(self._count[r]))
@@ -94,6 +98,7 @@ class LensFeatureModel(QAbstractTableModel):
         return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
 
+@contain_faults
 class PredictionModel(QAbstractTableModel):
     """Per position: the token, the model's top next tokens, and with the clamp applied."""
 

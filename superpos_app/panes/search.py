@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QLineEdit, QToolButton, QVBoxLayout, QWidget,
 )
 
+from superpos_app.faults import contain_faults
 from superpos_app.panes.unit_table_model import (
     COL_LABEL, COL_MAX, COL_SCORE, COL_STATUS, UnitFilter, UnitTable, UnitTableModel, UnitTableView,
 )
@@ -23,8 +24,11 @@ __all__ = ["FeatureSearchPane", "DEBOUNCE_MS"]
 DEBOUNCE_MS = 100
 
 
+@contain_faults(also=("set_kind", "apply_filter", "_on_kind_button", "_on_return", "_on_table_selection",
+                      "_on_table_clicked", "_on_unit_selected"))
 class FeatureSearchPane(QWidget):
     kindChanged = Signal(str)
+    PANE_FAULTS = True                    # faults of its children are shown in this pane (faults.py)
 
     def __init__(self, selection, parent: QWidget | None = None):
         super().__init__(parent)

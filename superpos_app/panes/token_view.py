@@ -18,6 +18,9 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetricsF, QPainter, QPen, QStaticText, QTransform
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
+from superpos_app.faults import contain_faults
+from superpos_app.plain_text import tooltip
+
 __all__ = ["TokenView", "shade_color", "display_token"]
 
 _ACT_RGB = (255, 128, 0)            # orange, as the paper's visualizer
@@ -59,6 +62,7 @@ class _Line:
     shown: list[str] | None = None        # tokens as drawn (display_token), computed once
 
 
+@contain_faults
 class TokenView(QWidget):
     tokenHovered = Signal(int, int)     # (line, token); (-1, -1) when leaving tokens
     tokenClicked = Signal(int, int)
@@ -345,4 +349,4 @@ class TokenView(QWidget):
             return self.tooltip_fn(line, token)
         ln = self._lines[line]
         v = float(ln.values[token]) if token < ln.values.size else 0.0
-        return f"{display_token(ln.tokens[token])!r}  activation {v:.3g}"
+        return tooltip(f"{display_token(ln.tokens[token])!r}  activation {v:.3g}")

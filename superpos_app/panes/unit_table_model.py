@@ -21,11 +21,14 @@ import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 
 from engine.stats import ULTRALOW_DENSITY
+from superpos_app.faults import contain_faults
 from superpos_app.panes.fast_table import FastTableView
+from superpos_app.plain_text import plain, tooltip
 
 __all__ = ["UnitTable", "UnitTableModel", "UnitFilter", "UnitTableView", "ULTRALOW_DENSITY", "COLUMNS"]
 
 
+SEARCH_KEY_CHARS = 500          # characters of a label that text search looks at
 COLUMNS = ("id", "label", "score", "log₁₀ dens.", "max act", "status")
 COL_ID, COL_LABEL, COL_SCORE, COL_DENSITY, COL_MAX, COL_STATUS = range(len(COLUMNS))
 
@@ -85,8 +88,11 @@ class UnitTable:
         status = np.zeros(n, np.int8)
         status[(density > 0) & (density < ULTRALOW_DENSITY)] = 1
         status[density <= 0] = 2
-        uniq, inv = np.unique(labels.astype(str), return_inverse=True)
-        label_keys = np.array([u.lower().encode("utf-8") for u in uniq.tolist()] or [b""])
+        # Unique labels as Python strings, never ``astype(str)``: a fixed-width array is as wide as the
+        # longest label (one 10 MB label times N rows was gigabytes). Search keys keep the first
+        # SEARCH_KEY_CHARS characters of each label.
+        uniq, inv = np.unique(labels, return_inverse=True)
+        label_keys = np.array([u[:SEARCH_KEY_CHARS].lower().encode("utf-8") for u in uniq.tolist()] or [b""])
         vocab = list(vocab_strs or [])
         V = len(vocab)
         token_keys = np.array([t.strip().lower().encode("utf-8") for t in vocab] + [b""])
@@ -122,6 +128,7 @@ class UnitFilter:
     min_score: float | None = None        # None: no score filter (rows without score kept)
 
 
+@contain_faults
 class UnitTableModel(QAbstractTableModel):
     """Sorted, filtered view over a ``UnitTable``; row i of the view is unit ``unit_at(i)``."""
 
@@ -215,7 +222,7 @@ class UnitTableModel(QAbstractTableModel):
     def _sort_order(self, column: int, order: Qt.SortOrder) -> np.ndarray:
         t = self._table
         if column == COL_LABEL:
-            key = np.argsort(t.labels.astype(str), kind="stable")
+            key = np.argsort(t.label_inv, kind="stable")       # label_inv indexes the sorted unique labels
         else:
             values = {COL_ID: t.ids, COL_SCORE: t.score, COL_DENSITY: t.log_density,
                       COL_MAX: t.max_act, COL_STATUS: t.status}.get(column, t.ids)
@@ -279,7 +286,7 @@ class UnitTableModel(QAbstractTableModel):
         if col == COL_ID:
             return str(i)
         if col == COL_LABEL:
-            return t.labels[i]
+            return plain(t.labels[i])
         if col == COL_SCORE:
             s = float(t.score[i])
             return "" if math.isnan(s) else f"{s:.2f}"
@@ -305,7 +312,7 @@ class UnitTableModel(QAbstractTableModel):
         elif role == Qt.ItemDataRole.ToolTipRole and col == COL_LABEL:
             tip = t.labels[i] or "(no label)"
             toks = t.top_tokens_text(i)
-            return f"{tip}\ntop tokens: {toks}" if toks else tip
+            return tooltip(f"{tip}\ntop tokens: {toks}" if toks else tip)
         elif role == Qt.ItemDataRole.TextAlignmentRole and col not in (COL_LABEL, COL_STATUS):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -319,5 +326,6 @@ class UnitTableModel(QAbstractTableModel):
 _ITEM_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
 
+@contain_faults
 class UnitTableView(FastTableView):
     """The search table's view (see fast_table.FastTableView)."""

@@ -61,9 +61,10 @@ def test_panes_are_docked_and_follow_the_bundle(window, tiny_bundle, qtbot):
 
 
 def test_a_pane_that_cannot_read_the_bundle_says_so(window, tiny_bundle, qtbot, monkeypatch):
-    from PySide6.QtWidgets import QApplication, QMessageBox
+    from PySide6.QtWidgets import QApplication, QLabel
 
     from engine.bundle import Bundle, BundleError
+    from superpos_app.faults import FAULT_NAME
 
     def broken(self):
         raise BundleError("the stored tokenizer does not load (test)")
@@ -73,8 +74,11 @@ def test_a_pane_that_cannot_read_the_bundle_says_so(window, tiny_bundle, qtbot, 
     search, detail = window.pane("featureSearch"), window.pane("featureDetail")
     assert search.bundle is window.bundle and search.model.rowCount() > 0    # labels still searchable
     assert detail.bundle is None
-    boxes = [w for w in QApplication.topLevelWidgets() + window.findChildren(QMessageBox)
-             if w.objectName() == "errorDialog" and w.isVisible()]
-    assert boxes and "tokenizer does not load" in boxes[0].message
-    for box in boxes:
-        box.close()
+    # the message is in the pane that failed, not in a dialog over the whole window
+    notice = detail.findChild(QLabel, FAULT_NAME)
+    assert notice is not None and notice.isVisible() and "tokenizer does not load" in notice.text()
+    assert search.findChild(QLabel, FAULT_NAME) is None
+    assert not [w for w in QApplication.topLevelWidgets() if w.objectName() == "errorDialog" and w.isVisible()]
+    window.close_bundle()
+    monkeypatch.undo()
+    assert window.open_bundle(tiny_bundle) and not notice.isVisible()       # a readable bundle clears it
