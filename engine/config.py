@@ -181,7 +181,10 @@ def nested_widths(cfg: SAEConfig) -> tuple[int, ...]:
     """The nested prefix widths of a matryoshka SAE: cfg.matryoshka_widths, or by default MATRYOSHKA_LEVELS
     doubling widths ending at d_sae (d_sae/16, /8, /4, /2, d_sae; fewer when d_sae is small)."""
     F = cfg.d_sae
-    widths = tuple(int(w) for w in cfg.matryoshka_widths)
+    try:
+        widths = tuple(int(w) for w in cfg.matryoshka_widths)
+    except (TypeError, ValueError):
+        raise ConfigError(f"matryoshka widths must be a list of integers, not {cfg.matryoshka_widths!r}") from None
     if not widths:
         widths = tuple(sorted({max(1, F >> i) for i in range(MATRYOSHKA_LEVELS)}))
     if any(b <= a for a, b in zip(widths, widths[1:])) or widths[0] <= 0 or widths[-1] != F:
