@@ -19,7 +19,7 @@ from engine.errors import UserError
 __all__ = [
     "CorpusConfig", "TokenizerConfig", "ModelConfig", "TrainConfig", "SAEConfig",
     "HarvestConfig", "RunConfig", "preset", "preset_names", "ConfigError", "SAE_RECIPES", "RecipeInfo",
-    "SAE_RECIPE_INFO", "SAE_ARCHITECTURES", "nested_widths",
+    "SAE_RECIPE_INFO", "SAE_ARCHITECTURES", "nested_widths", "recipe_setting",
 ]
 
 
@@ -191,6 +191,15 @@ def nested_widths(cfg: SAEConfig) -> tuple[int, ...]:
         raise ConfigError(f"matryoshka widths {list(widths)} must increase strictly from >= 1 and end at "
                           f"d_sae ({F})")
     return widths
+
+
+def recipe_setting(cfg: SAEConfig) -> str:
+    """The recipe's knob as people write it: "k = 20", "λ = 5", "L0 λ = 1.5"; matryoshka adds its widths."""
+    knob = SAE_RECIPE_INFO[cfg.recipe].knob
+    text = {"k": f"k = {cfg.k}", "l1_coeff": f"λ = {cfg.l1_coeff:g}", "l0_coeff": f"L0 λ = {cfg.l0_coeff:g}"}.get(knob, "")
+    if cfg.recipe == "matryoshka":
+        text += f", prefixes {'/'.join(str(w) for w in nested_widths(cfg))}"
+    return text
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@
 BatchTopK keeps the k·B largest activations of the whole (B, F) batch instead of k per row, so a
 row uses as many latents as it needs and the *mean* L0 is k. It cannot be applied to one token at a
 time, so training also learns the threshold that replaces it at inference: θ ← (1-r)·θ + r·(the
-smallest activation kept in the batch), r = cfg.topk_threshold_lr = 0.01, from θ = 0 (SAELens's
-BatchTopKTrainingSAE; the paper averages the same minimum). The SAE is then stored as a JumpReLU
+smallest activation kept in the batch), r = cfg.topk_threshold_lr = 0.01 (SAELens's
+BatchTopKTrainingSAE; the paper averages the same minimum), started at the first batch's minimum
+as dictionary_learning does rather than at SAELens's 0, which biases θ low on short runs. The SAE is then stored as a JumpReLU
 SAE with θᵢ = θ for every latent, f = pre·[pre > θ] — as SAELens saves its BatchTopK SAEs.
 
 Defaults and their sources: k = cfg.k (20, the topk default, docs/sae-results.md); AuxK with
@@ -43,13 +44,13 @@ def batch_topk(pre_BF: torch.Tensor, k: int) -> Pairs:
 class BatchTopKTrainer(SparseTrainer):
     def __init__(self, cfg: SAEConfig, device: torch.device, total_steps: int):
         super().__init__(cfg, device, total_steps)
-        self.threshold = 0.0          # the inference threshold θ (pre-activation units), an EMA
+        self.threshold = -1.0         # the inference threshold θ (pre-activation units), an EMA; < 0: unset
 
     def select_(self, pre_BF: torch.Tensor) -> Pairs:
         pairs = batch_topk(pre_BF, self.cfg.k)
         kept = pairs[2][pairs[3]]
         if kept.numel():
-            r = self.cfg.topk_threshold_lr
+            r = self.cfg.topk_threshold_lr if self.threshold >= 0 else 1.0
             self.threshold = (1 - r) * self.threshold + r * float(kept.min())
         return pairs
 
@@ -57,7 +58,7 @@ class BatchTopKTrainer(SparseTrainer):
         return {"sparsity_loss": 0.0, "threshold": self.threshold}
 
     def inference_threshold(self) -> torch.Tensor:
-        return torch.full((self.cfg.d_sae,), self.threshold)
+        return torch.full((self.cfg.d_sae,), max(self.threshold, 0.0))
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "threshold": self.threshold}
