@@ -1,8 +1,9 @@
 """SAE trainer speed against the matmul bound (512 -> 4,096 latents, batch 4,096, CPU).
 
-    python benchmarks/bench_sae.py [--recipes topk,2023,2024-04] [--steps 8] [--rounds 2] [--threads N]
+    python benchmarks/bench_sae.py [--recipes topk,2023,2024-04,jumprelu,batchtopk,matryoshka] [--steps 8]
+                                   [--rounds 2] [--threads N]
 
-For each recipe it prints the trainer's activations/s (train_sae end to end on an in-memory array,
+For each recipe (default: every one in engine.config.SAE_RECIPES) it prints the trainer's activations/s (train_sae end to end on an in-memory array,
 first steps excluded) and, in the same run, the bound: the time of the five matmuls of one dense
 step alone, each into a preallocated output —
 
@@ -46,7 +47,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from engine.data.activations import ArrayActivationSource  # noqa: E402
-from engine.config import SAEConfig  # noqa: E402
+from engine.config import SAE_RECIPES, SAEConfig  # noqa: E402
 from engine.events import Progress  # noqa: E402
 from engine.train.sae_job import train_sae  # noqa: E402
 
@@ -82,6 +83,7 @@ def matmul_bound_seconds(dtype=torch.float32, reps: int = 3) -> float:
 def trainer_rate(recipe: str, data: np.ndarray, steps: int, warmup: int = 3) -> tuple[float, dict]:
     cfg = SAEConfig(recipe=recipe, d_in=D, d_sae=F, k=24, batch_size=B, n_activations=B * (steps + warmup),
                     l1_coeff=5.0 if recipe == "2024-04" else 1.0, dead_window=B * 2)
+    # (jumprelu: its defaults; its L0, printed, sets its speed: pairs above the threshold)
     job = train_sae(cfg, ArrayActivationSource(data, seed=0))
     stamps = []
     metrics = {}
@@ -111,7 +113,7 @@ def bf16_probe() -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", default="topk,2023,2024-04")
+    parser.add_argument("--recipes", default=",".join(SAE_RECIPES))
     parser.add_argument("--steps", type=int, default=8, help="timed trainer steps per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="alternating trainer/bound measurements")
     parser.add_argument("--threads", type=int, default=0)
@@ -136,7 +138,7 @@ def main(argv=None) -> int:
         bound_s = statistics.median(bounds)
         bound_rate = B / bound_s
         rate = statistics.median(rates)
-        print(f"[{recipe:>7}] trainer {rate:,.0f} activations/s (rounds: {', '.join(f'{r:,.0f}' for r in rates)}) | "
+        print(f"[{recipe:>10}] trainer {rate:,.0f} activations/s (rounds: {', '.join(f'{r:,.0f}' for r in rates)}) | "
               f"fp32 5-matmul bound {bound_rate:,.0f} activations/s ({flop / bound_s / 1e9:.0f} GFLOP/s, "
               f"{bound_s * 1e3:.0f} ms/step) | ratio {rate / bound_rate:.2f} | "
               f"l0 {metrics.get('l0', float('nan')):.1f}")

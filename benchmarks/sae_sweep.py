@@ -9,10 +9,12 @@ model's tokenizer (cached), so train/validation splits are the pipeline's. Every
 own activations from the model's training split (same seed, so the same data for every run) and
 is evaluated with engine.analysis.evaluate.evaluate on the validation split.
 
-GRID is `recipe:param=v1,v2;recipe:param=v1,...` with param k (topk) or l1 (2023, 2024-04), and
-any other SAEConfig field as extra `name=value` items, e.g.
+GRID is `recipe:param=v1,v2;recipe:param=v1,...` with param k (topk, batchtopk, matryoshka), l1
+(2023, 2024-04) or l0 (jumprelu), and any other SAEConfig field as extra `name=value` items (a
+tuple as `a/b/c`), e.g.
     "topk:k=8,16,20;2024-04:l1=2,5,10;2023:l1=2,5"                               (the default)
     "topk:k=16,lr=0.004"
+    "jumprelu:l0=1,2;matryoshka:k=20,matryoshka_widths=512/1024/4096"
 The table is printed (markdown) as runs finish; --json / --markdown also write it to files.
 """
 
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 DEFAULT_GRID = "topk:k=8,16,20;2024-04:l1=2,5,10;2023:l1=2,5"
 COLUMNS = ("recipe", "setting", "loss_recovered", "l0", "dead_fraction", "fvu", "mse", "loss_clean", "loss_sae",
            "loss_zero_ablation", "ultralow_fraction", "n_tokens", "train_s")
-PARAM_NAMES = {"k": "k", "l1": "l1_coeff"}
+PARAM_NAMES = {"k": "k", "l1": "l1_coeff", "l0": "l0_coeff"}
 
 
 def parse_grid(text: str) -> list[tuple[str, dict]]:
@@ -54,6 +56,8 @@ def parse_grid(text: str) -> list[tuple[str, dict]]:
 
 
 def _number(text: str):
+    if "/" in text:
+        return tuple(int(part) for part in text.split("/"))
     try:
         return int(text)
     except ValueError:

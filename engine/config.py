@@ -20,10 +20,39 @@ from engine.errors import UserError
 
 __all__ = [
     "CorpusConfig", "TokenizerConfig", "ModelConfig", "TrainConfig", "SAEConfig",
-    "HarvestConfig", "RunConfig", "preset", "preset_names", "ConfigError", "SAE_RECIPES",
+    "HarvestConfig", "RunConfig", "preset", "preset_names", "ConfigError", "SAE_RECIPES", "RecipeInfo",
+    "SAE_RECIPE_INFO", "SAE_ARCHITECTURES", "nested_widths", "recipe_setting",
 ]
 
-SAE_RECIPES = ("topk", "2024-04", "2023")
+
+@dataclass(frozen=True)
+class RecipeInfo:
+    """What every face of the program (CLI, Train dialog, presets, bundle, exports) needs to know about
+    a recipe; the trainer itself is ``engine.train.recipes.RECIPES[name]``."""
+
+    label: str                     # shown in the Train dialog
+    architecture: str              # the trained SAE's encoder, one of SAE_ARCHITECTURES (engine.sae)
+    knob: str | None               # the SAEConfig field the Train dialog shows for this recipe
+    params: tuple[str, ...]        # the SAEConfig fields the recipe reads beyond the shared ones
+
+
+# The encoders a stored SAE can have (engine/sae.py): f = ReLU(pre) | ReLU(TopK_k(pre)) | pre·[pre > θ]
+SAE_ARCHITECTURES = ("relu", "topk", "jumprelu")
+
+# The recipe registry, in the order the CLI and the Train dialog offer them (the first is the default).
+SAE_RECIPE_INFO: dict[str, RecipeInfo] = {
+    "topk": RecipeInfo("TopK (Gao et al. 2024)", "topk", "k", ("k", "aux_k", "aux_coeff")),
+    "2024-04": RecipeInfo("L1 with decoder norms (April 2024 update)", "relu", "l1_coeff", ("l1_coeff", "grad_clip")),
+    "2023": RecipeInfo("L1, as in the paper (2023)", "relu", "l1_coeff", ("l1_coeff",)),
+    "jumprelu": RecipeInfo("JumpReLU with L0 (Rajamanoharan et al. 2024)", "jumprelu", "l0_coeff",
+                           ("l0_coeff", "jumprelu_bandwidth", "jumprelu_init_threshold", "pre_act_coeff")),
+    "batchtopk": RecipeInfo("BatchTopK (Bussmann et al. 2024)", "jumprelu", "k",
+                            ("k", "aux_k", "aux_coeff", "topk_threshold_lr")),
+    "matryoshka": RecipeInfo("Matryoshka BatchTopK (Bussmann et al. 2025)", "jumprelu", "k",
+                             ("k", "aux_k", "aux_coeff", "topk_threshold_lr", "matryoshka_widths")),
+}
+SAE_RECIPES = tuple(SAE_RECIPE_INFO)
+MATRYOSHKA_LEVELS = 5              # default nested widths: F/16, F/8, F/4, F/2, F (engine/train/recipes/matryoshka.py)
 
 
 class ConfigError(UserError, ValueError):
@@ -120,13 +149,20 @@ class TrainConfig(_Config):
 
 @dataclass(frozen=True)
 class SAEConfig(_Config):
-    recipe: str = "topk"           # topk | 2024-04 | 2023
+    recipe: str = "topk"           # one of SAE_RECIPES
     d_in: int = 512
     d_sae: int = 4096
     k: int = 20                    # topk: active latents per token
     aux_k: int = 512               # topk: dead latents used by the AuxK loss
     aux_coeff: float = 1 / 32
     l1_coeff: float = 5.0          # 2023: lambda on ||f||_1 ; 2024-04: lambda on sum f_i ||W_dec,i||
+    l0_coeff: float = 0.5          # jumprelu: lambda on ||f||_0 (sources: engine/train/recipes/jumprelu.py)
+    jumprelu_bandwidth: float = 0.05      # jumprelu: width of the straight-through estimator's window
+    jumprelu_init_threshold: float = 0.05  # jumprelu: every threshold's starting value
+    pre_act_coeff: float = 3e-4    # jumprelu: dead latents' pre-activation loss (0: off)
+    topk_threshold_lr: float = 0.01  # batchtopk / matryoshka: EMA rate of the inference threshold
+    matryoshka_widths: tuple[int, ...] = ()  # matryoshka: nested prefix widths, increasing, last = d_sae
+                                   # (empty: d_sae/16, /8, /4, /2, d_sae)
     lr: float = 2e-3
     batch_size: int = 4096
     n_activations: int = 2_000_000  # training budget in activation vectors
@@ -145,15 +181,44 @@ class SAEConfig(_Config):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 raise ConfigError(f"sae.{name} must be a positive integer; got {value!r}", f"sae.{name}")
-        if self.recipe == "topk" and not (_is_int(self.k) and 0 < self.k <= self.d_sae):
+        if SAE_RECIPE_INFO[self.recipe].knob == "k" and not (_is_int(self.k) and 0 < self.k <= self.d_sae):
             raise ConfigError(f"sae.k must be an integer from 1 to sae.d_sae ({self.d_sae}); got {self.k!r}",
                               "sae.k")
-
+        if self.recipe == "jumprelu":
+            if self.jumprelu_bandwidth <= 0 or self.jumprelu_init_threshold < 0 or self.l0_coeff < 0:
+                raise ConfigError("jumprelu needs a positive bandwidth and non-negative l0_coeff and threshold", "sae.l0_coeff")
+        if self.recipe == "matryoshka":
+            nested_widths(self)                # raises ConfigError on bad widths
 
     def validate(self) -> "SAEConfig":
         """``RULES["sae"]`` and k <= d_sae, one step of budget; ``ConfigError`` naming the setting."""
         _validate_section(self, "sae")
         return self
+
+
+def nested_widths(cfg: SAEConfig) -> tuple[int, ...]:
+    """The nested prefix widths of a matryoshka SAE: cfg.matryoshka_widths, or by default MATRYOSHKA_LEVELS
+    doubling widths ending at d_sae (d_sae/16, /8, /4, /2, d_sae; fewer when d_sae is small)."""
+    F = cfg.d_sae
+    try:
+        widths = tuple(int(w) for w in cfg.matryoshka_widths)
+    except (TypeError, ValueError):
+        raise ConfigError(f"matryoshka widths must be a list of integers, not {cfg.matryoshka_widths!r}") from None
+    if not widths:
+        widths = tuple(sorted({max(1, F >> i) for i in range(MATRYOSHKA_LEVELS)}))
+    if any(b <= a for a, b in zip(widths, widths[1:])) or widths[0] <= 0 or widths[-1] != F:
+        raise ConfigError(f"matryoshka widths {list(widths)} must increase strictly from >= 1 and end at "
+                          f"d_sae ({F})")
+    return widths
+
+
+def recipe_setting(cfg: SAEConfig) -> str:
+    """The recipe's knob as people write it: "k = 20", "λ = 5", "L0 λ = 1.5"; matryoshka adds its widths."""
+    knob = SAE_RECIPE_INFO[cfg.recipe].knob
+    text = {"k": f"k = {cfg.k}", "l1_coeff": f"λ = {cfg.l1_coeff:g}", "l0_coeff": f"L0 λ = {cfg.l0_coeff:g}"}.get(knob, "")
+    if cfg.recipe == "matryoshka":
+        text += f", prefixes {'/'.join(str(w) for w in nested_widths(cfg))}"
+    return text
 
 
 @dataclass(frozen=True)
@@ -291,6 +356,9 @@ RULES: dict[str, tuple[Rule, ...]] = {
             Rule("aux_k", "dead latents in the AuxK loss", 0, 1 << 24),
             Rule("aux_coeff", "AuxK loss weight", 0, 1e6, integer=False),
             Rule("l1_coeff", "sparsity penalty lambda", 0, 1e6, integer=False, lo_open=True),
+            Rule("l0_coeff", "JumpReLU L0 penalty lambda", 0, 1e6, integer=False),
+            Rule("jumprelu_bandwidth", "JumpReLU straight-through bandwidth", 0, 1e3, integer=False, lo_open=True),
+            Rule("jumprelu_init_threshold", "JumpReLU initial threshold", 0, 1e3, integer=False),
             Rule("lr", "learning rate", 0, 10, integer=False, lo_open=True),
             Rule("batch_size", "activation vectors per step", 1, 1 << 24),
             Rule("n_activations", "training budget in activation vectors", 1, _BIG),
@@ -320,7 +388,7 @@ def _validate_section(part: Any, section: str) -> None:
     for rule in RULES[section]:
         rule.check(section, getattr(part, rule.key))
     if section == "sae":
-        if part.recipe == "topk" and part.k > part.d_sae:
+        if SAE_RECIPE_INFO[part.recipe].knob == "k" and part.k > part.d_sae:
             _fail(f"sae.k (active features per token) must be at most sae.d_sae ({part.d_sae:,}); "
                   f"got {part.k:,}", "sae.k")
         if part.n_activations < part.batch_size:

@@ -3,12 +3,18 @@
 One formula for every recipe, on RAW MLP activations x (no normalisation at use time):
 
     pre = (x - b_dec) @ W_enc + b_enc                      (B, F)  pre-activations
-    f   = ReLU(pre)                                         recipes "2023", "2024-04"
-    f   = ReLU(TopK_k(pre))  (all but the k largest -> 0)   recipe  "topk"
+    f   = ReLU(pre)                                         architecture "relu"      (SAELens "standard")
+    f   = ReLU(TopK_k(pre))  (all but the k largest -> 0)   architecture "topk"
+    f   = pre · [pre > θ]    (θ ≥ 0 per feature)            architecture "jumprelu"
     x̂   = f @ W_dec + b_dec                                 (B, D)  reconstruction
 
-Tensors are named and oriented as SAELens does: W_enc [D, F], b_enc [F], W_dec [F, D], b_dec [D]
-(row i of W_dec is feature i's direction in neuron space).
+The architecture is the recipe's (``engine.config.SAE_RECIPE_INFO``): "2023" and "2024-04" train a
+relu SAE, "topk" a topk one, and "jumprelu", "batchtopk" and "matryoshka" a jumprelu one (BatchTopK
+and Matryoshka select over the whole batch in training and, as SAELens does, are stored with the
+learned threshold that replaces that selection at inference).
+
+Tensors are named and oriented as SAELens does: W_enc [D, F], b_enc [F], W_dec [F, D], b_dec [D],
+threshold [F] (jumprelu only; row i of W_dec is feature i's direction in neuron space).
 
 Training may work on scaled inputs x_s = s·x (the April 2024 update scales so that ‖x_s‖ ≈ √D) and,
 for "2024-04", without the pre-encoder bias (pre = x_s @ W_enc + b_enc). The trainer folds both into
@@ -16,9 +22,9 @@ the weights before it hands the SAE back, so the formula above holds exactly for
 
     W_enc' = s·W_enc,  W_dec' = W_dec / s,  b_dec' = b_dec / s,  b_enc' = b_enc + b_dec'·W_enc'
 
-(the last only where training had no pre-encoder bias). Feature activations f are unchanged by the
-fold; the 2024-04 penalty Σ fᵢ‖W_dec,i‖ computed on the stored SAE is therefore 1/s of the one seen
-in training.
+(the last only where training had no pre-encoder bias). Pre-activations, and so feature activations
+f and the jumprelu threshold θ, are unchanged by the fold; the 2024-04 penalty Σ fᵢ‖W_dec,i‖
+computed on the stored SAE is therefore 1/s of the one seen in training.
 
 Shape legend: B batch (tokens), D d_in (MLP neurons), F d_sae (features), K k (active latents).
 """
@@ -28,23 +34,37 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from engine.config import SAEConfig
+from engine.config import SAE_RECIPE_INFO, SAEConfig
 
-__all__ = ["SparseAutoencoder", "STATE_KEYS"]
+__all__ = ["SparseAutoencoder", "STATE_KEYS", "architecture_of"]
 
 STATE_KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
+EXTRA_STATE_KEYS = {"relu": (), "topk": (), "jumprelu": ("threshold",)}
+
+
+def architecture_of(cfg: SAEConfig) -> str:
+    """The encoder of the SAE a recipe trains: "relu", "topk" or "jumprelu"."""
+    return SAE_RECIPE_INFO[cfg.recipe].architecture
 
 
 class SparseAutoencoder(nn.Module):
     def __init__(self, cfg: SAEConfig):
         super().__init__()
         self.cfg = cfg
+        self.architecture = architecture_of(cfg)
         D, F = cfg.d_in, cfg.d_sae
         self.W_enc = nn.Parameter(torch.empty(D, F))     # (D, F)
         self.b_enc = nn.Parameter(torch.zeros(F))        # (F,)
         self.W_dec = nn.Parameter(torch.empty(F, D))     # (F, D)
         self.b_dec = nn.Parameter(torch.zeros(D))        # (D,)
+        if self.architecture == "jumprelu":
+            self.threshold = nn.Parameter(torch.zeros(F))  # (F,) θ, SAELens's name
         self.reset_parameters()
+
+    @property
+    def state_keys(self) -> tuple[str, ...]:
+        """The tensors this SAE stores: STATE_KEYS, plus ``threshold`` for a jumprelu SAE."""
+        return STATE_KEYS + EXTRA_STATE_KEYS[self.architecture]
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -60,7 +80,8 @@ class SparseAutoencoder(nn.Module):
     # ------------------------------------------------------------------ the maths
     @property
     def k(self) -> int | None:
-        return self.cfg.k if self.cfg.recipe == "topk" else None
+        """k of a topk SAE (per-token TopK at use time), else None."""
+        return self.cfg.k if self.architecture == "topk" else None
 
     def pre_acts(self, x_BD: torch.Tensor) -> torch.Tensor:
         """(x - b_dec) @ W_enc + b_enc -> (B, F)."""
@@ -77,7 +98,10 @@ class SparseAutoencoder(nn.Module):
         """Feature activations f (B, F) for activations x (B, D); leading dims beyond B are kept."""
         lead = x_BD.shape[:-1]
         x_BD = x_BD.reshape(-1, self.cfg.d_in).to(self.W_enc.dtype)
-        if self.k is None:
+        if self.architecture == "jumprelu":
+            pre_BF = self.pre_acts(x_BD)
+            f_BF = pre_BF * (pre_BF > self.threshold)
+        elif self.k is None:
             f_BF = torch.relu(self.pre_acts(x_BD))
         else:
             vals_BK, idx_BK = self.encode_sparse(x_BD)
@@ -124,21 +148,21 @@ class SparseAutoencoder(nn.Module):
 
     @classmethod
     def from_state_dict(cls, cfg: SAEConfig, state: dict) -> "SparseAutoencoder":
-        missing = [key for key in STATE_KEYS if key not in state]
+        sae = cls(cfg)
+        missing = [key for key in sae.state_keys if key not in state]
         if missing:
             raise ValueError(f"SAE state lacks {', '.join(missing)}")
         expected = {"W_enc": (cfg.d_in, cfg.d_sae), "b_enc": (cfg.d_sae,),
-                    "W_dec": (cfg.d_sae, cfg.d_in), "b_dec": (cfg.d_in,)}
+                    "W_dec": (cfg.d_sae, cfg.d_in), "b_dec": (cfg.d_in,), "threshold": (cfg.d_sae,)}
         tensors = {}
-        for key in STATE_KEYS:
+        for key in sae.state_keys:
             value = torch.as_tensor(state[key]).float()
             if tuple(value.shape) != expected[key]:
                 raise ValueError(f"SAE tensor {key} has shape {tuple(value.shape)}, expected {expected[key]}")
             tensors[key] = value
-        sae = cls(cfg)
         sae.load_state_dict(tensors)
         return sae.eval()
 
     def extra_repr(self) -> str:
         k = f", k={self.k}" if self.k else ""
-        return f"recipe={self.cfg.recipe!r}, d_in={self.cfg.d_in}, d_sae={self.cfg.d_sae}{k}"
+        return f"recipe={self.cfg.recipe!r}, architecture={self.architecture!r}, d_in={self.cfg.d_in}, d_sae={self.cfg.d_sae}{k}"

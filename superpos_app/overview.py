@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QBoxLayout, QFrame, QGridLayout, QLabel, QScrollArea, QSizePolicy,
                                QVBoxLayout, QWidget)
 
+from engine.config import recipe_setting
 from engine.stats import ULTRALOW_DENSITY
 from superpos_app.curves import CurvePanel, configure_pyqtgraph
 from superpos_app.faults import contain_faults
@@ -254,8 +255,7 @@ class OverviewPane(QWidget):
         facts["model"].setText(f"1 layer · d_model {m.d_model} · {m.n_heads} heads · d_mlp {m.d_mlp} · "
                                f"vocab {m.vocab_size:,} · context {m.n_ctx}")
         facts["tokens"].setText(f"{cfg.train.tokens:,}")
-        detail = {"topk": f"k = {s.k}", "2023": f"L1 λ = {s.l1_coeff:g}",
-                  "2024-04": f"λ = {s.l1_coeff:g}"}.get(s.recipe, "")
+        detail = recipe_setting(s)
         facts["recipe"].setText(plain(f"{s.recipe} ({detail}) · {s.d_sae:,} features" if detail else s.recipe))
         facts["sae_acts"].setText(f"{s.n_activations:,}")
         facts["corpus"].setText(plain(_corpus_text(cfg.corpus.spec), 300))

@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from engine import paths
-from engine.config import SAE_RECIPES, ConfigError, RunConfig, preset, preset_description, preset_names
+from engine.config import (SAE_RECIPE_INFO, SAE_RECIPES, ConfigError, RunConfig, SAEConfig, preset,
+                           preset_description, preset_names)
 from engine.device import resolve_device
 
 from superpos_app.corpus_picker import CorpusPicker, form_layout
@@ -25,8 +26,7 @@ from superpos_app.corpus_picker import CorpusPicker, form_layout
 __all__ = ["RunForm", "default_output", "DEVICES"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-RECIPE_LABELS = {"topk": "TopK (Gao et al. 2024)", "2024-04": "L1 with decoder norms (April 2024 update)",
-                 "2023": "L1, as in the paper (2023)"}
+PENALTY_LABELS = {"l1_coeff": "Penalty λ (L1)", "l0_coeff": "Penalty λ (L0)"}   # recipe knobs but k
 
 
 def default_output(preset_name: str) -> str:
@@ -115,14 +115,15 @@ class RunForm(QWidget):
         self.recipe = QComboBox()
         self.recipe.setObjectName("saeRecipe")
         for r in SAE_RECIPES:
-            self.recipe.addItem(RECIPE_LABELS.get(r, r), r)
+            self.recipe.addItem(SAE_RECIPE_INFO[r].label, r)
         self.k = _spin(1, 4096, 1, "active features per token", "saeK")
         self.l1 = QDoubleSpinBox()
         self.l1.setObjectName("saeL1")
         self.l1.setDecimals(4)
         self.l1.setRange(0.0, 1000.0)
         self.l1.setSingleStep(0.5)
-        self.l1.setToolTip("sparsity penalty λ")
+        self.l1.setToolTip("sparsity penalty λ of the recipe (on the L1 norm, or on L0 for JumpReLU)")
+        self._sae_defaults = SAEConfig()      # where a recipe's penalty starts when it is chosen
         self.l1.setAlignment(Qt.AlignmentFlag.AlignRight)
         self.sae_acts = _spin(1000, 2_000_000_000, 100_000, "training budget in activation vectors",
                               "saeActivations")
@@ -177,9 +178,9 @@ class RunForm(QWidget):
             self.d_mlp.setValue(cfg.model.d_mlp)
             self.tokens.setValue(cfg.train.tokens)
             self.d_sae.setValue(cfg.sae.d_sae)
+            self._sae_defaults = cfg.sae
             self.recipe.setCurrentIndex(max(0, self.recipe.findData(cfg.sae.recipe)))
             self.k.setValue(cfg.sae.k)
-            self.l1.setValue(cfg.sae.l1_coeff)
             self.sae_acts.setValue(cfg.sae.n_activations)
             self.harvest_tokens.setValue(cfg.harvest.n_tokens)
             self.device.setCurrentIndex(max(0, self.device.findData(cfg.device)))
@@ -195,11 +196,16 @@ class RunForm(QWidget):
         self.output_edit.setText(str(path))
 
     def _recipe_changed(self) -> None:
-        topk = self.recipe.currentData() == "topk"
-        self.k.setVisible(topk)
-        self.k_label.setVisible(topk)
-        self.l1.setVisible(not topk)
-        self.l1_label.setVisible(not topk)
+        """Show the chosen recipe's knob (engine.config.SAE_RECIPE_INFO): k, or its penalty λ."""
+        knob = SAE_RECIPE_INFO[self.recipe.currentData()].knob
+        self.k.setVisible(knob == "k")
+        self.k_label.setVisible(knob == "k")
+        penalty = knob in PENALTY_LABELS
+        self.l1.setVisible(penalty)
+        self.l1_label.setVisible(penalty)
+        if penalty:
+            self.l1_label.setText(PENALTY_LABELS[knob])
+            self.l1.setValue(getattr(self._sae_defaults, knob))
 
     def _browse_output(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Output bundle", self.output_edit.text(),
@@ -217,10 +223,11 @@ class RunForm(QWidget):
         """The RunConfig the form describes; raises ConfigError with a readable message."""
         sae = {"d_sae": self.d_sae.value(), "recipe": self.recipe.currentData(),
                "n_activations": self.sae_acts.value()}
-        if sae["recipe"] == "topk":
+        knob = SAE_RECIPE_INFO[sae["recipe"]].knob
+        if knob == "k":
             sae["k"] = self.k.value()
-        else:
-            sae["l1_coeff"] = float(self.l1.value())
+        elif knob in PENALTY_LABELS:
+            sae[knob] = float(self.l1.value())
         cfg = preset(self.preset_name()).with_overrides(
             corpus={"spec": self.corpus.spec()},
             tokenizer={"vocab_size": self.vocab_size.value()},

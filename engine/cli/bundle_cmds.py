@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.bundle import Bundle, open_bundle
 from engine.cli.terminal import terminal_safe as safe
+from engine.config import recipe_setting
 from engine.interop.saelens import export_saelens
 
 __all__ = ["register", "cmd_info", "cmd_export_saelens", "summary_lines", "shown_metrics"]
@@ -115,11 +116,7 @@ def summary_lines(b: Bundle) -> list[str]:
     c = cfg.corpus
     corpus = safe(c.spec) + (f", at most {c.max_chars:,} chars" if c.max_chars else "") + f", seed {c.seed}"
     sae = b.sae_config_dict
-    recipe = safe(sae.get("recipe", "?"))
-    if recipe == "topk":
-        recipe += f" (k={sae.get('k')})"
-    elif "l1_coeff" in sae:
-        recipe += f" (l1_coeff={sae.get('l1_coeff')})"
+    recipe = safe(f"{b.config.sae.recipe} ({recipe_setting(b.config.sae)})")
     d = b.dims
     lines = [
         f"bundle      {safe(b.path)}",

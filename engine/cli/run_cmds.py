@@ -8,7 +8,8 @@ from typing import Any
 
 from engine.cli.flags import RUN_FLAGS, validated
 from engine.cli.progress import ProgressPrinter, drive
-from engine.config import SAE_RECIPES, RunConfig, preset, preset_description, preset_names
+from engine.cli.recipe_args import add_recipe_arguments, recipe_changes
+from engine.config import RunConfig, preset, preset_description, preset_names
 from engine.events import CancelToken
 
 __all__ = ["register", "config_from_args", "cmd_run", "cmd_train_model"]
@@ -60,9 +61,7 @@ def _add_run_options(p: argparse.ArgumentParser, with_sae: bool) -> None:
     if with_sae:
         s = p.add_argument_group("sparse autoencoder and statistics")
         s.add_argument("--d-sae", type=int, help="dictionary size (features)")
-        s.add_argument("--recipe", choices=SAE_RECIPES, help="SAE training recipe")
-        s.add_argument("--k", type=int, help="topk recipe: active features per token")
-        s.add_argument("--l1", type=float, help="2023 / 2024-04 recipes: sparsity penalty lambda")
+        add_recipe_arguments(s)
         s.add_argument("--sae-activations", type=int, help="SAE training budget in activation vectors")
         s.add_argument("--harvest-tokens", type=int, help="held-out tokens scanned for feature statistics")
 
@@ -80,9 +79,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     train = pick(tokens=args.tokens, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     if args.seed is not None:
         corpus["seed"] = args.seed
-    sae = pick(d_sae=getattr(args, "d_sae", None), recipe=getattr(args, "recipe", None),
-               k=getattr(args, "k", None), l1_coeff=getattr(args, "l1", None),
-               n_activations=getattr(args, "sae_activations", None))
+    sae = {**pick(d_sae=getattr(args, "d_sae", None), n_activations=getattr(args, "sae_activations", None)),
+           **recipe_changes(args)}
     harvest = pick(n_tokens=getattr(args, "harvest_tokens", None))
     # every setting checked here, before the tokenizer or anything slow starts
     return validated(lambda: cfg.with_overrides(corpus=corpus, tokenizer=tokenizer, model=model, train=train,

@@ -19,6 +19,7 @@ from engine.analysis.metrics import METRIC_KEYS, json_safe
 from engine.cli.bundle_cmds import shown_metrics
 from engine.cli.flags import SAE_FLAGS, validated
 from engine.cli.progress import ProgressPrinter, drive
+from engine.cli.recipe_args import add_recipe_arguments, recipe_changes
 from engine.config import SAE_RECIPES, ConfigError, SAEConfig
 from engine.events import CancelToken
 
@@ -35,10 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--dataset", metavar="NAME", help=".h5 only: the dataset to read (default: the first 2-D float one)")
     p.add_argument("--out", required=True, metavar="OUT.h5", help="where to write the SAE")
     p.add_argument("--d-sae", type=int, default=4096, help="dictionary size (features); default 4096")
-    p.add_argument("--recipe", choices=SAE_RECIPES, default="topk", help="training recipe; default topk")
-    p.add_argument("--k", type=int, help="topk: active features per activation vector")
-    p.add_argument("--aux-k", type=int, help="topk: dead latents used by the AuxK loss")
-    p.add_argument("--l1", type=float, help="2023 / 2024-04: sparsity penalty lambda")
+    add_recipe_arguments(p, default=SAE_RECIPES[0])
+    p.add_argument("--aux-k", type=int, help="topk / batchtopk / matryoshka: dead latents used by the AuxK loss")
     p.add_argument("--lr", type=float, help="Adam learning rate")
     p.add_argument("--n-activations", type=int, help="training budget in activation vectors (epochs repeat)")
     p.add_argument("--batch-size", type=int, help="activation vectors per step")
@@ -66,8 +65,8 @@ def register(subparsers) -> None:
 
 # ------------------------------------------------------------------------------------------ train-sae
 def sae_config_from_args(args: argparse.Namespace, d_in: int) -> SAEConfig:
-    changes = {"recipe": args.recipe, "d_in": d_in, "d_sae": args.d_sae, "seed": args.seed}
-    for arg, key in (("k", "k"), ("aux_k", "aux_k"), ("l1", "l1_coeff"), ("lr", "lr"),
+    changes = {**recipe_changes(args), "d_in": d_in, "d_sae": args.d_sae, "seed": args.seed}
+    for arg, key in (("aux_k", "aux_k"), ("lr", "lr"),
                      ("n_activations", "n_activations"), ("batch_size", "batch_size"),
                      ("dead_window", "dead_window")):
         value = getattr(args, arg, None)

@@ -14,10 +14,15 @@ from typing import Any
 import numpy as np
 
 from engine.bundle import Bundle, BundleError
+from engine.config import SAE_RECIPE_INFO
 from engine.errors import WriteError
 from engine.fileio import atomic_path
 
-__all__ = ["saelens_config", "export_saelens"]
+__all__ = ["saelens_config", "export_saelens", "SAELENS_ARCHITECTURE"]
+
+# our SAE architecture (engine/sae.py) -> SAELens's "architecture"; the encodes are identical
+# (SAELens's jumprelu is ReLU(pre)·[pre > θ], equal to ours, pre·[pre > θ], as θ ≥ 0)
+SAELENS_ARCHITECTURE = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}
 
 
 def saelens_config(b: Bundle) -> dict[str, Any]:
@@ -28,7 +33,10 @@ def saelens_config(b: Bundle) -> dict[str, Any]:
     the MLP's post-ReLU output of the one layer (TransformerLens name ``blocks.0.mlp.hook_post``).
     """
     sae = b.sae_config_dict
-    topk = sae.get("recipe") == "topk"
+    info = SAE_RECIPE_INFO.get(str(sae.get("recipe")))
+    if info is None:
+        raise BundleError(f"the bundle's SAE recipe {sae.get('recipe')!r} is unknown to this version")
+    topk = info.architecture == "topk"
     meta = {
         "model_name": f"superpos-1l-{b.config.name}",
         "hook_name": "blocks.0.mlp.hook_post",
@@ -41,7 +49,7 @@ def saelens_config(b: Bundle) -> dict[str, Any]:
         "superpos_recipe": sae.get("recipe"),
     }
     cfg: dict[str, Any] = {
-        "architecture": "topk" if topk else "standard",
+        "architecture": SAELENS_ARCHITECTURE[info.architecture],
         "d_in": b.n_neurons,
         "d_sae": b.n_features,
         "dtype": "float32",

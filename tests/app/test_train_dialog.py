@@ -38,6 +38,29 @@ def test_presets_fill_the_form(dialog):
     assert dialog.form.preset_note.text()
 
 
+def test_every_registered_recipe_is_offered_with_its_knob(dialog):
+    from engine.config import SAE_RECIPE_INFO, SAE_RECIPES
+
+    form = dialog.form
+    form.load_preset("tiny")
+    assert [form.recipe.itemData(i) for i in range(form.recipe.count())] == list(SAE_RECIPES)
+    for recipe in SAE_RECIPES:
+        form.recipe.setCurrentIndex(form.recipe.findData(recipe))
+        knob = SAE_RECIPE_INFO[recipe].knob
+        assert form.k.isVisibleTo(dialog) == (knob == "k"), recipe
+        assert form.l1.isVisibleTo(dialog) == (knob in ("l1_coeff", "l0_coeff")), recipe
+        assert form.recipe.currentText() == SAE_RECIPE_INFO[recipe].label
+    form.recipe.setCurrentIndex(form.recipe.findData("jumprelu"))
+    assert form.l1_label.text() == "Penalty λ (L0)" and form.l1.value() == preset("tiny").sae.l0_coeff
+    form.l1.setValue(2.5)
+    cfg = form.build_config()
+    assert cfg.sae.recipe == "jumprelu" and cfg.sae.l0_coeff == 2.5 and cfg.sae.l1_coeff == preset("tiny").sae.l1_coeff
+    form.recipe.setCurrentIndex(form.recipe.findData("matryoshka"))
+    form.k.setValue(6)
+    cfg = form.build_config()
+    assert cfg.sae.recipe == "matryoshka" and cfg.sae.k == 6
+
+
 def test_form_builds_the_run_config(dialog, tmp_path):
     dialog.form.load_preset("tiny")
     dialog.form.d_sae.setValue(512)

@@ -137,3 +137,26 @@ def test_cli_info_and_eval_json(real_tiny_bundle):
                 "loss_zero_ablation", "loss_recovered", "n_tokens"):
         assert key in metrics
     assert Path(real_tiny_bundle).exists()
+
+
+def test_cli_run_with_a_jumprelu_architecture_recipe_end_to_end(tmp_path, capsys):
+    """`superpos run --recipe matryoshka`: trained, harvested, stored with its threshold, reloaded with the
+    same encode, described by `info`, exported for SAELens as a jumprelu SAE."""
+    from engine.cli import main
+    from engine.interop.saelens import export_saelens
+
+    out = tmp_path / "m.h5"
+    assert main(["run", "--preset", "tiny", "--tokens", "20000", "--sae-activations", "30000", "--harvest-tokens",
+                 "3000", "--recipe", "matryoshka", "--k", "6", "--matryoshka-widths", "32,64,256",
+                 "--out", str(out), "--quiet"]) == 0
+    with open_bundle(out) as bundle:
+        assert bundle.config.sae.recipe == "matryoshka" and bundle.config.sae.matryoshka_widths == (32, 64, 256)
+        sae = bundle.load_sae()
+        assert sae.architecture == "jumprelu" and float(sae.threshold.detach().min()) > 0
+        assert 0 < bundle.metrics["l0"] < 4 * 6                  # evaluated with the stored threshold
+        assert np.isfinite(bundle.metrics["loss_recovered"])
+        export_saelens(bundle, tmp_path / "sl")
+    assert json.loads((tmp_path / "sl" / "cfg.json").read_text())["architecture"] == "jumprelu"
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "matryoshka (k = 6, prefixes 32/64/256)" in capsys.readouterr().out

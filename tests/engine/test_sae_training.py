@@ -39,26 +39,69 @@ def mean_max_cosine(dirs: np.ndarray, W_dec: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------------ gradients
-def _autograd_loss(tr: SAETrainer, x: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+class _Heaviside(torch.autograd.Function):
+    """H(pre - θ) with the JumpReLU paper's straight-through estimator for θ only (rectangle kernel)."""
+
+    @staticmethod
+    def forward(ctx, pre, theta, eps):
+        ctx.save_for_backward(pre, theta)
+        ctx.eps = eps
+        return (pre > theta).float()
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, theta = ctx.saved_tensors
+        window = ((pre - theta).abs() < ctx.eps / 2).float() / ctx.eps
+        return None, -(window * g).sum(0), None
+
+
+def _jumprelu(pre, theta, eps):
+    """pre·H(pre - θ): exact gradient to pre where active, -(θ/ε)K to θ (the paper's estimator)."""
+    window = ((pre - theta).abs() < eps / 2).float()
+    gate = (pre > theta).float()
+    # value pre·gate; d/dθ = -(θ/ε)·window, built as θ·(stop-grad part) so autograd gives exactly that
+    return pre * gate + (theta - theta.detach()) * (-(theta.detach() / eps) * window)
+
+
+def _reference_codes(tr: SAETrainer, pre: torch.Tensor, theta) -> torch.Tensor:
     cfg = tr.cfg
-    W_enc, b_enc, W_dec, b_dec = [p.detach().clone().requires_grad_(True) for p in tr.params]
-    xs, B = x * tr.scale, x.shape[0]
-    pre = (xs if cfg.recipe == "2024-04" else xs - b_dec) @ W_enc.t() + b_enc
     if cfg.recipe == "topk":
         v, i = pre.topk(cfg.k, dim=1)
-        f = torch.zeros_like(pre).scatter(1, i, v.relu())
-    else:
-        f = pre.relu()
+        return torch.zeros_like(pre).scatter(1, i, v.relu())
+    if cfg.recipe in ("batchtopk", "matryoshka"):
+        v, i = pre.reshape(-1).topk(cfg.k * pre.shape[0])
+        return torch.zeros_like(pre).reshape(-1).scatter(0, i, v.relu()).reshape(pre.shape)
+    if cfg.recipe == "jumprelu":
+        return _jumprelu(pre, theta, cfg.jumprelu_bandwidth)
+    return pre.relu()
+
+
+def _autograd_loss(tr: SAETrainer, x: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+    """The recipe's loss written plainly with autograd: the reference for the hand-written step."""
+    cfg = tr.cfg
+    params = [p.detach().clone().requires_grad_(True) for p in tr.params]
+    W_enc, b_enc, W_dec, b_dec = params[:4]
+    theta = params[4] if len(params) > 4 else None
+    xs, B = x * tr.scale, x.shape[0]
+    pre = (xs if cfg.recipe == "2024-04" else xs - b_dec) @ W_enc.t() + b_enc
+    f = _reference_codes(tr, pre, theta)
     x_hat = f @ W_dec + b_dec
     loss = (x_hat - xs).pow(2).sum() / B
-    if cfg.recipe == "topk":                              # normalised MSE
-        loss = (x_hat - xs).pow(2).sum() / (xs - xs.mean(0)).pow(2).sum()
+    var_sum = (xs - xs.mean(0)).pow(2).sum()
+    if cfg.recipe in ("topk", "batchtopk"):               # normalised MSE
+        loss = (x_hat - xs).pow(2).sum() / var_sum
+    if cfg.recipe == "matryoshka":                        # the mean over the nested prefixes
+        widths = tr.widths()
+        loss = sum((f[:, :w] @ W_dec[:w] + b_dec - xs).pow(2).sum() for w in widths) / (len(widths) * var_sum)
     if cfg.recipe == "2023":
         loss = loss + tr.l1_at(tr.steps_done) * f.sum() / B
     if cfg.recipe == "2024-04":
         loss = loss + tr.l1_at(tr.steps_done) * (f * W_dec.norm(dim=1)).sum() / B
-    if cfg.recipe == "topk":
-        dead = tr.dead_mask()
+    dead = tr.dead_mask()
+    if cfg.recipe == "jumprelu":
+        loss = loss + cfg.l0_coeff * _Heaviside.apply(pre, theta, cfg.jumprelu_bandwidth).sum() / B
+        loss = loss + cfg.pre_act_coeff * ((theta - pre).relu() * dead).sum() / B
+    if cfg.recipe in ("topk", "batchtopk", "matryoshka"):
         n_aux = min(cfg.aux_k, int(dead.sum()))
         assert n_aux > 0
         e = (xs - x_hat).detach()
@@ -66,13 +109,14 @@ def _autograd_loss(tr: SAETrainer, x: torch.Tensor) -> tuple[float, list[torch.T
         e_hat = torch.zeros_like(pre).scatter(1, ai, av) @ W_dec
         loss = loss + cfg.aux_coeff * (e_hat - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum()
     loss.backward()
-    return loss.item(), [W_enc.grad, b_enc.grad, W_dec.grad, b_dec.grad]
+    return loss.item(), [p.grad for p in params]
 
 
-@pytest.mark.parametrize("recipe", ["topk", "2023", "2024-04"])
+@pytest.mark.parametrize("recipe", SAE_RECIPES)
 def test_hand_written_gradients_match_autograd(recipe):
     torch.manual_seed(0)
-    cfg = SAEConfig(recipe=recipe, d_in=16, d_sae=64, k=4, aux_k=8, batch_size=32, l1_coeff=0.3)
+    cfg = SAEConfig(recipe=recipe, d_in=16, d_sae=64, k=4, aux_k=8, batch_size=32, l1_coeff=0.3,
+                    l0_coeff=0.2, jumprelu_bandwidth=0.5, pre_act_coeff=0.1, matryoshka_widths=(8, 24, 64))
     tr = make_trainer(cfg, torch.device("cpu"), total_steps=100)
     x = torch.rand(32, 16) * 3
     tr.initialise(x)
@@ -80,8 +124,10 @@ def test_hand_written_gradients_match_autograd(recipe):
         tr.b_enc_F.normal_(0, 0.3)
         tr.b_dec_D.normal_(0, 0.1)
         tr.W_dec_FD.mul_(torch.rand(64, 1) + 0.5)        # non-unit rows exercise the 2024-04 penalty
+        if recipe == "jumprelu":                          # thresholds spread over the pre-activations
+            tr.theta_F.uniform_(0.0, 1.5)
     tr.n_seen = 1000
-    tr.last_fired[:30] = 1000                             # latents 30.. are dead: AuxK is active
+    tr.last_fired[:30] = 1000                             # latents 30.. are dead: AuxK / pre-act loss act
     tr.dead_window = 500
     ref_loss, ref_grads = _autograd_loss(tr, x)
     torch.mul(x, tr.scale, out=tr.x_BD)
@@ -89,14 +135,19 @@ def test_hand_written_gradients_match_autograd(recipe):
         p.grad.zero_()
     metrics = tr.gradients_()
     assert metrics["loss"] == pytest.approx(ref_loss, rel=1e-5)
-    for p, g in zip(tr.params, ref_grads):
-        assert torch.allclose(p.grad, g, atol=1e-5 * (1 + g.abs().max().item())), recipe
+    assert len(tr.params) == len(ref_grads)
+    for name, p, g in zip(tr.param_names, tr.params, ref_grads):
+        assert g.abs().max() > 0, (recipe, name)          # every tensor is exercised
+        assert torch.allclose(p.grad, g, atol=1e-5 * (1 + g.abs().max().item())), (recipe, name)
 
 
 # ------------------------------------------------------------------ recipes
-@pytest.mark.parametrize("recipe, extra", [("topk", {"k": 3}), ("2024-04", {"l1_coeff": 3.0}),
-                                           ("2023", {"l1_coeff": 1.0})])
-def test_recovers_known_sparse_directions(recipe, extra):
+@pytest.mark.parametrize("recipe, extra, min_cos", [
+    ("topk", {"k": 3}, 0.9), ("2024-04", {"l1_coeff": 3.0}, 0.9), ("2023", {"l1_coeff": 1.0}, 0.9),
+    ("batchtopk", {"k": 3}, 0.95),
+    ("matryoshka", {"k": 3, "matryoshka_widths": (64, 96)}, 0.95),     # the first prefix holds the 48
+    ("jumprelu", {"l0_coeff": 3.0, "jumprelu_init_threshold": 0.5}, 0.95)])
+def test_recovers_known_sparse_directions(recipe, extra, min_cos):
     x, dirs = synthetic()
     cfg = SAEConfig(recipe=recipe, d_in=32, d_sae=96, aux_k=16, batch_size=512, n_activations=200_000,
                     dead_window=20_000, lr=3e-3, **extra)
@@ -113,7 +164,7 @@ def test_recovers_known_sparse_directions(recipe, extra):
     assert len(progress) == result.steps == 200_000 // 512
     assert {"mse", "sparsity_loss", "l0", "dead_fraction", "lr"} <= set(progress[-1].metrics)
     assert progress[-1].unit == "activations" and progress[-1].stage == "sae"
-    assert mean_max_cosine(dirs, result.sae.W_dec) >= 0.9
+    assert mean_max_cosine(dirs, result.sae.W_dec) >= min_cos
     assert set(result.curves) >= {"sae/mse", "sae/l0", "sae/dead_fraction", "sae/lr", "sae/loss"}
     assert result.curves["sae/mse"].shape == (result.steps, 2)
     assert result.curves["sae/mse"][-1, 1] < result.curves["sae/mse"][0, 1]
@@ -125,7 +176,7 @@ def test_recovers_known_sparse_directions(recipe, extra):
     assert 0.7 < mse_raw * result.scale**2 / result.final["mse"] < 1.4
     fvu = ((x_hat - x_t) ** 2).sum() / ((x_t - x_t.mean(0)) ** 2).sum()
     assert fvu < (0.6 if recipe == "2024-04" else 0.2)      # the L1-type penalty shrinks magnitudes
-    if recipe in ("2023", "topk"):
+    if recipe != "2024-04":
         norms = result.sae.W_dec.norm(dim=1) * result.scale     # unit norm in the training scale
         assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
 
@@ -247,10 +298,11 @@ def test_2023_run_resamples_on_schedule():
 
 
 # ------------------------------------------------------------------ cancel, resume, divergence
-def test_cancel_then_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("recipe", ["topk", "jumprelu", "batchtopk"])   # + a threshold parameter / EMA
+def test_cancel_then_resume_matches_uninterrupted_run(tmp_path, recipe):
     x, _ = synthetic(n=20_000)
-    cfg = SAEConfig(recipe="topk", d_in=32, d_sae=64, k=4, aux_k=8, batch_size=256, n_activations=40_000,
-                    dead_window=2000, checkpoint_every=5)
+    cfg = SAEConfig(recipe=recipe, d_in=32, d_sae=64, k=4, aux_k=8, batch_size=256, n_activations=40_000,
+                    dead_window=2000, checkpoint_every=5, jumprelu_init_threshold=0.5)
     reference = run_to_completion(train_sae(cfg, ArrayActivationSource(x, seed=1)))
 
     token = events.CancelToken()
@@ -265,9 +317,46 @@ def test_cancel_then_resume_matches_uninterrupted_run(tmp_path):
     resumed = run_to_completion(train_sae(cfg, ArrayActivationSource(x, seed=1), checkpoint_dir=tmp_path,
                                           resume=True))
     assert resumed.steps == reference.steps
-    for key in ("W_enc", "b_enc", "W_dec", "b_dec"):
+    for key in resumed.sae.state_keys:
         assert torch.allclose(getattr(resumed.sae, key), getattr(reference.sae, key), atol=1e-6), key
     assert np.allclose(resumed.curves["sae/mse"], reference.curves["sae/mse"])
+
+
+def _prefix_fvu(sae, x: torch.Tensor, width: int) -> float:
+    with torch.no_grad():
+        f = sae.encode(x)
+        x_hat = f[:, :width] @ sae.W_dec[:width] + sae.b_dec
+    return float(((x_hat - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+
+
+def test_matryoshka_prefixes_reconstruct_on_their_own():
+    """The first 16 latents of a matryoshka SAE explain the data far better than the first 16 of a
+    BatchTopK SAE trained alike (whose latents are in no particular order); the full SAEs are close."""
+    x, _ = synthetic()
+    base = dict(d_in=32, d_sae=96, k=3, aux_k=16, batch_size=512, n_activations=100_000, dead_window=20_000, lr=3e-3)
+    nested = run_to_completion(train_sae(SAEConfig(recipe="matryoshka", matryoshka_widths=(16, 48, 96), **base),
+                                         ArrayActivationSource(x, seed=0))).sae
+    flat = run_to_completion(train_sae(SAEConfig(recipe="batchtopk", **base), ArrayActivationSource(x, seed=0))).sae
+    x_t = torch.from_numpy(x[:4096])
+    assert _prefix_fvu(nested, x_t, 16) < 0.75 * _prefix_fvu(flat, x_t, 16)
+    assert _prefix_fvu(nested, x_t, 96) < 0.35
+
+
+def test_batchtopk_stores_its_learned_threshold_as_jumprelu():
+    """Saved as SAELens saves BatchTopK: one θ for every latent, the EMA of the batches' smallest kept
+    activation; at inference pre > θ gives about k active latents per row on the training data."""
+    x, _ = synthetic(n=20_000)
+    cfg = SAEConfig(recipe="batchtopk", d_in=32, d_sae=96, k=3, aux_k=16, batch_size=512, n_activations=60_000,
+                    dead_window=20_000, lr=3e-3)
+    result = run_to_completion(train_sae(cfg, ArrayActivationSource(x, seed=0)))
+    sae = result.sae
+    assert sae.architecture == "jumprelu"
+    theta = sae.threshold.detach()
+    assert torch.all(theta == theta[0]) and theta[0] > 0
+    assert theta[0].item() == pytest.approx(result.final["threshold"])
+    with torch.no_grad():
+        l0 = (sae.encode(torch.from_numpy(x[:8192])) > 0).sum(1).float().mean().item()
+    assert 0.7 * cfg.k < l0 < 1.4 * cfg.k
 
 
 def test_resume_refuses_a_different_config(tmp_path):

@@ -10,6 +10,9 @@ from engine.config import SAEConfig
 from engine.train.recipes.anthropic_2023 import Anthropic2023Trainer
 from engine.train.recipes.anthropic_2024_04 import Anthropic2024Trainer
 from engine.train.recipes.base import SAETrainer
+from engine.train.recipes.batchtopk import BatchTopKTrainer
+from engine.train.recipes.jumprelu import JumpReLUTrainer
+from engine.train.recipes.matryoshka import MatryoshkaTrainer
 from engine.train.recipes.topk import TopKTrainer
 
 __all__ = ["RECIPES", "SAETrainer", "make_trainer"]
@@ -18,6 +21,9 @@ RECIPES: dict[str, type[SAETrainer]] = {
     "topk": TopKTrainer,
     "2024-04": Anthropic2024Trainer,
     "2023": Anthropic2023Trainer,
+    "jumprelu": JumpReLUTrainer,
+    "batchtopk": BatchTopKTrainer,
+    "matryoshka": MatryoshkaTrainer,
 }
 
 

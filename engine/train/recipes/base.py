@@ -66,9 +66,10 @@ class SAETrainer:
         self.W_dec_FD = torch.nn.Parameter(torch.zeros(F, D, **kw))
         self.b_dec_D = torch.nn.Parameter(torch.zeros(D, **kw))
         self.params = [self.W_enc_FD, self.b_enc_F, self.W_dec_FD, self.b_dec_D]
+        self.param_names = list(PARAM_NAMES)
         for p in self.params:
             p.grad = torch.zeros_like(p)
-        self.opt = Adam(self.params, PARAM_NAMES, betas=(0.9, 0.999), eps=1e-8)
+        self.opt = Adam(self.params, self.param_names, betas=(0.9, 0.999), eps=1e-8)
         self.scale = 1.0
         self.last_fired = torch.zeros(F, dtype=torch.long, device=device)  # activations seen at last firing
         self.n_seen = 0
@@ -80,6 +81,16 @@ class SAETrainer:
         self.xc_BD = torch.empty(B, D, **kw)         # the encoder's input (x_s - b_dec or x_s)
         self.err_BD = torch.empty(B, D, **kw)        # x̂ - x_s, then dL/dx̂
         self.pre_BF = torch.empty(B, F, **kw)        # pre-activations (dense recipes: then f)
+
+    def add_parameter_(self, name: str, value: torch.Tensor) -> torch.nn.Parameter:
+        """A further trained tensor (e.g. JumpReLU's threshold): Adam-stepped and checkpointed like the
+        four weights; call from a subclass's ``__init__``."""
+        p = torch.nn.Parameter(value.to(self.device, torch.float32))
+        p.grad = torch.zeros_like(p)
+        self.params.append(p)
+        self.param_names.append(name)
+        self.opt = Adam(self.params, self.param_names, betas=(0.9, 0.999), eps=1e-8)
+        return p
 
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
@@ -166,12 +177,18 @@ class SAETrainer:
         sae.b_enc.copy_(self.b_enc_F.cpu())
         sae.W_dec.copy_(self.W_dec_FD.cpu())
         sae.b_dec.copy_(self.b_dec_D.cpu())
+        if sae.architecture == "jumprelu":
+            sae.threshold.copy_(self.inference_threshold().cpu())   # pre-activations: unchanged by the fold
         sae.fold_scaling_(self.scale, pre_encoder_bias=self.pre_encoder_bias)
         return sae.eval()
 
+    def inference_threshold(self) -> torch.Tensor:
+        """(F,) θ of the stored jumprelu SAE, in pre-activation units (recipes of that architecture)."""
+        raise NotImplementedError(f"the {self.cfg.recipe} recipe does not train a jumprelu SAE")
+
     def state_dict(self) -> dict[str, Any]:
         return {
-            "params": {name: p.detach().cpu().clone() for name, p in zip(PARAM_NAMES, self.params)},
+            "params": {name: p.detach().cpu().clone() for name, p in zip(self.param_names, self.params)},
             "opt": self.opt.state_dict(),
             "last_fired": self.last_fired.cpu().clone(),
             "n_seen": self.n_seen,
@@ -181,7 +198,7 @@ class SAETrainer:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, p in zip(PARAM_NAMES, self.params):
+        for name, p in zip(self.param_names, self.params):
             p.copy_(state["params"][name])
         self.opt.load_state_dict(state["opt"])
         self.last_fired.copy_(state["last_fired"])
