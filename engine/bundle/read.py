@@ -20,6 +20,7 @@ from typing import Any, Callable
 import h5py
 import numpy as np
 
+from engine.bundle.explanations import read_explanations
 from engine.bundle.sae_file import read_sae_group, sae_from_state
 from engine.bundle.schema import (
     GROUP_OF_KIND, READ_ERRORS, UNIT_COLUMNS, BundleError, CallerError, UnitIndexError, UnitKindError,
@@ -247,6 +248,12 @@ class Bundle:
         if idx.size and (idx.min() < 0 or idx.max() >= S):
             raise damaged(self.path, f"/sample/feature_token holds indices outside the sample at feature {i}")
         return idx, values
+
+    @_guarded("the explanations")
+    def explanations(self, kind: str) -> dict[int, dict]:
+        """Language-model explanations of ``kind``: unit -> latest record (engine.bundle.explanations),
+        the folded ones and any still in the journal beside the file. Read afresh on every call."""
+        return read_explanations(self.path, self._check_kind(kind), self._file)
 
     # -------------------------------------------------------------- tokenizer, model, SAE
     @_guarded("the tokenizer")
