@@ -6,13 +6,15 @@
 "Before" is what the bundle stores (the labeller that wrote it); "after" relabels every unit with
 this checkout's ``RuleLabeller`` on the same examples and the same held-out windows (the paired
 sample's random windows, seed 0, as the pipeline draws them). Printed per kind, side by side: the
-median held-out Spearman score, the share of labels "the token …", of the bare label "words", and
-of labels with a reservation ("(loose fit)"). Nothing is written.
+median held-out Spearman score, the share of bare single-token labels ("the token ' self'", not
+"the tokens …" or "… after …" / "… amid …" / "… in DNA"), of the bare label "words", and of labels with a
+reservation ("(loose fit)"). Nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import os
 import sys
 import time
@@ -62,6 +64,12 @@ def held_out_of(bundle, kind: str, seed: int = 0) -> HeldOutSample:
     return HeldOutSample(tokens, acts_of, positions)
 
 
+def _bare_token(label: str) -> bool:
+    """A single token with no context: "the token ' self'" (not "the tokens …", "… after …", "… in …")."""
+    label = label.replace(" (loose fit)", "")
+    return label.startswith("the token ") and " after " not in label and " amid " not in label and not re.search(r"['\"] in ", label)
+
+
 def mix(labels: list[str], scores: np.ndarray) -> dict[str, float]:
     live = [i for i, lab in enumerate(labels) if lab]
     n = max(len(live), 1)
@@ -69,7 +77,7 @@ def mix(labels: list[str], scores: np.ndarray) -> dict[str, float]:
     s = s[np.isfinite(s)]
     return {
         "median score": float(np.median(s)) if s.size else float("nan"),
-        "'the token …'": sum(labels[i].startswith("the token") for i in live) / n,
+        "'the token …'": sum(_bare_token(labels[i]) for i in live) / n,
         "'words'": sum(labels[i] == "words" for i in live) / n,
         "loose fit": sum("loose fit" in labels[i] for i in live) / n,
         "labelled": len(live),
