@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from engine.interop.neuronpedia import dashboard_to_neuronpedia
 from engine.stats import Dashboard
+from superpos_app.panes.explanation_view import ExplanationLabel
 from superpos_app.panes.plots import (
     ACCENT, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
@@ -119,6 +120,8 @@ class FeatureDetailPane(QWidget):
         tl = QVBoxLayout(content)
         tl.setContentsMargins(0, 0, 4, 0)
         tl.addWidget(self.stats)
+        self.explanation = ExplanationLabel()
+        tl.addWidget(self.explanation)
         plots_box = QWidget()
         plots_box.setLayout(plots)
         plots.setContentsMargins(0, 0, 0, 0)
@@ -192,6 +195,7 @@ class FeatureDetailPane(QWidget):
     def set_bundle(self, bundle) -> None:
         self.bundle = bundle
         self._vocab = []
+        self.explanation.set_bundle(bundle)
         if bundle is not None:
             tok = bundle.tokenizer()
             self._vocab = tok.vocab_strings()
@@ -207,6 +211,7 @@ class FeatureDetailPane(QWidget):
         self.dashboard = None
         self.title.setText("Select a feature or neuron")
         self.stats.setText("Search for a feature, or click one in the lens.")
+        self.explanation.show_unit(None, None)
         for item in (self.act_hist_item, self.logit_hist_item):
             set_bars(item, np.zeros(0), np.zeros(0))
         for lab in (self.pos_label, self.neg_label, self.align_label, self.corr_label):
@@ -235,6 +240,7 @@ class FeatureDetailPane(QWidget):
         dens = f"{dash.density:.3g}" + (f" (log10 {np.log10(dash.density):.2f})" if dash.density > 0 else " — dead")
         self.stats.setText(f"score {score}  ·  density {dens}  ·  max act {dash.max_act:.3g}  ·  "
                            f"mean act {dash.mean_act:.3g}")
+        self.explanation.show_unit(kind, index)
 
         set_bars(self.act_hist_item, dash.act_hist_edges, dash.act_hist)
         hi = float(dash.act_hist_edges[-1]) if dash.act_hist_edges.size else 1.0

@@ -81,7 +81,11 @@ class UnitTable:
         status = np.zeros(n, np.int8)
         status[(density > 0) & (density < ULTRALOW_DENSITY)] = 1
         status[density <= 0] = 2
-        uniq, inv = np.unique(labels.astype(str), return_inverse=True)
+        explanations = columns.get("explanation")
+        keys = labels.astype(str)
+        if explanations is not None and any(explanations):      # search matches the LLM explanation too
+            keys = np.array([f"{k}\x1f{e}" if e else k for k, e in zip(keys.tolist(), explanations)], dtype=object)
+        uniq, inv = np.unique(keys.astype(str), return_inverse=True)
         label_keys = np.array([u.lower().encode("utf-8") for u in uniq.tolist()] or [b""])
         vocab = list(vocab_strs or [])
         V = len(vocab)
