@@ -126,7 +126,9 @@ class Estimate:
 
 def _duration(s: float) -> str:
     s = int(round(s))
-    return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s"
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
 def estimate(source: UnitSource, units: Sequence[int], seconds_per_request: float | None = None,

@@ -255,6 +255,8 @@ class NeuronComparePane(QWidget):
             if s.size:
                 parts.append(f"median {axis} {name} {np.median(s):.2f} (n={s.size:,})")
         self.score_plot.getPlotItem().setLabel("bottom", axis)
+        if self.unit is not None and self.dashboard is not None:
+            self._mark_population(*self.unit)
         self._score_note = " · ".join(parts) if parts else f"no {axis} yet (superpos explain)"
         if self.max_cos is not None:
             self.population_note.setText(" · ".join(p for p in (self._score_note, self._cos_note) if p))
@@ -415,7 +417,8 @@ class NeuronComparePane(QWidget):
         self.examples.set_lines(lines, values, max_value=max(dash.max_act, 1e-6), prefixes=prefixes, centers=centers)
 
     def _mark_population(self, kind: str, index: int) -> None:
-        score = float(self.dashboard.score)
+        key = self.score_source.currentData()[0]
+        score = float(self.dashboard.score) if key == "score" else float(self.bundle.columns(kind)[key][index])
         self.score_marker.setVisible(bool(np.isfinite(score)))
         if np.isfinite(score):
             self.score_marker.setValue(score)

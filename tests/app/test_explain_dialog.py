@@ -84,6 +84,7 @@ def test_estimate_then_explain_then_the_panes_show_it(qtbot, full_window, srv):
     compare.score_source.setCurrentIndex(2)           # LLM detection
     assert "LLM detection" in compare.score_plot.getPlotItem().getAxis("bottom").labelText
     assert "n=3" in compare._score_note
+    assert compare.score_marker.value() == pytest.approx(win.bundle.explanations("feature")[units[0]]["detection"])
     # a second run with the same model resumes: nothing left to do
     n = len(srv.requests)
     assert dlg.start()
