@@ -132,3 +132,23 @@ def test_cli_estimate_then_explain_then_list(bundle, srv, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all('the token "' in ln for ln in lines)
     assert main(["explain", str(bundle), "--endpoint", "ftp://x", "--model", "m"]) == 1
+
+
+def test_journal_survives_a_torn_line_and_a_read_only_bundle_keeps_it(bundle, srv, monkeypatch):
+    import engine.bundle.explanations as store
+    from engine.bundle import BundleError
+
+    units = _live(bundle, n=2)
+    collect(explain_job(bundle, "feature", units, Endpoint(base_url=srv.url, model="fake")))
+    with open(journal_path(bundle), "a", encoding="utf-8") as fh:
+        fh.write('{"kind": "feature", "unit": 99, "explan')          # a crash while writing a line
+    assert sorted(r["unit"] for r in read_journal(bundle)) == units
+    with open_bundle(bundle) as b:                                   # readers see the journal's records
+        assert sorted(b.explanations("feature")) == units
+        assert b.columns("feature")["explanation"][units[0]].startswith("the token")
+    monkeypatch.setattr(store.os, "access", lambda *a: False)         # as if the file were read-only
+    with pytest.raises(BundleError, match="read-only.*stay in b.h5.explain-journal"):
+        fold_journal(bundle)
+    assert journal_path(bundle).exists()
+    monkeypatch.undo()
+    assert fold_journal(bundle) == 2 and not journal_path(bundle).exists()
