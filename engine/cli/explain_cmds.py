@@ -19,14 +19,11 @@ import os
 import sys
 import time
 
-from engine.bundle import open_bundle
-from engine.bundle.explanations import SCORE_NAMES, fold_journal, journal_path
 from engine.cli.progress import ProgressPrinter, drive
 from engine.events import Cancelled, CancelToken
-from engine.explain.client import ChatClient, Endpoint
-from engine.explain.examples import ExampleConfig
-from engine.explain.job import UnitSource, estimate, explain_job, pending_units, select_units
-from engine.explain.prompts import explain_messages
+
+# engine.explain (httpx) and the bundle reader (h5py) load when an explain command runs, not with
+# every `superpos` command
 
 __all__ = ["register", "cmd_explain", "cmd_explanations"]
 
@@ -67,12 +64,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_explanations)
 
 
-def _endpoint(args) -> Endpoint:
+def _endpoint(args):
+    from engine.explain.client import Endpoint
+
     return Endpoint(base_url=args.endpoint, model=args.model, api_key_env=args.api_key_env,
                     concurrency=args.concurrency, timeout_s=args.timeout, max_retries=args.retries)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from engine.bundle import open_bundle
+    from engine.bundle.explanations import SCORE_NAMES
+    from engine.explain.examples import ExampleConfig
+    from engine.explain.job import UnitSource, estimate, explain_job, pending_units, select_units
+
     kind = KINDS[args.units]
     endpoint = _endpoint(args)
     config = ExampleConfig()
@@ -105,8 +109,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _probe(endpoint: Endpoint, source: UnitSource, unit: int) -> float:
+def _probe(endpoint, source, unit: int) -> float:
     """Seconds one explain request takes (the first unit's prompt), for the estimate."""
+    from engine.explain.client import ChatClient
+    from engine.explain.prompts import explain_messages
+
     ex = source.examples(unit)
     with ChatClient(endpoint.replace(max_retries=1)) as client:
         t0 = time.perf_counter()
@@ -116,6 +123,8 @@ def _probe(endpoint: Endpoint, source: UnitSource, unit: int) -> float:
 
 
 def _fold(path: str) -> None:
+    from engine.bundle.explanations import fold_journal
+
     try:
         n = fold_journal(path)
     except Exception as exc:   # a read-only bundle keeps its journal; say so, do not lose the run
@@ -126,6 +135,9 @@ def _fold(path: str) -> None:
 
 
 def cmd_explanations(args: argparse.Namespace) -> int:
+    from engine.bundle import open_bundle
+    from engine.bundle.explanations import SCORE_NAMES, journal_path
+
     kind = KINDS[args.units]
     with open_bundle(args.bundle) as b:
         records = b.explanations(kind)

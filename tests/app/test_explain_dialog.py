@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 
 from engine.bundle.explanations import journal_path, read_journal
