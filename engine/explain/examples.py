@@ -98,8 +98,8 @@ def unit_examples(dash: Dashboard, sample_tokens: np.ndarray, sample_acts: np.nd
     # the same window can be a top and an interval example: nothing shown is held out
     shown = {_key(e, dash.top_center) for e in ex.explain_top + ex.explain_intervals}
     held_top = [e for e in held_top if _key(e, dash.top_center) not in shown]
-    held_int = [e for e in held_int if _key(e, dash.top_center) not in shown
-                and _key(e, dash.top_center) not in {_key(h, dash.top_center) for h in held_top}]
+    shown |= {_key(e, dash.top_center) for e in held_top}
+    held_int = [e for e in held_int if _key(e, dash.top_center) not in shown]
     # random windows of the sample: some to show, the silent ones to score against
     c = dash.top_center
     W = dash.top_tokens.shape[-1]
