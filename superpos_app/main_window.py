@@ -67,6 +67,7 @@ class MainWindow(QMainWindow):
         self.selection = Selection(self)
         self.jobs = JobController(self)
         self.train_dialog = None
+        self.explain_dialog = None
 
         self.welcome = WelcomeView()
         self.overview = OverviewPane()
@@ -195,7 +196,7 @@ class MainWindow(QMainWindow):
             self.bundle_label.setText("No bundle open")
         self.docking.show_for_bundle(has)
         for action in (self.close_action, self.export_copy_action, self.export_saelens_action,
-                       self.overview_action, self.show_in_folder_action):
+                       self.overview_action, self.show_in_folder_action, self.explain_action):
             action.setEnabled(has)
 
     def show_in_folder(self) -> bool:
@@ -275,6 +276,11 @@ class MainWindow(QMainWindow):
         if start and not self.jobs.is_busy:
             dialog.start()
         return dialog
+
+    def show_explain_dialog(self):
+        from superpos_app.explain_dialog import show_explain_dialog
+
+        return show_explain_dialog(self)
 
     def _on_trained(self, path: str) -> None:
         """The run finished: open its bundle and, once it is open, close the Train dialog (its curves

@@ -29,7 +29,7 @@ def _action(window: QMainWindow, text: str, slot, shortcut=None, name: str = "",
 
 
 def install_menus(w) -> None:
-    """File (open, recent, show in folder, close, export, quit), Run (train, cancel), View (history, overview, the
+    """File (open, recent, show in folder, close, export, quit), Run (train, explain, cancel), View (history, overview, the
     panes' toggles before ``w.pane_separator``, reset layout), Help (demo, about)."""
     bar = w.menuBar()
     file_menu = bar.addMenu("&File")
@@ -57,9 +57,12 @@ def install_menus(w) -> None:
     run_menu = bar.addMenu("&Run")
     w.train_action = _action(w, "&Train…", w.show_train_dialog, QKeySequence("Ctrl+T"), "trainAction",
                              "Train a model and an SAE on a corpus")
+    w.explain_action = _action(w, "&Explain Units…", w.show_explain_dialog, QKeySequence("Ctrl+E"), "explainAction",
+                               "Explain and score features or neurons with a language model")
     w.cancel_action = _action(w, "&Cancel Job", w.jobs.cancel, QKeySequence("Esc"), "cancelAction")
     w.cancel_action.setEnabled(False)
     run_menu.addAction(w.train_action)
+    run_menu.addAction(w.explain_action)
     run_menu.addAction(w.cancel_action)
 
     w.view_menu = bar.addMenu("&View")

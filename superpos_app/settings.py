@@ -79,3 +79,16 @@ class AppSettings:
     def set_last_training(self, data: dict) -> None:
         self._qs.setValue("training/last", json.dumps(data, sort_keys=True))
         self._qs.sync()
+
+    # --- explain ---------------------------------------------------------------------------------
+    def explain_setup(self) -> dict:
+        """The Explain dialog's last endpoint: ``{"endpoint", "model", "key_env", "concurrency"}`` (no key)."""
+        try:
+            data = json.loads(str(self._qs.value("explain/last") or "{}"))
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def set_explain_setup(self, data: dict) -> None:
+        self._qs.setValue("explain/last", json.dumps(data, sort_keys=True))
+        self._qs.sync()

@@ -28,7 +28,9 @@ import numpy as np
 
 from engine.stats import UnitStats
 
-__all__ = ["TokenTable", "Rule", "ClassRule", "TokenRule", "TokenInClassRule", "class_share", "CLASS_LABELS"]
+__all__ = ["TokenTable", "Rule", "ClassRule", "TokenRule", "TokenInClassRule", "WeightedTokenRule", "AfterRule",
+           "AmidRule", "near_class_count",
+           "previous_classes", "class_share", "CLASS_LABELS"]
 
 # fixed token classes; scripts get ids from SCRIPT0 on, one per script seen in the vocabulary
 PAD, WHITESPACE, DNA, HEX, BASE64, DIGITS, KEYWORD, BRACKET, PUNCT, UPPER, WORD, OTHER, PARTIAL = range(13)
@@ -253,6 +255,68 @@ class TokenInClassRule:
         tokens_EW = np.asarray(tokens_EW)
         hit = np.isin(tokens_EW, list(self.token_ids)) & (self.table.classify(tokens_EW) == self.cls)
         return hit.astype(np.float32)
+
+
+@dataclass
+class WeightedTokenRule:
+    """A few tokens, each predicting its own typical activation ("the tokens ' self', ' cls'")."""
+
+    weights: dict
+
+    def predict(self, tokens_EW: np.ndarray) -> np.ndarray:
+        tokens_EW = np.asarray(tokens_EW)
+        out = np.zeros(tokens_EW.shape, np.float32)
+        for t, w in self.weights.items():
+            out[tokens_EW == t] = w
+        return out
+
+
+def previous_classes(table: TokenTable, tokens_EW: np.ndarray, classes_EW: np.ndarray | None = None) -> np.ndarray:
+    """Class of the token before each token of windows (PAD at a window's first position)."""
+    classes_EW = table.classify(tokens_EW) if classes_EW is None else classes_EW
+    prev = np.full(classes_EW.shape, PAD, dtype=classes_EW.dtype)
+    prev[:, 1:] = classes_EW[:, :-1]
+    return prev
+
+
+@dataclass
+class AfterRule:
+    """Another rule, only where the previous token has one of some classes or is one of some tokens
+    ("newline after base64", "the token 'x' after 'self'")."""
+
+    rule: object
+    table: TokenTable
+    prev_classes: frozenset = frozenset()
+    prev_tokens: frozenset = frozenset()
+
+    def predict(self, tokens_EW: np.ndarray) -> np.ndarray:
+        tokens_EW = np.asarray(tokens_EW)
+        ok = np.zeros(tokens_EW.shape, bool)
+        if self.prev_classes:
+            ok |= np.isin(previous_classes(self.table, tokens_EW), list(self.prev_classes))
+        if self.prev_tokens:
+            ok[:, 1:] |= np.isin(tokens_EW[:, :-1], list(self.prev_tokens))
+        return self.rule.predict(tokens_EW) * ok
+
+
+def near_class_count(classes_EW: np.ndarray, cls: int, radius: int = 3) -> np.ndarray:
+    """How many of the ``radius`` tokens either side of each token have class ``cls``."""
+    return _neighbour_sum((classes_EW == cls).astype(np.float32), radius=radius)
+
+
+@dataclass
+class AmidRule:
+    """Another rule, only amid text of one class: at least ``min_near`` of the 3 tokens either side
+    have it ("newline amid base64": the line breaks of a base64 block, not of prose)."""
+
+    rule: object
+    table: TokenTable
+    cls: int
+    min_near: int = 2
+
+    def predict(self, tokens_EW: np.ndarray) -> np.ndarray:
+        near = near_class_count(self.table.classify(tokens_EW), self.cls)
+        return self.rule.predict(tokens_EW) * (near >= self.min_near)
 
 
 def class_share(stats: UnitStats, table: TokenTable, unit: int, k: int | None = None) -> tuple[str, float]:

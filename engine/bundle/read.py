@@ -24,6 +24,7 @@ from typing import Any, Callable
 import h5py
 import numpy as np
 
+from engine.bundle.explanations import SCORE_NAMES, read_explanations
 from engine.bundle.sae_file import read_sae_group, sae_from_state
 from engine.bundle.schema import (
     GROUP_OF_KIND, H5_LOCK, READ_ERRORS, UNIT_COLUMNS, BundleError, CallerError, UnitIndexError,
@@ -148,8 +149,10 @@ class Bundle:
 
         density f64, max_act f32, mean_act f32, score f32 (NaN = no label score), dead (density == 0),
         ultralow (0 < density < 1e-6, the paper's "ultralow density" — dead units are not counted),
-        align_l1 f32, top_token_ids int32 [N, 5] (-1 pad), label list[str]. Arrays are read-only
-        (cached); copy before changing them.
+        align_l1 f32, top_token_ids int32 [N, 5] (-1 pad), label list[str]; from the language-model
+        explanations (engine.bundle.explanations, as stored when the bundle was opened): explanation
+        list[str] ("" if none), llm_detection / llm_fuzzing / llm_simulation f32 (NaN if none).
+        Arrays are read-only (cached); copy before changing them.
         """
         kind = self._check_kind(kind)
         if kind not in self._columns_cache:
@@ -165,12 +168,23 @@ class Bundle:
                 "align_l1": np.asarray(g["align_l1"][:], np.float32),
                 "top_token_ids": self._tokens(g["top_token_ids"], slice(None)),
             }
+            explained = read_explanations(self.path, kind, self._file)
+            for name in SCORE_NAMES:
+                v = np.full(len(density), np.nan, np.float32)
+                for u, rec in explained.items():
+                    if 0 <= u < len(v) and rec.get(name) is not None:
+                        v[u] = rec[name]
+                cols[f"llm_{name}"] = v
             for value in cols.values():
                 value.flags.writeable = False
             cols["label"] = texts(g["labels"][:])
+            cols["explanation"] = [""] * len(density)
+            for u, rec in explained.items():
+                if 0 <= u < len(density):
+                    cols["explanation"][u] = str(rec.get("explanation") or "")
             self._columns_cache[kind] = cols
         cached = self._columns_cache[kind]
-        return {**cached, "label": list(cached["label"])}
+        return {**cached, "label": list(cached["label"]), "explanation": list(cached["explanation"])}
 
     @_guarded("a unit's dashboard")
     def dashboard(self, kind: str, i: int) -> Dashboard:
@@ -263,6 +277,12 @@ class Bundle:
         if idx.size and (idx.min() < 0 or idx.max() >= S):
             raise damaged(self.path, f"/sample/feature_token holds indices outside the sample at feature {i}")
         return idx, values
+
+    @_guarded("the explanations")
+    def explanations(self, kind: str) -> dict[int, dict]:
+        """Language-model explanations of ``kind``: unit -> latest record (engine.bundle.explanations),
+        the folded ones and any still in the journal beside the file. Read afresh on every call."""
+        return read_explanations(self.path, self._check_kind(kind), self._file)
 
     # -------------------------------------------------------------- tokenizer, model, SAE
     @_guarded("the tokenizer")

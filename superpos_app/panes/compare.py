@@ -28,6 +28,7 @@ from engine.events import Cancelled
 from superpos_app.faults import contain_faults
 from superpos_app.panes.detail import unit_name
 from superpos_app.panes.fit import ElidedLabel, ReflowRow
+from superpos_app.panes.explanation_view import score_source_box
 from superpos_app.panes.plots import (
     FEATURE_COLOR, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
@@ -79,6 +80,7 @@ class NeuronComparePane(QWidget):
         self._population_worker: Worker | None = None
         self._population_request = 0
         self._score_note = ""
+        self._cos_note = ""
         self.cos_edges = np.zeros(0)
         self.weights_order = np.zeros(0, np.int64)
         self.weights_values = np.zeros(0, np.float32)
@@ -165,7 +167,11 @@ class NeuronComparePane(QWidget):
         grid.addWidget(self.examples_title, 2, 0, 1, 2)
         grid.addWidget(scroll, 3, 0, 1, 2)
         pop_title = QLabel("<b>Population: neurons vs features</b>")
-        grid.addWidget(pop_title, 4, 0, 1, 2)
+        self.score_source = score_source_box(self._show_scores)
+        pop_row = QHBoxLayout()
+        pop_row.addWidget(pop_title, 1)
+        pop_row.addWidget(self.score_source)
+        grid.addLayout(pop_row, 4, 0, 1, 2)
         grid.addWidget(self.population_plots, 5, 0, 1, 2)
         grid.addWidget(self.population_note, 6, 0, 1, 2)
         grid.setRowStretch(0, 3)
@@ -231,23 +237,37 @@ class NeuronComparePane(QWidget):
         """Label-score histograms now (stored columns); max |cos| on a worker (see the module docstring)."""
         self._population_pending = False
         b = self.bundle
-        fs = np.asarray(b.columns("feature")["score"], np.float64)
-        ns = np.asarray(b.columns("neuron")["score"], np.float64)
-        edges = np.linspace(-0.2, 1.0, 31)
-        parts = []
-        for curve, s, name in ((self.score_feature_curve, fs, "features"), (self.score_neuron_curve, ns, "neurons")):
-            s = s[np.isfinite(s)]
-            h, _ = np.histogram(np.clip(s, edges[0], edges[-1]), bins=edges)
-            curve.setData(edges, h / max(1, s.size))
-            if s.size:
-                parts.append(f"median score {name} {np.median(s):.2f}")
-        self._score_note = " · ".join(parts)
+        parts = self._show_scores()
         self.population_note.setText(" · ".join([*parts, "max |cos| to a neuron: computing…"]))
         worker = Worker(population_job(b.path, self._population_request), sync=self._sync)
         worker.returned.connect(self._on_population)
         worker.failed.connect(self._on_population_failed)
         self._population_worker = worker
         worker.start()
+
+    def _show_scores(self) -> list[str]:
+        """The score histograms of the source the box names (offline label or an LLM score)."""
+        if self.bundle is None:
+            return []
+        key, axis = self.score_source.currentData()
+        fs = np.asarray(self.bundle.columns("feature")[key], np.float64)
+        ns = np.asarray(self.bundle.columns("neuron")[key], np.float64)
+        lo = 0.0 if key in ("llm_detection", "llm_fuzzing") else -0.2
+        edges = np.linspace(lo, 1.0, 31)
+        parts = []
+        for curve, s, name in ((self.score_feature_curve, fs, "features"), (self.score_neuron_curve, ns, "neurons")):
+            s = s[np.isfinite(s)]
+            h, _ = np.histogram(np.clip(s, edges[0], edges[-1]), bins=edges)
+            curve.setData(edges, h / max(1, s.size))
+            if s.size:
+                parts.append(f"median {axis} {name} {np.median(s):.2f} (n={s.size:,})")
+        self.score_plot.getPlotItem().setLabel("bottom", axis)
+        if self.unit is not None and self.dashboard is not None:
+            self._mark_population(*self.unit)
+        self._score_note = " · ".join(parts) if parts else f"no {axis} yet (superpos explain)"
+        if self.max_cos is not None:
+            self.population_note.setText(" · ".join(p for p in (self._score_note, self._cos_note) if p))
+        return parts or [self._score_note]
 
     def _on_population(self, out: tuple) -> None:
         request_id, mc, random_mc = out
@@ -265,6 +285,7 @@ class NeuronComparePane(QWidget):
         self.cos_random_curve.setData(edges, h / random_mc.size)
         cos_note = (f"median max |cos| to a neuron: features {np.median(mc):.2f}, "
                     f"random directions {np.median(random_mc):.2f}")
+        self._cos_note = cos_note
         self.population_note.setText(" · ".join(p for p in (self._score_note, cos_note) if p))
         if self.unit is not None:
             self._mark_population(*self.unit)
@@ -402,7 +423,8 @@ class NeuronComparePane(QWidget):
         self.examples.set_lines(lines, values, max_value=max(dash.max_act, 1e-6), prefixes=prefixes, centers=centers)
 
     def _mark_population(self, kind: str, index: int) -> None:
-        score = float(self.dashboard.score)
+        key = self.score_source.currentData()[0]
+        score = float(self.dashboard.score) if key == "score" else float(self.bundle.columns(kind)[key][index])
         self.score_marker.setVisible(bool(np.isfinite(score)))
         if np.isfinite(score):
             self.score_marker.setValue(score)

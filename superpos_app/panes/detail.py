@@ -25,6 +25,7 @@ from engine.interop.neuronpedia import dashboard_to_neuronpedia
 from engine.stats import Dashboard
 from superpos_app.faults import contain_faults
 from superpos_app.panes.fit import ElidedLabel, ReflowRow
+from superpos_app.panes.explanation_view import ExplanationLabel
 from superpos_app.panes.plots import (
     ACCENT, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
@@ -131,6 +132,8 @@ class FeatureDetailPane(QWidget):
         content = QWidget()
         tl = QVBoxLayout(content)
         tl.setContentsMargins(0, 0, 4, 0)
+        self.explanation = ExplanationLabel()
+        tl.addWidget(self.explanation)
         # side by side while each plot keeps its title and axis numbers, stacked in a narrow dock
         self.plots_row = ReflowRow([(self.act_plot, 3), (self.logit_plot, 2)], min_width=210, row_height=190)
         tl.addWidget(self.plots_row)
@@ -203,6 +206,7 @@ class FeatureDetailPane(QWidget):
         self.bundle = bundle
         self._vocab = []
         self._raw_vocab = ()
+        self.explanation.set_bundle(bundle)
         if bundle is not None:
             tok = bundle.tokenizer()
             self._vocab = tok.readable_strings()          # shown: byte tokens as ⟨0xCD⟩
@@ -219,6 +223,7 @@ class FeatureDetailPane(QWidget):
         self.dashboard = None
         self.title.setText("Select a feature or neuron")
         self.stats.setText("Search for a feature, or click one in the lens.")
+        self.explanation.show_unit(None, None)
         for item in (self.act_hist_item, self.logit_hist_item):
             set_bars(item, np.zeros(0), np.zeros(0))
         for lab in (self.pos_label, self.neg_label, self.align_label, self.corr_label):
@@ -247,6 +252,7 @@ class FeatureDetailPane(QWidget):
         dens = f"{dash.density:.3g}" + (f" (log10 {np.log10(dash.density):.2f})" if dash.density > 0 else " — dead")
         self.stats.setText(f"score {score}  ·  density {dens}  ·  max act {dash.max_act:.3g}  ·  "
                            f"mean act {dash.mean_act:.3g}")
+        self.explanation.show_unit(kind, index)
 
         set_bars(self.act_hist_item, dash.act_hist_edges, dash.act_hist)
         hi = float(dash.act_hist_edges[-1]) if dash.act_hist_edges.size else 1.0

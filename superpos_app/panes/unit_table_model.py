@@ -88,11 +88,15 @@ class UnitTable:
         status = np.zeros(n, np.int8)
         status[(density > 0) & (density < ULTRALOW_DENSITY)] = 1
         status[density <= 0] = 2
-        # Unique labels as Python strings, never ``astype(str)``: a fixed-width array is as wide as the
-        # longest label (one 10 MB label times N rows was gigabytes). Search keys keep the first
-        # SEARCH_KEY_CHARS characters of each label.
-        uniq, inv = np.unique(labels, return_inverse=True)
-        label_keys = np.array([u[:SEARCH_KEY_CHARS].lower().encode("utf-8") for u in uniq.tolist()] or [b""])
+        # Unique search keys as Python strings, never ``astype(str)``: a fixed-width array is as wide as
+        # the longest label (one 10 MB label times N rows was gigabytes). A key keeps the first
+        # SEARCH_KEY_CHARS characters of the label and of the language-model explanation, if any.
+        keys = [k[:SEARCH_KEY_CHARS] for k in labels.tolist()]
+        explanations = columns.get("explanation")
+        if explanations is not None and any(explanations):      # search matches the LLM explanation too
+            keys = [f"{k}\x1f{str(e)[:SEARCH_KEY_CHARS]}" if e else k for k, e in zip(keys, explanations)]
+        uniq, inv = np.unique(np.array(keys, dtype=object), return_inverse=True)
+        label_keys = np.array([u.lower().encode("utf-8") for u in uniq.tolist()] or [b""])
         vocab = list(vocab_strs or [])
         V = len(vocab)
         token_keys = np.array([t.strip().lower().encode("utf-8") for t in vocab] + [b""])

@@ -102,6 +102,8 @@ def labelled():
         "random": act(rng.random(N) < 0.05),
         "dead": np.zeros(N),
         "polysemantic": act(((kinds == "dna") & ~is_("\n")) | is_("(")) * np.where(is_("("), 1.5, 0.6),
+        "dna_newline": act((kinds == "dna") & is_("\n")),          # line breaks of DNA, not of code
+        "two_tokens": act(is_(" self", "return")),
     }
     names = list(units)
     acts = np.stack([units[n] for n in names], axis=1)
@@ -119,6 +121,20 @@ def labelled():
 def test_known_units_get_their_label_and_a_high_score(labelled, name, expected):
     assert expected in labelled["labels"][name]
     assert labelled["scores"][name] > 0.6, (name, labelled["scores"][name])
+
+
+def test_context_and_token_sets(labelled):
+    """The newline of DNA text is told from the newline of code; two tokens are named together."""
+    assert labelled["labels"]["dna_newline"] in ("the token '\\n' amid DNA (ACGT runs)",
+                                                 "whitespace / indentation amid DNA (ACGT runs)")
+    assert labelled["scores"]["dna_newline"] > 0.6
+    assert labelled["labels"]["two_tokens"] in ("the tokens ' self', 'return'", "the tokens 'return', ' self'")
+    assert labelled["scores"]["two_tokens"] > 0.6
+
+
+def test_a_poor_fit_says_so(labelled):
+    assert labelled["labels"]["random"].endswith("(loose fit)")
+    assert not any(labelled["labels"][n].endswith("(loose fit)") for n in ("dna", "self", "hex", "two_tokens"))
 
 
 def test_random_and_dead_units(labelled):
