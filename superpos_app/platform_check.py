@@ -4,8 +4,9 @@ Qt aborts the process (signal 6) when ``libqxcb.so`` cannot be loaded, and its m
 the first missing library, so installing that one alone does not help. ``check_xcb()`` runs before
 the ``QApplication`` exists: it asks the dynamic linker (``ldd`` on the plugin, which resolves the
 whole dependency tree) which libraries are missing and returns ONE message naming all of them, with
-the command that installs them on Debian/Ubuntu, Fedora and Arch. ``superpos-app`` prints it and
-exits with status 1 instead of aborting.
+the command that installs them on Debian/Ubuntu, Fedora and Arch. With the libraries there but no
+``DISPLAY`` (Qt aborts then too) it says so. ``superpos-app`` prints the message and exits with
+status 1 instead of aborting.
 
 Only the xcb platform is checked: offscreen (tests, screenshots), wayland and minimal are left to
 Qt. ``SUPERPOS_QT_XCB_LIBS`` (sonames separated by ":") replaces the plugin's library list, each
@@ -129,9 +130,17 @@ def install_message(missing: list[str]) -> str:
     return "\n".join(lines)
 
 
-def check_xcb() -> str | None:
-    """The message to print if Qt's xcb plugin would fail to load here, else None."""
-    if not uses_xcb():
+NO_DISPLAY = ("superpos-app: no X display to open a window on (DISPLAY is not set). Run it from a desktop "
+              "session, or over ssh with -X; the `superpos` command line needs no display.")
+
+
+def check_xcb(environ: dict | None = None) -> str | None:
+    """The message to print if Qt's xcb plugin would fail to load here (a missing library, or no
+    display to connect to: Qt aborts on both), else None."""
+    env = os.environ if environ is None else environ
+    if not uses_xcb(env):
         return None
     missing = missing_libraries()
-    return install_message(missing) if missing else None
+    if missing:
+        return install_message(missing)
+    return None if env.get("DISPLAY") else NO_DISPLAY

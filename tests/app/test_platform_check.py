@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from superpos_app.platform_check import LIBS_ENV, install_message, missing_libraries, uses_xcb
+from superpos_app.platform_check import LIBS_ENV, NO_DISPLAY, check_xcb, install_message, missing_libraries, uses_xcb
 
 ABSENT = ["libsuperpos-absent-cursor.so.0", "libsuperpos-absent-icccm.so.4"]
 
@@ -60,3 +60,12 @@ def test_only_the_xcb_platform_is_checked():
     assert not uses_xcb({"WAYLAND_DISPLAY": "wayland-0"}, "linux")        # Qt 6 picks wayland
     assert uses_xcb({"WAYLAND_DISPLAY": "wayland-0", "QT_QPA_PLATFORM": "xcb"}, "linux")
     assert not uses_xcb({}, "darwin")
+
+
+def test_without_a_display_it_says_so_instead_of_aborting(monkeypatch):
+    monkeypatch.setenv(LIBS_ENV, "libc.so.6")                    # every library there
+    assert check_xcb({"QT_QPA_PLATFORM": "xcb"}) == NO_DISPLAY
+    assert check_xcb({"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":0"}) is None
+    assert check_xcb({"QT_QPA_PLATFORM": "offscreen"}) is None
+    monkeypatch.setenv(LIBS_ENV, "libc.so.6:" + ABSENT[0])       # missing libraries are named first
+    assert ABSENT[0] in check_xcb({"QT_QPA_PLATFORM": "xcb"})
