@@ -168,10 +168,9 @@ class NeuronComparePane(QWidget):
         grid.addWidget(scroll, 3, 0, 1, 2)
         pop_title = QLabel("<b>Population: neurons vs features</b>")
         self.score_source = score_source_box(self._show_scores)
-        pop_row = QHBoxLayout()
-        pop_row.addWidget(pop_title, 1)
-        pop_row.addWidget(self.score_source)
-        grid.addLayout(pop_row, 4, 0, 1, 2)
+        # the title and the score choice side by side, one above the other in a narrow dock
+        self.population_header = ReflowRow([(pop_title, 1), (self.score_source, 0)], min_width=200)
+        grid.addWidget(self.population_header, 4, 0, 1, 2)
         grid.addWidget(self.population_plots, 5, 0, 1, 2)
         grid.addWidget(self.population_note, 6, 0, 1, 2)
         grid.setRowStretch(0, 3)

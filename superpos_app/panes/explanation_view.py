@@ -65,6 +65,8 @@ def score_source_box(changed) -> QComboBox:
     """A box choosing the population view's score; calls ``changed()`` when the choice changes."""
     box = QComboBox()
     box.setObjectName("scoreSourceBox")
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(14)       # fits a narrow dock; the list shows each choice in full
     box.setToolTip("Which score to compare: the offline label's, or one of the language-model scores "
                    "(superpos explain; features and neurons are scored the same way)")
     for text, data in SCORE_SOURCES:
