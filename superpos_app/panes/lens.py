@@ -18,6 +18,7 @@ Item models: lens_models.py; clamp controls: lens_clamp.py.
 
 from __future__ import annotations
 
+import gc
 import html
 
 import numpy as np
@@ -228,6 +229,11 @@ class TextLensPane(QWidget):
         if self.runner.engine is None and self.bundle is not None:
             # h5py reads happen here, on the GUI thread; the worker only gets torch modules.
             self.runner.reset(LensEngine(self.bundle.load_model(), self.bundle.load_sae(), self.bundle.tokenizer()))
+            # A long text's result holds thousands of small lists; their allocations trigger full
+            # (generation 2) collections, which scan every tracked object of torch, Qt and the bundle
+            # with the GIL held: measured 460 ms GUI stalls. Those objects live as long as the app, so
+            # move them to the permanent generation (as superpos_app.worker does for long jobs).
+            gc.freeze()
         return self.runner.engine
 
     @property
