@@ -195,7 +195,7 @@ def test_hostile_and_megabyte_pastes_never_stall_the_gui(lens, qtbot):
     assert lens.notice.isVisible()
     assert f"first {MAX_TOKENS:,} tokens of {len(megabyte):,} characters (limit)" in lens.notice.text()
     gaps = np.diff(ticks)
-    print(f"longest event-loop stall {gaps.max() * 1000:.0f} ms over {len(ticks)} ticks"
+    print(f"longest event-loop stall {gaps.max() * 1000:.0f} ms over {len(ticks)} ticks")
     assert len(ticks) > 20 and gaps.max() <= 0.100, f"longest event-loop stall {gaps.max() * 1000:.0f} ms"
 
 
