@@ -85,6 +85,7 @@ class NeuronComparePane(QWidget):
         self.random_max_cos: np.ndarray | None = None        # [R]
 
         self.title = QLabel("Select a feature or neuron")
+        self.title.setTextFormat(Qt.TextFormat.PlainText)          # labels come from files: never markup
         self.title.setObjectName("compareTitle")
         f = self.title.font()
         f.setBold(True)
@@ -145,6 +146,7 @@ class NeuronComparePane(QWidget):
         self.cos_marker = pg.InfiniteLine(angle=90, pen=pg.mkPen("#333", width=1, style=Qt.PenStyle.DashLine))
         self.cos_plot.addItem(self.cos_marker)
         self.population_note = QLabel("")
+        self.population_note.setTextFormat(Qt.TextFormat.PlainText)
         self.population_note.setObjectName("comparePopulationNote")
         self.population_note.setStyleSheet("color:#555;")
         self.population_note.setWordWrap(True)

@@ -68,6 +68,7 @@ class FeatureDetailPane(QWidget):
         self.title.setTextFormat(Qt.TextFormat.PlainText)         # labels come from files: never markup
         self.title.setWordWrap(True)
         self.stats = QLabel("")
+        self.stats.setTextFormat(Qt.TextFormat.PlainText)
         self.stats.setObjectName("detailStats")
         self.stats.setStyleSheet("color: #555;")
         self.stats.setWordWrap(True)

@@ -92,6 +92,7 @@ class TextLensPane(QWidget):
         # The truncation notice sits in the info row and only changes its text: showing and hiding
         # a widget would relayout the whole pane on every keystroke that crosses the context.
         self.notice = QLabel("")
+        self.notice.setTextFormat(Qt.TextFormat.PlainText)
         self.notice.setObjectName("lensTruncated")
         self.notice.setStyleSheet("color:#a05a00; font-weight:bold;")
         self.notice.setToolTip(f"The lens analyses at most {MAX_TOKENS:,} tokens (and keeps at most {MAX_INPUT_CHARS:,} "
@@ -104,6 +105,7 @@ class TextLensPane(QWidget):
         self.shading_label.setObjectName("lensShading")
         self.shading_label.setWordWrap(True)
         self.status = QLabel("")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)         # may quote an error message
         self.status.setObjectName("lensStatus")
         self.status.setStyleSheet("color:#777;")
         self.status.setMinimumWidth(self.status.fontMetrics().horizontalAdvance("4,096 tokens in 99 context windows · 999 ms") + 8)
