@@ -411,12 +411,12 @@ class LensEngine:
 
     @torch.inference_mode()
     def bare_forward(self, text: str) -> None:
-        """Tokenize + model + SAE encode/decode + spliced logits, nothing else (the benchmark's floor)."""
-        ids_T, _ = self.tokenize(text)
-        idx = torch.as_tensor(ids_T[: self.n_ctx], device=self.device).unsqueeze(0)
-        h_1TM = self.model.mlp_acts(idx)
+        """Tokenize + model (in the same context windows) + SAE encode/decode + spliced logits, nothing
+        else (the benchmark's floor)."""
+        ids_T, _, _ = self.tokenize_bounded(text)
+        resid_1TC, h_1TM = self._resid_and_acts(ids_T)
         h_hat_1TM = self.sae.reconstruct(h_1TM) if self.sparse else self.sae.decode(self.sae.encode(h_1TM))
-        self.model(idx, mlp_acts=h_hat_1TM)
+        self.model.logits_from_acts(resid_1TC, h_hat_1TM.to(resid_1TC.dtype))
 
     # ------------------------------------------------------------------ helpers
     def _resid_and_acts(self, ids_T: np.ndarray, should_stop=None) -> tuple[torch.Tensor, torch.Tensor]:
