@@ -5,8 +5,9 @@
     python benchmarks/bench_lens.py --paths          # only the sparse-vs-dense table (no GUI, ~30 s)
 
 The demo dimensions are 128-wide residual, 512 neurons, 4,096 features, vocab 4,096, context 128.
-A 256-token input is longer than the context: the lens analyses its first 128 tokens and shows a
-truncation notice, so both a 256-token input (what the user typed) and a 128-token one are timed.
+A 256-token input is longer than the context: the lens reads it in three context windows that
+overlap by half (engine.analysis.lens docstring), so both a 256-token input and a 128-token one
+(one window) are timed.
 
 "keystroke -> repainted" = one character is typed at the end of the text, the request goes to the
 worker thread at once (the debounce wait, DEBOUNCE_MS, is excluded and printed), the worker tokenizes
@@ -235,7 +236,7 @@ def main(argv=None) -> int:
     print(f"{'input':>7} {'analysed':>8}  {'bare fwd':>9} {'(1 thr)':>9} {'analyze':>9} {'+clamp':>9} "
           f"{'worker':>9} {'keystroke->repaint':>19}")
     for n, t, trunc, bare, bare1, analyze, clamp, worker, key in rows:
-        note = (" (truncated: the typed character lies past the context)" if n > cfg.n_ctx else
+        note = (" (read in overlapping context windows)" if n > cfg.n_ctx else
                 " (typing at the end of a full context)" if n == cfg.n_ctx else
                 " (the typed character changes the last token: it is re-encoded)")
         print(f"{n:>7} {t:>8}  {bare:>7.1f}ms {bare1:>7.1f}ms {analyze:>7.1f}ms {clamp:>7.1f}ms {worker:>7.1f}ms "

@@ -35,7 +35,7 @@ from superpos_app.errors import show_error
 from superpos_app.jobs import JobController
 from superpos_app.menus import install_menus, install_status_bar
 from superpos_app.overview import OverviewPane
-from superpos_app.plain_text import plain
+from superpos_app.plain_text import plain, tooltip
 from superpos_app.selection import Selection
 from superpos_app.settings import AppSettings
 from superpos_app.welcome import WelcomeView
@@ -211,9 +211,9 @@ class MainWindow(QMainWindow):
         self.welcome.set_recent(files)
         self.recent_menu.clear()
         for f in files:
-            action = self.recent_menu.addAction(Path(f).name)
-            action.setToolTip(f)
-            action.setStatusTip(f)
+            action = self.recent_menu.addAction(plain(Path(f).name, 120))
+            action.setToolTip(tooltip(f))
+            action.setStatusTip(plain(f, 300))
             action.triggered.connect(lambda checked=False, f=f: self.open_bundle(f))
         if files:
             self.recent_menu.addSeparator()

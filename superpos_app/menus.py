@@ -12,6 +12,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton, QWidget
 
 from superpos_app.jobs import JobStatus
+from superpos_app.plain_text import tooltip
 
 __all__ = ["install_menus", "install_status_bar", "JobBox"]
 
@@ -129,7 +130,7 @@ class JobBox(QWidget):
         else:
             self.progress.setRange(0, 0)       # busy indicator
         self.progress.setFormat(status.text)
-        self.progress.setToolTip(status.text)
+        self.progress.setToolTip(tooltip(status.text))
         self.cancel_button.setEnabled(not status.cancelling)
 
 

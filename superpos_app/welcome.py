@@ -8,6 +8,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
                                QVBoxLayout, QWidget)
 
+from superpos_app.plain_text import plain, tooltip
+
 __all__ = ["WelcomeView"]
 
 
@@ -104,12 +106,12 @@ class WelcomeView(QWidget):
         self.recent_list.clear()
         for f in files:
             p = Path(f)
-            item = QListWidgetItem(f"{p.name}\n{p.parent}")
+            item = QListWidgetItem(f"{plain(p.name, 120)}\n{plain(str(p.parent), 200)}")
             item.setData(Qt.ItemDataRole.UserRole, f)
-            item.setToolTip(f)
+            item.setToolTip(tooltip(f))
             if not p.exists():
                 item.setForeground(Qt.GlobalColor.gray)
-                item.setToolTip(f"{f} (missing)")
+                item.setToolTip(tooltip(f"{f} (missing)"))
             self.recent_list.addItem(item)
         self.recent_list.setVisible(bool(files))
         self.recent_empty.setVisible(not files)

@@ -67,7 +67,8 @@ def run_app(items, lens_every: int = 4, fresh_every: int = 8) -> None:
     from superpos_app.settings import AppSettings
 
     app = QApplication.instance() or QApplication([])
-    settings = AppSettings(os.path.join(tempfile.mkdtemp(prefix="superpos-fuzz-"), "settings.ini"))
+    home = tempfile.TemporaryDirectory(prefix="superpos-fuzz-")          # removed when the child ends
+    settings = AppSettings(os.path.join(home.name, "settings.ini"))
     window = None
 
     def pump() -> None:

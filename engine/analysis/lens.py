@@ -32,7 +32,16 @@ those (T, K) arrays (a "set" clamp adds one column for the tokens where the feat
 No (T, F) matrix is formed, which matters at 131k features. Any other SAE keeps the dense (T, F)
 form, decoded through its non-zero entries. Both forms give the same numbers.
 
-Texts longer than the model's context are truncated to their first n_ctx tokens; the result says so.
+Texts of any length. The model reads at most n_ctx tokens at once, so a longer text is read as the
+harvest reads its corpus, in context windows, here overlapping by half so every token has at least
+n_ctx/2 tokens of left context: window k covers tokens [k·S, k·S + n_ctx) with S = n_ctx/2, and token
+t takes its activations from the window in which it sits in the second half (the first window gives
+its first n_ctx tokens). Which window a token belongs to depends on t alone, and inside a window the
+model is causal, so the prefix reuse below stays exact. At most ``max_tokens`` tokens (default
+``MAX_TOKENS``) are analysed; a longer text is truncated there and the result says so
+(``truncated``, ``n_tokens_total``; a text far longer than that is not even tokenized whole:
+``tokenize_bounded``). ``analyze(..., should_stop=f)`` asks ``f()`` between window
+batches and raises ``engine.events.Cancelled`` when it says so (a newer request is waiting).
 Only plain numpy data and Python strings leave this module (a ``LensResult`` can cross threads).
 """
 
@@ -43,11 +52,27 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from engine.events import Cancelled
 from engine.sae import SparseAutoencoder
 
-__all__ = ["LensEngine", "LensResult", "CLAMP_MODES"]
+__all__ = ["LensEngine", "LensResult", "CLAMP_MODES", "MAX_TOKENS", "window_plan"]
 
 CLAMP_MODES = ("scale", "set")
+MAX_TOKENS = 4096                  # tokens the lens analyses at most (a megabyte paste is truncated here)
+WINDOW_BATCH = 16                  # context windows per model call
+
+
+def window_plan(T: int, n_ctx: int) -> list[tuple[int, int, int]]:
+    """(window start, first token taken, end) of each window reading T tokens (module docstring)."""
+    if T <= n_ctx:
+        return [(0, 0, T)]
+    S = max(1, n_ctx // 2)
+    plan, k = [(0, 0, n_ctx)], 1
+    while plan[-1][2] < T:
+        start = k * S
+        plan.append((start, plan[-1][2], min(start + n_ctx, T)))
+        k += 1
+    return plan
 
 
 @dataclass(frozen=True)
@@ -63,12 +88,13 @@ class Predictions:
 @dataclass(frozen=True)
 class LensResult:
     text: str
-    token_ids: np.ndarray           # int64 [T]
+    token_ids: np.ndarray           # int64 [T] (T <= max_tokens; read in context windows when T > n_ctx)
     tokens: list[str]               # [T] readable token strings
     offsets: np.ndarray             # int32 [T, 2] (start, end) character offsets into ``text``
-    n_tokens_total: int             # tokens in the whole text (> T when truncated)
-    truncated: bool
-    n_ctx: int
+    n_tokens_total: int             # tokens in the whole text (> T when truncated; -1: not counted,
+                                    #   the text is far longer than max_tokens: see tokenize_bounded)
+    truncated: bool                 # the text has more than max_tokens tokens
+    n_ctx: int                      # the model's context: texts longer than this are read in windows
     unit_kind: str                  # which kind ``top_*`` and ``active_*`` rank
     top_ids: np.ndarray             # int32 [T, K] strongest units at each token (-1 pad)
     top_values: np.ndarray          # float32 [T, K]
@@ -215,8 +241,9 @@ class LensEngine:
     """
 
     def __init__(self, model, sae, tokenizer, top_k: int = 8, n_predictions: int = 5,
-                 incremental: bool = True, sparse: bool | None = None):
+                 incremental: bool = True, sparse: bool | None = None, max_tokens: int = MAX_TOKENS):
         self.model = model.eval()
+        self.max_tokens = int(max_tokens)
         self.incremental = incremental
         topk = isinstance(sae, SparseAutoencoder) and sae.k is not None
         if sparse and not topk:
@@ -247,6 +274,23 @@ class LensEngine:
         offsets_T2 = np.asarray(offsets, dtype=np.int32).reshape(-1, 2)
         return ids_T, offsets_T2
 
+    def tokenize_bounded(self, text: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """(ids [T], offsets [T, 2], tokens in the whole text or -1) with T <= max_tokens.
+
+        A megabyte is never tokenized whole (1 MB took 1.4 s holding the GIL, so the GUI froze): a
+        prefix of 8 characters per token is tokenized, growing 4x until it gives more than
+        ``max_tokens`` + 16 tokens. The tokens kept end well before the prefix's cut, so they equal
+        the whole text's; the total is then not counted (-1)."""
+        limit = self.max_tokens
+        n_chars = min(len(text), 8 * limit)
+        while True:
+            ids_T, offsets_T2 = self.tokenize(text[:n_chars])
+            if n_chars >= len(text):
+                return ids_T[:limit], offsets_T2[:limit], int(ids_T.shape[0])
+            if ids_T.shape[0] > limit + 16:
+                return ids_T[:limit], offsets_T2[:limit], -1
+            n_chars = min(len(text), 4 * n_chars)
+
     def token_str(self, token_id: int) -> str:
         return self._vocab_strs[token_id] if 0 <= token_id < len(self._vocab_strs) else ""
 
@@ -259,17 +303,16 @@ class LensEngine:
         clamp_mode: str = "scale",
         error_term: bool = True,
         request_id: int = 0,
+        should_stop=None,
     ) -> LensResult:
-        """Tokenize ``text`` (truncated to n_ctx tokens) and run model + SAE; see the module docstring."""
+        """Tokenize ``text`` (at most ``max_tokens`` tokens) and run model + SAE; see the module docstring."""
         if unit_kind not in ("feature", "neuron"):
             raise ValueError(f"unit_kind must be 'feature' or 'neuron', not {unit_kind!r}")
         if clamp_mode not in CLAMP_MODES:
             raise ValueError(f"clamp_mode must be one of {CLAMP_MODES}, not {clamp_mode!r}")
         clamp = {int(k): float(v) for k, v in (clamp or {}).items()}
 
-        all_ids_T, all_offsets_T2 = self.tokenize(text)
-        n_total = int(all_ids_T.shape[0])
-        ids_T, offsets_T2 = all_ids_T[: self.n_ctx], all_offsets_T2[: self.n_ctx]
+        ids_T, offsets_T2, n_total = self.tokenize_bounded(text)
         T = int(ids_T.shape[0])
         if T == 0:
             return self._empty(text, unit_kind, clamp, clamp_mode, error_term, request_id)
@@ -285,10 +328,9 @@ class LensEngine:
                 and cache.clamp_key == clamp_key and cache.result.unit_kind == unit_kind):
             # the analysed tokens did not change (an edit past the context): only the text did
             return replace(cache.result, text=text, offsets=offsets_T2, n_tokens_total=n_total,
-                           truncated=n_total > T, request_id=request_id)
+                           truncated=n_total != T, request_id=request_id)
 
-        idx = torch.as_tensor(ids_T, device=self.device).unsqueeze(0)       # (1, T)
-        resid_1TC, h_1TM = self.model.resid_and_acts(idx)                    # (1, T, C), (1, T, M)
+        resid_1TC, h_1TM = self._resid_and_acts(ids_T, should_stop)         # (1, T, C), (1, T, M)
         h_TM = h_1TM[0]                                                      # (T, M)
         if p < T:
             new = self._encode(h_TM[p:])                                     # rows p..T-1
@@ -355,7 +397,7 @@ class LensEngine:
 
         result = LensResult(
             text=text, token_ids=ids_T, tokens=[self.token_str(int(i)) for i in ids_T],
-            offsets=offsets_T2, n_tokens_total=n_total, truncated=n_total > T, n_ctx=self.n_ctx,
+            offsets=offsets_T2, n_tokens_total=n_total, truncated=n_total != T, n_ctx=self.n_ctx,
             unit_kind=unit_kind, top_ids=top_ids_np, top_values=top_vals_np,
             active_ids=ranked.astype(np.int32), active_max=max_U[ranked].astype(np.float32),
             active_count=count_U[ranked].astype(np.int32),
@@ -369,14 +411,38 @@ class LensEngine:
 
     @torch.inference_mode()
     def bare_forward(self, text: str) -> None:
-        """Tokenize + model + SAE encode/decode + spliced logits, nothing else (the benchmark's floor)."""
-        ids_T, _ = self.tokenize(text)
-        idx = torch.as_tensor(ids_T[: self.n_ctx], device=self.device).unsqueeze(0)
-        h_1TM = self.model.mlp_acts(idx)
+        """Tokenize + model (in the same context windows) + SAE encode/decode + spliced logits, nothing
+        else (the benchmark's floor)."""
+        ids_T, _, _ = self.tokenize_bounded(text)
+        resid_1TC, h_1TM = self._resid_and_acts(ids_T)
         h_hat_1TM = self.sae.reconstruct(h_1TM) if self.sparse else self.sae.decode(self.sae.encode(h_1TM))
-        self.model(idx, mlp_acts=h_hat_1TM)
+        self.model.logits_from_acts(resid_1TC, h_hat_1TM.to(resid_1TC.dtype))
 
     # ------------------------------------------------------------------ helpers
+    def _resid_and_acts(self, ids_T: np.ndarray, should_stop=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's residual (1, T, C) and MLP activations (1, T, M), read in context windows."""
+        T, n_ctx = int(ids_T.shape[0]), self.n_ctx
+        ids = torch.as_tensor(ids_T, device=self.device)
+        if T <= n_ctx:
+            return self.model.resid_and_acts(ids.unsqueeze(0))
+        plan = window_plan(T, n_ctx)
+        full = [w for w in plan if w[0] + n_ctx <= T]            # equal-length windows, batched
+        parts_r, parts_h = [], []
+        for a in range(0, len(full), WINDOW_BATCH):
+            if should_stop is not None and should_stop():
+                raise Cancelled("a newer lens request replaced this one")
+            group = full[a:a + WINDOW_BATCH]
+            idx_BT = torch.stack([ids[s:s + n_ctx] for s, _, _ in group])
+            r_BTC, h_BTM = self.model.resid_and_acts(idx_BT)
+            for b, (s, take, end) in enumerate(group):
+                parts_r.append(r_BTC[b, take - s:end - s])
+                parts_h.append(h_BTM[b, take - s:end - s])
+        for s, take, end in plan[len(full):]:                    # the last, shorter window
+            r_1TC, h_1TM = self.model.resid_and_acts(ids[s:end].unsqueeze(0))
+            parts_r.append(r_1TC[0, take - s:])
+            parts_h.append(h_1TM[0, take - s:])
+        return torch.cat(parts_r).unsqueeze(0), torch.cat(parts_h).unsqueeze(0)
+
     def _encode(self, h_RM: torch.Tensor) -> "_DenseFeatures | _TopKFeatures":
         if not self.sparse:
             return _DenseFeatures(self.sae.encode(h_RM).float().cpu().numpy())     # (R, F)

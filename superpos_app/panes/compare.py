@@ -147,6 +147,7 @@ class NeuronComparePane(QWidget):
         self.cos_marker = pg.InfiniteLine(angle=90, pen=pg.mkPen("#333", width=1, style=Qt.PenStyle.DashLine))
         self.cos_plot.addItem(self.cos_marker)
         self.population_note = QLabel("")
+        self.population_note.setTextFormat(Qt.TextFormat.PlainText)
         self.population_note.setObjectName("comparePopulationNote")
         self.population_note.setStyleSheet("color:#555;")
         self.population_note.setWordWrap(True)

@@ -70,6 +70,7 @@ class FeatureDetailPane(QWidget):
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.title.setTextFormat(Qt.TextFormat.PlainText)         # labels come from files: never markup
         self.stats = QLabel("")
+        self.stats.setTextFormat(Qt.TextFormat.PlainText)
         self.stats.setObjectName("detailStats")
         self.stats.setStyleSheet("color: #555;")
         self.stats.setWordWrap(True)

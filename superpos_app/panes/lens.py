@@ -18,6 +18,7 @@ Item models: lens_models.py; clamp controls: lens_clamp.py.
 
 from __future__ import annotations
 
+import gc
 import html
 
 import numpy as np
@@ -27,7 +28,7 @@ from PySide6.QtWidgets import (
     QTableView, QVBoxLayout, QWidget,
 )
 
-from engine.analysis.lens import LensEngine, LensResult
+from engine.analysis.lens import MAX_TOKENS, LensEngine, LensResult, window_plan
 from superpos_app.faults import contain_faults
 from superpos_app.panes.fast_table import FastTableView
 from superpos_app.panes.lens_clamp import ClampControls
@@ -39,6 +40,24 @@ from superpos_app.plain_text import html_text, plain
 __all__ = ["TextLensPane", "DEBOUNCE_MS"]
 
 DEBOUNCE_MS = 60
+MAX_INPUT_CHARS = 100_000       # a paste is cut here: Qt lays out 1 MB in ~200 ms, and the lens reads
+                                # at most MAX_TOKENS tokens (~20k characters) anyway
+
+
+@contain_faults(also=("insertFromMimeData",))
+class LensInput(QPlainTextEdit):
+    """The lens's text box: a paste longer than MAX_INPUT_CHARS is cut there (``clipped`` is the
+    pasted length, told on screen), so a megabyte never reaches Qt's text layout."""
+
+    clipped = Signal(int)
+
+    def insertFromMimeData(self, source) -> None:  # noqa: N802 - Qt name
+        text = source.text() if source is not None and source.hasText() else ""
+        if len(text) > MAX_INPUT_CHARS:
+            self.clipped.emit(len(text))
+            self.insertPlainText(text[:MAX_INPUT_CHARS])
+            return
+        super().insertFromMimeData(source)
 
 
 @contain_faults(also=("request_now", "_on_done", "_on_failed", "_on_unit_selected", "_on_feature_clicked",
@@ -61,7 +80,9 @@ class TextLensPane(QWidget):
         self.runner.resultReady.connect(self._on_done)
         self.runner.failed.connect(self._on_failed)
 
-        self.input = QPlainTextEdit()
+        self._pasted_chars = 0                  # length of a paste cut at MAX_INPUT_CHARS (0: none)
+        self.input = LensInput()
+        self.input.clipped.connect(self._on_clipped)
         self.input.setObjectName("lensInput")
         self.input.setPlaceholderText("Type or paste text here (Ctrl+L). Every token is run through the model "
                                       "and the SAE as you type.")
@@ -71,19 +92,23 @@ class TextLensPane(QWidget):
         # The truncation notice sits in the info row and only changes its text: showing and hiding
         # a widget would relayout the whole pane on every keystroke that crosses the context.
         self.notice = QLabel("")
+        self.notice.setTextFormat(Qt.TextFormat.PlainText)
         self.notice.setObjectName("lensTruncated")
         self.notice.setStyleSheet("color:#a05a00; font-weight:bold;")
-        self.notice.setToolTip("The model reads at most its context length; later tokens are not analysed")
+        self.notice.setToolTip(f"The lens analyses at most {MAX_TOKENS:,} tokens (and keeps at most {MAX_INPUT_CHARS:,} "
+                               "characters of a paste); later text is not analysed. "
+                               "Texts longer than the model's context are read in overlapping context windows.")
         self.notice.setFixedWidth(self.notice.fontMetrics().horizontalAdvance(
-            "  first 9999 of 99999 tokens (context)  ") * 12 // 10)    # bold: a little wider
+            "  first 4,096 tokens of 9,999,999 characters (limit)  ") * 12 // 10)    # bold: a little wider
         self.notice.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.shading_label = QLabel("")
         self.shading_label.setObjectName("lensShading")
         self.shading_label.setWordWrap(True)
         self.status = QLabel("")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)         # may quote an error message
         self.status.setObjectName("lensStatus")
         self.status.setStyleSheet("color:#777;")
-        self.status.setMinimumWidth(self.status.fontMetrics().horizontalAdvance("128 tokens · 999 ms") + 8)
+        self.status.setMinimumWidth(self.status.fontMetrics().horizontalAdvance("4,096 tokens · 99 windows · 999 ms") + 8)
         info = self._info = QGridLayout()          # one row when wide; shading above the rest when narrow
         info.setContentsMargins(0, 0, 0, 0)
         self._narrow: bool | None = None
@@ -173,6 +198,7 @@ class TextLensPane(QWidget):
         self._debounce.setInterval(DEBOUNCE_MS)
         self._debounce.timeout.connect(self.request_now)
         self.input.textChanged.connect(self._debounce.start)
+        self.input.textChanged.connect(self._forget_clip)
         selection.unitSelected.connect(self._on_unit_selected)
         selection.cleared.connect(lambda: self._on_unit_selected(None, -1))
         self.setEnabled(False)
@@ -232,6 +258,11 @@ class TextLensPane(QWidget):
         if self.runner.engine is None and self.bundle is not None:
             # h5py reads happen here, on the GUI thread; the worker only gets torch modules.
             self.runner.reset(LensEngine(self.bundle.load_model(), self.bundle.load_sae(), self.bundle.tokenizer()))
+            # A long text's result holds thousands of small lists; their allocations trigger full
+            # (generation 2) collections, which scan every tracked object of torch, Qt and the bundle
+            # with the GIL held: measured 460 ms GUI stalls. Those objects live as long as the app, so
+            # move them to the permanent generation (as superpos_app.worker does for long jobs).
+            gc.freeze()
         return self.runner.engine
 
     @property
@@ -242,7 +273,16 @@ class TextLensPane(QWidget):
         self.input.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
     def set_text(self, text: str) -> None:
-        self.input.setPlainText(text)
+        self._pasted_chars = len(text) if len(text) > MAX_INPUT_CHARS else 0
+        self.input.setPlainText(text[:MAX_INPUT_CHARS])
+
+    def _on_clipped(self, n_chars: int) -> None:
+        self._pasted_chars = n_chars
+
+    def _forget_clip(self) -> None:
+        """A cut paste is told until the text is replaced by a shorter one."""
+        if self._pasted_chars and self.input.document().characterCount() < MAX_INPUT_CHARS // 2:
+            self._pasted_chars = 0
 
     def shutdown(self) -> None:
         """Wait for the running analysis and start no more (the pane shows no new results afterwards)."""
@@ -285,7 +325,11 @@ class TextLensPane(QWidget):
     # ------------------------------------------------------------------ drawing
     def _render(self) -> None:
         r = self.result
-        notice = f"first {r.n_tokens} of {r.n_tokens_total} tokens (context)" if r.truncated else ""
+        notice = ""
+        if r.truncated and r.n_tokens_total >= 0 and not self._pasted_chars:
+            notice = f"first {r.n_tokens:,} of {r.n_tokens_total:,} tokens (limit)"
+        elif r.truncated:
+            notice = f"first {r.n_tokens:,} tokens of {max(self._pasted_chars, len(r.text)):,} characters (limit)"
         if notice != self.notice.text():
             self.notice.setText(notice)
         self.tokens.set_lines([r.tokens], [self._unit_values()], max_value=self._shade_max())
@@ -301,7 +345,9 @@ class TextLensPane(QWidget):
             op = "×" if r.clamp_mode == "scale" else "="
             clamp = f"F{fid} {op} {val:g}: top prediction changed at {changed} of {n} positions"
         self.clamp_controls.show_summary(clamp)
-        self.status.setText(f"{n} tokens · {self.last_seconds * 1000:.0f} ms")
+        windows = len(window_plan(n, r.n_ctx))
+        how = f" · {windows} windows" if windows > 1 else ""
+        self.status.setText(f"{n:,} tokens{how} · {self.last_seconds * 1000:.0f} ms")
         self._update_shading_label()
 
     def _shade_unit(self) -> tuple[str, int] | None:

@@ -2,8 +2,10 @@
 
 Each request is one ``superpos_app.worker.Worker`` job. At most one runs at a time (the engine keeps
 a prefix cache and is not thread-safe) and at most one waits: a request submitted while another runs
-replaces the waiting one, so a burst of keystrokes costs one analysis after the running one, not
-one per key ("latest request wins"; the pane also drops a result that is stale on arrival).
+replaces the waiting one and asks the running one to stop (a long text is read in context windows and
+the engine checks between window batches), so a burst of keystrokes or a megabyte paste costs little
+more than the newest analysis ("latest request wins"; the pane also drops a result that is stale on
+arrival).
 ``SUPERPOS_SYNC_JOBS=1`` (or ``sync=True``) runs each request inline.
 """
 
@@ -21,7 +23,7 @@ __all__ = ["LensRunner"]
 SHUTDOWN_WAIT_MS = 30_000
 
 
-def _analyze(engine: LensEngine, request_id: int, text: str, kwargs: dict, single_thread: bool):
+def _analyze(engine: LensEngine, request_id: int, text: str, kwargs: dict, single_thread: bool, token=None):
     """The job: (LensResult, seconds). On a worker thread, torch runs its ops on one thread (a
     per-thread OpenMP setting: other threads, e.g. a training job, keep theirs). A keystroke's tensors
     have at most n_ctx rows, too small for intra-op parallelism to pay, and on a busy 2-core machine
@@ -31,7 +33,8 @@ def _analyze(engine: LensEngine, request_id: int, text: str, kwargs: dict, singl
 
         torch.set_num_threads(1)
     t0 = time.perf_counter()
-    result = engine.analyze(text, request_id=request_id, **kwargs)
+    stop = None if token is None else (lambda: token.cancelled)
+    result = engine.analyze(text, request_id=request_id, should_stop=stop, **kwargs)
     return result, time.perf_counter() - t0
 
 
@@ -57,6 +60,8 @@ class LensRunner(QObject):
         self._waiting = (request_id, text, kwargs)
         if self._worker is None:
             self._start_waiting()
+        else:
+            self._worker.cancel()             # the running request is stale: stop it at its next window
 
     def reset(self, engine: LensEngine | None) -> None:
         """Use ``engine`` from the next request on and forget the waiting one (a new bundle)."""
@@ -76,9 +81,10 @@ class LensRunner(QObject):
             return
         request_id, text, kwargs = waiting
         engine, single_thread = self.engine, not self.sync
-        worker = Worker(lambda _token: _analyze(engine, request_id, text, kwargs, single_thread), sync=self.sync)
+        worker = Worker(lambda token: _analyze(engine, request_id, text, kwargs, single_thread, token), sync=self.sync)
         worker.returned.connect(self._on_returned)
         worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_cancelled)
         self._worker, self._running_id = worker, request_id
         worker.start()
 
@@ -87,6 +93,10 @@ class LensRunner(QObject):
         self._start_waiting()                 # the next analysis runs while this result is drawn
         if not self.closed:
             self.resultReady.emit(*out)
+
+    def _on_cancelled(self, _message: str) -> None:
+        self._worker = None                   # replaced by a newer request: run that one
+        self._start_waiting()
 
     def _on_failed(self, message: str, _details: str) -> None:
         request_id, self._worker = self._running_id, None

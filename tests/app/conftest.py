@@ -40,6 +40,19 @@ def window(qtbot, app_settings):
     win.close_bundle()
 
 
+@pytest.fixture
+def window_with_panes(qtbot, app_settings):
+    """The full window, panes installed."""
+    from superpos_app import create_window
+
+    win = create_window(settings=app_settings)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close_bundle()
+    win.pane("textLens").shutdown()
+
+
 class FakePipeline:
     """Mimics run_pipeline's events and checkpoints: ``steps`` model steps then ``steps`` SAE steps.
 

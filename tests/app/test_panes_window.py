@@ -11,16 +11,9 @@ from superpos_app.panes import PANE_NAMES
 
 
 @pytest.fixture
-def window(qtbot, app_settings):
-    """The full window, panes installed (the shared fixture builds it without them)."""
-    from superpos_app import create_window
-
-    win = create_window(settings=app_settings)
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close_bundle()
-    win.pane("textLens").shutdown()
+def window(window_with_panes):
+    """The full window, panes installed (the shared ``window`` fixture builds it without them)."""
+    return window_with_panes
 
 
 def test_panes_are_docked_and_follow_the_bundle(window, tiny_bundle, qtbot):

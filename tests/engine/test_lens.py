@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 
 from engine.config import ModelConfig
-from engine.analysis.lens import LensEngine
+from engine.analysis.lens import LensEngine, window_plan
+from engine.events import Cancelled
 from engine.model import OneLayerTransformer
 
 
@@ -74,10 +75,10 @@ def _direct(engine, text, clamp=None, error_term=True):
 
 
 def test_activations_match_direct_call(engine):
-    text = "hello superposition"
+    text = "hello superpos!!"                       # exactly one context (16 tokens)
     res = engine.analyze(text)
     h, f, base, _ = _direct(engine, text)
-    assert res.truncated and res.n_tokens == 16 and res.n_tokens_total == len(text)
+    assert not res.truncated and res.n_tokens == 16 and res.n_tokens_total == len(text)
     assert res.tokens == list(text[:16])
     np.testing.assert_array_equal(res.offsets[:, 0], np.arange(16))
     np.testing.assert_allclose(res.neuron_acts, h, rtol=1e-5, atol=1e-6)
@@ -95,6 +96,38 @@ def test_activations_match_direct_call(engine):
     # with the error term the baseline is the clean model's prediction
     np.testing.assert_allclose(res.predictions.probs[:, 0], base.max(-1), rtol=1e-4, atol=1e-6)
     assert res.clamped is None
+
+
+def test_long_text_is_read_in_overlapping_windows(engine):
+    """Past the context every token gets its activations from a window where it has >= n_ctx/2
+    tokens of left context; each window equals a direct call on that window's tokens."""
+    text = "".join(chr(33 + (i * 7) % 90) for i in range(100))
+    res = engine.analyze(text)
+    assert not res.truncated and res.n_tokens == res.n_tokens_total == 100
+    plan = window_plan(100, engine.n_ctx)
+    assert plan[0] == (0, 0, 16) and [w[1] for w in plan[1:]] == [w[2] for w in plan[:-1]] and plan[-1][2] == 100
+    for start, take, end in plan:
+        assert take == 0 or take - start >= engine.n_ctx // 2                 # left context kept
+        h = _direct(engine, text[start:end])[0]
+        np.testing.assert_allclose(res.neuron_acts[take:end], h[take - start:], rtol=1e-5, atol=1e-6)
+    # windows depend on the position alone, so editing the end reuses the prefix exactly
+    fresh = LensEngine(engine.model, engine.sae, engine.tokenizer, incremental=False)
+    for edited in (text + "xyz", text[:70] + "Q" + text[71:]):
+        a, b = engine.analyze(edited), fresh.analyze(edited)
+        np.testing.assert_allclose(a.neuron_acts, b.neuron_acts, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(a.feat_ids, b.feat_ids)
+        np.testing.assert_allclose(a.predictions.probs, b.predictions.probs, rtol=1e-4, atol=1e-6)
+
+
+def test_max_tokens_bounds_the_analysis_and_a_stop_request_cancels(engine):
+    small = LensEngine(engine.model, engine.sae, engine.tokenizer, max_tokens=40)
+    res = small.analyze("z" * 50)
+    assert res.truncated and res.n_tokens == 40 and res.n_tokens_total == 50
+    res = small.analyze("z" * 100_000)                       # only a prefix is tokenized: not counted
+    assert res.truncated and res.n_tokens == 40 and res.n_tokens_total == -1
+    assert res.tokens == ["z"] * 40
+    with pytest.raises(Cancelled):
+        small.analyze("y" * 1000, should_stop=lambda: True)
 
 
 def test_clamp_to_zero_matches_direct_ablation(engine):
@@ -253,12 +286,14 @@ def test_real_sae_and_tokenizer():
     eng = LensEngine(model, sae, tok)
     text = "the cat sat on the mat and then def f(x): return x"
     r = eng.analyze(text, clamp={int(3): 0.0})
-    ids = tok.encode(text)[:12]
+    all_ids = tok.encode(text)
+    ids = all_ids[:12]
     with torch.no_grad():
         f = sae.encode(model.mlp_acts(torch.tensor([ids]))[0]).numpy()
-    assert r.truncated and r.n_tokens == 12 and r.tokens == [tok.token_str(i) for i in ids]
+    assert len(all_ids) > 12 and not r.truncated and r.n_tokens == len(all_ids)      # read in windows
+    assert r.tokens[:12] == [tok.token_str(i) for i in ids]
     assert (np.diff(r.feat_indptr) <= 4).all()                      # TopK: at most k per token
     for i in np.flatnonzero(f.max(0) > 0):
-        np.testing.assert_allclose(r.acts_of("feature", int(i)), f[:, i], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(r.acts_of("feature", int(i))[:12], f[:, i], rtol=1e-5, atol=1e-6)
     start, end = r.offsets[1]
     assert text[start:end].strip() == tok.token_str(ids[1]).strip()
