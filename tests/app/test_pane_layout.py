@@ -69,6 +69,8 @@ def test_every_pane_fits_a_narrow_dock(full_window, name):
 
 
 def test_titles_elide_with_the_full_text_on_hover(full_window):
+    from superpos_app.plain_text import tooltip
+
     win = full_window
     dock = _show(win, "featureDetail")
     dock.setFloating(True)
@@ -78,7 +80,7 @@ def test_titles_elide_with_the_full_text_on_hover(full_window):
     assert title.height() < 2.2 * title.fontMetrics().height()   # one line, not one word per line
     full = title.text()
     if title.fontMetrics().horizontalAdvance(full) > title.width():
-        assert title.toolTip() == full
+        assert title.toolTip() == tooltip(full)        # the full text, escaped: tooltips read markup
 
 
 def test_the_checker_sees_a_clipped_pane(full_window):
