@@ -25,7 +25,21 @@ other jobs, `python benchmarks/bench_sae.py`:
     [   2023] trainer 1,880 activations/s | fp32 5-matmul bound 2,526 activations/s (53 GFLOP/s) | ratio 0.74
     [2024-04] trainer 1,885 activations/s | fp32 5-matmul bound 2,472 activations/s (52 GFLOP/s) | ratio 0.76
 
-topk beats the bound because only its encoder is a dense matmul (see engine/train/recipes/topk.py).
+Every recipe, 2026-12-02 on the shared 2-core AVX-512 machine, one thread, load average ~3-5 from
+other jobs (so the bound itself varied 28-64 GFLOP/s between rounds),
+`python benchmarks/bench_sae.py --threads 1 --steps 6 --rounds 2`:
+
+    [      topk] trainer 6,084 activations/s | fp32 5-matmul bound 1,343 activations/s | ratio 4.53 | l0 24.0
+    [   2024-04] trainer 2,401 activations/s | fp32 5-matmul bound 3,031 activations/s | ratio 0.79 | l0 0.0
+    [      2023] trainer 2,128 activations/s | fp32 5-matmul bound 2,523 activations/s | ratio 0.84 | l0 1983.1
+    [  jumprelu] trainer 8,727 activations/s | fp32 5-matmul bound 2,867 activations/s | ratio 3.04 | l0 23.2
+    [ batchtopk] trainer 4,898 activations/s | fp32 5-matmul bound 2,601 activations/s | ratio 1.88 | l0 24.0
+    [matryoshka] trainer 2,667 activations/s | fp32 5-matmul bound 2,158 activations/s | ratio 1.24 | l0 24.0
+
+topk, jumprelu, batchtopk and matryoshka beat the bound because only their encoder is a dense matmul
+(engine/train/recipes/sparse.py); batchtopk adds a TopK over the whole (B, F) batch and matryoshka
+one reconstruction per nested level (five by default). jumprelu's speed depends on its L0 (the
+pairs above the threshold), printed with it.
 
 No allocator settings are needed: the trainer preallocates its (B, F) and (B, D) buffers and
 writes into them with out=...; the remaining temporaries are below glibc's dynamic mmap threshold,
