@@ -35,6 +35,16 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], what: str = 
     return write_bytes(path, buffer.getbuffer(), what)
 
 
+def _looks_pickled(path: Path) -> bool:
+    """Whether ``path`` is a torch.save archive (a zip) or a bare pickle (protocol 2+ starts with 0x80)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def load_checkpoint(path: str | os.PathLike, required: Iterable[str] = (), what: str = "checkpoint") -> dict:
     """The dict in a checkpoint written by ``save_checkpoint``; ``CheckpointError`` (one line) if the
     file cannot be read, holds pickled objects, or lacks one of the ``required`` keys."""
@@ -45,6 +55,8 @@ def load_checkpoint(path: str | os.PathLike, required: Iterable[str] = (), what:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if not _looks_pickled(path):      # torch says "weights only load failed" for any bytes at all
+            raise CheckpointError(f"the {what} {path} is damaged or not a PyTorch checkpoint; {fresh}") from None
         raise CheckpointError(f"the {what} {path} holds pickled Python objects, not only tensors; superpos "
                               f"does not load such files (they can run code): {fresh}") from None
     except OSError as exc:
