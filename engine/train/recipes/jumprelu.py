@@ -27,7 +27,9 @@ pre-encoder bias is a reparametrisation of the paper's b_enc.
 
 Dead latents: Anthropic's pre-activation loss, as SAELens implements it (``pre_act_loss_coefficient``
 of JumpReLUTrainingSAE, restricted to dead latents): a latent silent for cfg.dead_window activations is pulled up towards
-its threshold by α·ReLU(θ - pre), α = cfg.pre_act_coeff; 0 turns it off.
+its threshold by α·ReLU(θ - pre), α = cfg.pre_act_coeff = 3e-4 (ours; SAELens's "Anthropic setup"
+is 3e-6 on its own loss scale). A dead latent's encoder row gets no other gradient, and Adam
+normalises per parameter, so α's size matters little for it; 0 turns the pull off.
 
 The step is ``engine.train.recipes.sparse`` (pairs: pre > θ), plus the threshold's gradient on the
 pairs inside the estimator's window and the dead latents' pull (one (B, n_dead) matmul).
