@@ -156,9 +156,9 @@ class SAEConfig(_Config):
     aux_k: int = 512               # topk: dead latents used by the AuxK loss
     aux_coeff: float = 1 / 32
     l1_coeff: float = 5.0          # 2023: lambda on ||f||_1 ; 2024-04: lambda on sum f_i ||W_dec,i||
-    l0_coeff: float = 0.7          # jumprelu: lambda on ||f||_0 (sources: engine/train/recipes/jumprelu.py)
+    l0_coeff: float = 0.5          # jumprelu: lambda on ||f||_0 (sources: engine/train/recipes/jumprelu.py)
     jumprelu_bandwidth: float = 0.05      # jumprelu: width of the straight-through estimator's window
-    jumprelu_init_threshold: float = 2.0   # jumprelu: every threshold's starting value
+    jumprelu_init_threshold: float = 1.5   # jumprelu: every threshold's starting value
     pre_act_coeff: float = 3e-4    # jumprelu: dead latents' pre-activation loss (0: off)
     topk_threshold_lr: float = 0.01  # batchtopk / matryoshka: EMA rate of the inference threshold
     matryoshka_widths: tuple[int, ...] = ()  # matryoshka: nested prefix widths, increasing, last = d_sae

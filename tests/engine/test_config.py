@@ -32,3 +32,29 @@ def test_overrides_validate():
         preset("tiny").with_overrides(model={"d_model": 30, "n_heads": 4})
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("huge")
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_recipe_runs_from_every_preset(name):
+    """A preset can name any registered recipe; each builds a valid config whose architecture is known."""
+    from engine.config import SAE_ARCHITECTURES, SAE_RECIPE_INFO, SAE_RECIPES, nested_widths, recipe_setting
+
+    for recipe in SAE_RECIPES:
+        cfg = RunConfig.from_dict(json.loads(preset(name).with_overrides(sae={"recipe": recipe}).to_json()))
+        assert cfg.sae.recipe == recipe and SAE_RECIPE_INFO[recipe].architecture in SAE_ARCHITECTURES
+        assert set(SAE_RECIPE_INFO[recipe].params) <= set(cfg.sae.to_dict())
+        assert recipe_setting(cfg.sae)
+    widths = nested_widths(preset(name).sae.replace(recipe="matryoshka"))
+    assert widths[-1] == preset(name).sae.d_sae and list(widths) == sorted(set(widths))
+
+
+def test_matryoshka_widths_are_checked():
+    from engine.config import SAEConfig, nested_widths
+
+    assert nested_widths(SAEConfig(recipe="matryoshka", d_sae=4096)) == (256, 512, 1024, 2048, 4096)
+    assert SAEConfig.from_dict({"recipe": "matryoshka", "d_sae": 64, "matryoshka_widths": [16, 64]}).matryoshka_widths == (16, 64)
+    for bad in ((16, 32), (32, 16, 64), (0, 64), ("a", 64), 64):
+        with pytest.raises(ConfigError):
+            SAEConfig(recipe="matryoshka", d_sae=64, matryoshka_widths=bad)
+    with pytest.raises(ConfigError):
+        SAEConfig(recipe="jumprelu", jumprelu_bandwidth=0.0)

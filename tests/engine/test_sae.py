@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.config import SAEConfig
+from engine.config import SAE_RECIPES, SAEConfig
 from engine.sae import STATE_KEYS, SparseAutoencoder
 
 
@@ -17,12 +17,16 @@ def _random_sae(recipe: str, d_in=16, d_sae=48, k=5) -> SparseAutoencoder:
     return sae
 
 
-@pytest.mark.parametrize("recipe", ["topk", "2023", "2024-04"])
+@pytest.mark.parametrize("recipe", SAE_RECIPES)
 def test_shapes_and_state_dict(recipe):
     sae = _random_sae(recipe)
+    if sae.architecture == "jumprelu":
+        with torch.no_grad():
+            sae.threshold.abs_()                          # θ ≥ 0, as every trainer stores it
     assert tuple(sae.W_enc.shape) == (16, 48) and tuple(sae.W_dec.shape) == (48, 16)
     assert tuple(sae.b_enc.shape) == (48,) and tuple(sae.b_dec.shape) == (16,)
-    assert tuple(sae.state_dict()) == STATE_KEYS
+    assert tuple(sae.state_dict()) == sae.state_keys
+    assert sae.state_keys == STATE_KEYS + (("threshold",) if sae.architecture == "jumprelu" else ())
     x = torch.rand(3, 7, 16)
     x_hat, f = sae(x)
     assert x_hat.shape == (3, 7, 16) and f.shape == (3, 7, 48)
@@ -38,6 +42,22 @@ def test_formula_matches_docstring():
     f = torch.relu((x - sae.b_dec) @ sae.W_enc + sae.b_enc)
     assert torch.allclose(sae.encode(x), f, atol=1e-6)
     assert torch.allclose(sae.decode(f), f @ sae.W_dec + sae.b_dec, atol=1e-6)
+
+
+def test_jumprelu_formula_and_its_threshold():
+    sae = _random_sae("jumprelu")
+    assert sae.architecture == "jumprelu" and sae.k is None
+    with torch.no_grad():
+        sae.threshold.uniform_(0.0, 0.4)
+    x = torch.rand(20, 16)
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    f = sae.encode(x)
+    assert torch.allclose(f, pre * (pre > sae.threshold), atol=1e-6)
+    assert 0 < (f > 0).float().mean() < (pre > 0).float().mean()      # the threshold removes some
+    state = sae.state_dict()
+    del state["threshold"]
+    with pytest.raises(ValueError, match="threshold"):
+        SparseAutoencoder.from_state_dict(sae.cfg, state)
 
 
 def test_topk_keeps_k_and_sparse_decode_agrees():

@@ -15,18 +15,21 @@ projected back to ≥ 0 after each step (SAELens; the paper trains log θ for th
 
 Defaults and their sources. Inputs scaled so that E‖x_s‖² ≈ D, the paper's normalisation (shared by
 every recipe here). ε = cfg.jumprelu_bandwidth = 0.05: SAELens's default (the paper's 0.001 suits
-its runs of 100k+ steps). θ₀ = cfg.jumprelu_init_threshold = 2.0 and λ = cfg.l0_coeff = 0.7: ours,
-measured on the demo model (docs/sae-results.md). The paper starts θ at 0.001 and its long runs
+its runs of 100k+ steps). θ₀ = cfg.jumprelu_init_threshold = 1.5 and λ = cfg.l0_coeff = 0.5: ours,
+the best of those measured on the demo model at L0 ≤ 20 (docs/sae-results.md). The paper starts θ at 0.001 and its long runs
 raise it; in the demo's ~500 steps Adam moves θ by at most ~lr per step (about 1 in all), so θ must
 start near its final scale: with unit decoder rows, W_enc = W_decᵀ and this normalisation, the
-initial pre-activations have a standard deviation of about 1.2 on the demo model, and θ₀ = 2 lets
-about 5% of the latents fire on a token at the start. Unit-norm decoder rows, W_enc = W_decᵀ and
+initial pre-activations have a standard deviation of about 1.2 on the demo model, and θ₀ = 1.5 lets
+about 10% of the latents fire on a token at the start; a higher θ₀ left more latents dead (27% at
+θ₀ = 2.5), a lower one more L0. Unit-norm decoder rows, W_enc = W_decᵀ and
 b_dec = the geometric median at initialisation: ours, the sparse recipes' shared setup. The
 pre-encoder bias is a reparametrisation of the paper's b_enc.
 
 Dead latents: Anthropic's pre-activation loss, as SAELens implements it (``pre_act_loss_coefficient``
 of JumpReLUTrainingSAE, restricted to dead latents): a latent silent for cfg.dead_window activations is pulled up towards
-its threshold by α·ReLU(θ - pre), α = cfg.pre_act_coeff; 0 turns it off.
+its threshold by α·ReLU(θ - pre), α = cfg.pre_act_coeff = 3e-4 (ours; SAELens's "Anthropic setup"
+is 3e-6 on its own loss scale). A dead latent's encoder row gets no other gradient, and Adam
+normalises per parameter, so α's size matters little for it; 0 turns the pull off.
 
 The step is ``engine.train.recipes.sparse`` (pairs: pre > θ), plus the threshold's gradient on the
 pairs inside the estimator's window and the dead latents' pull (one (B, n_dead) matmul).
