@@ -27,7 +27,8 @@ other jobs, `python benchmarks/bench_sae.py`:
 
 Every recipe, 2026-12-02 on the shared 2-core AVX-512 machine, one thread, load average ~3-5 from
 other jobs (so the bound itself varied 28-64 GFLOP/s between rounds),
-`python benchmarks/bench_sae.py --threads 1 --steps 6 --rounds 2`:
+`python benchmarks/bench_sae.py --threads 1 --steps 6 --rounds 2` (jumprelu with θ₀ = 2.0, λ = 0.7, its
+defaults at the time; its speed follows its L0):
 
     [      topk] trainer 6,084 activations/s | fp32 5-matmul bound 1,343 activations/s | ratio 4.53 | l0 24.0
     [   2024-04] trainer 2,401 activations/s | fp32 5-matmul bound 3,031 activations/s | ratio 0.79 | l0 0.0
