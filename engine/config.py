@@ -113,6 +113,9 @@ class TokenizerConfig(_Config):
     train_chars: int = 8_000_000   # characters of the corpus used to train the BPE
 
 
+MODEL_ACT_FNS = ("relu", "gelu", "gelu_new", "solu_ln")
+
+
 @dataclass(frozen=True)
 class ModelConfig(_Config):
     vocab_size: int = 4096
@@ -120,15 +123,33 @@ class ModelConfig(_Config):
     d_model: int = 128
     n_heads: int = 4
     d_mlp: int = 512
+    # variants a loaded TransformerLens one-layer model needs (engine/interop/transformer_lens.py);
+    # models superpos trains keep the defaults
+    act_fn: str = "relu"           # one of MODEL_ACT_FNS; the neurons are the output of this (TL hook_post)
+    d_head: int = 0                # per-head width; 0: d_model / n_heads
+    shortformer: bool = False      # positions feed queries and keys only, not the residual stream
+    unembed_bias: bool = False     # the unembedding has a bias b_U
 
     def __post_init__(self):
         for name in ("vocab_size", "n_ctx", "d_model", "n_heads", "d_mlp"):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 raise ConfigError(f"model.{name} must be a positive integer; got {value!r}", f"model.{name}")
+        if self.act_fn not in MODEL_ACT_FNS:
+            raise ConfigError(f"model.act_fn must be one of {', '.join(MODEL_ACT_FNS)}; got {self.act_fn!r}",
+                              "model.act_fn")
+        if not _is_int(self.d_head) or self.d_head < 0:
+            raise ConfigError(f"model.d_head must be a non-negative integer; got {self.d_head!r}", "model.d_head")
+        if self.d_head:
+            return
         if self.d_model % self.n_heads:
             raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads "
                               f"({self.n_heads})", "model.n_heads")
+
+    @property
+    def head_dim(self) -> int:
+        """The width of one attention head."""
+        return self.d_head or self.d_model // self.n_heads
 
 
 @dataclass(frozen=True)
@@ -402,7 +423,7 @@ def _validate_run(cfg: "RunConfig") -> None:
     m, t, h = cfg.model, cfg.train, cfg.harvest
     if cfg.device not in ("auto", "cpu", "cuda", "mps") and not str(cfg.device).startswith("cuda:"):
         _fail(f"device must be auto, cpu, cuda or mps; got {cfg.device!r}", "device")
-    if m.n_heads > m.d_model or m.d_model % m.n_heads:
+    if not m.d_head and (m.n_heads > m.d_model or m.d_model % m.n_heads):
         _fail(f"model.n_heads (attention heads) must divide model.d_model ({m.d_model}); got {m.n_heads}",
               "model.n_heads")
     step_tokens = t.batch_size * m.n_ctx
