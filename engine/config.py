@@ -36,8 +36,9 @@ class RecipeInfo:
     params: tuple[str, ...]        # the SAEConfig fields the recipe reads beyond the shared ones
 
 
-# The encoders a stored SAE can have (engine/sae.py): f = ReLU(pre) | ReLU(TopK_k(pre)) | pre·[pre > θ]
-SAE_ARCHITECTURES = ("relu", "topk", "jumprelu")
+# The encoders a stored SAE can have (engine/sae.py): f = ReLU(pre) | ReLU(TopK_k(pre)) | pre·[pre > θ],
+# and "gated" (Rajamanoharan et al. 2024), which only imported SAEs have (no recipe trains it)
+SAE_ARCHITECTURES = ("relu", "topk", "jumprelu", "gated")
 
 # The recipe registry, in the order the CLI and the Train dialog offer them (the first is the default).
 SAE_RECIPE_INFO: dict[str, RecipeInfo] = {
@@ -194,8 +195,14 @@ class SAEConfig(_Config):
     grad_clip: float = 1.0
     checkpoint_every: int = 200
     seed: int = 0
+    # an SAE loaded from another library (engine/interop/sae_formats.py): its encoder and where it
+    # came from; "" for SAEs superpos trains (the encoder is then the recipe's)
+    architecture: str = ""         # "" or one of SAE_ARCHITECTURES
+    source: str = ""               # e.g. "saelens:/path/to/folder"
 
     def __post_init__(self):
+        if self.architecture and self.architecture not in SAE_ARCHITECTURES:
+            raise ConfigError(f"unknown SAE architecture {self.architecture!r}; one of {', '.join(SAE_ARCHITECTURES)}")
         if self.recipe not in SAE_RECIPES:
             raise ConfigError(f"unknown SAE recipe {self.recipe!r}; choose one of {', '.join(SAE_RECIPES)}")
         for name in ("d_in", "d_sae"):
