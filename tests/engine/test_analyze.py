@@ -69,3 +69,48 @@ def test_analyze_refuses_bad_pairs(pair, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "blocks.0.hook_resid_pre" in err and "no tokenizer.json" in err and "--tokenizer" in err
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_export_neuronpedia_batches(pair, tmp_path, capsys):
+    out = tmp_path / "b.h5"
+    assert _analyze(pair, out) == 0
+    assert main(["export-neuronpedia", str(out), "--out", str(tmp_path / "np"), "--batch-size", "50", "--quiet"]) == 0
+    files = sorted((tmp_path / "np").glob("batch-*.json"))
+    assert [f.name for f in files] == ["batch-0.json", "batch-1.json", "batch-2.json"]      # 128 features / 50
+    batches = [json.loads(f.read_text()) for f in files]
+    assert [len(b["features"]) for b in batches] == [50, 50, 28]
+    assert {b["model_id"] for b in batches} == {"superpos-1l-analyze-gelu-1l"} and batches[0]["layer"] == 0
+    feats = [f for b in batches for f in b["features"]]
+    assert [f["feature_index"] for f in feats] == list(range(128))
+    f = next(f for f in feats if f["activations"])
+    for key in ("neuron_alignment_indices", "neuron_alignment_values", "correlated_neurons_indices",
+                "correlated_neurons_pearson", "pos_str", "pos_values", "neg_str", "neg_values", "frac_nonzero",
+                "freq_hist_data_bar_values", "freq_hist_data_bar_heights", "logits_hist_data_bar_values",
+                "logits_hist_data_bar_heights", "n_prompts_total", "n_tokens_in_prompt", "dataset"):
+        assert key in f, key
+    act = f["activations"][0]
+    assert set(act) >= {"tokens", "values", "bin_min", "bin_max", "bin_contains", "qualifying_token_index"}
+    assert len(act["tokens"]) == len(act["values"]) and act["bin_max"] == f["max_act"]
+    assert main(["export-neuronpedia", str(out), "--out", str(tmp_path / "np"), "--batch-size", "0"]) == 1
+
+
+def test_saelens_export_of_an_analysed_bundle(pair, tmp_path):
+    """The imported SAE goes back out as SAELens with sparsity.safetensors (log10 density) and metadata."""
+    from safetensors.numpy import load_file
+
+    from engine.bundle import open_bundle
+    from engine.interop import load_sae
+    from engine.interop.saelens import export_saelens
+
+    out = tmp_path / "b.h5"
+    assert _analyze(pair, out) == 0
+    with open_bundle(out) as b:
+        export_saelens(b, tmp_path / "sl")
+        density = b.columns("feature")["density"]
+        ours = b.load_sae()
+    sparsity = load_file(str(tmp_path / "sl" / "sparsity.safetensors"))["sparsity"]
+    assert np.allclose(sparsity, np.log10(density + 1e-10), atol=1e-6)
+    cfg = json.loads((tmp_path / "sl" / "cfg.json").read_text())
+    assert cfg["architecture"] == "standard" and cfg["metadata"]["hook_name"] == "blocks.0.mlp.hook_post"
+    x = torch.randn(32, 64)
+    assert torch.equal(load_sae(tmp_path / "sl").encode(x), ours.encode(x))
