@@ -145,7 +145,8 @@ class UnitTally:
         if ch.dense is not None:
             a_nD, D, B, I = ch.dense, self.D, self.B, self.I
             active = a_nD > 0
-            frac = a_nD / self.max_D.clamp_min(1e-30)                        # in (0, 1] where active
+            # in (0, 1] where active; 0 where not (GELU / SoLU neurons of imported models go negative)
+            frac = (a_nD / self.max_D.clamp_min(1e-30)).clamp_min_(0)
             units_f = torch.arange(D, device=self.device, dtype=torch.float32)
             if D * (B + 1) < (1 << 24):               # bin ids exact in float32: no int64 (n, D) arrays
                 # ceil(frac·B) is 0 for inactive entries: each unit gets B+1 bins, the first a dummy

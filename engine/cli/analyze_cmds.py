@@ -28,6 +28,9 @@ def register(subparsers) -> None:
                                                                             "evaluation reads half as many")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--out", required=True, metavar="BUNDLE.h5", help="where to write the bundle")
+    p.add_argument("--resume", action="store_true", help="continue a cancelled analysis: the tokenized corpus is "
+                                                         "reused (it always is, from the token cache); evaluation "
+                                                         "and harvest run again")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 

@@ -114,3 +114,49 @@ def test_saelens_export_of_an_analysed_bundle(pair, tmp_path):
     assert cfg["architecture"] == "standard" and cfg["metadata"]["hook_name"] == "blocks.0.mlp.hook_post"
     x = torch.randn(32, 64)
     assert torch.equal(load_sae(tmp_path / "sl").encode(x), ours.encode(x))
+
+
+def test_cancel_leaves_no_bundle_and_resume_reuses_the_tokens(pair, tmp_path):
+    from engine.analyze import analyze_job
+    from engine.events import Cancelled, CancelToken, Progress, StageStarted
+
+    cancel, out, stages = CancelToken(), tmp_path / "c.h5", []
+    job = analyze_job(pair["model"], pair["sae"], out, corpus=str(pair["corpus"]), n_tokens=3000,
+                      cache_dir=tmp_path / "cache", cancel=cancel)
+    with pytest.raises(Cancelled):
+        for event in job:
+            if isinstance(event, StageStarted):
+                stages.append(event.stage)
+                if event.stage == "harvest":
+                    cancel.cancel()
+    assert stages == ["load", "tokenize", "evaluate", "harvest"] and not out.exists()
+    events = list(_drain(analyze_job(pair["model"], pair["sae"], out, corpus=str(pair["corpus"]), n_tokens=3000,
+                                     cache_dir=tmp_path / "cache")))
+    assert out.exists()
+    assert any(isinstance(e, Progress) and e.stage == "tokenize" and e.metrics.get("cached") for e in events)
+
+
+def _drain(job):
+    while True:
+        try:
+            yield next(job)
+        except StopIteration:
+            return
+
+
+def test_harvest_of_gelu_neurons_counts_only_positive_activations(pair):
+    """GELU neurons go negative: the histogram holds exactly the positive activations of each neuron
+    (a negative one once landed in the previous neuron's bins, or crashed bincount for neuron 0)."""
+    from engine.analysis.harvest import harvest
+    from engine.config import HarvestConfig
+    from engine.events import run_to_completion
+    from engine.interop import load_model, load_sae
+
+    model, sae = load_model(pair["model"]), load_sae(pair["sae"])
+    T = model.cfg.n_ctx
+    tokens = np.random.default_rng(0).integers(0, model.cfg.vocab_size, 8 * T).astype(np.int32)
+    result = run_to_completion(harvest(model, sae, tokens, HarvestConfig(n_tokens=8 * T, sample_tokens=64)))
+    with torch.no_grad():
+        h = model.mlp_acts(torch.from_numpy(tokens.astype(np.int64)).view(-1, T)).reshape(-1, model.cfg.d_mlp)
+    assert (h < 0).any()
+    assert np.array_equal(result.neurons.act_hist.sum(1), (h > 0).sum(0).numpy())
