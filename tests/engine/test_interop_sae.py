@@ -250,3 +250,13 @@ def test_check_pair_names_both(tmp_path):
     sae.hook_name = "blocks.0.hook_resid_post"
     with pytest.raises(UserError, match=r"reads blocks.0.hook_resid_post \(d_in 16\)"):
         check_pair(SimpleNamespace(cfg=SimpleNamespace(d_mlp=16)), sae)
+
+
+def test_non_regular_sae_files_are_refused(tmp_path):
+    import os
+    folder = tmp_path / "fifo"
+    folder.mkdir()
+    (folder / "cfg.json").write_text(json.dumps({"architecture": "standard", "d_in": D, "d_sae": F}))
+    os.mkfifo(folder / "sae_weights.safetensors")
+    with pytest.raises(UserError, match="not a regular file|FIFO|named pipe"):
+        load_sae(folder)
