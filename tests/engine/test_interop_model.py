@@ -66,8 +66,9 @@ def test_tl_model_matches_transformer_lens(tmp_path, act_fn, normalization, shor
     assert ours.cfg.act_fn == act_fn and ours.cfg.shortformer is shortformer
 
 
-def test_weights_file_path_and_bundle_roundtrip(tmp_path):
-    """The weights file itself is a valid path, and a bundle's model loads through the same call."""
+def test_weights_file_path_loads_the_same_model(tmp_path):
+    """The weights file itself is a valid path (a bundle's model loading through the same call is in
+    test_analyze.py::test_analyze_writes_a_working_bundle)."""
     _tl, folder = _tl_model(tmp_path, act_fn="gelu")
     a = load_model(folder / "model_final.pth")
     b = load_model(folder)
