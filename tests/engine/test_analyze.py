@@ -49,6 +49,9 @@ def test_analyze_writes_a_working_bundle(pair, tmp_path, capsys):
     result = LensEngine(model, sae, tok).analyze("def f(x): return x")    # the lens pane's engine
     assert result is not None
     assert load_model(out).cfg == ref.cfg                               # bundles load through the same call
+    assert main(["info", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert "(gelu)" in info and "imported from saelens:" in info and "training activations" not in info
 
 
 def test_analyze_refuses_bad_pairs(pair, tmp_path, capsys):
