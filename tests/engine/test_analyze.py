@@ -163,3 +163,5 @@ def test_harvest_of_gelu_neurons_counts_only_positive_activations(pair):
         h = model.mlp_acts(torch.from_numpy(tokens.astype(np.int64)).view(-1, T)).reshape(-1, model.cfg.d_mlp)
     assert (h < 0).any()
     assert np.array_equal(result.neurons.act_hist.sum(1), (h > 0).sum(0).numpy())
+    pos_mean = (h.clamp_min(0).sum(0) / (h > 0).sum(0)).numpy()
+    assert np.allclose(result.neurons.mean_act, pos_mean, rtol=1e-4)        # mean when active: a > 0 only
