@@ -36,8 +36,9 @@ class RecipeInfo:
     params: tuple[str, ...]        # the SAEConfig fields the recipe reads beyond the shared ones
 
 
-# The encoders a stored SAE can have (engine/sae.py): f = ReLU(pre) | ReLU(TopK_k(pre)) | pre·[pre > θ]
-SAE_ARCHITECTURES = ("relu", "topk", "jumprelu")
+# The encoders a stored SAE can have (engine/sae.py): f = ReLU(pre) | ReLU(TopK_k(pre)) | pre·[pre > θ],
+# and "gated" (Rajamanoharan et al. 2024), which only imported SAEs have (no recipe trains it)
+SAE_ARCHITECTURES = ("relu", "topk", "jumprelu", "gated")
 
 # The recipe registry, in the order the CLI and the Train dialog offer them (the first is the default).
 SAE_RECIPE_INFO: dict[str, RecipeInfo] = {
@@ -113,6 +114,9 @@ class TokenizerConfig(_Config):
     train_chars: int = 8_000_000   # characters of the corpus used to train the BPE
 
 
+MODEL_ACT_FNS = ("relu", "gelu", "gelu_new", "solu_ln")
+
+
 @dataclass(frozen=True)
 class ModelConfig(_Config):
     vocab_size: int = 4096
@@ -120,15 +124,33 @@ class ModelConfig(_Config):
     d_model: int = 128
     n_heads: int = 4
     d_mlp: int = 512
+    # variants a loaded TransformerLens one-layer model needs (engine/interop/transformer_lens.py);
+    # models superpos trains keep the defaults
+    act_fn: str = "relu"           # one of MODEL_ACT_FNS; the neurons are the output of this (TL hook_post)
+    d_head: int = 0                # per-head width; 0: d_model / n_heads
+    shortformer: bool = False      # positions feed queries and keys only, not the residual stream
+    unembed_bias: bool = False     # the unembedding has a bias b_U
 
     def __post_init__(self):
         for name in ("vocab_size", "n_ctx", "d_model", "n_heads", "d_mlp"):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 raise ConfigError(f"model.{name} must be a positive integer; got {value!r}", f"model.{name}")
+        if self.act_fn not in MODEL_ACT_FNS:
+            raise ConfigError(f"model.act_fn must be one of {', '.join(MODEL_ACT_FNS)}; got {self.act_fn!r}",
+                              "model.act_fn")
+        if not _is_int(self.d_head) or self.d_head < 0:
+            raise ConfigError(f"model.d_head must be a non-negative integer; got {self.d_head!r}", "model.d_head")
+        if self.d_head:
+            return
         if self.d_model % self.n_heads:
             raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads "
                               f"({self.n_heads})", "model.n_heads")
+
+    @property
+    def head_dim(self) -> int:
+        """The width of one attention head."""
+        return self.d_head or self.d_model // self.n_heads
 
 
 @dataclass(frozen=True)
@@ -173,8 +195,14 @@ class SAEConfig(_Config):
     grad_clip: float = 1.0
     checkpoint_every: int = 200
     seed: int = 0
+    # an SAE loaded from another library (engine/interop/sae_formats.py): its encoder and where it
+    # came from; "" for SAEs superpos trains (the encoder is then the recipe's)
+    architecture: str = ""         # "" or one of SAE_ARCHITECTURES
+    source: str = ""               # e.g. "saelens:/path/to/folder"
 
     def __post_init__(self):
+        if self.architecture and self.architecture not in SAE_ARCHITECTURES:
+            raise ConfigError(f"unknown SAE architecture {self.architecture!r}; one of {', '.join(SAE_ARCHITECTURES)}")
         if self.recipe not in SAE_RECIPES:
             raise ConfigError(f"unknown SAE recipe {self.recipe!r}; choose one of {', '.join(SAE_RECIPES)}")
         for name in ("d_in", "d_sae"):
@@ -402,7 +430,7 @@ def _validate_run(cfg: "RunConfig") -> None:
     m, t, h = cfg.model, cfg.train, cfg.harvest
     if cfg.device not in ("auto", "cpu", "cuda", "mps") and not str(cfg.device).startswith("cuda:"):
         _fail(f"device must be auto, cpu, cuda or mps; got {cfg.device!r}", "device")
-    if m.n_heads > m.d_model or m.d_model % m.n_heads:
+    if not m.d_head and (m.n_heads > m.d_model or m.d_model % m.n_heads):
         _fail(f"model.n_heads (attention heads) must divide model.d_model ({m.d_model}); got {m.n_heads}",
               "model.n_heads")
     step_tokens = t.batch_size * m.n_ctx

@@ -3,6 +3,7 @@
     tokens -> token embedding + learned positions                    x: (B, T, C)
     x = x + Attention(LayerNorm(x))                                  one causal multi-head block
     h = ReLU(W_in LayerNorm(x) + b_in)                               h: (B, T, d_mlp)  <- "the neurons"
+                          (a loaded TransformerLens model: GELU, GELU-tanh or SoLU+LayerNorm; cfg.act_fn)
     x = x + W_out h + b_out
     logits = W_U LayerNorm(x)                                        (B, T, vocab), untied unembedding
 
@@ -31,29 +32,50 @@ __all__ = ["OneLayerTransformer", "ModelConfig"]
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_heads = cfg.n_heads
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.n_heads, self.d_head = cfg.n_heads, cfg.head_dim
+        HD = self.n_heads * self.d_head                                        # = C unless cfg.d_head is set
+        self.qkv = nn.Linear(cfg.d_model, 3 * HD)
+        self.proj = nn.Linear(HD, cfg.d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)                                  # 3 x (B, T, C)
-        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)      # (B, H, T, C/H)
-        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)      # (B, H, T, C/H)
-        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)      # (B, H, T, C/H)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)            # (B, H, T, C/H)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)                       # (B, T, C)
+    def forward(self, x: torch.Tensor, qk_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, C). qk_pos (T, C), shortformer models only, is added to the queries' and keys' input."""
+        B, T, _ = x.shape
+        HD = self.n_heads * self.d_head
+        q, k, v = self.qkv(x).split(HD, dim=2)                                 # 3 x (B, T, H*Dh)
+        if qk_pos is not None:
+            q_pos, k_pos = F.linear(qk_pos, self.qkv.weight[:2 * HD]).split(HD, dim=-1)   # (T, H*Dh) each
+            q, k = q + q_pos, k + k_pos
+        q = q.view(B, T, self.n_heads, self.d_head).transpose(1, 2)            # (B, H, T, Dh)
+        k = k.view(B, T, self.n_heads, self.d_head).transpose(1, 2)            # (B, H, T, Dh)
+        v = v.view(B, T, self.n_heads, self.d_head).transpose(1, 2)            # (B, H, T, Dh)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)            # (B, H, T, Dh)
+        y = y.transpose(1, 2).contiguous().view(B, T, HD)                      # (B, T, H*Dh)
         return self.proj(y)                                                    # (B, T, C)
 
 
+def _solu(x: torch.Tensor) -> torch.Tensor:
+    return x * x.softmax(dim=-1)
+
+
+_ACT_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu, "gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "solu_ln": _solu}
+
+
 class MLP(nn.Module):
+    """h = act(W_in x + b_in); ``cfg.act_fn`` "relu" for superpos's own models, or a TransformerLens
+    model's gelu / gelu_new / solu_ln (SoLU followed by a LayerNorm over the M neurons, ``ln``)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.W_in = nn.Linear(cfg.d_model, cfg.d_mlp)    # weight (M, C)
         self.W_out = nn.Linear(cfg.d_mlp, cfg.d_model)   # weight (C, M)
+        self.act_fn = _ACT_FNS[cfg.act_fn]
+        if cfg.act_fn == "solu_ln":
+            self.ln = nn.LayerNorm(cfg.d_mlp)
 
     def acts(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.W_in(x))                      # (B, T, M)
+        h = self.act_fn(self.W_in(x))                    # (B, T, M)
+        return self.ln(h) if hasattr(self, "ln") else h
 
 
 class OneLayerTransformer(nn.Module):
@@ -67,7 +89,7 @@ class OneLayerTransformer(nn.Module):
         self.ln_mlp = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg)
         self.ln_final = nn.LayerNorm(cfg.d_model)
-        self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)  # W_U, weight (V, C)
+        self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.unembed_bias)  # W_U, weight (V, C)
         self.apply(self._init_weights)
         # GPT-2 style: residual-writing projections scaled down by sqrt(2 * n_layer) (here n_layer = 1).
         for w in (self.attn.proj.weight, self.mlp.W_out.weight):
@@ -88,9 +110,13 @@ class OneLayerTransformer(nn.Module):
         B, T = idx.shape
         if T > self.cfg.n_ctx:
             raise ValueError(f"sequence of {T} tokens exceeds the model context of {self.cfg.n_ctx}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.tok_emb(idx) + self.pos_emb(pos)          # (B, T, C)
-        x = x + self.attn(self.ln_attn(x))                 # (B, T, C)
+        pos = self.pos_emb(torch.arange(T, device=idx.device))  # (T, C)
+        x = self.tok_emb(idx)                              # (B, T, C)
+        if self.cfg.shortformer:                           # positions reach queries and keys only
+            x = x + self.attn(self.ln_attn(x), qk_pos=pos)
+        else:
+            x = x + pos
+            x = x + self.attn(self.ln_attn(x))             # (B, T, C)
         return x, self.ln_mlp(x)                           # (B, T, C), (B, T, C)
 
     def mlp_acts(self, idx: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,8 @@ One formula for every recipe, on RAW MLP activations x (no normalisation at use 
     f   = ReLU(pre)                                         architecture "relu"      (SAELens "standard")
     f   = ReLU(TopK_k(pre))  (all but the k largest -> 0)   architecture "topk"
     f   = pre · [pre > θ]    (θ ≥ 0 per feature)            architecture "jumprelu"
+    f   = ReLU(z·exp(r_mag) + b_enc) · [z + b_gate > 0],    architecture "gated" (imported SAEs only:
+          z = (x - b_dec) @ W_enc                            SAELens / dictionary_learning gated SAEs)
     x̂   = f @ W_dec + b_dec                                 (B, D)  reconstruction
 
 The architecture is the recipe's (``engine.config.SAE_RECIPE_INFO``): "2023" and "2024-04" train a
@@ -14,7 +16,8 @@ and Matryoshka select over the whole batch in training and, as SAELens does, are
 learned threshold that replaces that selection at inference).
 
 Tensors are named and oriented as SAELens does: W_enc [D, F], b_enc [F], W_dec [F, D], b_dec [D],
-threshold [F] (jumprelu only; row i of W_dec is feature i's direction in neuron space).
+threshold [F] (jumprelu only), b_gate [F] and r_mag [F] (gated only; b_enc is SAELens's b_mag); row i
+of W_dec is feature i's direction in neuron space.
 
 Training may work on scaled inputs x_s = s·x (the April 2024 update scales so that ‖x_s‖ ≈ √D) and,
 for "2024-04", without the pre-encoder bias (pre = x_s @ W_enc + b_enc). The trainer folds both into
@@ -39,12 +42,12 @@ from engine.config import SAE_RECIPE_INFO, SAEConfig
 __all__ = ["SparseAutoencoder", "STATE_KEYS", "architecture_of"]
 
 STATE_KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
-EXTRA_STATE_KEYS = {"relu": (), "topk": (), "jumprelu": ("threshold",)}
+EXTRA_STATE_KEYS = {"relu": (), "topk": (), "jumprelu": ("threshold",), "gated": ("b_gate", "r_mag")}
 
 
 def architecture_of(cfg: SAEConfig) -> str:
-    """The encoder of the SAE a recipe trains: "relu", "topk" or "jumprelu"."""
-    return SAE_RECIPE_INFO[cfg.recipe].architecture
+    """The SAE's encoder: an imported SAE's ``cfg.architecture``, else the recipe's ("relu", "topk", "jumprelu")."""
+    return cfg.architecture or SAE_RECIPE_INFO[cfg.recipe].architecture
 
 
 class SparseAutoencoder(nn.Module):
@@ -59,6 +62,9 @@ class SparseAutoencoder(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(D))        # (D,)
         if self.architecture == "jumprelu":
             self.threshold = nn.Parameter(torch.zeros(F))  # (F,) θ, SAELens's name
+        if self.architecture == "gated":
+            self.b_gate = nn.Parameter(torch.zeros(F))     # (F,) the gate's bias
+            self.r_mag = nn.Parameter(torch.zeros(F))      # (F,) log of the magnitude path's per-feature scale
         self.reset_parameters()
 
     @property
@@ -101,6 +107,9 @@ class SparseAutoencoder(nn.Module):
         if self.architecture == "jumprelu":
             pre_BF = self.pre_acts(x_BD)
             f_BF = pre_BF * (pre_BF > self.threshold)
+        elif self.architecture == "gated":
+            z_BF = (x_BD - self.b_dec) @ self.W_enc
+            f_BF = torch.relu(z_BF * self.r_mag.exp() + self.b_enc) * (z_BF + self.b_gate > 0)
         elif self.k is None:
             f_BF = torch.relu(self.pre_acts(x_BD))
         else:
@@ -153,7 +162,8 @@ class SparseAutoencoder(nn.Module):
         if missing:
             raise ValueError(f"SAE state lacks {', '.join(missing)}")
         expected = {"W_enc": (cfg.d_in, cfg.d_sae), "b_enc": (cfg.d_sae,),
-                    "W_dec": (cfg.d_sae, cfg.d_in), "b_dec": (cfg.d_in,), "threshold": (cfg.d_sae,)}
+                    "W_dec": (cfg.d_sae, cfg.d_in), "b_dec": (cfg.d_in,), "threshold": (cfg.d_sae,),
+                    "b_gate": (cfg.d_sae,), "r_mag": (cfg.d_sae,)}
         tensors = {}
         for key in sae.state_keys:
             value = torch.as_tensor(state[key]).float()

@@ -67,6 +67,7 @@ class MainWindow(QMainWindow):
         self.selection = Selection(self)
         self.jobs = JobController(self)
         self.train_dialog = None
+        self.analyze_dialog = None
         self.explain_dialog = None
 
         self.welcome = WelcomeView()
@@ -276,6 +277,22 @@ class MainWindow(QMainWindow):
         if start and not self.jobs.is_busy:
             dialog.start()
         return dialog
+
+    def show_analyze_dialog(self):
+        """File > Analyse a Model and SAE…: the dialog (one per window); its result opens here."""
+        from superpos_app.analyze_dialog import AnalyzeDialog
+
+        if self.analyze_dialog is None:
+            self.analyze_dialog = AnalyzeDialog(self.jobs, parent=self)
+            self.analyze_dialog.bundleReady.connect(self._on_analysed)
+        self.analyze_dialog.show()
+        self.analyze_dialog.raise_()
+        return self.analyze_dialog
+
+    def _on_analysed(self, path: str) -> None:
+        if self.open_bundle(path):
+            self.analyze_dialog.hide()
+            self.statusBar().showMessage(f"Analysis finished; opened {Path(path).resolve()}", 15000)
 
     def show_explain_dialog(self):
         from superpos_app.explain_dialog import show_explain_dialog

@@ -30,7 +30,7 @@ def _action(window: QMainWindow, text: str, slot, shortcut=None, name: str = "",
 
 
 def install_menus(w) -> None:
-    """File (open, recent, show in folder, close, export, quit), Run (train, explain, cancel), View (history, overview, the
+    """File (open, analyse a model and SAE, recent, show in folder, close, export, quit), Run (train, explain, cancel), View (history, overview, the
     panes' toggles before ``w.pane_separator``, reset layout), Help (demo, about)."""
     bar = w.menuBar()
     file_menu = bar.addMenu("&File")
@@ -43,9 +43,12 @@ def install_menus(w) -> None:
     w.export_copy_action = _action(w, "Save a &Copy of the Bundle…", w.export_copy, None, "exportCopyAction")
     w.export_saelens_action = _action(w, "Export SAE for &SAELens…", w.export_saelens, None,
                                       "exportSaelensAction")
+    w.analyze_action = _action(w, "&Analyse a Model and SAE…", w.show_analyze_dialog, None, "analyzeAction",
+                               "Analyse a TransformerLens model and an SAELens / dictionary_learning / sparsify SAE")
     w.quit_action = _action(w, "&Quit", w.close, QKeySequence("Ctrl+Q"), "quitAction")
     w.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
     file_menu.insertAction(w.recent_menu.menuAction(), w.open_action)
+    file_menu.insertAction(w.recent_menu.menuAction(), w.analyze_action)
     file_menu.addAction(w.show_in_folder_action)
     file_menu.addAction(w.close_action)
     file_menu.addSeparator()

@@ -15,6 +15,7 @@ token), with x the MLP activations, x̂ the SAE reconstruction and f the feature
     loss_sae          = the same with x̂ spliced in place of x
     loss_zero_ablation= the same with x replaced by 0
     loss_recovered    = (L_zero - L_sae) / (L_zero - L_clean)
+    kl_recovered      = 1 - KL(clean ‖ sae) / KL(clean ‖ zero)    (kl_sae, kl_zero_ablation: mean nats/token)
 
 ``evaluate_job`` is the pipeline's generator job (a ``Progress`` per batch in tokens, cancellable);
 ``evaluate`` runs it to the end for callers that want the dict. Both return a dict with those keys
@@ -75,6 +76,7 @@ def evaluate_job(model, sae, val_tokens: np.ndarray, n_tokens: int, device: str 
         l0_sum = 0.0
         count_F = torch.zeros(F, dtype=torch.float64)
         ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
+        kl = {"sae": 0.0, "zero": 0.0}             # Σ KL(clean ‖ patched) over tokens, nats
         n = 0
         for w0 in range(0, n_windows, batch_size):
             if cancel is not None and cancel.cancelled:
@@ -98,8 +100,12 @@ def evaluate_job(model, sae, val_tokens: np.ndarray, n_tokens: int, device: str 
             for name, acts in (("clean", x_BTD), ("sae", x_hat_ND.reshape(x_BTD.shape)),
                                ("zero", torch.zeros_like(x_BTD))):
                 logits = model.logits_from_acts(resid, acts.to(resid.dtype))
-                ce[name] += float(Fn.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt,
-                                                   reduction="sum"))
+                logp = Fn.log_softmax(logits.reshape(-1, logits.size(-1)).float(), dim=-1)
+                ce[name] += float(Fn.nll_loss(logp, tgt, reduction="sum"))
+                if name == "clean":
+                    logp_clean = logp
+                else:
+                    kl[name] += float(Fn.kl_div(logp, logp_clean, log_target=True, reduction="sum"))
             rate, eta = meter.update(n)
             yield Progress(stage="evaluate", done=n, total=total, rate=rate, eta_s=eta, unit="tokens")
     finally:
@@ -120,6 +126,9 @@ def evaluate_job(model, sae, val_tokens: np.ndarray, n_tokens: int, device: str 
         "loss_sae": loss_sae,
         "loss_zero_ablation": loss_zero,
         "loss_recovered": (loss_zero - loss_sae) / gap if abs(gap) > 1e-12 else float("nan"),
+        "kl_sae": kl["sae"] / n,
+        "kl_zero_ablation": kl["zero"] / n,
+        "kl_recovered": 1 - kl["sae"] / kl["zero"] if kl["zero"] > 1e-12 else float("nan"),
         "n_tokens": int(n),
         "feature_density": density_F,
     }

@@ -77,6 +77,7 @@ class UnitTally:
         z = dict(device=device)
         self.count_D = torch.zeros(D, dtype=torch.int64, **z)
         self.sum_D = torch.zeros(D, dtype=torch.float64, **z)
+        self.neg_sum_D = torch.zeros(D, dtype=torch.float64, **z)   # Σ of a < 0 (GELU / SoLU neurons only)
         self.sumsq_D = torch.zeros(D, dtype=torch.float64, **z)
         self.max_D = torch.zeros(D, dtype=torch.float32, **z)
         self.top_val_DK = torch.full((D, self.K), -float("inf"), **z)
@@ -95,6 +96,7 @@ class UnitTally:
             a_nD = ch.dense
             self.count_D += (a_nD > 0).sum(0)
             self.sum_D += a_nD.sum(0)
+            self.neg_sum_D += a_nD.clamp_max(0).sum(0)
             self.sumsq_D += torch.linalg.vector_norm(a_nD, dim=0).square()
             torch.maximum(self.max_D, a_nD.amax(0), out=self.max_D)
             # top-K candidates: above the unit's current K-th best and not below the chunk's own K-th
@@ -145,7 +147,8 @@ class UnitTally:
         if ch.dense is not None:
             a_nD, D, B, I = ch.dense, self.D, self.B, self.I
             active = a_nD > 0
-            frac = a_nD / self.max_D.clamp_min(1e-30)                        # in (0, 1] where active
+            # in (0, 1] where active; 0 where not (GELU / SoLU neurons of imported models go negative)
+            frac = (a_nD / self.max_D.clamp_min(1e-30)).clamp_min_(0)
             units_f = torch.arange(D, device=self.device, dtype=torch.float32)
             if D * (B + 1) < (1 << 24):               # bin ids exact in float32: no int64 (n, D) arrays
                 # ceil(frac·B) is 0 for inactive entries: each unit gets B+1 bins, the first a dummy
@@ -234,7 +237,8 @@ class UnitTally:
         count = self.count_D.cpu().numpy()
         max_act = self.max_D.cpu().numpy().astype(np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean_act = np.where(count > 0, self.sum_D.cpu().numpy() / np.maximum(count, 1), 0.0)
+            pos_sum = (self.sum_D - self.neg_sum_D).cpu().numpy()                  # mean over a > 0 only
+            mean_act = np.where(count > 0, pos_sum / np.maximum(count, 1), 0.0)
         top_val = self.top_val_DK.cpu().numpy()
         top_pos = np.where(top_val > 0, self.top_pos_DK.cpu().numpy(), -1)
         top_tokens, top_mask = window_tokens(tokens_N, top_pos, T, self.left, self.right, eos_id)

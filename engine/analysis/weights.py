@@ -39,12 +39,15 @@ def logit_effects(model, directions_DM: torch.Tensor, n_logits: int, n_bins: int
     W_out = model.mlp.W_out.weight.float()                               # (C, M)
     gain = model.ln_final.weight.float()                                 # (C,)
     W_out_c = W_out - W_out.mean(dim=0, keepdim=True)                     # LayerNorm removes the mean
-    G_MV = (W_U @ (gain[:, None] * W_out_c)).t()                         # (M, V)
-    D, V = directions_DM.shape[0], G_MV.shape[1]
+    # through the residual width C, not an (M, V) matrix: d·M·C + d·C·V multiply-adds instead of d·M·V
+    # (4x fewer at M = 4C; gelu-1l's 18k directions x 48k tokens: 1.8 -> 0.47 TFLOP)
+    A_MC = (gain[:, None] * W_out_c).t().contiguous()                     # (M, C)
+    W_U_CV = W_U.t().contiguous()                                        # (C, V)
+    D, V = directions_DM.shape[0], W_U_CV.shape[1]
     L = min(n_logits, V)
     out = {name: [] for name in ("top_ids", "top_values", "bottom_ids", "bottom_values", "hist", "range")}
     for i in range(0, D, chunk):
-        eff_dV = directions_DM[i:i + chunk].float().to(G_MV.device) @ G_MV          # (d, V)
+        eff_dV = (directions_DM[i:i + chunk].float().to(A_MC.device) @ A_MC) @ W_U_CV   # (d, V)
         tv, ti = eff_dV.topk(L, dim=1)
         bv, bi = eff_dV.topk(L, dim=1, largest=False)
         lo, hi = eff_dV.min(dim=1).values, eff_dV.max(dim=1).values

@@ -35,7 +35,7 @@ __all__ = [
 
 FORMAT = "superpos-bundle"
 SAE_FORMAT = "superpos-sae"
-SCHEMA_VERSION = 2             # 2: the /explanations group (engine.bundle.explanations)
+SCHEMA_VERSION = 3             # 2: the /explanations group (engine.bundle.explanations); 3: imported models and SAEs (act_fn, gated, ...)
 TOKEN_PAD_U16 = 65535          # stored token id meaning "outside the text" when tokens are uint16
 TOKEN_PAD_I32 = -1             # the same when tokens are int32 (vocab > 65535)
 UNIT_CHUNK = 64                # at most this many units per chunk of a per-unit (N, ...) dataset
@@ -114,16 +114,23 @@ def expected_model_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     agrees with ``OneLayerTransformer(cfg).state_dict()``.
     """
     V, T, C, M = cfg.vocab_size, cfg.n_ctx, cfg.d_model, cfg.d_mlp
+    HD = cfg.n_heads * (cfg.d_head or C // cfg.n_heads)
+    optional = {}
+    if cfg.act_fn == "solu_ln":
+        optional.update({"mlp.ln.weight": (M,), "mlp.ln.bias": (M,)})
+    if cfg.unembed_bias:
+        optional["unembed.bias"] = (V,)
     return {
         "tok_emb.weight": (V, C), "pos_emb.weight": (T, C),
         "ln_attn.weight": (C,), "ln_attn.bias": (C,),
-        "attn.qkv.weight": (3 * C, C), "attn.qkv.bias": (3 * C,),
-        "attn.proj.weight": (C, C), "attn.proj.bias": (C,),
+        "attn.qkv.weight": (3 * HD, C), "attn.qkv.bias": (3 * HD,),
+        "attn.proj.weight": (C, HD), "attn.proj.bias": (C,),
         "ln_mlp.weight": (C,), "ln_mlp.bias": (C,),
         "mlp.W_in.weight": (M, C), "mlp.W_in.bias": (M,),
         "mlp.W_out.weight": (C, M), "mlp.W_out.bias": (C,),
         "ln_final.weight": (C,), "ln_final.bias": (C,),
         "unembed.weight": (V, C),
+        **optional,
     }
 
 

@@ -125,10 +125,13 @@ def summary_lines(b: Bundle) -> list[str]:
         f"run         {safe(repr(cfg.name))}",
         f"corpus      {corpus}",
         f"tokenizer   byte-level BPE, {m.vocab_size:,} tokens",
-        f"model       1 layer, d_model {m.d_model}, {m.n_heads} heads, {m.d_mlp} MLP neurons, context {m.n_ctx}; "
-        f"{cfg.train.tokens:,} training tokens",
-        f"SAE         {recipe}, {b.n_features:,} features on {b.n_neurons} neurons; "
-        f"{int(sae.get('n_activations', 0)):,} training activations",
+        f"model       1 layer, d_model {m.d_model}, {m.n_heads} heads, {m.d_mlp} MLP neurons ({m.act_fn}), "
+        f"context {m.n_ctx}; " + (f"imported from {safe((info.get('extra_info') or {}).get('imported_model', '?'))}"
+                                  if cfg.sae.source else f"{cfg.train.tokens:,} training tokens"),
+        f"SAE         " + (f"{cfg.sae.architecture}, {b.n_features:,} features on {b.n_neurons} neurons; imported "
+                           f"from {safe(cfg.sae.source)}" if cfg.sae.source else
+                           f"{recipe}, {b.n_features:,} features on {b.n_neurons} neurons; "
+                           f"{int(sae.get('n_activations', 0)):,} training activations"),
         f"harvest     {b.n_tokens:,} tokens; top {d['K']} examples, {d['I']} intervals x {d['P']}, "
         f"window {d['W']} tokens",
     ]

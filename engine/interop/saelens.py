@@ -22,7 +22,7 @@ __all__ = ["saelens_config", "export_saelens", "SAELENS_ARCHITECTURE"]
 
 # our SAE architecture (engine/sae.py) -> SAELens's "architecture"; the encodes are identical
 # (SAELens's jumprelu is ReLU(pre)·[pre > θ], equal to ours, pre·[pre > θ], as θ ≥ 0)
-SAELENS_ARCHITECTURE = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}
+SAELENS_ARCHITECTURE = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated"}
 
 
 def saelens_config(b: Bundle) -> dict[str, Any]:
@@ -36,7 +36,8 @@ def saelens_config(b: Bundle) -> dict[str, Any]:
     info = SAE_RECIPE_INFO.get(str(sae.get("recipe")))
     if info is None:
         raise BundleError(f"the bundle's SAE recipe {sae.get('recipe')!r} is unknown to this version")
-    topk = info.architecture == "topk"
+    arch = sae.get("architecture") or info.architecture      # an imported SAE's own encoder, else the recipe's
+    topk = arch == "topk"
     meta = {
         "model_name": f"superpos-1l-{b.config.name}",
         "hook_name": "blocks.0.mlp.hook_post",
@@ -49,7 +50,7 @@ def saelens_config(b: Bundle) -> dict[str, Any]:
         "superpos_recipe": sae.get("recipe"),
     }
     cfg: dict[str, Any] = {
-        "architecture": SAELENS_ARCHITECTURE[info.architecture],
+        "architecture": SAELENS_ARCHITECTURE[arch],
         "d_in": b.n_neurons,
         "d_sae": b.n_features,
         "dtype": "float32",
@@ -85,6 +86,8 @@ def export_saelens(b: Bundle, folder: str | os.PathLike) -> list[Path]:
         raise BundleError(f"cannot create {folder}: {exc.strerror or exc}") from exc
     state, _ = b.sae_state()
     tensors = {k: np.ascontiguousarray(v.numpy(), dtype=np.float32) for k, v in state.items()}
+    if "b_gate" in tensors:                               # gated: SAELens calls the magnitude bias b_mag
+        tensors["b_mag"] = tensors.pop("b_enc")
     density = b.columns("feature")["density"]
     sparsity = {"sparsity": np.log10(density + 1e-10).astype(np.float32)}
     cfg_text = json.dumps(saelens_config(b), indent=2)

@@ -48,3 +48,21 @@ def test_saelens_loads_the_export_with_identical_encode(parts, tmp_path, recipe)
         assert torch.allclose(ours.decode(f_ours), theirs.decode(f_theirs), atol=1e-5)
     if arch == "jumprelu":
         assert torch.equal(theirs.threshold.detach(), ours.threshold.detach())
+
+
+@pytest.mark.parametrize("recipe", SAE_RECIPES)
+def test_export_then_load_sae_gives_identical_encode(parts, tmp_path, recipe):
+    """Round trip without SAELens: our export read back by engine.interop.load_sae."""
+    from engine.interop import load_sae
+    from engine.interop.saelens import export_saelens
+
+    path = _bundle_with_recipe(parts, recipe, tmp_path / "run.h5")
+    with open_bundle(path) as bundle:
+        ours = bundle.load_sae()
+        export_saelens(bundle, tmp_path / "sl")
+    back = load_sae(tmp_path / "sl")
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((64, N_M)).astype(np.float32)) * 3
+    with torch.no_grad():
+        assert torch.equal(ours.encode(x), back.encode(x))
+        assert torch.equal(ours.decode(ours.encode(x)), back.decode(back.encode(x)))
+    assert back.architecture == ours.architecture and back.hook_name == "blocks.0.mlp.hook_post"

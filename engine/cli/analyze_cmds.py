@@ -1,0 +1,70 @@
+"""``superpos analyze`` (a model and SAE made elsewhere -> one bundle) and ``superpos export-neuronpedia``."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.cli.progress import ProgressPrinter, drive
+from engine.events import CancelToken
+
+__all__ = ["register", "cmd_analyze", "cmd_export_neuronpedia"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "analyze", help="analyse a model and SAE from TransformerLens / SAELens / dictionary_learning / sparsify -> bundle",
+        description="Evaluate (loss recovered vs zero-ablation, and by KL), harvest and label an existing one-layer "
+                    "model and SAE, and write a normal result bundle. --model: a TransformerLens one-layer folder "
+                    "(config.json + *final.pth or .safetensors, tokenizer.json beside it) or a bundle. --sae: a "
+                    "SAELens, dictionary_learning or sparsify folder, Neel Nanda's NAME.pt (+ NAME_cfg.json), or a "
+                    "bundle / SAE file.")
+    p.add_argument("--model", required=True, metavar="PATH", help="the model folder or file")
+    p.add_argument("--sae", required=True, metavar="PATH", help="the SAE folder or file")
+    p.add_argument("--tokenizer", metavar="TOKENIZER.json", help="the model's tokenizer (default: tokenizer.json "
+                                                                 "next to the model)")
+    p.add_argument("--corpus", default="builtin", metavar="SPEC", help="text to analyse on (as for superpos run; "
+                                                                       "default builtin)")
+    p.add_argument("--tokens", type=int, default=200_000, metavar="N", help="tokens to harvest (default 200000); "
+                                                                            "evaluation reads half as many")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--out", required=True, metavar="BUNDLE.h5", help="where to write the bundle")
+    p.add_argument("--resume", action="store_true", help="continue a cancelled analysis: the tokenized corpus is "
+                                                         "reused (it always is, from the token cache); evaluation "
+                                                         "and harvest run again")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_analyze)
+
+    p = subparsers.add_parser("export-neuronpedia", help="write a bundle's features as Neuronpedia / SAE-Dashboard "
+                                                         "batch JSON files",
+                              description="Write every feature's dashboard in the JSON SAE-Dashboard's Neuronpedia "
+                                          "runner produces: batch-N.json files of --batch-size features each.")
+    p.add_argument("bundle", metavar="BUNDLE.h5")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--batch-size", type=int, default=128, metavar="N", help="features per batch file (default 128)")
+    p.add_argument("--model-id", default=None, help="Neuronpedia model id (default: the bundle's model name)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_export_neuronpedia)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from engine.analyze import analyze_job
+
+    cancel = CancelToken()
+    out = drive(analyze_job(args.model, args.sae, args.out, corpus=args.corpus, n_tokens=args.tokens,
+                            tokenizer_path=args.tokenizer, device=args.device, cancel=cancel),
+                cancel, ProgressPrinter(quiet=args.quiet))
+    print(f"bundle written: {out}")
+    print(f"explore it with:  superpos-app {out}")
+    return 0
+
+
+def cmd_export_neuronpedia(args: argparse.Namespace) -> int:
+    from engine.bundle import open_bundle
+    from engine.interop.neuronpedia import export_neuronpedia_job
+
+    cancel = CancelToken()
+    with open_bundle(args.bundle) as bundle:
+        files = drive(export_neuronpedia_job(bundle, args.out, batch_size=args.batch_size, model_id=args.model_id,
+                                             cancel=cancel), cancel, ProgressPrinter(quiet=args.quiet))
+    print(f"wrote {len(files)} batch file(s) to {args.out}")
+    return 0
