@@ -15,7 +15,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any, Generator, Sequence
 
 import numpy as np
 
@@ -103,8 +103,13 @@ def run_pipeline(
     workdir: str | Path | None = None,
     resume: bool = False,
     cancel: CancelToken | None = None,
+    family_sizes: Sequence[int] = (),
 ) -> Generator[object, None, Path]:
-    """Run every stage and write the bundle to ``out_path`` (atomically). Returns ``out_path``."""
+    """Run every stage and write the bundle to ``out_path`` (atomically). Returns ``out_path``.
+
+    ``family_sizes``: several dictionary sizes (e.g. 512, 4096, 16384) trained from one pass over
+    the activations (``engine.train.family_job``), each evaluated, harvested and labelled, matched to
+    the next size and mapped (``_family_parts``); the first is the bundle's dictionary 0."""
     from engine.data.activations import ModelActivationSource
     from engine.bundle import write_bundle_job
     from engine.analysis.evaluate import evaluate_job
@@ -113,6 +118,11 @@ def run_pipeline(
     from engine.train.sae_job import train_sae
     from engine.train.model_job import train_model
 
+    sizes = tuple(int(d) for d in family_sizes)
+    if sizes:
+        cfg = cfg.with_overrides(sae={"d_sae": sizes[0]})
+    for d in sizes[1:]:
+        cfg.with_overrides(sae={"d_sae": d}).validate()
     cfg.validate()              # bad settings fail here, before the tokenizer, not stages later
     t_run = time.perf_counter()
     out_path = Path(out_path)
@@ -145,8 +155,16 @@ def run_pipeline(
     source = ModelActivationSource(model, data.tokens.train, n_ctx=cfg.model.n_ctx,
                                    batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
                                    seed=cfg.sae.seed, device=str(device))
-    sae_result = yield from timed(staged(train_sae(
-        cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n))
+    if len(sizes) > 1:
+        from engine.train.family_job import train_sae_family
+
+        family_results = yield from timed(staged(train_sae_family(
+            [cfg.sae.replace(d_sae=d) for d in sizes], source, device=str(device), cancel=cancel), 3, n))
+        sae_result, family_results = family_results[0], family_results[1:]
+    else:
+        family_results = []
+        sae_result = yield from timed(staged(train_sae(
+            cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n))
     sae = sae_result.sae
 
     metrics = yield from timed(staged(evaluate_job(
@@ -171,12 +189,63 @@ def run_pipeline(
         "platform": platform.platform(),
         "stage_seconds": json.dumps(stage_seconds),
     }
+    extra = None
+    if family_results:
+        extra = yield from _family_parts(cfg, model, data, stats, sae, family_results, metrics,
+                                         device, timed, cancel)
     yield from timed(staged(write_bundle_job(
         out_path, config=cfg, tokenizer_json=data.tokenizer.to_json(), model_state=model.state_dict(),
         sae_state=sae.state_dict(), harvest=stats, metrics=metrics, curves=curves, extra_info=info,
-        cancel=cancel), 7, n))
+        cancel=cancel, extra=extra), 7, n))
     yield Message(f"wrote {out_path} in {time.perf_counter() - t_run:.0f} s")
     return out_path
+
+
+def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, results, metrics0: dict,
+                  device, timed, cancel):
+    """Evaluate, harvest and label dictionaries 1..n, match each size to the next (decoder cosine and
+    activation correlation on the harvest's paired sample, both ways) and embed every decoder row;
+    returns the ``extra`` writes of ``write_bundle_job`` (``engine.bundle.family.family_writes``)."""
+    from engine.analysis.evaluate import evaluate_job
+    from engine.analysis.feature_map import embed_decoders
+    from engine.analysis.harvest import harvest
+    from engine.analysis.labels import label_harvest, score_medians
+    from engine.analysis.matching import best_match_summary, correlation_matches, decoder_matches, sae_activations
+    from engine.bundle.family import MemberParts, family_writes
+
+    n = len(PIPELINE_STAGES)
+    members, saes, harvests = [], [sae0], [stats0]
+    for result in results:
+        sae = result.sae
+        member_cfg = cfg.with_overrides(sae={"d_sae": sae.cfg.d_sae})
+        m = yield from timed(staged(evaluate_job(
+            model, sae, data.tokens.val, cfg.harvest.eval_tokens, device=str(device), cancel=cancel), 4, n))
+        m = {k: v for k, v in m.items() if not isinstance(v, np.ndarray)}
+        st = yield from timed(staged(harvest(model, sae, data.tokens.val, cfg.harvest, device=str(device),
+                                              cancel=cancel, eos_id=data.tokens.eos_id), 5, n))
+        yield from timed(staged(label_harvest(st, data.tokenizer, seed=cfg.harvest.seed, cancel=cancel), 6, n))
+        m.update({"sae_activations": float(result.n_activations), "harvest_tokens": float(st.n_tokens),
+                  **score_medians(st)})
+        members.append(MemberParts(member_cfg, sae.state_dict(), st, m, result.curves))
+        saes.append(sae)
+        harvests.append(st)
+    yield Message("matching the dictionaries (decoder cosine, activation correlation) and mapping them")
+    dev = "cuda" if str(device).startswith("cuda") else "cpu"
+    x = np.asarray(stats0.sample_neuron_acts, np.float32)      # the same sample tokens for every member
+    acts = [sae_activations(s, x) for s in saes]
+    decoders = [s.W_dec.detach().cpu().numpy() for s in saes]
+    matches = {}
+    for a in range(len(saes) - 1):
+        b = a + 1
+        for i, j in ((a, b), (b, a)):
+            matches[(i, j)] = {"decoder": decoder_matches(decoders[i], decoders[j], device=dev),
+                               "corr": correlation_matches(acts[i], acts[j], device=dev)}
+        best = best_match_summary(matches[(a, b)]["corr"][1])["median"]
+        metrics0[f"family_corr_median_{a}_{b}"] = best
+    feature_map = embed_decoders(decoders, seed=cfg.sae.seed)
+    yield Message(f"feature map: {len(feature_map[0]):,} points by {feature_map[3]}")
+    names = [f"A/{i}" for i in range(len(saes))]
+    return family_writes(names, members, matches, feature_map)
 
 
 def _clocked(events, clock: RunClock):

@@ -1,0 +1,152 @@
+"""A family of dictionaries in one bundle (schema 3; docs/bundle-format.md, "Families").
+
+Dictionary 0 is the bundle as it always was (/sae, /features, /harvest, ...), so every reader of a
+one-dictionary bundle reads dictionary 0 of a family unchanged. Dictionary i > 0 lives in
+/dictionaries/<i> with the same layout — its own config, metrics, curves, sae, features, harvest,
+density_hist and sample — and HDF5 soft links to the shared /model, /tokenizer and /neurons, so
+``read.Bundle(path, dictionary=i)`` reads it with the one reader. /family holds what spans the
+members: the ``members`` attribute (JSON list of {"name", "d_sae", "group"}), the matches between
+members (/family/matches/<a>_<b>/{decoder,corr}_{ids,values}: the top matches in b of each feature of
+a, both ways stored) and the feature map (/family/map/{xy,member,unit}, attribute ``method``).
+
+A bundle without /family (schema <= 2, or a one-dictionary run) is a family of one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Generator, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from engine.bundle.schema import BundleError, as_str, create_dataset
+
+__all__ = ["FamilyInfo", "MemberParts", "read_family", "dictionary_group", "family_writes", "read_matches",
+           "read_feature_map", "MATCH_KINDS"]
+
+MATCH_KINDS = ("decoder", "corr")      # decoder cosine; activation correlation on shared tokens
+SHARED = ("model", "tokenizer", "neurons")
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    members: tuple[dict, ...]          # {"name", "d_sae", "group"}; member 0's group is "" (the root)
+    has_map: bool = False
+    map_method: str = ""
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def names(self) -> list[str]:
+        return [str(m["name"]) for m in self.members]
+
+
+def read_family(f: h5py.File, path: Path) -> FamilyInfo:
+    """The family of an open bundle; one member (the root) when it has no /family group."""
+    if "family" not in f:
+        n = int(f["sae"].attrs.get("d_sae", 0)) if "sae" in f else 0
+        return FamilyInfo(({"name": "A/0", "d_sae": n, "group": ""},))
+    g = f["family"]
+    try:
+        members = json.loads(as_str(g.attrs["members"]))
+        if not isinstance(members, list) or not members or not all(isinstance(m, dict) for m in members):
+            raise ValueError("not a list of members")
+        members = tuple({"name": str(m.get("name", f"A/{i}")), "d_sae": int(m.get("d_sae", 0)),
+                         "group": str(m.get("group", ""))} for i, m in enumerate(members))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BundleError(f"{path}: /family has no valid members attribute ({exc}); the file may be damaged") from exc
+    has_map = "map" in g and all(name in g["map"] for name in ("xy", "member", "unit"))
+    method = as_str(g["map"].attrs.get("method", "")) if has_map else ""
+    return FamilyInfo(members, has_map, method)
+
+
+def dictionary_group(f: h5py.File, family: FamilyInfo, i: int, path: Path) -> h5py.Group:
+    if not 0 <= i < len(family):
+        raise IndexError(f"dictionary {i} does not exist (this bundle has {len(family)})")
+    name = family.members[i]["group"]
+    if not name:
+        return f
+    if name not in f or not isinstance(f[name], h5py.Group):
+        raise BundleError(f"{path}: dictionary {i}'s group /{name} is missing; the file may be damaged")
+    return f[name]
+
+
+def read_matches(f: h5py.File, a: int, b: int, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids int32 [Fa, k], values f32 [Fa, k]) of the best matches in member b of member a's features,
+    best first (-1 / NaN padding), or None when the bundle holds none."""
+    if kind not in MATCH_KINDS:
+        raise ValueError(f"match kind must be one of {MATCH_KINDS}, not {kind!r}")
+    key = f"family/matches/{a}_{b}"
+    if key not in f or f"{kind}_ids" not in f[key]:
+        return None
+    g = f[key]
+    return np.asarray(g[f"{kind}_ids"][()], np.int32), np.asarray(g[f"{kind}_values"][()], np.float32)
+
+
+def read_feature_map(f: h5py.File) -> tuple[np.ndarray, np.ndarray, np.ndarray, str] | None:
+    """(xy f32 [n, 2], member int16 [n], unit int32 [n], method) or None."""
+    if "family/map/xy" not in f:
+        return None
+    g = f["family/map"]
+    return (np.asarray(g["xy"][()], np.float32), np.asarray(g["member"][()], np.int16),
+            np.asarray(g["unit"][()], np.int32), as_str(g.attrs.get("method", "")))
+
+
+# ====================================================================== writing
+@dataclass
+class MemberParts:
+    """What dictionary i > 0 adds: its run config (sae.d_sae its size), SAE state, harvest, metrics, curves."""
+    config: Any                     # engine.config.RunConfig
+    sae_state: Mapping[str, Any]
+    harvest: Any                    # engine.stats.HarvestResult
+    metrics: Mapping[str, Any]
+    curves: Mapping[str, np.ndarray]
+
+
+def family_writes(names: Sequence[str], members: Sequence[MemberParts],
+                  matches: Mapping[tuple[int, int], Mapping[str, tuple[np.ndarray, np.ndarray]]],
+                  feature_map: tuple[np.ndarray, np.ndarray, np.ndarray, str] | None,
+                  ) -> Callable[[Any], Generator[object, None, None]]:
+    """The extra writes of a family for ``write_bundle_job(..., extra=...)``: dictionaries 1..n, the
+    matches and the map, written into the same temporary file before it is committed."""
+
+    def write(w) -> Generator[object, None, None]:
+        from engine.bundle.write import write_dictionary   # write.py imports nothing of this module's writers
+
+        f = w.file
+        infos = [{"name": names[0], "d_sae": int(len(_features_of(w))), "group": ""}]
+        for i, parts in enumerate(members, start=1):
+            group_name = f"dictionaries/{i}"
+            g = f.require_group(group_name)
+            for name in SHARED:
+                g[name] = h5py.SoftLink(f"/{name}")
+            write_dictionary(w.within(g), parts)
+            infos.append({"name": names[i], "d_sae": int(len(parts.harvest.features)), "group": group_name})
+        fam = f.require_group("family")
+        fam.attrs["members"] = json.dumps(infos)
+        for (a, b), kinds in matches.items():
+            mg = fam.require_group(f"matches/{a}_{b}")
+            for kind, (ids, values) in kinds.items():
+                if kind not in MATCH_KINDS:
+                    raise ValueError(f"unknown match kind {kind!r}")
+                ids, values = np.asarray(ids, np.int32), np.asarray(values, np.float32)
+                create_dataset(mg, f"{kind}_ids", ids.shape, np.int32, compress=False)[...] = ids
+                create_dataset(mg, f"{kind}_values", values.shape, np.float32, compress=False)[...] = values
+        if feature_map is not None:
+            xy, member, unit, method = feature_map
+            mp = fam.require_group("map")
+            mp.attrs["method"] = str(method)
+            for name, arr, dtype in (("xy", xy, np.float32), ("member", member, np.int16), ("unit", unit, np.int32)):
+                arr = np.asarray(arr, dtype)
+                create_dataset(mp, name, arr.shape, dtype, compress=False)[...] = arr
+        w.check()
+        yield from ()
+
+    return write
+
+
+def _features_of(w) -> h5py.Dataset:
+    return w.file["features/density"]
