@@ -210,7 +210,7 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
     from engine.analysis.feature_map import embed_decoders
     from engine.analysis.harvest import harvest
     from engine.analysis.labels import label_harvest, score_medians
-    from engine.analysis.matching import best_match_summary, correlation_matches, decoder_matches, sae_activations
+    from engine.analysis.matching import best_match_summary, match_family
     from engine.bundle.family import MemberParts, family_writes
 
     n = len(PIPELINE_STAGES)
@@ -231,17 +231,11 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
         harvests.append(st)
     yield Message("matching the dictionaries (decoder cosine, activation correlation) and mapping them")
     dev = "cuda" if str(device).startswith("cuda") else "cpu"
-    x = np.asarray(stats0.sample_neuron_acts, np.float32)      # the same sample tokens for every member
-    acts = [sae_activations(s, x) for s in saes]
-    decoders = [s.W_dec.detach().cpu().numpy() for s in saes]
-    matches = {}
+    # the correlations are taken on the harvest's paired sample: the same tokens for every member
+    matches = match_family(saes, np.asarray(stats0.sample_neuron_acts, np.float32), device=dev)
     for a in range(len(saes) - 1):
-        b = a + 1
-        for i, j in ((a, b), (b, a)):
-            matches[(i, j)] = {"decoder": decoder_matches(decoders[i], decoders[j], device=dev),
-                               "corr": correlation_matches(acts[i], acts[j], device=dev)}
-        best = best_match_summary(matches[(a, b)]["corr"][1])["median"]
-        metrics0[f"family_corr_median_{a}_{b}"] = best
+        metrics0[f"family_corr_median_{a}_{a + 1}"] = best_match_summary(matches[(a, a + 1)]["corr"][1])["median"]
+    decoders = [s.W_dec.detach().cpu().numpy() for s in saes]
     feature_map = embed_decoders(decoders, seed=cfg.sae.seed)
     yield Message(f"feature map: {len(feature_map[0]):,} points by {feature_map[3]}")
     names = [f"A/{i}" for i in range(len(saes))]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["decoder_matches", "correlation_matches", "sae_activations", "best_match_summary"]
+__all__ = ["decoder_matches", "correlation_matches", "sae_activations", "best_match_summary", "match_family"]
 
 
 def _top_k(score_block, k: int, valid_rows: torch.Tensor | None = None):
@@ -106,3 +106,16 @@ def best_match_summary(values_FK: np.ndarray) -> dict[str, float]:
     best = np.asarray(values_FK, np.float64)[:, 0] if np.size(values_FK) else np.zeros(0)
     best = best[np.isfinite(best)]
     return {"median": float(np.median(best)) if best.size else float("nan"), "n": float(best.size)}
+
+
+def match_family(saes, x_ND, k: int = 5, device: str = "cpu") -> dict[tuple[int, int], dict]:
+    """Each dictionary against the next size, both ways: {(a, b): {"decoder": (ids, cos), "corr":
+    (ids, corr)}}, the correlations on the rows of ``x_ND`` (the paired sample's MLP activations)."""
+    acts = [sae_activations(s, x_ND) for s in saes]
+    decoders = [s.W_dec.detach().cpu().numpy() for s in saes]
+    out = {}
+    for a in range(len(saes) - 1):
+        for i, j in ((a, a + 1), (a + 1, a)):
+            out[(i, j)] = {"decoder": decoder_matches(decoders[i], decoders[j], k=k, device=device),
+                           "corr": correlation_matches(acts[i], acts[j], k=k, device=device)}
+    return out

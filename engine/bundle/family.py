@@ -25,7 +25,7 @@ import numpy as np
 from engine.bundle.schema import BundleError, as_str, create_dataset
 
 __all__ = ["FamilyInfo", "MemberParts", "read_family", "dictionary_group", "family_writes", "read_matches",
-           "read_feature_map", "MATCH_KINDS"]
+           "read_feature_map", "write_family_group", "link_shared", "MATCH_KINDS"]
 
 MATCH_KINDS = ("decoder", "corr")      # decoder cosine; activation correlation on shared tokens
 SHARED = ("model", "tokenizer", "neurons")
@@ -47,7 +47,7 @@ class FamilyInfo:
 def read_family(f: h5py.File, path: Path) -> FamilyInfo:
     """The family of an open bundle; one member (the root) when it has no /family group."""
     if "family" not in f:
-        n = int(f["sae"].attrs.get("d_sae", 0)) if "sae" in f else 0
+        n = int(f["sae/W_dec"].shape[0]) if "sae/W_dec" in f else 0
         return FamilyInfo(({"name": "A/0", "d_sae": n, "group": ""},))
     g = f["family"]
     try:
@@ -121,31 +121,43 @@ def family_writes(names: Sequence[str], members: Sequence[MemberParts],
         for i, parts in enumerate(members, start=1):
             group_name = f"dictionaries/{i}"
             g = f.require_group(group_name)
-            for name in SHARED:
-                g[name] = h5py.SoftLink(f"/{name}")
+            link_shared(g)
             write_dictionary(w.within(g), parts)
             infos.append({"name": names[i], "d_sae": int(len(parts.harvest.features)), "group": group_name})
-        fam = f.require_group("family")
-        fam.attrs["members"] = json.dumps(infos)
-        for (a, b), kinds in matches.items():
-            mg = fam.require_group(f"matches/{a}_{b}")
-            for kind, (ids, values) in kinds.items():
-                if kind not in MATCH_KINDS:
-                    raise ValueError(f"unknown match kind {kind!r}")
-                ids, values = np.asarray(ids, np.int32), np.asarray(values, np.float32)
-                create_dataset(mg, f"{kind}_ids", ids.shape, np.int32, compress=False)[...] = ids
-                create_dataset(mg, f"{kind}_values", values.shape, np.float32, compress=False)[...] = values
-        if feature_map is not None:
-            xy, member, unit, method = feature_map
-            mp = fam.require_group("map")
-            mp.attrs["method"] = str(method)
-            for name, arr, dtype in (("xy", xy, np.float32), ("member", member, np.int16), ("unit", unit, np.int32)):
-                arr = np.asarray(arr, dtype)
-                create_dataset(mp, name, arr.shape, dtype, compress=False)[...] = arr
+        write_family_group(f, infos, matches, feature_map)
         w.check()
         yield from ()
 
     return write
+
+
+def write_family_group(f: h5py.File, infos: Sequence[dict],
+                       matches: Mapping[tuple[int, int], Mapping[str, tuple[np.ndarray, np.ndarray]]],
+                       feature_map: tuple[np.ndarray, np.ndarray, np.ndarray, str] | None) -> None:
+    """/family: the members attribute, the matches and the map (the members' groups are written already)."""
+    fam = f.require_group("family")
+    fam.attrs["members"] = json.dumps(list(infos))
+    for (a, b), kinds in matches.items():
+        mg = fam.require_group(f"matches/{a}_{b}")
+        for kind, (ids, values) in kinds.items():
+            if kind not in MATCH_KINDS:
+                raise ValueError(f"unknown match kind {kind!r}")
+            ids, values = np.asarray(ids, np.int32), np.asarray(values, np.float32)
+            create_dataset(mg, f"{kind}_ids", ids.shape, np.int32, compress=False)[...] = ids
+            create_dataset(mg, f"{kind}_values", values.shape, np.float32, compress=False)[...] = values
+    if feature_map is not None:
+        xy, member, unit, method = feature_map
+        mp = fam.require_group("map")
+        mp.attrs["method"] = str(method)
+        for name, arr, dtype in (("xy", xy, np.float32), ("member", member, np.int16), ("unit", unit, np.int32)):
+            arr = np.asarray(arr, dtype)
+            create_dataset(mp, name, arr.shape, dtype, compress=False)[...] = arr
+
+
+def link_shared(g: h5py.Group) -> None:
+    """Soft links from a member's group to the pieces every member shares."""
+    for name in SHARED:
+        g[name] = h5py.SoftLink(f"/{name}")
 
 
 def _features_of(w) -> h5py.Dataset:
