@@ -50,10 +50,10 @@ def test_other_hdf5_and_wrong_format(tmp_path):
 def test_newer_schema_says_update(tmp_path, written):
     path = _copy(written, tmp_path)
     with h5py.File(path, "a") as f:
-        f.attrs["schema_version"] = np.int64(3)
+        f.attrs["schema_version"] = np.int64(SCHEMA_VERSION + 1)
     with pytest.raises(BundleError) as err:
         open_bundle(path)
-    assert "newer superpos (schema 3)" in str(err.value) and "Update superpos" in str(err.value)
+    assert f"newer superpos (schema {SCHEMA_VERSION + 1})" in str(err.value) and "Update superpos" in str(err.value)
     assert f"reads up to {SCHEMA_VERSION}" in str(err.value)
 
 
