@@ -24,7 +24,7 @@ import numpy as np
 
 from engine.bundle.schema import BundleError, as_str, create_dataset
 
-__all__ = ["FamilyInfo", "MemberParts", "read_family", "dictionary_group", "family_writes", "read_matches",
+__all__ = ["FamilyInfo", "FamilyTree", "MemberParts", "read_family", "dictionary_group", "family_writes", "read_matches",
            "read_feature_map", "write_family_group", "link_shared", "MATCH_KINDS"]
 
 MATCH_KINDS = ("decoder", "corr")      # decoder cosine; activation correlation on shared tokens
@@ -93,6 +93,41 @@ def read_feature_map(f: h5py.File) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     g = f["family/map"]
     return (np.asarray(g["xy"][()], np.float32), np.asarray(g["member"][()], np.int16),
             np.asarray(g["unit"][()], np.int32), as_str(g.attrs.get("method", "")))
+
+
+class FamilyTree:
+    """Feature splitting as a tree: the parent of feature g of dictionary d + 1 is its best decoder
+    match in dictionary d (``/family/matches/<d+1>_<d>``), so each feature has at most one parent
+    and the children of f are the features of the next size whose parent is f. Built from a
+    ``Bundle`` (any of its dictionaries) in a few array reads."""
+
+    def __init__(self, bundle):
+        n = len(bundle.family)
+        self.names = bundle.family.names()
+        self._parent: dict[int, tuple[np.ndarray, np.ndarray]] = {}     # d+1 -> (parent ids, cosines)
+        for d in range(n - 1):
+            m = bundle.matches(d + 1, d, "decoder")
+            if m is not None:
+                self._parent[d + 1] = (m[0][:, 0], m[1][:, 0])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def parent(self, d: int, f: int) -> tuple[int, float] | None:
+        """(feature in dictionary d - 1, cosine) or None."""
+        if d not in self._parent or not 0 <= f < len(self._parent[d][0]):
+            return None
+        ids, cos = self._parent[d]
+        return (int(ids[f]), float(cos[f])) if ids[f] >= 0 else None
+
+    def children(self, d: int, f: int) -> list[tuple[int, float]]:
+        """[(feature in dictionary d + 1, cosine)], most similar first."""
+        if d + 1 not in self._parent:
+            return []
+        ids, cos = self._parent[d + 1]
+        kids = np.flatnonzero(ids == f)
+        order = np.argsort(-cos[kids], kind="stable")
+        return [(int(kids[i]), float(cos[kids[i]])) for i in order]
 
 
 # ====================================================================== writing
