@@ -22,13 +22,12 @@ from typing import Any, Callable, Generator, Mapping, Sequence
 import h5py
 import numpy as np
 
-from engine.bundle.schema import BundleError, as_str, create_dataset
+from engine.bundle.schema import UNIT_COLUMNS, BundleError, as_str, create_dataset
 
 __all__ = ["FamilyInfo", "FamilyTree", "MemberParts", "read_family", "dictionary_group", "family_writes", "read_matches",
-           "read_feature_map", "write_family_group", "link_shared", "MATCH_KINDS"]
+           "read_feature_map", "read_neuron_matches", "ModelParts", "write_family_group", "link_shared", "MATCH_KINDS"]
 
 MATCH_KINDS = ("decoder", "corr")      # decoder cosine; activation correlation on shared tokens
-SHARED = ("model", "tokenizer", "neurons")
 
 
 @dataclass(frozen=True)
@@ -43,19 +42,28 @@ class FamilyInfo:
     def names(self) -> list[str]:
         return [str(m["name"]) for m in self.members]
 
+    def counterpart(self, i: int) -> int | None:
+        """The member of another model (seed) with the same size as member i, if any."""
+        me = self.members[i]
+        for j, m in enumerate(self.members):
+            if m["model"] != me["model"] and m["d_sae"] == me["d_sae"]:
+                return j
+        return None
+
 
 def read_family(f: h5py.File, path: Path) -> FamilyInfo:
     """The family of an open bundle; one member (the root) when it has no /family group."""
     if "family" not in f:
         n = int(f["sae/W_dec"].shape[0]) if "sae/W_dec" in f else 0
-        return FamilyInfo(({"name": "A/0", "d_sae": n, "group": ""},))
+        return FamilyInfo(({"name": "A/0", "d_sae": n, "group": "", "model": 0, "seed": 0},))
     g = f["family"]
     try:
         members = json.loads(as_str(g.attrs["members"]))
         if not isinstance(members, list) or not members or not all(isinstance(m, dict) for m in members):
             raise ValueError("not a list of members")
         members = tuple({"name": str(m.get("name", f"A/{i}")), "d_sae": int(m.get("d_sae", 0)),
-                         "group": str(m.get("group", ""))} for i, m in enumerate(members))
+                         "group": str(m.get("group", "")), "model": int(m.get("model", 0)),
+                         "seed": int(m.get("seed", 0))} for i, m in enumerate(members))
     except (KeyError, ValueError, TypeError) as exc:
         raise BundleError(f"{path}: /family has no valid members attribute ({exc}); the file may be damaged") from exc
     has_map = "map" in g and all(name in g["map"] for name in ("xy", "member", "unit"))
@@ -86,6 +94,15 @@ def read_matches(f: h5py.File, a: int, b: int, kind: str) -> tuple[np.ndarray, n
     return np.asarray(g[f"{kind}_ids"][()], np.int32), np.asarray(g[f"{kind}_values"][()], np.float32)
 
 
+def read_neuron_matches(f: h5py.File, a: int, b: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids [M, k], correlations [M, k]) of model b's neurons best correlated with each of model a's."""
+    key = f"family/neuron_matches/{a}_{b}"
+    if key not in f:
+        return None
+    g = f[key]
+    return np.asarray(g["corr_ids"][()], np.int32), np.asarray(g["corr_values"][()], np.float32)
+
+
 def read_feature_map(f: h5py.File) -> tuple[np.ndarray, np.ndarray, np.ndarray, str] | None:
     """(xy f32 [n, 2], member int16 [n], unit int32 [n], method) or None."""
     if "family/map/xy" not in f:
@@ -106,6 +123,8 @@ class FamilyTree:
         self.names = bundle.family.names()
         self._parent: dict[int, tuple[np.ndarray, np.ndarray]] = {}     # d+1 -> (parent ids, cosines)
         for d in range(n - 1):
+            if bundle.family.members[d]["model"] != bundle.family.members[d + 1]["model"]:
+                continue
             m = bundle.matches(d + 1, d, "decoder")
             if m is not None:
                 self._parent[d + 1] = (m[0][:, 0], m[1][:, 0])
@@ -139,27 +158,55 @@ class MemberParts:
     harvest: Any                    # engine.stats.HarvestResult
     metrics: Mapping[str, Any]
     curves: Mapping[str, np.ndarray]
+    model: int = 0                  # which model of the bundle it encodes: 0 the root's, k /models/<k>
+
+
+@dataclass
+class ModelParts:
+    """A further model (another training seed): its weights, config and neuron statistics."""
+    model_state: Mapping[str, Any]
+    model_config: Any               # engine.config.ModelConfig
+    neurons: Any                    # engine.stats.UnitStats of kind "neuron"
+    seed: int = 0
 
 
 def family_writes(names: Sequence[str], members: Sequence[MemberParts],
                   matches: Mapping[tuple[int, int], Mapping[str, tuple[np.ndarray, np.ndarray]]],
                   feature_map: tuple[np.ndarray, np.ndarray, np.ndarray, str] | None,
+                  models: Sequence[ModelParts] = (),
+                  neuron_matches: Mapping[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = None,
+                  seeds: Sequence[int] = (0,),
                   ) -> Callable[[Any], Generator[object, None, None]]:
-    """The extra writes of a family for ``write_bundle_job(..., extra=...)``: dictionaries 1..n, the
-    matches and the map, written into the same temporary file before it is committed."""
+    """The extra writes of a family for ``write_bundle_job(..., extra=...)``: models 1.. (another
+    seed's weights and neurons in /models/<k>), dictionaries 1..n, the matches and the map, written
+    into the same temporary file before it is committed."""
 
     def write(w) -> Generator[object, None, None]:
-        from engine.bundle.write import write_dictionary   # write.py imports nothing of this module's writers
+        from engine.bundle.write import write_dictionary, _dims_of   # write.py does not import this module
 
         f = w.file
-        infos = [{"name": names[0], "d_sae": int(len(_features_of(w))), "group": ""}]
+        infos = [{"name": names[0], "d_sae": int(len(_features_of(w))), "group": "", "model": 0,
+                  "seed": int(seeds[0])}]
+        for k, m in enumerate(models, start=1):
+            g = f.require_group(f"models/{k}")
+            sub = w.within(g)
+            sub.write_model(m.model_state, m.model_config)
+            sub.create_units("neuron", len(m.neurons), _dims_of(m.neurons))
+            for name in UNIT_COLUMNS:
+                sub.write_column("neuron", name, 0, m.neurons)
         for i, parts in enumerate(members, start=1):
             group_name = f"dictionaries/{i}"
             g = f.require_group(group_name)
-            link_shared(g)
+            link_shared(g, parts.model)
             write_dictionary(w.within(g), parts)
-            infos.append({"name": names[i], "d_sae": int(len(parts.harvest.features)), "group": group_name})
+            infos.append({"name": names[i], "d_sae": int(len(parts.harvest.features)), "group": group_name,
+                          "model": int(parts.model), "seed": int(seeds[parts.model])})
         write_family_group(f, infos, matches, feature_map)
+        for (a, b), (ids, values) in (neuron_matches or {}).items():
+            ng = f.require_group(f"family/neuron_matches/{a}_{b}")
+            for name, arr, dtype in (("corr_ids", ids, np.int32), ("corr_values", values, np.float32)):
+                arr = np.asarray(arr, dtype)
+                create_dataset(ng, name, arr.shape, dtype, compress=False)[...] = arr
         w.check()
         yield from ()
 
@@ -189,10 +236,13 @@ def write_family_group(f: h5py.File, infos: Sequence[dict],
             create_dataset(mp, name, arr.shape, dtype, compress=False)[...] = arr
 
 
-def link_shared(g: h5py.Group) -> None:
-    """Soft links from a member's group to the pieces every member shares."""
-    for name in SHARED:
-        g[name] = h5py.SoftLink(f"/{name}")
+def link_shared(g: h5py.Group, model: int = 0) -> None:
+    """Soft links from a member's group to the pieces it shares: the tokenizer, and its model's
+    weights and neurons (the root's, or /models/<model>'s for another seed's model)."""
+    base = "/" if model == 0 else f"/models/{int(model)}/"
+    g["tokenizer"] = h5py.SoftLink("/tokenizer")
+    g["model"] = h5py.SoftLink(base + "model")
+    g["neurons"] = h5py.SoftLink(base + "neurons")
 
 
 def _features_of(w) -> h5py.Dataset:

@@ -25,7 +25,9 @@ import h5py
 import numpy as np
 
 from engine.bundle.explanations import SCORE_NAMES, read_explanations
-from engine.bundle.family import dictionary_group, read_family, read_feature_map, read_matches
+from engine.bundle.family import (
+    dictionary_group, read_family, read_feature_map, read_matches, read_neuron_matches,
+)
 from engine.bundle.sae_file import read_sae_group, sae_from_state
 from engine.bundle.schema import (
     GROUP_OF_KIND, H5_LOCK, READ_ERRORS, UNIT_COLUMNS, BundleError, CallerError, UnitIndexError,
@@ -352,6 +354,11 @@ class Bundle:
         """(ids [F_a, k], values [F_a, k]) of the best matches in dictionary b of dictionary a's
         features, by ``kind`` "decoder" (cosine) or "corr" (activation correlation); None if not stored."""
         return read_matches(self._h5, int(a), int(b), kind)
+
+    @_guarded("the family's neuron matches")
+    def neuron_matches(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ids [M, k], correlations [M, k]) of model b's neurons best correlated with model a's (seeds)."""
+        return read_neuron_matches(self._h5, int(a), int(b))
 
     @_guarded("the feature map")
     def feature_map(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, str] | None:

@@ -63,6 +63,9 @@ def _add_run_options(p: argparse.ArgumentParser, with_sae: bool) -> None:
         s.add_argument("--d-sae", type=_sizes, metavar="F[,F...]",
                        help="dictionary size (features); several, e.g. 512,4096,16384, train a family of "
                             "SAEs from one pass over the activations into one bundle")
+        s.add_argument("--model-seeds", type=_seeds, metavar="S,S",
+                       help="two model seeds, e.g. 0,1: also train a second model and its dictionaries of the "
+                            "same sizes, and match features and neurons across the two (universality)")
         add_recipe_arguments(s)
         s.add_argument("--sae-activations", type=int, help="SAE training budget in activation vectors")
         s.add_argument("--harvest-tokens", type=int, help="held-out tokens scanned for feature statistics")
@@ -76,6 +79,16 @@ def _sizes(text: str) -> tuple[int, ...]:
     if not sizes or any(d <= 0 for d in sizes) or len(set(sizes)) != len(sizes):
         raise argparse.ArgumentTypeError(f"expected distinct positive sizes, not {text!r}")
     return sizes
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two seeds like 0,1, not {text!r}") from None
+    if len(seeds) != 2 or seeds[0] == seeds[1] or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected two different non-negative seeds like 0,1, not {text!r}")
+    return seeds
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -108,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cancel = CancelToken()
     sizes = args.d_sae if args.d_sae and len(args.d_sae) > 1 else ()
     out = drive(run_pipeline(cfg, args.out, workdir=args.workdir, resume=args.resume, cancel=cancel,
-                             family_sizes=sizes),
+                             family_sizes=sizes, model_seeds=args.model_seeds or ()),
                 cancel, ProgressPrinter(quiet=args.quiet))
     print(f"bundle written: {out}")
     print(f"explore it with:  superpos-app {out}")
