@@ -19,11 +19,13 @@ from superpos_app.panes.feature_map import FeatureMapPane
 from superpos_app.panes.lens import TextLensPane
 from superpos_app.panes.search import FeatureSearchPane
 from superpos_app.panes.splitting import SplittingPane
+from superpos_app.panes.universality import UniversalityPane
 
 __all__ = ["install_panes", "FeatureSearchPane", "FeatureDetailPane", "TextLensPane",
-           "NeuronComparePane", "FeatureMapPane", "SplittingPane", "PANE_NAMES"]
+           "NeuronComparePane", "FeatureMapPane", "SplittingPane", "UniversalityPane", "PANE_NAMES"]
 
-PANE_NAMES = ("featureSearch", "featureDetail", "textLens", "neuronCompare", "featureMap", "splitting")
+PANE_NAMES = ("featureSearch", "featureDetail", "textLens", "neuronCompare", "featureMap", "splitting",
+              "universality")
 
 
 def install_panes(window) -> dict:
@@ -35,7 +37,8 @@ def install_panes(window) -> dict:
     compare = NeuronComparePane(sel)
     feature_map = FeatureMapPane(sel)
     splitting = SplittingPane(sel)
-    panes = {p.objectName(): p for p in (search, detail, lens, compare, feature_map, splitting)}
+    universality = UniversalityPane(sel)
+    panes = {p.objectName(): p for p in (search, detail, lens, compare, feature_map, splitting, universality)}
 
     docks = {
         "featureSearch": window.add_pane(search, "Feature Search", Qt.DockWidgetArea.LeftDockWidgetArea,
@@ -48,9 +51,13 @@ def install_panes(window) -> dict:
         "featureMap": window.add_pane(feature_map, "Feature Map", Qt.DockWidgetArea.BottomDockWidgetArea,
                                       "featureMap"),
         "splitting": window.add_pane(splitting, "Splitting", Qt.DockWidgetArea.RightDockWidgetArea, "splitting"),
+        "universality": window.add_pane(universality, "Universality", Qt.DockWidgetArea.RightDockWidgetArea,
+                                        "universality"),
     }
     window.tabifyDockWidget(docks["featureDetail"], docks["neuronCompare"])
     window.tabifyDockWidget(docks["neuronCompare"], docks["splitting"])
+    window.tabifyDockWidget(docks["splitting"], docks["universality"])
+    docks["featureDetail"].raise_()
     window.tabifyDockWidget(docks["textLens"], docks["featureMap"])
     docks["textLens"].raise_()
 
@@ -65,6 +72,7 @@ def install_panes(window) -> dict:
 
     feature_map.openFeature.connect(open_family_feature)
     splitting.openFeature.connect(open_family_feature)
+    universality.openFeature.connect(open_family_feature)
     docks["featureDetail"].raise_()
     # The central overview takes all spare width, which can leave a dock too narrow to read; when a
     # dock appears that narrow, widen it once (a wider saved layout is left alone).

@@ -5,7 +5,7 @@ Hover shows the nearest feature's label; a click opens that feature (``openFeatu
 feature)``: the window switches to that dictionary and selects it); "Select region" drags a
 rectangle whose features are listed beside the map (click one to open it). The header says how the
 map was made, UMAP (cosine) or the PCA fallback when umap-learn was not installed at build time.
-One ``ScatterPlotItem`` per dictionary with one brush each keeps 150k points quick to paint.
+One ``PointCloudItem`` per dictionary (one ``drawPoints`` call each) keeps 150k points quick to paint.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from engine.bundle import open_bundle
 from superpos_app.faults import contain_faults
+from superpos_app.panes.point_cloud import PointCloudItem
 
 __all__ = ["FeatureMapPane", "DICTIONARY_COLORS", "dictionary_color"]
 
@@ -49,7 +50,7 @@ class FeatureMapPane(QWidget):
         self.member = np.zeros(0, np.int16)
         self.unit = np.zeros(0, np.int32)
         self._members: dict[int, object] = {}      # dictionary -> Bundle (label reads on hover)
-        self.scatters: list[pg.ScatterPlotItem] = []
+        self.scatters: list[PointCloudItem] = []
 
         self.note = QLabel("")
         self.note.setObjectName("mapNote")
@@ -121,9 +122,7 @@ class FeatureMapPane(QWidget):
         parts = []
         for d, name in enumerate(names):
             rows = self.member == d
-            item = pg.ScatterPlotItem(x=self.xy[rows, 0], y=self.xy[rows, 1], size=3, pen=None,
-                                      brush=pg.mkBrush(dictionary_color(d) + "a0"), pxMode=True, useCache=True,
-                                      hoverable=False)
+            item = PointCloudItem(self.xy[rows, 0], self.xy[rows, 1], dictionary_color(d) + "b0")
             item.setZValue(-d)
             self.plot.addItem(item)
             self.scatters.append(item)

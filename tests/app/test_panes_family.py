@@ -37,7 +37,7 @@ def test_map_shows_every_dictionary_and_clicks_open_the_nearest_feature(qtbot, f
     pane = _pane(qtbot, FeatureMapPane)
     pane.set_bundle(family)
     assert len(pane.scatters) == 3
-    assert [s.data.shape[0] for s in pane.scatters] == [16, 48, 144]
+    assert [len(s) for s in pane.scatters] == [16, 48, 144]
     assert "PCA" in pane.note.text() and "umap-learn" in pane.note.text()     # the fallback is stated
     assert "A/2 (144)" in pane.legend.text()
     xy, member, unit, _ = family.feature_map()
@@ -120,3 +120,40 @@ def test_window_opens_a_feature_of_another_dictionary(qtbot, app_settings, famil
     finally:
         win.close_bundle()
         win.pane("textLens").shutdown()
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory):
+    return write_synthetic_family(tmp_path_factory.mktemp("seeds") / "seeds.h5", sizes=(16, 48), n_neurons=24,
+                                  n_tokens=5000, second_seed=True)
+
+
+def test_universality_shows_the_best_match_and_both_populations(qtbot, two_seeds, family):
+    from superpos_app.panes.universality import BINS, UniversalityPane, best_match_histogram
+
+    pane = _pane(qtbot, UniversalityPane)
+    pane.set_bundle(family)                       # one model: says how to get two
+    assert "--model-seeds 0,1" in pane.note.text() and pane.other is None
+    with open_bundle(two_seeds) as b:
+        pane.set_bundle(b)
+        assert pane.other_index == 2 and pane.other.dictionary == 2
+        ids, values = b.matches(0, 2, "corr")
+        n_ids, n_values = b.neuron_matches(0, 1)
+        hist, med = best_match_histogram(values)
+        _, y = pane.feature_curve.getData()
+        np.testing.assert_allclose(y, hist)
+        assert hist.sum() == pytest.approx(1.0) and len(y) == len(BINS) - 1
+        assert f"features {med:.2f}" in pane.note.text()
+        assert f"neurons {np.median(n_values[:, 0]):.2f}" in pane.note.text()
+        f = int(np.flatnonzero(ids[:, 0] >= 0)[0])
+        pane.selection.select("feature", f)
+        assert pane.match == ("feature", int(ids[f, 0]), pytest.approx(float(values[f, 0])))
+        assert pane.detail.dashboard.index == ids[f, 0] and pane.detail.bundle is pane.other
+        assert "B/0" in pane.match_label.text()
+        with qtbot.waitSignal(pane.openFeature) as sig:
+            pane.open_button.click()
+        assert sig.args == [2, int(ids[f, 0])]
+        pane.selection.select("neuron", 4)
+        assert pane.match[0] == "neuron" and pane.match[1] == n_ids[4, 0]
+        pane.set_bundle(None)
+        assert pane.other is None

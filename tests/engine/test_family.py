@@ -151,3 +151,31 @@ def test_pca_map_separates_directions_and_umap_is_optional():
     assert unit[30] == 0
     first, second = xy[:40].mean(0), xy[40:].mean(0)
     assert np.linalg.norm(first - second) > 2 * xy[:40].std(0).max()
+
+
+def test_a_second_seed_has_its_own_model_and_neurons(parts, tmp_path):
+    """/models/1 holds model B; its dictionaries read B's weights and neurons through their links."""
+    from engine.bundle import write_bundle
+    from engine.bundle.family import MemberParts, ModelParts, family_writes
+
+    state_b = {k: v + 1.0 for k, v in parts["model_state"].items()}
+    neurons_b = parts["harvest"].neurons
+    labels_b = [f"B neuron {i}" for i in range(len(neurons_b))]
+    neurons_b = type(neurons_b)(**{**neurons_b.__dict__, "labels": labels_b})
+    member = MemberParts(parts["config"].with_overrides(train={"seed": 1}), parts["sae_state"], parts["harvest"],
+                         {"mse": 1.0}, {}, model=1)
+    ids = np.tile(np.arange(3, dtype=np.int32), (len(neurons_b), 1))
+    values = np.full(ids.shape, 0.5, np.float32)
+    extra = family_writes(["A/0", "B/0"], [member], {}, None,
+                          models=[ModelParts(state_b, parts["config"].model, neurons_b, seed=1)],
+                          neuron_matches={(0, 1): (ids, values)}, seeds=(0, 1))
+    path = write_bundle(tmp_path / "seeds.h5", **parts, extra=extra)
+    with open_bundle(path) as a, open_bundle(path, 1) as b:
+        assert b.family.members[1]["model"] == 1 and b.family.members[1]["seed"] == 1
+        assert a.family.counterpart(0) == 1 and b.config.train.seed == 1
+        wa, wb = a.model_state(), b.model_state()
+        assert all(np.allclose(wb[k], wa[k] + 1.0) for k in wa)
+        assert b.columns("neuron")["label"] == labels_b and a.columns("neuron")["label"] != labels_b
+        got_ids, got_values = a.neuron_matches(0, 1)
+        assert (got_ids == ids).all() and np.allclose(got_values, 0.5)
+        assert a.neuron_matches(1, 0) is None
