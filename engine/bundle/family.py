@@ -64,7 +64,9 @@ def read_family(f: h5py.File, path: Path) -> FamilyInfo:
         members = tuple({"name": str(m.get("name", f"A/{i}")), "d_sae": int(m.get("d_sae", 0)),
                          "group": str(m.get("group", "")), "model": int(m.get("model", 0)),
                          "seed": int(m.get("seed", 0))} for i, m in enumerate(members))
-    except (KeyError, ValueError, TypeError) as exc:
+        if members[0]["group"]:
+            raise ValueError("member 0 must be the root")
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise BundleError(f"{path}: /family has no valid members attribute ({exc}); the file may be damaged") from exc
     has_map = "map" in g and all(name in g["map"] for name in ("xy", "member", "unit"))
     method = as_str(g["map"].attrs.get("method", "")) if has_map else ""
@@ -91,7 +93,7 @@ def read_matches(f: h5py.File, a: int, b: int, kind: str) -> tuple[np.ndarray, n
     if key not in f or f"{kind}_ids" not in f[key]:
         return None
     g = f[key]
-    return np.asarray(g[f"{kind}_ids"][()], np.int32), np.asarray(g[f"{kind}_values"][()], np.float32)
+    return _pair(g, f"{kind}_ids", f"{kind}_values", f.filename)
 
 
 def read_neuron_matches(f: h5py.File, a: int, b: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -99,8 +101,19 @@ def read_neuron_matches(f: h5py.File, a: int, b: int) -> tuple[np.ndarray, np.nd
     key = f"family/neuron_matches/{a}_{b}"
     if key not in f:
         return None
-    g = f[key]
-    return np.asarray(g["corr_ids"][()], np.int32), np.asarray(g["corr_values"][()], np.float32)
+    return _pair(f[key], "corr_ids", "corr_values", f.filename)
+
+
+def _pair(g: h5py.Group, ids_name: str, values_name: str, path) -> tuple[np.ndarray, np.ndarray]:
+    """A stored (ids, values) pair of matches, checked: both 2-D of one shape, ids in range -1..."""
+    ids, values = g[ids_name], g[values_name]
+    if ids.ndim != 2 or ids.shape != values.shape or ids.dtype.kind not in "iu" or values.dtype.kind != "f":
+        raise BundleError(f"{path}: {g.name} holds matches of shapes {ids.shape} / {values.shape} "
+                          f"({ids.dtype} / {values.dtype}); the file may be damaged")
+    ids_arr = np.asarray(ids[()], np.int64)
+    if ids_arr.size and ids_arr.min() < -1:
+        raise BundleError(f"{path}: {g.name} holds negative unit ids; the file may be damaged")
+    return ids_arr.astype(np.int32), np.asarray(values[()], np.float32)
 
 
 def read_feature_map(f: h5py.File) -> tuple[np.ndarray, np.ndarray, np.ndarray, str] | None:
@@ -108,8 +121,18 @@ def read_feature_map(f: h5py.File) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     if "family/map/xy" not in f:
         return None
     g = f["family/map"]
-    return (np.asarray(g["xy"][()], np.float32), np.asarray(g["member"][()], np.int16),
-            np.asarray(g["unit"][()], np.int32), as_str(g.attrs.get("method", "")))
+    xy, member, unit = g["xy"], g["member"], g["unit"]
+    n = xy.shape[0] if xy.ndim == 2 else -1
+    if xy.ndim != 2 or xy.shape[1] != 2 or member.shape != (n,) or unit.shape != (n,) or \
+            xy.dtype.kind != "f" or member.dtype.kind not in "iu" or unit.dtype.kind not in "iu":
+        raise BundleError(f"{f.filename}: /family/map is inconsistent (xy {xy.shape}, member {member.shape}, "
+                          f"unit {unit.shape}); the file may be damaged")
+    xy_arr = np.asarray(xy[()], np.float32)
+    member_arr, unit_arr = np.asarray(member[()], np.int64), np.asarray(unit[()], np.int64)
+    if n and (member_arr.min() < 0 or unit_arr.min() < 0 or not np.isfinite(xy_arr).all()):
+        raise BundleError(f"{f.filename}: /family/map holds negative indices or non-finite points; "
+                          "the file may be damaged")
+    return xy_arr, member_arr.astype(np.int16), unit_arr.astype(np.int32), as_str(g.attrs.get("method", ""))
 
 
 class FamilyTree:

@@ -117,11 +117,15 @@ class FeatureMapPane(QWidget):
             self.legend.setText("")
             return
         self.xy, self.member, self.unit, method = fmap
-        self.note.setText(f"{len(self.xy):,} features: " + METHOD_TEXT.get(method, method or "unknown method"))
         names = bundle.family.names()
+        keep = self.member < len(names)          # a damaged map may name dictionaries the bundle lacks
+        self.xy, self.member, self.unit = self.xy[keep], self.member[keep], self.unit[keep]
+        self.note.setText(f"{len(self.xy):,} features: " + METHOD_TEXT.get(method, method or "unknown method"))
         parts = []
         for d, name in enumerate(names):
             rows = self.member == d
+            if not rows.any():          # e.g. the other seed's dictionaries: not in model A's map
+                continue
             item = PointCloudItem(self.xy[rows, 0], self.xy[rows, 1], dictionary_color(d) + "b0")
             item.setZValue(-d)
             self.plot.addItem(item)
@@ -145,7 +149,10 @@ class FeatureMapPane(QWidget):
         return self._members[d]
 
     def label_of(self, d: int, f: int) -> str:
-        return str(self.member_bundle(d).column("feature", "labels", int(f)))
+        member = self.member_bundle(d)
+        if not 0 <= f < member.n_features:
+            return f"(no feature {f}: the stored map does not match this dictionary)"
+        return str(member.column("feature", "labels", int(f)))
 
     # -------------------------------------------------------------- picking
     def nearest(self, x: float, y: float, radius: float | None = None) -> int | None:

@@ -12,6 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.functions as fn
 from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QPolygonF
 
 __all__ = ["PointCloudItem"]
 
@@ -21,7 +22,8 @@ class PointCloudItem(pg.GraphicsObject):
         super().__init__()
         self.x = np.ascontiguousarray(x, np.float64)
         self.y = np.ascontiguousarray(y, np.float64)
-        self.polygon = fn.arrayToQPolygonF(self.x, self.y)
+        # (an empty QPolygonF's buffer is read-only: pyqtgraph cannot fill one)
+        self.polygon = fn.arrayToQPolygonF(self.x, self.y) if len(self.x) else QPolygonF()
         self.pen = pg.mkPen(color, width=size)
         self.pen.setCosmetic(True)
         self.pen.setCapStyle(Qt.PenCapStyle.RoundCap)

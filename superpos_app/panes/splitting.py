@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
 
 from engine.bundle import open_bundle
 from engine.bundle.family import FamilyTree
+from engine.bundle.schema import BundleError
 from superpos_app.faults import contain_faults
 from superpos_app.panes.feature_map import dictionary_color
 
@@ -95,6 +96,9 @@ class SplittingPane(QWidget):
 
     def _item(self, d: int, f: int, cos: float | None, parent: int | None) -> QTreeWidgetItem:
         member = self._member(d)
+        if not 0 <= f < member.n_features:
+            raise BundleError(f"{self.bundle.path}: the stored matches name feature {f} of dictionary {d}, "
+                              f"which has {member.n_features}; the file may be damaged")
         density = float(member.columns("feature")["density"][f])
         corr = self._corr_to_parent(d, f, parent) if parent is not None else math.nan
         item = QTreeWidgetItem([

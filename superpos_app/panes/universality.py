@@ -16,6 +16,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from engine.bundle import open_bundle
+from engine.bundle.schema import BundleError
 from superpos_app.faults import contain_faults
 from superpos_app.panes.detail import FeatureDetailPane
 from superpos_app.panes.plots import FEATURE_COLOR, NEURON_COLOR, make_plot
@@ -59,6 +60,7 @@ class UniversalityPane(QWidget):
         self.note.setWordWrap(True)
         self.plot = make_plot("best-match correlation across seeds", "correlation with the best match",
                               "fraction of units", height=170)
+        self.plot.setMaximumHeight(220)
         self.plot.addLegend(offset=(10, 5))
         self.feature_curve = self.plot.plot([], [], stepMode="center", pen=pg.mkPen(FEATURE_COLOR, width=2),
                                             name="features")
@@ -136,6 +138,9 @@ class UniversalityPane(QWidget):
             self.open_button.setEnabled(False)
             return
         j, corr = int(matches[0][index, 0]), float(matches[1][index, 0])
+        if j >= self.other.n_units(kind):
+            raise BundleError(f"{self.bundle.path}: the stored match of {kind} {index} is {kind} {j}, beyond "
+                              f"the {self.other.n_units(kind)} of the other model; the file may be damaged")
         self.match = (kind, j, corr)
         other = self.bundle.family.names()[self.other_index]
         label = self.other.column(kind, "labels", j)
