@@ -76,9 +76,9 @@ def _sizes(text: str) -> tuple[int, ...]:
         sizes = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected sizes like 4096 or 512,4096,16384, not {text!r}") from None
-    if not sizes or any(d <= 0 for d in sizes) or len(set(sizes)) != len(sizes):
-        raise argparse.ArgumentTypeError(f"expected distinct positive sizes, not {text!r}")
-    return sizes
+    if not sizes or len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"expected distinct sizes like 4096 or 512,4096,16384, not {text!r}")
+    return sizes            # each is checked by RunConfig.validate (config_from_args)
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -109,6 +109,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
            **recipe_changes(args)}
     harvest = pick(n_tokens=getattr(args, "harvest_tokens", None))
     # every setting checked here, before the tokenizer or anything slow starts
+    for d in sizes[1:]:     # a family's further sizes: the same rules as the first
+        validated(lambda d=d: cfg.with_overrides(sae={"d_sae": d}).validate(), RUN_FLAGS)
     return validated(lambda: cfg.with_overrides(corpus=corpus, tokenizer=tokenizer, model=model, train=train,
                                                 sae=sae, harvest=harvest, device=args.device).validate(),
                      RUN_FLAGS)

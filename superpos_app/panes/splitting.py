@@ -24,7 +24,9 @@ from superpos_app.panes.feature_map import dictionary_color
 
 __all__ = ["SplittingPane"]
 
-COLUMNS = ("dictionary", "feature", "cos to parent", "corr to parent", "density", "label")
+COLUMNS = ("dict", "feature", "cos", "corr", "density", "label")
+TIPS = ("dictionary", "feature index", "decoder cosine to the parent", "activation correlation with the parent "
+        "(blank: not among its stored top matches)", "fraction of harvested tokens it fires on", "label")
 ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -47,7 +49,17 @@ class SplittingPane(QWidget):
         self.tree = QTreeWidget()
         self.tree.setObjectName("splittingTree")
         self.tree.setHeaderLabels(list(COLUMNS))
+        for c, tip in enumerate(TIPS):
+            self.tree.headerItem().setToolTip(c, tip)
         self.tree.setUniformRowHeights(True)
+        self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)   # labels elide instead
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.tree.setIndentation(14)
+        header = self.tree.header()
+        header.setStretchLastSection(True)
+        header.setMinimumSectionSize(30)
+        for c in range(len(COLUMNS) - 1):
+            self.tree.setColumnWidth(c, 56)
         self.tree.itemActivated.connect(self._on_activated)
         self.tree.itemDoubleClicked.connect(self._on_activated)
         self.tree.itemExpanded.connect(self._on_expanded)

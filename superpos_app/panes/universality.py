@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from engine.bundle import open_bundle
 from engine.bundle.schema import BundleError
@@ -80,13 +80,25 @@ class UniversalityPane(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.match_label, 1)
         row.addWidget(self.open_button)
+        body = QWidget()
+        inner = QVBoxLayout(body)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(self.note)
+        inner.addWidget(self.plot)
+        inner.addLayout(row)
+        inner.addWidget(self.detail, 1)
+        scroll = QScrollArea()            # histograms above a whole dashboard: scroll, never force the dock taller
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(body)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.note)
-        layout.addWidget(self.plot)
-        layout.addLayout(row)
-        layout.addWidget(self.detail, 1)
+        layout.addWidget(scroll)
         selection.unitSelected.connect(self.show_unit)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt name
+        # no wider than the detail pane it is tabbed with: the central overview keeps its width
+        return QSize(440, 520)
 
     def set_bundle(self, bundle) -> None:
         if self.other is not None:
