@@ -120,7 +120,10 @@ class FeatureMapPane(QWidget):
         names = bundle.family.names()
         keep = self.member < len(names)          # a damaged map may name dictionaries the bundle lacks
         self.xy, self.member, self.unit = self.xy[keep], self.member[keep], self.unit[keep]
-        self.note.setText(f"{len(self.xy):,} features: " + METHOD_TEXT.get(method, method or "unknown method"))
+        note = f"{len(self.xy):,} features: " + METHOD_TEXT.get(method, method or "unknown method")
+        if any(m["model"] for m in bundle.family.members):
+            note += ". Model A's dictionaries only: the other seed's decoder directions live in its own neuron basis."
+        self.note.setText(note)
         parts = []
         for d, name in enumerate(names):
             rows = self.member == d
