@@ -83,6 +83,11 @@ def test_cli_takes_several_dictionary_sizes():
     assert args.d_sae == (512, 4096, 16384)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--out", "x.h5", "--d-sae", "512,abc"])
+    args = build_parser().parse_args(["run", "--out", "x.h5", "--model-seeds", "0,1"])
+    assert args.model_seeds == (0, 1)
+    for bad in ("0,0", "0", "0,1,2", "a,b"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["run", "--out", "x.h5", "--model-seeds", bad])
 
 
 @pytest.fixture(scope="module")
