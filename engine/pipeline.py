@@ -15,7 +15,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any, Generator, Sequence
 
 import numpy as np
 
@@ -103,8 +103,17 @@ def run_pipeline(
     workdir: str | Path | None = None,
     resume: bool = False,
     cancel: CancelToken | None = None,
+    family_sizes: Sequence[int] = (),
+    model_seeds: Sequence[int] = (),
 ) -> Generator[object, None, Path]:
-    """Run every stage and write the bundle to ``out_path`` (atomically). Returns ``out_path``."""
+    """Run every stage and write the bundle to ``out_path`` (atomically). Returns ``out_path``.
+
+    ``family_sizes``: several dictionary sizes (e.g. 512, 4096, 16384) trained from one pass over
+    the activations (``engine.train.family_job``), each evaluated, harvested and labelled, matched to
+    the next size and mapped (``_family_parts``); the first is the bundle's dictionary 0.
+    ``model_seeds`` (two seeds, e.g. 0, 1): the model is trained with the first (``train.seed``), a
+    second model with the second, with dictionaries of the same sizes; features and neurons of the
+    two are matched by activation correlation (the paper's universality comparison)."""
     from engine.data.activations import ModelActivationSource
     from engine.bundle import write_bundle_job
     from engine.analysis.evaluate import evaluate_job
@@ -113,6 +122,17 @@ def run_pipeline(
     from engine.train.sae_job import train_sae
     from engine.train.model_job import train_model
 
+    sizes = tuple(int(d) for d in family_sizes)
+    seeds = tuple(int(x) for x in model_seeds)
+    if len(seeds) > 2 or len(set(seeds)) != len(seeds):
+        from engine.config import ConfigError
+        raise ConfigError(f"model seeds: give one or two different seeds (e.g. 0,1), not {list(seeds)}")
+    if seeds:
+        cfg = cfg.with_overrides(train={"seed": seeds[0]})
+    if sizes:
+        cfg = cfg.with_overrides(sae={"d_sae": sizes[0]})
+    for d in sizes[1:]:
+        cfg.with_overrides(sae={"d_sae": d}).validate()
     cfg.validate()              # bad settings fail here, before the tokenizer, not stages later
     t_run = time.perf_counter()
     out_path = Path(out_path)
@@ -145,8 +165,16 @@ def run_pipeline(
     source = ModelActivationSource(model, data.tokens.train, n_ctx=cfg.model.n_ctx,
                                    batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
                                    seed=cfg.sae.seed, device=str(device))
-    sae_result = yield from timed(staged(train_sae(
-        cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n))
+    if len(sizes) > 1:
+        from engine.train.family_job import train_sae_family
+
+        family_results = yield from timed(staged(train_sae_family(
+            [cfg.sae.replace(d_sae=d) for d in sizes], source, device=str(device), cancel=cancel), 3, n))
+        sae_result, family_results = family_results[0], family_results[1:]
+    else:
+        family_results = []
+        sae_result = yield from timed(staged(train_sae(
+            cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n))
     sae = sae_result.sae
 
     metrics = yield from timed(staged(evaluate_job(
@@ -171,12 +199,111 @@ def run_pipeline(
         "platform": platform.platform(),
         "stage_seconds": json.dumps(stage_seconds),
     }
+    extra = None
+    if family_results or len(seeds) > 1:
+        extra = yield from _family_parts(cfg, model, data, stats, sae, family_results, metrics, device, timed,
+                                         cancel, workdir, resume, seeds, sizes or (cfg.sae.d_sae,))
     yield from timed(staged(write_bundle_job(
         out_path, config=cfg, tokenizer_json=data.tokenizer.to_json(), model_state=model.state_dict(),
         sae_state=sae.state_dict(), harvest=stats, metrics=metrics, curves=curves, extra_info=info,
-        cancel=cancel), 7, n))
+        cancel=cancel, extra=extra), 7, n))
     yield Message(f"wrote {out_path} in {time.perf_counter() - t_run:.0f} s")
     return out_path
+
+
+def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, results, metrics0: dict,
+                  device, timed, cancel, workdir: Path, resume: bool, model_seeds: Sequence[int], sizes):
+    """Evaluate, harvest and label dictionaries 1..n; with ``model_seeds`` (a, b) also train model b
+    and its dictionaries of the same sizes. Match each size to the next (decoder cosine and activation
+    correlation on the harvest's paired sample, both ways), each of model a's dictionaries to model b's
+    of its size and model a's neurons to model b's (correlation on the same sample tokens), and embed
+    model a's decoder rows; returns the ``extra`` writes of ``write_bundle_job``."""
+    from engine.analysis.feature_map import embed_decoders
+    from engine.analysis.matching import best_match_summary, correlation_matches, match_family, sae_activations
+    from engine.bundle.family import ModelParts, family_writes
+    from engine.data.activations import ModelActivationSource
+    from engine.train.model_job import train_model
+
+    n = len(PIPELINE_STAGES)
+    dev = "cuda" if str(device).startswith("cuda") else "cpu"
+    members = []
+    a_saes, a_stats = [sae0], stats0
+    for result in results:
+        parts = yield from _member_parts(cfg, model, data, result, device, timed, cancel, model_index=0)
+        members.append(parts)
+        a_saes.append(result.sae)
+    x_a = np.asarray(stats0.sample_neuron_acts, np.float32)   # the same sample tokens for every member
+    matches = match_family(a_saes, x_a, device=dev)
+    for d in range(len(a_saes) - 1):
+        metrics0[f"family_corr_median_{d}_{d + 1}"] = best_match_summary(matches[(d, d + 1)]["corr"][1])["median"]
+    models, neuron_matches, seeds = [], {}, [int(cfg.train.seed)]
+    names = [f"A/{i}" for i in range(len(a_saes))]
+    if len(model_seeds) > 1:
+        seed_b = int(model_seeds[1])
+        cfg_b = cfg.with_overrides(train={"seed": seed_b})
+        yield Message(f"model B: training a second model with seed {seed_b} and its dictionaries")
+        model_b = (yield from timed(staged(train_model(
+            cfg_b.model, cfg_b.train, data.tokens.train, data.tokens.val, device=cfg.device,
+            checkpoint_dir=workdir / f"seed{seed_b}", resume=resume, cancel=cancel), 2, n))).model
+        source = ModelActivationSource(model_b, data.tokens.train, n_ctx=cfg.model.n_ctx,
+                                       batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
+                                       seed=cfg.sae.seed, device=str(device))
+        from engine.train.family_job import train_sae_family
+
+        b_results = yield from timed(staged(train_sae_family(
+            [cfg_b.sae.replace(d_sae=d) for d in sizes], source, device=str(device), cancel=cancel), 3, n))
+        first_b = len(a_saes)
+        b_saes, b_stats = [], None
+        for result in b_results:
+            parts = yield from _member_parts(cfg_b, model_b, data, result, device, timed, cancel, model_index=1)
+            members.append(parts)
+            b_saes.append(result.sae)
+            b_stats = b_stats or parts.harvest
+        models.append(ModelParts(model_b.state_dict(), cfg_b.model, b_stats.neurons, seed_b))
+        seeds.append(seed_b)
+        names += [f"B/{i}" for i in range(len(b_saes))]
+        for (i, j), kinds in match_family(b_saes, np.asarray(b_stats.sample_neuron_acts, np.float32), device=dev).items():
+            matches[(first_b + i, first_b + j)] = kinds
+        x_b = np.asarray(b_stats.sample_neuron_acts, np.float32)
+        if not np.array_equal(a_stats.sample_token_ids, b_stats.sample_token_ids):
+            raise RuntimeError("the two models' paired samples are not the same tokens")
+        for d, (sa, sb) in enumerate(zip(a_saes, b_saes)):
+            acts_a, acts_b = sae_activations(sa, x_a), sae_activations(sb, x_b)
+            matches[(d, first_b + d)] = {"corr": correlation_matches(acts_a, acts_b, device=dev)}
+            matches[(first_b + d, d)] = {"corr": correlation_matches(acts_b, acts_a, device=dev)}
+            metrics0[f"universality_feature_median_{sa.cfg.d_sae}"] = \
+                best_match_summary(matches[(d, first_b + d)]["corr"][1])["median"]
+        neuron_matches[(0, 1)] = correlation_matches(x_a, x_b, device=dev)
+        neuron_matches[(1, 0)] = correlation_matches(x_b, x_a, device=dev)
+        metrics0["universality_neuron_median"] = best_match_summary(neuron_matches[(0, 1)][1])["median"]
+        yield Message("best-match correlation across seeds (median): features " + ", ".join(
+            f"{sa.cfg.d_sae}: {metrics0[f'universality_feature_median_{sa.cfg.d_sae}']:.2f}" for sa in a_saes)
+            + f"; neurons {metrics0['universality_neuron_median']:.2f}")
+    feature_map = embed_decoders([s.W_dec.detach().cpu().numpy() for s in a_saes], seed=cfg.sae.seed)
+    yield Message(f"feature map: {len(feature_map[0]):,} points by {feature_map[3]}")
+    return family_writes(names, members, matches, feature_map, models=models, neuron_matches=neuron_matches,
+                         seeds=seeds)
+
+
+def _member_parts(cfg: RunConfig, model, data: PreparedData, result, device, timed, cancel, model_index: int):
+    """One further dictionary: evaluated, harvested and labelled, as ``MemberParts``."""
+    from engine.analysis.evaluate import evaluate_job
+    from engine.analysis.harvest import harvest
+    from engine.analysis.labels import label_harvest, score_medians
+    from engine.bundle.family import MemberParts
+
+    n = len(PIPELINE_STAGES)
+    sae = result.sae
+    member_cfg = cfg.with_overrides(sae={"d_sae": sae.cfg.d_sae})
+    m = yield from timed(staged(evaluate_job(
+        model, sae, data.tokens.val, cfg.harvest.eval_tokens, device=str(device), cancel=cancel), 4, n))
+    m = {k: v for k, v in m.items() if not isinstance(v, np.ndarray)}
+    st = yield from timed(staged(harvest(model, sae, data.tokens.val, cfg.harvest, device=str(device),
+                                          cancel=cancel, eos_id=data.tokens.eos_id), 5, n))
+    yield from timed(staged(label_harvest(st, data.tokenizer, seed=cfg.harvest.seed, cancel=cancel), 6, n))
+    m.update({"sae_activations": float(result.n_activations), "harvest_tokens": float(st.n_tokens),
+              **score_medians(st)})
+    return MemberParts(member_cfg, sae.state_dict(), st, m, result.curves, model=model_index)
 
 
 def _clocked(events, clock: RunClock):

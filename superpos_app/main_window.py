@@ -140,15 +140,17 @@ class MainWindow(QMainWindow):
         if path:
             self.open_bundle(path)
 
-    def open_bundle(self, path: str | os.PathLike) -> bool:
-        """Open a bundle file and show it; a file that is not a readable bundle shows an error box."""
+    def open_bundle(self, path: str | os.PathLike, dictionary: int = 0) -> bool:
+        """Open a bundle file and show it; a file that is not a readable bundle shows an error box.
+        ``dictionary``: which dictionary of a family every pane shows (``Bundle.family``)."""
         path = Path(path)
         # realpath, not Path.resolve(): a symlink loop must be refused by open_bundle, not raise here
-        if self.bundle is not None and os.path.realpath(self.bundle.path) == os.path.realpath(path):
+        if self.bundle is not None and os.path.realpath(self.bundle.path) == os.path.realpath(path) \
+                and getattr(self.bundle, "dictionary", 0) == dictionary:
             self.show_overview()
             return True
         try:
-            bundle = read_bundle(path)
+            bundle = read_bundle(path, dictionary)
         except Exception as exc:  # noqa: BLE001 - BundleError and OS errors alike: tell the user
             if not path.exists():
                 self.settings.remove_recent(path)

@@ -20,7 +20,7 @@ import pytest
 
 from engine.config import HarvestConfig
 from engine.testing.fuzz import KINDS, make_variants
-from engine.testing.synthetic import write_synthetic_bundle
+from engine.testing.synthetic_family import write_synthetic_family
 from fuzz_runner import run_child
 
 N_VARIANTS = int(os.environ.get("SUPERPOS_FUZZ_VARIANTS", "200"))
@@ -62,8 +62,11 @@ def fuzz(base: Path, folder: Path, n: int, seed: int):
 
 @pytest.fixture(scope="module")
 def fuzz_base(tmp_path_factory) -> Path:
+    """A family (two sizes, two seeds: every group of schema 3), so variants also hit /family,
+    /dictionaries and /models."""
     path = tmp_path_factory.mktemp("fuzz-base") / "base.h5"
-    write_synthetic_bundle(path, n_features=96, n_neurons=32, vocab_size=300, n_tokens=5000, chunk=40, harvest=HC)
+    write_synthetic_family(path, sizes=(96, 160), n_neurons=32, vocab_size=300, n_tokens=5000, chunk=40,
+                           harvest=HC, second_seed=True)
     return path
 
 

@@ -25,6 +25,9 @@ import h5py
 import numpy as np
 
 from engine.bundle.explanations import SCORE_NAMES, read_explanations
+from engine.bundle.family import (
+    dictionary_group, read_family, read_feature_map, read_matches, read_neuron_matches,
+)
 from engine.bundle.sae_file import read_sae_group, sae_from_state
 from engine.bundle.schema import (
     GROUP_OF_KIND, H5_LOCK, READ_ERRORS, UNIT_COLUMNS, BundleError, CallerError, UnitIndexError,
@@ -70,9 +73,21 @@ class Bundle:
     P, B, L, A, C). One thread at a time (see module docstring).
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, dictionary: int = 0):
         self.path = Path(path)
-        self._file: h5py.File | None = open_h5(self.path)
+        self._h5: h5py.File | None = open_h5(self.path)
+        self._file: h5py.Group | None = self._h5
+        # dictionary i > 0 of a family (schema 3): the same layout under /dictionaries/<i>
+        self.dictionary = int(dictionary)
+        self.family = None
+        try:
+            with H5_LOCK:
+                self.family = read_family(self._h5, self.path)
+                if self.dictionary:
+                    self._file = dictionary_group(self._h5, self.family, self.dictionary, self.path)
+        except BaseException:
+            self.close()
+            raise
         self._columns_cache: dict[str, dict[str, Any]] = {}
         self._tokenizer = None
         try:
@@ -98,13 +113,14 @@ class Bundle:
 
     # -------------------------------------------------------------- lifecycle
     def close(self) -> None:
-        if self._file is not None:
+        if self._h5 is not None:
             try:
                 with H5_LOCK:
-                    self._file.close()
+                    self._h5.close()
             except Exception:  # pragma: no cover - closing a damaged file
                 pass
-            self._file = None
+            self._h5 = None
+        self._file = None
 
     def __enter__(self) -> "Bundle":
         return self
@@ -119,7 +135,8 @@ class Bundle:
             pass
 
     def __repr__(self) -> str:
-        return f"Bundle({str(self.path)!r}, features={self.n_features}, neurons={self.n_neurons})"
+        which = f", dictionary={self.dictionary}" if self.dictionary else ""
+        return f"Bundle({str(self.path)!r}{which}, features={self.n_features}, neurons={self.n_neurons})"
 
     @property
     def closed(self) -> bool:
@@ -168,7 +185,7 @@ class Bundle:
                 "align_l1": np.asarray(g["align_l1"][:], np.float32),
                 "top_token_ids": self._tokens(g["top_token_ids"], slice(None)),
             }
-            explained = read_explanations(self.path, kind, self._file)
+            explained = self.explanations(kind)
             for name in SCORE_NAMES:
                 v = np.full(len(density), np.nan, np.float32)
                 for u, rec in explained.items():
@@ -282,7 +299,10 @@ class Bundle:
     def explanations(self, kind: str) -> dict[int, dict]:
         """Language-model explanations of ``kind``: unit -> latest record (engine.bundle.explanations),
         the folded ones and any still in the journal beside the file. Read afresh on every call."""
-        return read_explanations(self.path, self._check_kind(kind), self._file)
+        kind = self._check_kind(kind)
+        if self.dictionary:       # the explanations' journal and group belong to dictionary 0
+            return {}
+        return read_explanations(self.path, kind, self._file)
 
     # -------------------------------------------------------------- tokenizer, model, SAE
     @_guarded("the tokenizer")
@@ -328,12 +348,30 @@ class Bundle:
         """W_dec[sel] (float32): feature directions in neuron space, without loading the whole SAE."""
         return np.asarray(self._file["sae/W_dec"][sel], np.float32)
 
+    # -------------------------------------------------------------- the family (engine.bundle.family)
+    @_guarded("the family's matches")
+    def matches(self, a: int, b: int, kind: str = "decoder") -> tuple[np.ndarray, np.ndarray] | None:
+        """(ids [F_a, k], values [F_a, k]) of the best matches in dictionary b of dictionary a's
+        features, by ``kind`` "decoder" (cosine) or "corr" (activation correlation); None if not stored."""
+        return read_matches(self._h5, int(a), int(b), kind)
+
+    @_guarded("the family's neuron matches")
+    def neuron_matches(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ids [M, k], correlations [M, k]) of model b's neurons best correlated with model a's (seeds)."""
+        return read_neuron_matches(self._h5, int(a), int(b))
+
+    @_guarded("the feature map")
+    def feature_map(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, str] | None:
+        """(xy [n, 2], dictionary [n], feature [n], method) of every decoder row, or None."""
+        return read_feature_map(self._h5)
+
     def load_sae(self):
         """The stored SAE (``engine.sae.SparseAutoencoder``, eval mode, CPU)."""
         state, cfg = self.sae_state()
         return sae_from_state(state, cfg, str(self.path))
 
 
-def open_bundle(path: str | os.PathLike) -> Bundle:
-    """Open a bundle for reading (metadata only); raises ``BundleError`` with a readable message."""
-    return Bundle(path)
+def open_bundle(path: str | os.PathLike, dictionary: int = 0) -> Bundle:
+    """Open a bundle for reading (metadata only); raises ``BundleError`` with a readable message.
+    ``dictionary``: which dictionary of a family (``Bundle.family``; 0, the default, is /sae + /features)."""
+    return Bundle(path, dictionary)

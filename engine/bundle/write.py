@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Generator, Mapping
+from typing import Any, Callable, Generator, Mapping
 
 import h5py
 import numpy as np
@@ -30,7 +30,7 @@ from engine.events import (
 from engine.fileio import AtomicWrite, write_error
 from engine.stats import HarvestResult, UnitStats
 
-__all__ = ["BundleWriter", "write_bundle", "write_bundle_job"]
+__all__ = ["BundleWriter", "write_bundle", "write_bundle_job", "write_dictionary"]
 
 
 class BundleWriter:
@@ -51,6 +51,14 @@ class BundleWriter:
             raise
         self._token_dtype: tuple[np.dtype, int] | None = None
         self._done = False
+
+    def within(self, group: h5py.Group) -> "BundleWriter":
+        """A writer of the same file whose pieces go under ``group`` (a family's dictionary i > 0,
+        ``engine.bundle.family``); committing stays with this writer."""
+        sub = object.__new__(BundleWriter)
+        sub.path, sub._target, sub.file, sub._guard = self.path, None, group, self._guard
+        sub._token_dtype, sub._done = self._token_dtype, True
+        return sub
 
     # -------------------------------------------------------------- context manager
     def __enter__(self) -> "BundleWriter":
@@ -250,6 +258,7 @@ def write_bundle_job(
     curves: Mapping[str, np.ndarray],
     extra_info: Mapping[str, Any] | None = None,
     cancel: CancelToken | None = None,
+    extra: Callable[[BundleWriter], Generator[object, None, None]] | None = None,
 ) -> Generator[object, None, Path]:
     """Write a complete bundle atomically, yielding ``Progress`` (unit "B": bytes of array data) after
     the model, the SAE, each per-unit column and the sample. Returns ``path``.
@@ -257,6 +266,8 @@ def write_bundle_job(
     ``cancel`` is checked before each of those datasets: a cancel raises ``Cancelled`` and, like any
     failure, leaves ``path`` as it was with no temporary file behind. A disk or permission problem
     becomes a one-line ``WriteError`` (``engine.fileio``); inconsistent inputs (a programming error) raise ``ValueError``.
+    ``extra(writer)``: a generator of more writes into the same file before it is committed (a
+    family's other dictionaries, ``engine.bundle.family.family_writes``).
     """
     path = Path(path)
     model_cfg = config.model
@@ -319,11 +330,37 @@ def write_bundle_job(
                                  density_hist_counts=harvest.density_hist_counts)
             w.write_sample(harvest)
             yield step(sample_bytes)
+            if extra is not None:
+                check_cancel()
+                yield from extra(w)
     except OSError as exc:
         raise write_error(exc, path, "the bundle") from exc
     yield StageFinished("bundle", seconds=time.perf_counter() - t0,
                         summary={"file_bytes": float(path.stat().st_size)})
     return path
+
+
+def write_dictionary(w: BundleWriter, parts) -> None:
+    """Write one dictionary's own pieces (``engine.bundle.family.MemberParts``) through ``w`` (a
+    ``BundleWriter.within`` a family group): the header less the tokenizer, the SAE, the feature
+    columns, the harvest attributes and the sample. Shared pieces (model, tokenizer, neurons) are links."""
+    harvest, config = parts.harvest, parts.config
+    F, M = len(harvest.features), len(harvest.neurons)
+    g = w.file
+    g.attrs.update(root_attrs(FORMAT))
+    g.attrs["extra_info"] = dumps({})
+    for name, value in (("config", dumps(config.to_dict())), ("metrics", dumps(dict(parts.metrics)))):
+        g.create_dataset(name, data=value, dtype=h5py.string_dtype("utf-8"))
+    w.write_curves(parts.curves)
+    w.write_sae(parts.sae_state, config.sae.replace(d_in=M, d_sae=F))
+    w.create_units("feature", F, _dims_of(harvest.features))
+    for name in UNIT_COLUMNS:
+        w.write_column("feature", name, 0, harvest.features)
+    w.write_harvest_info(n_tokens=harvest.n_tokens, harvest_config=config.harvest,
+                         top_center=harvest.features.top_center, density_hist_edges=harvest.density_hist_edges,
+                         density_hist_counts=harvest.density_hist_counts)
+    w.write_sample(harvest)
+    w.check()
 
 
 def write_bundle(path: str | os.PathLike, **parts: Any) -> Path:

@@ -60,10 +60,35 @@ def _add_run_options(p: argparse.ArgumentParser, with_sae: bool) -> None:
     g.add_argument("--seed", type=int, help="seed for the corpus split and the model")
     if with_sae:
         s = p.add_argument_group("sparse autoencoder and statistics")
-        s.add_argument("--d-sae", type=int, help="dictionary size (features)")
+        s.add_argument("--d-sae", type=_sizes, metavar="F[,F...]",
+                       help="dictionary size (features); several, e.g. 512,4096,16384, train a family of "
+                            "SAEs from one pass over the activations into one bundle")
+        s.add_argument("--model-seeds", type=_seeds, metavar="S,S",
+                       help="two model seeds, e.g. 0,1: also train a second model and its dictionaries of the "
+                            "same sizes, and match features and neurons across the two (universality)")
         add_recipe_arguments(s)
         s.add_argument("--sae-activations", type=int, help="SAE training budget in activation vectors")
         s.add_argument("--harvest-tokens", type=int, help="held-out tokens scanned for feature statistics")
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 4096 or 512,4096,16384, not {text!r}") from None
+    if not sizes or len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"expected distinct sizes like 4096 or 512,4096,16384, not {text!r}")
+    return sizes            # each is checked by RunConfig.validate (config_from_args)
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two seeds like 0,1, not {text!r}") from None
+    if len(seeds) != 2 or seeds[0] == seeds[1] or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected two different non-negative seeds like 0,1, not {text!r}")
+    return seeds
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -79,10 +104,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     train = pick(tokens=args.tokens, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     if args.seed is not None:
         corpus["seed"] = args.seed
-    sae = {**pick(d_sae=getattr(args, "d_sae", None), n_activations=getattr(args, "sae_activations", None)),
+    sizes = getattr(args, "d_sae", None) or ()
+    sae = {**pick(d_sae=sizes[0] if sizes else None, n_activations=getattr(args, "sae_activations", None)),
            **recipe_changes(args)}
     harvest = pick(n_tokens=getattr(args, "harvest_tokens", None))
     # every setting checked here, before the tokenizer or anything slow starts
+    for d in sizes[1:]:     # a family's further sizes: the same rules as the first
+        validated(lambda d=d: cfg.with_overrides(sae={"d_sae": d}).validate(), RUN_FLAGS)
     return validated(lambda: cfg.with_overrides(corpus=corpus, tokenizer=tokenizer, model=model, train=train,
                                                 sae=sae, harvest=harvest, device=args.device).validate(),
                      RUN_FLAGS)
@@ -93,7 +121,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     cancel = CancelToken()
-    out = drive(run_pipeline(cfg, args.out, workdir=args.workdir, resume=args.resume, cancel=cancel),
+    sizes = args.d_sae if args.d_sae and len(args.d_sae) > 1 else ()
+    out = drive(run_pipeline(cfg, args.out, workdir=args.workdir, resume=args.resume, cancel=cancel,
+                             family_sizes=sizes, model_seeds=args.model_seeds or ()),
                 cancel, ProgressPrinter(quiet=args.quiet))
     print(f"bundle written: {out}")
     print(f"explore it with:  superpos-app {out}")

@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = ["Variant", "make_variants", "KINDS", "HOSTILE_LABELS"]
 
-KINDS = ("truncate", "bitflip", "shape", "dtype", "attribute", "huge", "strings", "irregular")
+KINDS = ("truncate", "bitflip", "shape", "dtype", "attribute", "huge", "strings", "irregular", "family")
 
 HOSTILE_LABELS: tuple[bytes, ...] = (
     b"ok \xff\xfe\xfd invalid utf-8",
@@ -188,6 +188,34 @@ def _strings(rng, f: h5py.File) -> str:
     return f"/{name}: {what}"
 
 
+def _family(rng, f: h5py.File) -> str:
+    """A family (schema 3) with a bad /family members attribute, a member group that is missing or not
+    a group, or a dangling link from a member to a shared piece. A one-dictionary base gets a family."""
+    choice = int(rng.integers(0, 6))
+    fam = f.require_group("family")
+    good = fam.attrs.get("members", json.dumps([{"name": "A/0", "d_sae": 1, "group": ""}]))
+    if choice == 0:
+        fam.attrs["members"] = "{" * 5000
+        return "/family members = 5000 open braces"
+    if choice == 1:
+        fam.attrs["members"] = json.dumps([{"name": "A/0", "group": ""}, {"name": "A/1", "group": "no/such/group"}])
+        return "/family members name a missing group"
+    if choice == 2:
+        fam.attrs["members"] = json.dumps([{"name": "A/0", "group": ""}, {"name": "A/1", "group": "sae/W_dec"}])
+        return "/family members name a dataset as a group"
+    if choice == 3:
+        fam.attrs["members"] = json.dumps([{"group": "", "d_sae": "many", "model": None}])
+        return "/family members with wrong types"
+    groups = [m.get("group") for m in json.loads(good) if isinstance(m, dict) and m.get("group")]
+    if choice == 4 and groups:
+        g = f[groups[int(rng.integers(0, len(groups)))]]
+        del g["model"]
+        g["model"] = h5py.SoftLink("/no/such/model")
+        return f"/{g.name} model links nowhere"
+    fam.attrs["members"] = json.dumps([{"name": f"A/{i}", "group": ""} for i in range(3)] + [7, "x"])
+    return "/family members hold non-objects"
+
+
 def _irregular(rng, folder: Path, index: int, base_path: Path) -> tuple[Path, str]:
     choice = index // len(KINDS) % 5
     path = folder / f"v{index:04d}-irregular.h5"
@@ -229,6 +257,6 @@ def make_variants(base: str | os.PathLike, folder: str | os.PathLike, n: int, se
             shutil.copyfile(base, path)
             with h5py.File(path, "a") as f:
                 what = {"shape": _shape, "dtype": _dtype, "attribute": _attribute, "huge": _huge,
-                        "strings": _strings}[kind](rng, f)
+                        "strings": _strings, "family": _family}[kind](rng, f)
         out.append(Variant(i, kind, path, what))
     return out

@@ -15,13 +15,17 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from superpos_app.faults import clear_fault, report_fault
 from superpos_app.panes.compare import NeuronComparePane
 from superpos_app.panes.detail import FeatureDetailPane
+from superpos_app.panes.feature_map import FeatureMapPane
 from superpos_app.panes.lens import TextLensPane
 from superpos_app.panes.search import FeatureSearchPane
+from superpos_app.panes.splitting import SplittingPane
+from superpos_app.panes.universality import UniversalityPane
 
 __all__ = ["install_panes", "FeatureSearchPane", "FeatureDetailPane", "TextLensPane",
-           "NeuronComparePane", "PANE_NAMES"]
+           "NeuronComparePane", "FeatureMapPane", "SplittingPane", "UniversalityPane", "PANE_NAMES"]
 
-PANE_NAMES = ("featureSearch", "featureDetail", "textLens", "neuronCompare")
+PANE_NAMES = ("featureSearch", "featureDetail", "textLens", "neuronCompare", "featureMap", "splitting",
+              "universality")
 
 
 def install_panes(window) -> dict:
@@ -31,7 +35,10 @@ def install_panes(window) -> dict:
     detail = FeatureDetailPane(sel)
     lens = TextLensPane(sel)
     compare = NeuronComparePane(sel)
-    panes = {p.objectName(): p for p in (search, detail, lens, compare)}
+    feature_map = FeatureMapPane(sel)
+    splitting = SplittingPane(sel)
+    universality = UniversalityPane(sel)
+    panes = {p.objectName(): p for p in (search, detail, lens, compare, feature_map, splitting, universality)}
 
     docks = {
         "featureSearch": window.add_pane(search, "Feature Search", Qt.DockWidgetArea.LeftDockWidgetArea,
@@ -41,8 +48,31 @@ def install_panes(window) -> dict:
         "neuronCompare": window.add_pane(compare, "Neuron vs Feature", Qt.DockWidgetArea.RightDockWidgetArea,
                                          "neuronCompare"),
         "textLens": window.add_pane(lens, "Text Lens", Qt.DockWidgetArea.BottomDockWidgetArea, "textLens"),
+        "featureMap": window.add_pane(feature_map, "Feature Map", Qt.DockWidgetArea.BottomDockWidgetArea,
+                                      "featureMap"),
+        "splitting": window.add_pane(splitting, "Splitting", Qt.DockWidgetArea.RightDockWidgetArea, "splitting"),
+        "universality": window.add_pane(universality, "Universality", Qt.DockWidgetArea.RightDockWidgetArea,
+                                        "universality"),
     }
     window.tabifyDockWidget(docks["featureDetail"], docks["neuronCompare"])
+    window.tabifyDockWidget(docks["neuronCompare"], docks["splitting"])
+    window.tabifyDockWidget(docks["splitting"], docks["universality"])
+    docks["featureDetail"].raise_()
+    window.tabifyDockWidget(docks["textLens"], docks["featureMap"])
+    docks["textLens"].raise_()
+
+    def open_family_feature(d: int, f: int) -> None:
+        """A feature of dictionary d of the family: every pane switches to that dictionary first."""
+        b = window.bundle
+        if b is None:
+            return
+        if getattr(b, "dictionary", 0) != d and not window.open_bundle(b.path, d):
+            return
+        window.selection.select("feature", f)
+
+    feature_map.openFeature.connect(open_family_feature)
+    splitting.openFeature.connect(open_family_feature)
+    universality.openFeature.connect(open_family_feature)
     docks["featureDetail"].raise_()
     # The central overview takes all spare width, which can leave a dock too narrow to read; when a
     # dock appears that narrow, widen it once (a wider saved layout is left alone).

@@ -1,0 +1,178 @@
+"""Splitting tree: how the selected feature splits across the family's dictionary sizes.
+
+The tree's root is the selected feature's farthest ancestor (its best decoder match in each smaller
+dictionary in turn, ``engine.bundle.family.FamilyTree``); under every node are its children in the
+next size — the features there whose best match it is — with the decoder cosine to the parent, the
+activation correlation with it on the harvest's shared tokens (when it is among the stored top
+matches), the density and the label. Deeper levels fill in when expanded. Activating a row opens
+that feature (``openFeature(dictionary, feature)``), so the tree is navigable up and down.
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from engine.bundle import open_bundle
+from engine.bundle.family import FamilyTree
+from engine.bundle.schema import BundleError
+from superpos_app.faults import contain_faults
+from superpos_app.panes.feature_map import dictionary_color
+
+__all__ = ["SplittingPane"]
+
+COLUMNS = ("dict", "feature", "cos", "corr", "density", "label")
+TIPS = ("dictionary", "feature index", "decoder cosine to the parent", "activation correlation with the parent "
+        "(blank: not among its stored top matches)", "fraction of harvested tokens it fires on", "label")
+ROLE = Qt.ItemDataRole.UserRole
+
+
+@contain_faults(also=("show_feature", "_on_activated", "_on_expanded"))
+class SplittingPane(QWidget):
+    PANE_FAULTS = True
+    openFeature = Signal(int, int)            # (dictionary, feature)
+
+    def __init__(self, selection, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("splitting")
+        self.selection = selection
+        self.bundle = None
+        self.family: FamilyTree | None = None
+        self._members: dict[int, object] = {}
+        self._corr: dict[int, tuple] = {}       # d + 1 -> stored corr matches of d + 1 against d
+        self.note = QLabel("Select a feature")
+        self.note.setObjectName("splittingNote")
+        self.note.setWordWrap(True)
+        self.tree = QTreeWidget()
+        self.tree.setObjectName("splittingTree")
+        self.tree.setHeaderLabels(list(COLUMNS))
+        for c, tip in enumerate(TIPS):
+            self.tree.headerItem().setToolTip(c, tip)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)   # labels elide instead
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.tree.setIndentation(14)
+        header = self.tree.header()
+        header.setStretchLastSection(True)
+        header.setMinimumSectionSize(30)
+        for c in range(len(COLUMNS) - 1):
+            self.tree.setColumnWidth(c, 56)
+        self.tree.itemActivated.connect(self._on_activated)
+        self.tree.itemDoubleClicked.connect(self._on_activated)
+        self.tree.itemExpanded.connect(self._on_expanded)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.note)
+        layout.addWidget(self.tree, 1)
+        selection.unitSelected.connect(self.show_feature)
+        selection.cleared.connect(self.tree.clear)
+
+    def set_bundle(self, bundle) -> None:
+        for b in self._members.values():
+            b.close()
+        self._members, self._corr = {}, {}
+        self.bundle = bundle
+        self.tree.clear()
+        self.family = FamilyTree(bundle) if bundle is not None else None
+        if bundle is None:
+            self.note.setText("")
+        elif self.family is None or len(self.family) < 2:
+            self.note.setText("This bundle holds one dictionary: there is nothing to split into. A family "
+                              "(superpos run --d-sae 512,4096,16384) shows each feature's children here.")
+        else:
+            self.note.setText("Select a feature to see its parents and children across the sizes "
+                              f"{', '.join(self.family.names)}.")
+            current = self.selection.current
+            if current is not None:
+                self.show_feature(*current)
+
+    def _member(self, d: int):
+        if d == getattr(self.bundle, "dictionary", 0):
+            return self.bundle
+        if d not in self._members:
+            self._members[d] = open_bundle(self.bundle.path, d)
+        return self._members[d]
+
+    def _corr_to_parent(self, d: int, f: int, parent: int) -> float:
+        if d not in self._corr:
+            self._corr[d] = self.bundle.matches(d, d - 1, "corr")
+        m = self._corr[d]
+        if m is None:
+            return math.nan
+        ids, values = m
+        hit = (ids[f] == parent).nonzero()[0]
+        return float(values[f, hit[0]]) if hit.size else math.nan
+
+    def _item(self, d: int, f: int, cos: float | None, parent: int | None) -> QTreeWidgetItem:
+        member = self._member(d)
+        if not 0 <= f < member.n_features:
+            raise BundleError(f"{self.bundle.path}: the stored matches name feature {f} of dictionary {d}, "
+                              f"which has {member.n_features}; the file may be damaged")
+        density = float(member.columns("feature")["density"][f])
+        corr = self._corr_to_parent(d, f, parent) if parent is not None else math.nan
+        item = QTreeWidgetItem([
+            self.family.names[d], str(f), "" if cos is None else f"{cos:.2f}",
+            "" if math.isnan(corr) else f"{corr:.2f}", f"{density:.2e}",
+            str(member.column("feature", "labels", f)),
+        ])
+        item.setData(0, ROLE, (d, f))
+        item.setForeground(0, QBrush(QColor(dictionary_color(d))))
+        if self.family.children(d, f):
+            item.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
+        return item
+
+    def _fill(self, item: QTreeWidgetItem) -> None:
+        """Add the children of ``item``'s feature (once)."""
+        if item.childCount():
+            return
+        d, f = item.data(0, ROLE)
+        for g, cos in self.family.children(d, f):
+            item.addChild(self._item(d + 1, g, cos, f))
+
+    def show_feature(self, kind: str, index: int) -> None:
+        if self.bundle is None or self.family is None or len(self.family) < 2 or kind != "feature":
+            return
+        d = int(getattr(self.bundle, "dictionary", 0))
+        chain = [(d, int(index), None)]                 # the selected feature and its ancestors
+        while chain[-1][0] > 0:
+            up = self.family.parent(chain[-1][0], chain[-1][1])
+            if up is None:
+                break
+            chain[-1] = (chain[-1][0], chain[-1][1], up[1])
+            chain.append((chain[-1][0] - 1, up[0], None))
+        chain.reverse()
+        self.tree.clear()
+        parent_item, parent_f, selected = None, None, None
+        for depth, (dd, f, cos) in enumerate(chain):
+            item = self._item(dd, f, cos, parent_f)
+            if parent_item is None:
+                self.tree.addTopLevelItem(item)
+            else:
+                self._fill(parent_item)                  # siblings too: the whole split is visible
+                item = next(parent_item.child(i) for i in range(parent_item.childCount())
+                            if parent_item.child(i).data(0, ROLE) == (dd, f))
+            parent_item, parent_f, selected = item, f, item
+            item.setExpanded(True)
+        self._fill(selected)
+        selected.setExpanded(True)
+        font = selected.font(0)
+        font.setBold(True)
+        for c in range(len(COLUMNS)):
+            selected.setFont(c, font)
+        self.tree.setCurrentItem(selected)
+        n = len(self.family.children(d, int(index)))
+        self.note.setText(f"{self.family.names[d]} feature {index}: {n} children in the next size"
+                          if d + 1 < len(self.family) else f"{self.family.names[d]} feature {index} "
+                          "(the largest dictionary)")
+        for c in range(len(COLUMNS) - 1):
+            self.tree.resizeColumnToContents(c)
+
+    def _on_expanded(self, item: QTreeWidgetItem) -> None:
+        self._fill(item)
+
+    def _on_activated(self, item: QTreeWidgetItem, column: int = 0) -> None:
+        d, f = item.data(0, ROLE)
+        self.openFeature.emit(int(d), int(f))

@@ -1,0 +1,165 @@
+"""Universality: a feature of model A beside its best match in model B (another training seed), and
+the population histograms of best-match activation correlation for features versus neurons — the
+paper's comparison (median 0.72 for features, 0.46 for neurons).
+
+The matches are stored at build time (``superpos run --model-seeds 0,1``; engine.bundle.family):
+for the shown dictionary, its counterpart of the same size in the other model; for neurons, the
+other model's neurons. The match's dashboard is shown below (a ``FeatureDetailPane`` of the other
+dictionary); "Open" makes it the window's current feature (``openFeature(dictionary, feature)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSize, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
+
+from engine.bundle import open_bundle
+from engine.bundle.schema import BundleError
+from superpos_app.faults import contain_faults
+from superpos_app.panes.detail import FeatureDetailPane
+from superpos_app.panes.plots import FEATURE_COLOR, NEURON_COLOR, make_plot
+from superpos_app.selection import Selection
+
+__all__ = ["UniversalityPane", "best_match_histogram"]
+
+BINS = np.linspace(-0.2, 1.0, 25)
+
+
+def best_match_histogram(values_K: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """(fraction per bin of BINS, median) of each unit's best-match value (NaN rows skipped)."""
+    if values_K is None or not np.size(values_K):
+        return np.zeros(len(BINS) - 1), float("nan")
+    best = np.asarray(values_K, np.float64)[:, 0]
+    best = best[np.isfinite(best)]
+    if not best.size:
+        return np.zeros(len(BINS) - 1), float("nan")
+    counts, _ = np.histogram(np.clip(best, BINS[0], BINS[-1]), BINS)
+    return counts / best.size, float(np.median(best))
+
+
+@contain_faults(also=("show_unit", "_open"))
+class UniversalityPane(QWidget):
+    PANE_FAULTS = True
+    openFeature = Signal(int, int)            # (dictionary, feature)
+
+    def __init__(self, selection, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("universality")
+        self.selection = selection
+        self.bundle = None
+        self.other = None                     # the counterpart dictionary's Bundle
+        self.other_index: int | None = None
+        self.feature_matches = None
+        self.neuron_matches = None
+        self.match: tuple[str, int, float] | None = None
+
+        self.note = QLabel("")
+        self.note.setObjectName("universalityNote")
+        self.note.setWordWrap(True)
+        self.plot = make_plot("best-match correlation across seeds", "correlation with the best match",
+                              "fraction of units", height=170)
+        self.plot.setMaximumHeight(220)
+        self.plot.addLegend(offset=(10, 5))
+        self.feature_curve = self.plot.plot([], [], stepMode="center", pen=pg.mkPen(FEATURE_COLOR, width=2),
+                                            name="features")
+        self.neuron_curve = self.plot.plot([], [], stepMode="center", pen=pg.mkPen(NEURON_COLOR, width=2),
+                                           name="neurons")
+        self.match_label = QLabel("")
+        self.match_label.setObjectName("universalityMatch")
+        self.match_label.setWordWrap(True)
+        self.open_button = QPushButton("Open")
+        self.open_button.setObjectName("universalityOpen")
+        self.open_button.setToolTip("Make the best match the current feature of every pane")
+        self.open_button.clicked.connect(self._open)
+        self.open_button.setEnabled(False)
+        self.detail = FeatureDetailPane(Selection())
+        self.detail.setObjectName("universalityDetail")
+
+        row = QHBoxLayout()
+        row.addWidget(self.match_label, 1)
+        row.addWidget(self.open_button)
+        body = QWidget()
+        inner = QVBoxLayout(body)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(self.note)
+        inner.addWidget(self.plot)
+        inner.addLayout(row)
+        inner.addWidget(self.detail, 1)
+        scroll = QScrollArea()            # histograms above a whole dashboard: scroll, never force the dock taller
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(body)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(scroll)
+        selection.unitSelected.connect(self.show_unit)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt name
+        # no wider than the detail pane it is tabbed with: the central overview keeps its width
+        return QSize(440, 520)
+
+    def set_bundle(self, bundle) -> None:
+        if self.other is not None:
+            self.detail.set_bundle(None)
+            self.other.close()
+        self.bundle, self.other, self.other_index = bundle, None, None
+        self.feature_matches = self.neuron_matches = self.match = None
+        self.match_label.setText("")
+        self.open_button.setEnabled(False)
+        self.feature_curve.setData([], [])
+        self.neuron_curve.setData([], [])
+        if bundle is None:
+            self.note.setText("")
+            return
+        me = int(getattr(bundle, "dictionary", 0))
+        j = bundle.family.counterpart(me)
+        if j is None:
+            self.note.setText("This bundle holds one model. Train two seeds — superpos run --model-seeds 0,1 "
+                              "(with any --d-sae sizes) — to compare each feature with its best match in the "
+                              "other model, and features with neurons.")
+            return
+        self.other_index = j
+        self.other = open_bundle(bundle.path, j)
+        self.detail.set_bundle(self.other)
+        names = bundle.family.names()
+        model_a = bundle.family.members[me]["model"]
+        model_b = bundle.family.members[j]["model"]
+        self.feature_matches = bundle.matches(me, j, "corr")
+        self.neuron_matches = bundle.neuron_matches(model_a, model_b)
+        f_hist, f_med = best_match_histogram(None if self.feature_matches is None else self.feature_matches[1])
+        n_hist, n_med = best_match_histogram(None if self.neuron_matches is None else self.neuron_matches[1])
+        self.feature_curve.setData(BINS, f_hist)
+        self.neuron_curve.setData(BINS, n_hist)
+        self.medians = (f_med, n_med)
+        self.note.setText(f"{names[me]} against {names[j]} (the other seed's dictionary of the same size), on "
+                          f"the harvest's shared tokens. Median best-match correlation: features {f_med:.2f}, "
+                          f"neurons {n_med:.2f} (the paper: 0.72 and 0.46).")
+        current = self.selection.current
+        if current is not None:
+            self.show_unit(*current)
+
+    def show_unit(self, kind: str, index: int) -> None:
+        if self.other is None:
+            return
+        matches = self.feature_matches if kind == "feature" else self.neuron_matches
+        if matches is None or not 0 <= index < len(matches[0]) or matches[0][index, 0] < 0:
+            self.match = None
+            self.match_label.setText(f"{kind} {index} has no match (it does not vary on the shared tokens)")
+            self.open_button.setEnabled(False)
+            return
+        j, corr = int(matches[0][index, 0]), float(matches[1][index, 0])
+        if j >= self.other.n_units(kind):
+            raise BundleError(f"{self.bundle.path}: the stored match of {kind} {index} is {kind} {j}, beyond "
+                              f"the {self.other.n_units(kind)} of the other model; the file may be damaged")
+        self.match = (kind, j, corr)
+        other = self.bundle.family.names()[self.other_index]
+        label = self.other.column(kind, "labels", j)
+        self.match_label.setText(f"Best match of {kind} {index} in {other}: {kind} {j}, correlation {corr:.2f} — {label}")
+        self.open_button.setEnabled(kind == "feature")
+        self.detail.selection.select(kind, j)
+
+    def _open(self) -> None:
+        if self.match is not None and self.match[0] == "feature":
+            self.openFeature.emit(int(self.other_index), self.match[1])

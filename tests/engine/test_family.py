@@ -1,0 +1,186 @@
+"""Families of dictionaries: one-pass training, matching against brute force, the schema-3 bundle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.analysis.feature_map import embed_decoders
+from engine.analysis.matching import correlation_matches, decoder_matches, match_family
+from engine.bundle import open_bundle
+from engine.bundle.schema import SCHEMA_VERSION
+from engine.cli.main import build_parser
+from engine.config import SAEConfig, preset
+from engine.data.activations import ArrayActivationSource
+from engine.events import collect
+from engine.pipeline import run_pipeline
+from engine.train.family_job import train_sae_family
+
+
+def _brute_top(score: np.ndarray, k: int, valid_rows=None, valid_cols=None):
+    score = score.astype(np.float64).copy()
+    if valid_cols is not None:
+        score[:, ~valid_cols] = -np.inf
+    order = np.argsort(-score, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(score, order, 1)
+    if valid_rows is not None:
+        values[~valid_rows] = np.nan
+    return order, values
+
+
+def test_decoder_and_correlation_matches_equal_brute_force_in_small_chunks():
+    rng = np.random.default_rng(1)
+    Wa, Wb = rng.standard_normal((23, 6)), rng.standard_normal((31, 6))
+    ids, cos = decoder_matches(Wa, Wb, k=4, chunk=5)
+    na, nb = Wa / np.linalg.norm(Wa, axis=1, keepdims=True), Wb / np.linalg.norm(Wb, axis=1, keepdims=True)
+    want_ids, want = _brute_top(na @ nb.T, 4)
+    np.testing.assert_allclose(cos, want, atol=1e-5)
+    assert (ids == want_ids).mean() > 0.95          # ties aside, the same units
+
+    A = np.maximum(rng.standard_normal((200, 23)), 0) * (rng.random((200, 23)) < 0.3)
+    B = np.maximum(rng.standard_normal((200, 31)), 0) * (rng.random((200, 31)) < 0.3)
+    A[:, 3] = 0.0            # dead on these tokens: no matches
+    B[:, 7] = 1.5            # constant: never anyone's match
+    ids, corr = correlation_matches(A, B, k=3, chunk=4)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        full = np.corrcoef(A.T, B.T)[:23, 23:]
+    live_a, live_b = A.std(0) > 0, B.std(0) > 0
+    want_ids, want = _brute_top(np.nan_to_num(full, nan=-np.inf), 3, live_a, live_b)
+    np.testing.assert_allclose(corr, want, atol=1e-4)
+    assert (ids[live_a] == want_ids[live_a]).all()
+    assert (ids[3] == -1).all() and np.isnan(corr[3]).all() and not (ids == 7).any()
+
+
+def test_family_trains_every_size_from_one_pass_over_the_stream():
+    rng = np.random.default_rng(0)
+    x = (np.maximum(rng.standard_normal((3000, 16)), 0) * rng.random(16)).astype(np.float32)
+
+    class Counting(ArrayActivationSource):
+        drawn = 0
+
+        def iter_batches(self, batch_size, start=0):
+            for batch in super().iter_batches(batch_size, start):
+                Counting.drawn += 1
+                yield batch
+
+    base = SAEConfig(d_in=16, d_sae=32, n_activations=12_800, batch_size=256, recipe="2023", l1_coeff=1e-3)
+    cfgs = [base.replace(d_sae=d) for d in (32, 64, 128)]
+    results, events = collect(train_sae_family(cfgs, Counting(x), device="cpu"))
+    steps = base.n_activations // base.batch_size
+    assert [r.sae.cfg.d_sae for r in results] == [32, 64, 128]
+    assert all(r.steps == steps for r in results)
+    # 2 init batches, then one pass: the steps plus the batches each resample collects
+    assert Counting.drawn <= 2 + steps + 4 * max(1, len(results)) * 4
+    assert Counting.drawn < 2 * steps            # three separate runs would draw ~3x
+    for r in results:
+        assert r.final["loss"] < r.curves["sae/loss"][0, 1]
+        assert torch.isfinite(r.sae.W_dec).all()
+
+
+def test_cli_takes_several_dictionary_sizes():
+    args = build_parser().parse_args(["run", "--preset", "tiny", "--out", "x.h5", "--d-sae", "512,4096,16384"])
+    assert args.d_sae == (512, 4096, 16384)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--out", "x.h5", "--d-sae", "512,abc"])
+    args = build_parser().parse_args(["run", "--out", "x.h5", "--model-seeds", "0,1"])
+    assert args.model_seeds == (0, 1)
+    for bad in ("0,0", "0", "0,1,2", "a,b"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["run", "--out", "x.h5", "--model-seeds", bad])
+
+
+@pytest.fixture(scope="module")
+def family_bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("family")
+    cfg = preset("tiny").with_overrides(train={"tokens": 20_000}, sae={"n_activations": 24_000},
+                                        harvest={"n_tokens": 3_000, "eval_tokens": 1_500})
+    out, _ = collect(run_pipeline(cfg, root / "fam.h5", workdir=root / "work", family_sizes=(32, 64, 128)))
+    return out
+
+
+def test_family_bundle_holds_every_dictionary_with_its_own_statistics(family_bundle):
+    with open_bundle(family_bundle) as b:
+        assert b.schema_version == SCHEMA_VERSION == 3
+        assert [m["d_sae"] for m in b.family.members] == [32, 64, 128]
+        assert b.n_features == 32 and b.family.has_map
+        xy, member, unit, method = b.feature_map()
+        assert xy.shape == (32 + 64 + 128, 2) and np.isfinite(xy).all()
+        assert np.bincount(member).tolist() == [32, 64, 128] and method in ("pca", "umap-cosine")
+        assert "family_corr_median_0_1" in b.metrics
+        _, x = b.sample_neurons()
+    saes, labels = [], []
+    for i, d in enumerate((32, 64, 128)):
+        with open_bundle(family_bundle, i) as m:
+            assert m.n_features == d and m.n_neurons == b.n_neurons
+            assert m.load_sae().cfg.d_sae == d
+            assert np.isfinite(m.metrics["loss_recovered"])
+            assert m.dashboard("feature", d - 1).index == d - 1
+            assert m.curves()["sae/loss"].shape[0] > 0
+            saes.append(m.load_sae())
+            labels.append(m.columns("feature")["label"])
+    assert labels[0] != labels[1][:32]
+    # the stored matches are what the matching computes from the stored SAEs and sample
+    want = match_family(saes, x)
+    with open_bundle(family_bundle) as b:
+        for (a, c), kinds in want.items():
+            for kind, (ids, values) in kinds.items():
+                got_ids, got_values = b.matches(a, c, kind)
+                np.testing.assert_allclose(got_values, values, atol=1e-4)
+        assert b.matches(0, 2, "corr") is None
+
+
+def test_old_bundles_open_as_families_of_one(written, tmp_path):
+    import h5py
+
+    from bundle_parts import copy_bundle
+
+    old = copy_bundle(written, tmp_path)
+    with h5py.File(old, "a") as f:        # a schema-2 bundle: no /family, no /dictionaries
+        f.attrs["schema_version"] = np.int64(2)
+    with open_bundle(old) as b:
+        assert b.schema_version == 2
+        assert len(b.family) == 1 and b.family.members[0]["d_sae"] == b.n_features
+        assert b.feature_map() is None and b.matches(0, 1) is None
+        assert b.dashboard("feature", 0).index == 0
+    with pytest.raises(IndexError):
+        open_bundle(old, 1)
+
+
+def test_pca_map_separates_directions_and_umap_is_optional():
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((2, 12)) * 5
+    rows = np.concatenate([centres[0] + rng.standard_normal((40, 12)), centres[1] + rng.standard_normal((40, 12))])
+    xy, member, unit, method = embed_decoders([rows[:30], rows[30:]], method="pca")
+    assert method == "pca" and xy.shape == (80, 2) and member.tolist() == [0] * 30 + [1] * 50
+    assert unit[30] == 0
+    first, second = xy[:40].mean(0), xy[40:].mean(0)
+    assert np.linalg.norm(first - second) > 2 * xy[:40].std(0).max()
+
+
+def test_a_second_seed_has_its_own_model_and_neurons(parts, tmp_path):
+    """/models/1 holds model B; its dictionaries read B's weights and neurons through their links."""
+    from engine.bundle import write_bundle
+    from engine.bundle.family import MemberParts, ModelParts, family_writes
+
+    state_b = {k: v + 1.0 for k, v in parts["model_state"].items()}
+    neurons_b = parts["harvest"].neurons
+    labels_b = [f"B neuron {i}" for i in range(len(neurons_b))]
+    neurons_b = type(neurons_b)(**{**neurons_b.__dict__, "labels": labels_b})
+    member = MemberParts(parts["config"].with_overrides(train={"seed": 1}), parts["sae_state"], parts["harvest"],
+                         {"mse": 1.0}, {}, model=1)
+    ids = np.tile(np.arange(3, dtype=np.int32), (len(neurons_b), 1))
+    values = np.full(ids.shape, 0.5, np.float32)
+    extra = family_writes(["A/0", "B/0"], [member], {}, None,
+                          models=[ModelParts(state_b, parts["config"].model, neurons_b, seed=1)],
+                          neuron_matches={(0, 1): (ids, values)}, seeds=(0, 1))
+    path = write_bundle(tmp_path / "seeds.h5", **parts, extra=extra)
+    with open_bundle(path) as a, open_bundle(path, 1) as b:
+        assert b.family.members[1]["model"] == 1 and b.family.members[1]["seed"] == 1
+        assert a.family.counterpart(0) == 1 and b.config.train.seed == 1
+        wa, wb = a.model_state(), b.model_state()
+        assert all(np.allclose(wb[k], wa[k] + 1.0) for k in wa)
+        assert b.columns("neuron")["label"] == labels_b and a.columns("neuron")["label"] != labels_b
+        got_ids, got_values = a.neuron_matches(0, 1)
+        assert (got_ids == ids).all() and np.allclose(got_values, 0.5)
+        assert a.neuron_matches(1, 0) is None
