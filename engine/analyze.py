@@ -19,13 +19,11 @@ import time
 from pathlib import Path
 from typing import Generator
 
-import numpy as np
-
 from engine.config import CorpusConfig, HarvestConfig, RunConfig, TokenizerConfig
 from engine.device import describe_device, resolve_device
 from engine.events import CancelToken, Message
 from engine.fileio import sweep_stale_partials
-from engine.pipeline import _blocking_stage, staged
+from engine.pipeline import _blocking_stage, analyse_pair, staged
 
 __all__ = ["analyze_job", "ANALYZE_STAGES", "load_pair"]
 
@@ -61,9 +59,6 @@ def analyze_job(model_path, sae_path, out_path, *, corpus: str | CorpusConfig = 
                 eval_tokens: int | None = None, tokenizer_path=None, device: str = "auto",
                 cache_dir=None, cancel: CancelToken | None = None) -> Generator[object, None, Path]:
     """Analyse the pair and write the bundle to ``out_path`` (atomically); returns ``out_path``."""
-    from engine.analysis.evaluate import evaluate_job
-    from engine.analysis.harvest import harvest
-    from engine.analysis.labels import label_harvest, score_medians
     from engine.bundle import write_bundle_job
     from engine.data.sources import CorpusError
     from engine.data.token_cache import tokenize_corpus
@@ -90,14 +85,10 @@ def analyze_job(model_path, sae_path, out_path, *, corpus: str | CorpusConfig = 
         if len(arr) < T + 2:
             raise CorpusError(f"the corpus's {split} split has {len(arr)} tokens of this model's tokenizer; "
                               f"analysing needs at least {T + 2} (one context window). Use a larger corpus")
-    metrics = yield from staged(evaluate_job(model, sae, tokens.val, cfg.harvest.eval_tokens, device=str(dev),
-                                             cancel=cancel), 2, n)
-    metrics = {k: v for k, v in metrics.items() if not isinstance(v, np.ndarray)}
-    stats = yield from staged(harvest(model, sae, tokens.train, cfg.harvest, device=str(dev), cancel=cancel,
-                                      eos_id=tokens.eos_id), 3, n)
-    yield from staged(label_harvest(stats, tokenizer, seed=cfg.harvest.seed, cancel=cancel), 4, n)
-    metrics.update({"model_val_loss": float(metrics["loss_clean"]), "harvest_tokens": float(stats.n_tokens),
-                    **score_medians(stats)})
+    metrics, stats = yield from analyse_pair(model, sae, tokenizer, tokens.val, tokens.train, cfg.harvest,
+                                             eos_id=tokens.eos_id, device=dev, first_stage=2, n_stages=n,
+                                             cancel=cancel)
+    metrics["model_val_loss"] = float(metrics["loss_clean"])
     info = {"corpus": corpus_cfg.spec, "device": describe_device(dev), "platform": platform.platform(),
             "imported_model": str(Path(model_path).resolve()), "imported_sae": sae.cfg.source,
             "stage_seconds": json.dumps({})}

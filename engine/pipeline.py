@@ -62,6 +62,26 @@ def _blocking_stage(stage: str, index: int, n_stages: int, fn, *args, **kwargs):
     return result
 
 
+def analyse_pair(model, sae, tokenizer, eval_tokens, harvest_tokens, hcfg, *, eos_id, device, first_stage: int,
+                 n_stages: int, cancel: CancelToken | None = None, wrap=lambda events: events):
+    """Evaluate, harvest and label one model + SAE as three consecutive stages from ``first_stage``
+    (``superpos run`` for each dictionary, ``superpos analyze``); ``wrap`` passes each stage's events
+    through the caller's timing. Returns (metrics without arrays, incl. harvest_tokens and the label
+    score medians; the harvested ``UnitStats``)."""
+    from engine.analysis.evaluate import evaluate_job
+    from engine.analysis.harvest import harvest
+    from engine.analysis.labels import label_harvest, score_medians
+
+    metrics = yield from wrap(staged(evaluate_job(
+        model, sae, eval_tokens, hcfg.eval_tokens, device=str(device), cancel=cancel), first_stage, n_stages))
+    metrics = {k: v for k, v in metrics.items() if not isinstance(v, np.ndarray)}
+    stats = yield from wrap(staged(harvest(model, sae, harvest_tokens, hcfg, device=str(device), cancel=cancel,
+                                           eos_id=eos_id), first_stage + 1, n_stages))
+    yield from wrap(staged(label_harvest(stats, tokenizer, seed=hcfg.seed, cancel=cancel), first_stage + 2, n_stages))
+    metrics.update({"harvest_tokens": float(stats.n_tokens), **score_medians(stats)})
+    return metrics, stats
+
+
 def prepare_data(cfg: RunConfig, workdir: Path, resume: bool = False, cancel: CancelToken | None = None,
                  n_stages: int = len(PIPELINE_STAGES)) -> Generator[object, None, PreparedData]:
     """Stages 1-2: train (or load) the tokenizer and tokenize the corpus into the token cache."""
@@ -116,9 +136,6 @@ def run_pipeline(
     two are matched by activation correlation (the paper's universality comparison)."""
     from engine.data.activations import ModelActivationSource
     from engine.bundle import write_bundle_job
-    from engine.analysis.evaluate import evaluate_job
-    from engine.analysis.harvest import harvest
-    from engine.analysis.labels import label_harvest, score_medians
     from engine.train.sae_job import train_sae
     from engine.train.model_job import train_model
 
@@ -177,20 +194,11 @@ def run_pipeline(
             cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n))
     sae = sae_result.sae
 
-    metrics = yield from timed(staged(evaluate_job(
-        model, sae, data.tokens.val, cfg.harvest.eval_tokens, device=str(device), cancel=cancel), 4, n))
-    metrics = {k: v for k, v in metrics.items() if not isinstance(v, np.ndarray)}
-
-    stats = yield from timed(staged(harvest(model, sae, data.tokens.val, cfg.harvest, device=str(device),
-                                             cancel=cancel, eos_id=data.tokens.eos_id), 5, n))
-    yield from timed(staged(label_harvest(stats, data.tokenizer, seed=cfg.harvest.seed, cancel=cancel), 6, n))
-
+    metrics, stats = yield from _analyse_member(model, sae, data, cfg, device, timed, cancel)
     metrics.update({
         "model_val_loss": float(model_result.final_val_loss),
         "model_tokens": float(model_result.tokens_seen),
         "sae_activations": float(sae_result.n_activations),
-        "harvest_tokens": float(stats.n_tokens),
-        **score_medians(stats),
     })
     curves = {**model_result.curves, **sae_result.curves}
     info = {
@@ -287,23 +295,20 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
 
 def _member_parts(cfg: RunConfig, model, data: PreparedData, result, device, timed, cancel, model_index: int):
     """One further dictionary: evaluated, harvested and labelled, as ``MemberParts``."""
-    from engine.analysis.evaluate import evaluate_job
-    from engine.analysis.harvest import harvest
-    from engine.analysis.labels import label_harvest, score_medians
     from engine.bundle.family import MemberParts
 
-    n = len(PIPELINE_STAGES)
     sae = result.sae
     member_cfg = cfg.with_overrides(sae={"d_sae": sae.cfg.d_sae})
-    m = yield from timed(staged(evaluate_job(
-        model, sae, data.tokens.val, cfg.harvest.eval_tokens, device=str(device), cancel=cancel), 4, n))
-    m = {k: v for k, v in m.items() if not isinstance(v, np.ndarray)}
-    st = yield from timed(staged(harvest(model, sae, data.tokens.val, cfg.harvest, device=str(device),
-                                          cancel=cancel, eos_id=data.tokens.eos_id), 5, n))
-    yield from timed(staged(label_harvest(st, data.tokenizer, seed=cfg.harvest.seed, cancel=cancel), 6, n))
-    m.update({"sae_activations": float(result.n_activations), "harvest_tokens": float(st.n_tokens),
-              **score_medians(st)})
+    m, st = yield from _analyse_member(model, sae, data, cfg, device, timed, cancel)
+    m["sae_activations"] = float(result.n_activations)
     return MemberParts(member_cfg, sae.state_dict(), st, m, result.curves, model=model_index)
+
+
+def _analyse_member(model, sae, data: PreparedData, cfg: RunConfig, device, timed, cancel):
+    """Stages 5-7 of a run for one dictionary: evaluated and harvested on the validation split."""
+    return (yield from analyse_pair(model, sae, data.tokenizer, data.tokens.val, data.tokens.val, cfg.harvest,
+                                    eos_id=data.tokens.eos_id, device=device, first_stage=4,
+                                    n_stages=len(PIPELINE_STAGES), cancel=cancel, wrap=timed))
 
 
 def _clocked(events, clock: RunClock):
