@@ -26,11 +26,11 @@ def app_settings(tmp_path):
     return AppSettings(tmp_path / "settings.ini")
 
 
-@pytest.fixture
-def window(qtbot, app_settings):
+def _shown_window(qtbot, app_settings, install_panes: bool):
+    """A shown main window; afterwards a running job is cancelled, the bundle closed, the lens stopped."""
     from superpos_app import create_window
 
-    win = create_window(settings=app_settings, install_panes=False)
+    win = create_window(settings=app_settings, install_panes=install_panes)
     qtbot.addWidget(win)
     win.show()
     yield win
@@ -38,19 +38,20 @@ def window(qtbot, app_settings):
         win.jobs.cancel()
         win.jobs.wait(5000)
     win.close_bundle()
+    if install_panes:
+        win.pane("textLens").shutdown()
+
+
+@pytest.fixture
+def window(qtbot, app_settings):
+    """The main window without its panes."""
+    yield from _shown_window(qtbot, app_settings, install_panes=False)
 
 
 @pytest.fixture
 def window_with_panes(qtbot, app_settings):
     """The full window, panes installed."""
-    from superpos_app import create_window
-
-    win = create_window(settings=app_settings)
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close_bundle()
-    win.pane("textLens").shutdown()
+    yield from _shown_window(qtbot, app_settings, install_panes=True)
 
 
 class FakePipeline:

@@ -19,19 +19,15 @@ def pair(tmp_path):
 
 
 @pytest.fixture
-def full_window(qtbot, app_settings, monkeypatch, tmp_path):
-    from superpos_app import create_window
-
+def home(monkeypatch, tmp_path):
+    """The analysis's caches in the test's folder (requested before the window is made)."""
     monkeypatch.setenv("SUPERPOS_HOME", str(tmp_path / "home"))
-    win = create_window(settings=app_settings, install_panes=True)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    yield win
-    if win.jobs.is_busy:
-        win.jobs.cancel()
-        win.jobs.wait(5000)
-    win.close_bundle()
+
+
+@pytest.fixture
+def full_window(home, window_with_panes):
+    window_with_panes.resize(1400, 900)
+    return window_with_panes
 
 
 def _fill(dlg, model, sae, corpus, out):

@@ -19,21 +19,12 @@ def srv():
 
 
 @pytest.fixture
-def full_window(qtbot, app_settings, tiny_bundle, tmp_path):
-    from superpos_app import create_window
-
+def full_window(window_with_panes, tiny_bundle, tmp_path):
     path = tmp_path / "b.h5"
     shutil.copy(tiny_bundle, path)
-    win = create_window(settings=app_settings, install_panes=True)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    assert win.open_bundle(path)
-    yield win
-    if win.jobs.is_busy:
-        win.jobs.cancel()
-        win.jobs.wait(5000)
-    win.close_bundle()
+    window_with_panes.resize(1400, 900)
+    assert window_with_panes.open_bundle(path)
+    return window_with_panes
 
 
 def _dialog(win, srv, n=3, concurrency=2):
