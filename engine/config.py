@@ -213,8 +213,12 @@ class SAEConfig(_Config):
             raise ConfigError(f"sae.k must be an integer from 1 to sae.d_sae ({self.d_sae}); got {self.k!r}",
                               "sae.k")
         if self.recipe == "jumprelu":
-            if self.jumprelu_bandwidth <= 0 or self.jumprelu_init_threshold < 0 or self.l0_coeff < 0:
-                raise ConfigError("jumprelu needs a positive bandwidth and non-negative l0_coeff and threshold", "sae.l0_coeff")
+            bad = [name for name, ok in (("jumprelu_bandwidth", self.jumprelu_bandwidth > 0),
+                                         ("jumprelu_init_threshold", self.jumprelu_init_threshold >= 0),
+                                         ("l0_coeff", self.l0_coeff >= 0)) if not ok]
+            if bad:
+                raise ConfigError("jumprelu needs a positive bandwidth and non-negative l0_coeff and threshold; "
+                                  f"got sae.{bad[0]} = {getattr(self, bad[0])!r}", f"sae.{bad[0]}")
         if self.recipe == "matryoshka":
             nested_widths(self)                # raises ConfigError on bad widths
 
@@ -231,12 +235,13 @@ def nested_widths(cfg: SAEConfig) -> tuple[int, ...]:
     try:
         widths = tuple(int(w) for w in cfg.matryoshka_widths)
     except (TypeError, ValueError):
-        raise ConfigError(f"matryoshka widths must be a list of integers, not {cfg.matryoshka_widths!r}") from None
+        raise ConfigError(f"matryoshka widths must be a list of integers, not {cfg.matryoshka_widths!r}",
+                          "sae.matryoshka_widths") from None
     if not widths:
         widths = tuple(sorted({max(1, F >> i) for i in range(MATRYOSHKA_LEVELS)}))
     if any(b <= a for a, b in zip(widths, widths[1:])) or widths[0] <= 0 or widths[-1] != F:
         raise ConfigError(f"matryoshka widths {list(widths)} must increase strictly from >= 1 and end at "
-                          f"d_sae ({F})")
+                          f"d_sae ({F})", "sae.matryoshka_widths")
     return widths
 
 

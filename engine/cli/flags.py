@@ -18,11 +18,13 @@ RUN_FLAGS: Mapping[str, str] = {
     "train.batch_size": "--batch-size", "train.lr": "--lr", "train.seed": "--seed", "sae.d_sae": "--d-sae",
     "sae.k": "--k", "sae.l1_coeff": "--l1", "sae.n_activations": "--sae-activations",
     "sae.recipe": "--recipe", "harvest.n_tokens": "--harvest-tokens", "device": "--device",
+    "sae.l0_coeff": "--l0", "sae.matryoshka_widths": "--matryoshka-widths",
 }
 SAE_FLAGS: Mapping[str, str] = {
     "sae.d_sae": "--d-sae", "sae.k": "--k", "sae.aux_k": "--aux-k", "sae.l1_coeff": "--l1", "sae.lr": "--lr",
     "sae.n_activations": "--n-activations", "sae.batch_size": "--batch-size",
     "sae.dead_window": "--dead-window", "sae.seed": "--seed", "sae.recipe": "--recipe",
+    "sae.l0_coeff": "--l0", "sae.matryoshka_widths": "--matryoshka-widths",
 }
 
 

@@ -54,6 +54,10 @@ BAD_RUN_ARGS = [
     (["--max-chars", "0"], "--max-chars: corpus.max_chars (characters of the corpus used) must be an integer from 1"),
     (["--seed", "-1"], "--seed: corpus.seed (random seed) must be an integer from 0 to 4,294,967,295; got -1"),
     (["--n-ctx", "1"], "--n-ctx: model.n_ctx (context length) must be an integer from 2 to 65,536; got 1"),
+    (["--recipe", "jumprelu", "--l0", "-1"], "--l0: jumprelu needs a positive bandwidth and non-negative l0_coeff "
+                                             "and threshold; got sae.l0_coeff = -1.0"),
+    (["--recipe", "matryoshka", "--matryoshka-widths", "5,3"], "--matryoshka-widths: matryoshka widths [5, 3] must "
+                                                               "increase strictly"),
 ]
 
 
