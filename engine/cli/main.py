@@ -3,6 +3,7 @@
     superpos run --corpus builtin --preset demo --out demo.h5     # the whole pipeline -> bundle
     superpos train-model --corpus notes/ --preset tiny --out runs/m1
     superpos train-sae --activations acts.npy --d-sae 4096 --out sae.h5
+    superpos cache-activations --from demo.h5 --tokens 2000000 --out acts/   # then train-sae --activations acts/
     superpos eval BUNDLE --json
     superpos info BUNDLE
     superpos explain BUNDLE --endpoint http://localhost:11434/v1 --model llama3.1
@@ -21,7 +22,7 @@ import sys
 import traceback
 
 from engine import __version__
-from engine.cli import analyze_cmds, bundle_cmds, explain_cmds, run_cmds, sae_cmds
+from engine.cli import analyze_cmds, bundle_cmds, cache_cmds, explain_cmds, run_cmds, sae_cmds
 from engine.cli.terminal import terminal_safe
 from engine.errors import USER_ERRORS
 from engine.events import Cancelled
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"superpos {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for commands in (run_cmds, analyze_cmds, sae_cmds, bundle_cmds, explain_cmds):
+    for commands in (run_cmds, analyze_cmds, sae_cmds, cache_cmds, bundle_cmds, explain_cmds):
         commands.register(sub)
     return parser
 

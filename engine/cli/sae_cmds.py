@@ -1,11 +1,13 @@
 """``superpos train-sae`` and ``superpos eval``: the SAE commands of the command line.
 
     superpos train-sae --activations acts.npy --d-sae 4096 --recipe topk --k 24 --out sae.h5
+    superpos train-sae --activations acts/ --d-sae 4096 --out sae.h5      # a cache-activations folder
     superpos eval demo.h5 --json
     superpos eval demo.h5 --json --recompute --corpus notes/ --n-tokens 100000
 
 ``train-sae`` trains on an [n, d_in] float array you already have (.npy, or the first 2-D float
-dataset of an .h5 file, or --dataset NAME) and writes the SAE with its config into the ``/sae``
+dataset of an .h5 file, or --dataset NAME) or on a sharded cache folder made by
+``superpos cache-activations`` (memory-mapped, nothing recomputed), and writes the SAE with its config into the ``/sae``
 group of an HDF5 file (see docs/bundle-format.md), readable with plain h5py.
 ``eval`` prints the evaluation stored in a bundle, or recomputes it on a corpus's held-out split.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from engine.analysis.metrics import METRIC_KEYS, json_safe
 from engine.cli.bundle_cmds import shown_metrics
@@ -32,7 +35,8 @@ def register(subparsers) -> None:
         description="Train a sparse autoencoder on activations you already have: an [n, d_in] float array "
                     "in a .npy file or an .h5 file. Writes the SAE and its config into the /sae group of "
                     "an HDF5 file.")
-    p.add_argument("--activations", required=True, metavar="FILE", help="[n, d_in] float array (.npy or .h5)")
+    p.add_argument("--activations", required=True, metavar="FILE_OR_DIR",
+                   help="[n, d_in] float array (.npy or .h5), or a cache-activations folder")
     p.add_argument("--dataset", metavar="NAME", help=".h5 only: the dataset to read (default: the first 2-D float one)")
     p.add_argument("--out", required=True, metavar="OUT.h5", help="where to write the SAE")
     p.add_argument("--d-sae", type=int, default=4096, help="dictionary size (features); default 4096")
@@ -75,14 +79,29 @@ def sae_config_from_args(args: argparse.Namespace, d_in: int) -> SAEConfig:
     return validated(lambda: SAEConfig(**changes).validate(), SAE_FLAGS)
 
 
+def _activation_source(args: argparse.Namespace):
+    from engine.data.act_cache import is_activation_cache
+    from engine.data.activations import ArrayActivationSource
+
+    if Path(args.activations).is_dir():
+        if args.dataset:
+            raise ConfigError("--dataset names a dataset of an .h5 file; an activation cache folder has none")
+        if not is_activation_cache(args.activations):
+            raise ConfigError(f"--activations: {args.activations} is a folder but not an activation cache "
+                              "(make one with superpos cache-activations)")
+        from engine.cli.cache_cmds import open_cache
+
+        return open_cache(args.activations, seed=args.seed)
+    return ArrayActivationSource(args.activations, seed=args.seed, dataset=args.dataset)
+
+
 def cmd_train_sae(args: argparse.Namespace) -> int:
     from engine.bundle import write_sae_file
-    from engine.data.activations import ArrayActivationSource
     from engine.device import resolve_device
     from engine.train.sae_job import train_sae
 
     sae_config_from_args(args, d_in=1)            # the flags, checked before the file is read
-    source = ArrayActivationSource(args.activations, seed=args.seed, dataset=args.dataset)
+    source = _activation_source(args)
     cfg = sae_config_from_args(args, source.d_in)
     if cfg.batch_size > source.n:
         cfg = cfg.replace(batch_size=source.n)
