@@ -2,12 +2,15 @@
 
     python benchmarks/sae_sweep.py --model MODEL [--corpus SPEC] [--grid GRID] [--preset demo]
                                    [--n-activations N] [--eval-tokens N] [--json OUT.json] [--markdown OUT.md]
+                                   [--activations CACHE_DIR]
 
 MODEL is a bundle (.h5) or a `superpos train-model` folder (model.safetensors, config.json,
 tokenizer.json). The corpus defaults to the one in the model's config and is tokenized with the
 model's tokenizer (cached), so train/validation splits are the pipeline's. Every run streams its
 own activations from the model's training split (same seed, so the same data for every run) and
-is evaluated with engine.analysis.evaluate.evaluate on the validation split.
+is evaluated with engine.analysis.evaluate.evaluate on the validation split. With --activations DIR
+(a `superpos cache-activations` folder of this model; another model's is refused) every run reads
+the memory-mapped cache instead, and the model runs only for the evaluation.
 
 GRID is `recipe:param=v1,v2;recipe:param=v1,...` with param k (topk, batchtopk, matryoshka), l1
 (2023, 2024-04) or l0 (jumprelu), and any other SAEConfig field as extra `name=value` items (a
@@ -64,24 +67,6 @@ def _number(text: str):
         return float(text)
 
 
-def load_model_and_config(path: Path):
-    """(model, RunConfig, Tokenizer) from a bundle or a train-model folder."""
-    from engine.config import RunConfig
-    from engine.model import OneLayerTransformer
-    from engine.data.tokenizer import Tokenizer
-
-    if path.is_dir():
-        from safetensors.torch import load_file
-
-        cfg = RunConfig.from_dict(json.loads((path / "config.json").read_text()))
-        model = OneLayerTransformer.from_state_dict(cfg.model, load_file(str(path / "model.safetensors")))
-        return model, cfg, Tokenizer.load(path / "tokenizer.json")
-    from engine.bundle import open_bundle
-
-    with open_bundle(path) as bundle:
-        return bundle.load_model(), bundle.config, bundle.tokenizer()
-
-
 def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -107,12 +92,15 @@ def main(argv=None) -> int:
     parser.add_argument("--d-sae", type=int)
     parser.add_argument("--eval-tokens", type=int, help="held-out tokens for evaluation (default: the config's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--activations", type=Path, help="train from this activation cache folder, not the model")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--markdown", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
 
     import torch
 
+    from engine.cli.cache_cmds import load_trained_model, open_cache
+    from engine.data.act_cache import model_fingerprint
     from engine.data.activations import ModelActivationSource
     from engine.config import SAEConfig, preset
     from engine.data.token_cache import tokenize_corpus
@@ -120,7 +108,10 @@ def main(argv=None) -> int:
     from engine.events import run_to_completion
     from engine.train.sae_job import train_sae
 
-    model, cfg, tokenizer = load_model_and_config(args.model)
+    model, cfg, tokenizer = load_trained_model(args.model)
+    if cfg is None:
+        parser.error(f"{args.model} carries no run configuration; give a bundle or a train-model folder")
+    fingerprint = model_fingerprint(model)
     model = model.to(args.device).eval()
     corpus = cfg.corpus.replace(spec=args.corpus) if args.corpus else cfg.corpus
     data = run_to_completion(tokenize_corpus(corpus, tokenizer))
@@ -138,8 +129,13 @@ def main(argv=None) -> int:
     rows = []
     for recipe, changes in parse_grid(args.grid):
         sae_cfg = SAEConfig.from_dict({**base.to_dict(), "recipe": recipe, **changes})
-        source = ModelActivationSource(model, data.train, n_ctx=cfg.model.n_ctx, batch_size=sae_cfg.batch_size,
-                                       buffer_batches=sae_cfg.buffer_batches, seed=sae_cfg.seed, device=args.device)
+        if args.activations:
+            source = open_cache(args.activations, seed=sae_cfg.seed, expect_model=fingerprint,
+                                expect_d_in=sae_cfg.d_in)
+        else:
+            source = ModelActivationSource(model, data.train, n_ctx=cfg.model.n_ctx, batch_size=sae_cfg.batch_size,
+                                           buffer_batches=sae_cfg.buffer_batches, seed=sae_cfg.seed,
+                                           device=args.device)
         t0 = time.perf_counter()
         result = run_to_completion(train_sae(sae_cfg, source, device=args.device))
         train_s = time.perf_counter() - t0
