@@ -125,6 +125,7 @@ def run_pipeline(
     cancel: CancelToken | None = None,
     family_sizes: Sequence[int] = (),
     model_seeds: Sequence[int] = (),
+    activation_cache: str | Path | None = None,
 ) -> Generator[object, None, Path]:
     """Run every stage and write the bundle to ``out_path`` (atomically). Returns ``out_path``.
 
@@ -133,7 +134,9 @@ def run_pipeline(
     the next size and mapped (``_family_parts``); the first is the bundle's dictionary 0.
     ``model_seeds`` (two seeds, e.g. 0, 1): the model is trained with the first (``train.seed``), a
     second model with the second, with dictionaries of the same sizes; features and neurons of the
-    two are matched by activation correlation (the paper's universality comparison)."""
+    two are matched by activation correlation (the paper's universality comparison).
+    ``activation_cache`` (a folder): the first model's activations are written there once as a sharded
+    cache (``engine.data.act_cache``; a matching cache already there is reused) and the SAE stage reads it."""
     from engine.data.activations import ModelActivationSource
     from engine.bundle import write_bundle_job
     from engine.train.sae_job import train_sae
@@ -182,6 +185,11 @@ def run_pipeline(
     source = ModelActivationSource(model, data.tokens.train, n_ctx=cfg.model.n_ctx,
                                    batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
                                    seed=cfg.sae.seed, device=str(device))
+    if activation_cache is not None:    # the SAE stage's stream written once (or reused), then read from disk
+        from engine.data.act_cache import run_cache_source
+
+        source = yield from staged(run_cache_source(activation_cache, model, data.tokens.train, cfg.sae,
+                                                    device=str(device), resume=resume, cancel=cancel), 3, n)
     if len(sizes) > 1:
         from engine.train.family_job import train_sae_family
 

@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--workdir", metavar="DIR", help="folder for checkpoints and the tokenizer "
                                                      "(default: a folder in the user cache keyed by the settings)")
     p.add_argument("--resume", action="store_true", help="continue a cancelled or crashed run with the same settings")
+    p.add_argument("--activation-cache", metavar="DIR",
+                   help="write the SAE stage's activations once into this cache folder (or reuse the one there) "
+                        "and train from it; see docs/activation-cache.md")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
@@ -123,7 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cancel = CancelToken()
     sizes = args.d_sae if args.d_sae and len(args.d_sae) > 1 else ()
     out = drive(run_pipeline(cfg, args.out, workdir=args.workdir, resume=args.resume, cancel=cancel,
-                             family_sizes=sizes, model_seeds=args.model_seeds or ()),
+                             family_sizes=sizes, model_seeds=args.model_seeds or (),
+                             activation_cache=args.activation_cache),
                 cancel, ProgressPrinter(quiet=args.quiet))
     print(f"bundle written: {out}")
     print(f"explore it with:  superpos-app {out}")

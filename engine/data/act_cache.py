@@ -52,7 +52,7 @@ from engine.data.activations import ActivationFileError, ModelActivationSource
 from engine.fileio import atomic_path, write_bytes
 
 __all__ = ["ActivationCacheError", "ShardedActivationSource", "write_activation_cache", "model_fingerprint",
-           "tokens_fingerprint", "rank_block", "is_activation_cache", "STORAGE_DTYPES", "HOOK_NAME"]
+           "tokens_fingerprint", "rank_block", "is_activation_cache", "run_cache_source", "STORAGE_DTYPES", "HOOK_NAME"]
 
 FORMAT = "superpos-activation-cache"
 VERSION = 1
@@ -440,3 +440,17 @@ def _write_shard(path: Path, stored: np.ndarray) -> int:
 def _version() -> str:
     from engine import __version__
     return __version__
+
+
+def run_cache_source(folder: str | os.PathLike, model, tokens: np.ndarray, sae_cfg, *, device: str | torch.device = "cpu",
+                     resume: bool = False, cancel: events.CancelToken | None = None
+                     ) -> Generator[object, None, ShardedActivationSource]:
+    """Job for ``superpos run --activation-cache DIR``: the model's stream with the SAE stage's seed and
+    buffer written to ``folder`` once — or the cache found there reused — and opened as the SAE's source.
+
+    It holds the budget plus a few batches (initialisation); epochs repeat beyond that, as with any file."""
+    rows = int(sae_cfg.n_activations) + 4 * int(sae_cfg.batch_size)
+    folder = yield from write_activation_cache(folder, model, tokens, rows, seed=sae_cfg.seed,
+                                               buffer_batches=sae_cfg.buffer_batches, device=device,
+                                               resume=resume, cancel=cancel)
+    return ShardedActivationSource(folder, seed=sae_cfg.seed, expect_d_in=sae_cfg.d_in)

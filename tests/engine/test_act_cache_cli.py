@@ -61,3 +61,23 @@ def test_cli_refusals_are_one_line(cache_dir, real_tiny_bundle, tmp_path, capsys
     code, text = _cli(capsys, "cache-activations", "--from", str(real_tiny_bundle), "--tokens", "0", "--out",
                       str(tmp_path / "x"))
     assert code == 1 and "--tokens" in text
+
+
+def test_run_with_an_activation_cache_writes_it_once_and_reuses_it(tmp_path):
+    from engine.config import preset
+    from engine.events import collect
+    from engine.pipeline import run_pipeline
+
+    cfg = preset("tiny").with_overrides(train={"tokens": 60_000}, sae={"n_activations": 20_480},
+                                        harvest={"n_tokens": 4_000, "eval_tokens": 2_000})
+    cache = tmp_path / "acts"
+    out, evs = collect(run_pipeline(cfg, tmp_path / "a.h5", workdir=tmp_path / "work", activation_cache=cache))
+    manifest = json.loads((cache / MANIFEST).read_text())
+    assert out.exists() and manifest["rows"] == cfg.sae.n_activations + 4 * cfg.sae.batch_size
+    assert any(getattr(e, "stage", None) == "cache" for e in evs)
+    stamp = (cache / MANIFEST).stat().st_mtime_ns
+    # the same settings resumed from the same work folder: the same model, so the same cache, reused
+    out, evs = collect(run_pipeline(cfg, tmp_path / "b.h5", workdir=tmp_path / "work", resume=True,
+                                    activation_cache=cache))
+    assert any("already holds this activation cache" in getattr(e, "text", "") for e in evs)
+    assert (cache / MANIFEST).stat().st_mtime_ns == stamp and out.exists()
