@@ -74,7 +74,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from engine.data.act_cache import ShardedActivationSource, write_activation_cache
+    from engine.data.act_cache import ShardedActivationSource
+    from engine.data.act_cache_write import write_activation_cache
     from engine.data.activations import ModelActivationSource
     from engine.events import run_to_completion
 

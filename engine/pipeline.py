@@ -186,7 +186,7 @@ def run_pipeline(
                                    batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
                                    seed=cfg.sae.seed, device=str(device))
     if activation_cache is not None:    # the SAE stage's stream written once (or reused), then read from disk
-        from engine.data.act_cache import run_cache_source
+        from engine.data.act_cache_write import run_cache_source
 
         source = yield from staged(run_cache_source(activation_cache, model, data.tokens.train, cfg.sae,
                                                     device=str(device), resume=resume, cancel=cancel), 3, n)

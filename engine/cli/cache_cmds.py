@@ -90,7 +90,7 @@ def open_cache(folder, seed: int = 0, **expect):
 
 def cmd_cache_activations(args: argparse.Namespace) -> int:
     from engine.config import CorpusConfig
-    from engine.data.act_cache import write_activation_cache
+    from engine.data.act_cache_write import write_activation_cache
     from engine.data.token_cache import tokenize_corpus
     from engine.device import resolve_device
 

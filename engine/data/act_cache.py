@@ -13,7 +13,7 @@ fingerprint (sha256 of its weights), the hook, the token array's fingerprint, th
 (seed, n_ctx, buffer) and each shard's rows, bytes and CRC-32, so a cache is refused, with one line,
 when it does not match the model or config asked for, and a damaged shard is named.
 
-Writing (``write_activation_cache``, a job generator): the rows are the first ``rows`` of the
+Writing (``act_cache_write.write_activation_cache``, a job generator): the rows are the first ``rows`` of the
 pipeline's own ``ModelActivationSource`` stream (random context windows, shuffled through its
 buffer), so training from the cache sees the same distribution as training from the model. Each
 shard goes through ``engine.fileio`` (temporary name, fsync, rename); the manifest is written last.
@@ -38,21 +38,17 @@ import hashlib
 import json
 import math
 import os
-import socket
-import time
 import zlib
 from pathlib import Path
-from typing import Generator, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 
-from engine import events
-from engine.data.activations import ActivationFileError, ModelActivationSource
-from engine.fileio import atomic_path, write_bytes
+from engine.data.activations import ActivationFileError
 
-__all__ = ["ActivationCacheError", "ShardedActivationSource", "write_activation_cache", "model_fingerprint",
-           "tokens_fingerprint", "rank_block", "is_activation_cache", "run_cache_source", "STORAGE_DTYPES", "HOOK_NAME"]
+__all__ = ["ActivationCacheError", "ShardedActivationSource", "model_fingerprint", "tokens_fingerprint", "rank_block",
+           "is_activation_cache", "shard_name", "STORAGE_DTYPES", "HOOK_NAME", "MANIFEST", "WRITING"]
 
 FORMAT = "superpos-activation-cache"
 VERSION = 1
@@ -60,8 +56,7 @@ MANIFEST = "manifest.json"
 WRITING = "writing.json"
 HOOK_NAME = "blocks.0.mlp.hook_post"          # the TransformerLens name of what is cached: post-ReLU MLP
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
-DEFAULT_SHARD_ROWS = 65_536
-_IDENTITY = ("format", "version", "d_in", "rows", "shard_rows", "dtype", "hook", "model", "tokens", "stream")
+IDENTITY_KEYS = ("format", "version", "d_in", "rows", "shard_rows", "dtype", "hook", "model", "tokens", "stream")
 
 
 class ActivationCacheError(ActivationFileError):
@@ -106,7 +101,7 @@ def tokens_fingerprint(tokens: np.ndarray, chunk: int = 1 << 24) -> str:
     return _sha256_chunks(parts())
 
 
-def _file_crc32(path: Path, chunk: int = 1 << 24) -> int:
+def file_crc32(path: Path, chunk: int = 1 << 24) -> int:
     crc = 0
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -115,19 +110,19 @@ def _file_crc32(path: Path, chunk: int = 1 << 24) -> int:
 
 
 # ------------------------------------------------------------------------------------ storage dtypes
-def _encode(x_ND: np.ndarray, dtype: str) -> np.ndarray:
+def encode_rows(x_ND: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "bfloat16":     # round to nearest even, kept as the upper 16 bits of the float32
         return torch.from_numpy(np.ascontiguousarray(x_ND)).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     return np.asarray(x_ND, dtype=STORAGE_DTYPES[dtype])
 
 
-def _decode(stored: np.ndarray, dtype: str) -> np.ndarray:
+def decode_rows(stored: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "bfloat16":
         return (stored.astype(np.uint32) << 16).view(np.float32)
     return np.asarray(stored, dtype=np.float32)
 
 
-def _npy_bytes(rows: int, d_in: int, dtype: str) -> int:
+def npy_bytes(rows: int, d_in: int, dtype: str) -> int:
     """The size of a shard's .npy file (header + data), from its shape alone."""
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(STORAGE_DTYPES[dtype])), "fortran_order": False,
               "shape": (rows, d_in)}
@@ -144,7 +139,7 @@ def is_activation_cache(path: str | os.PathLike) -> bool:
     return path.is_dir() and ((path / MANIFEST).exists() or (path / WRITING).exists())
 
 
-def _read_json(path: Path) -> dict:
+def read_manifest(path: Path) -> dict:
     if not path.is_file():
         raise ActivationCacheError(f"{path} is not a regular file; an activation-cache manifest is a JSON file")
     try:
@@ -171,7 +166,7 @@ def _open_manifest(folder: Path) -> dict:
                                        "run the same superpos cache-activations command with --resume to finish it")
         raise ActivationCacheError(f"{folder} holds no {MANIFEST}; it is not an activation cache "
                                    "(make one with superpos cache-activations)")
-    manifest = _read_json(folder / MANIFEST)
+    manifest = read_manifest(folder / MANIFEST)
     try:
         d_in, rows, shard_rows = int(manifest["d_in"]), int(manifest["rows"]), int(manifest["shard_rows"])
         shards = list(manifest["shards"])
@@ -222,7 +217,7 @@ class ShardedActivationSource:
         if not path.is_file():
             raise ActivationCacheError(f"{what} is missing or not a regular file; rebuild the cache")
         size = path.stat().st_size
-        if size != int(entry.get("bytes", -1)) or size != _npy_bytes(rows, self.d_in, self.dtype):
+        if size != int(entry.get("bytes", -1)) or size != npy_bytes(rows, self.d_in, self.dtype):
             raise ActivationCacheError(f"{what} is {size:,} bytes; the manifest says {int(entry.get('bytes', -1)):,} "
                                        "(truncated or replaced); rebuild the cache")
         try:
@@ -238,7 +233,7 @@ class ShardedActivationSource:
         """Check every shard's CRC-32 against the manifest (reads the whole cache once)."""
         for i, entry in enumerate(self.manifest["shards"]):
             path = self.folder / shard_name(i)
-            if _file_crc32(path) != int(entry["crc32"]):
+            if file_crc32(path) != int(entry["crc32"]):
                 raise ActivationCacheError(f"activation-cache shard {path} fails its checksum (damaged); "
                                            "rebuild the cache")
 
@@ -288,7 +283,7 @@ class ShardedActivationSource:
             where = np.nonzero(shard == s)[0]
             rows = row[where]
             by_row = np.argsort(rows, kind="stable")
-            out[where[by_row]] = _decode(self._shards[s][rows[by_row]], self.dtype)
+            out[where[by_row]] = decode_rows(self._shards[s][rows[by_row]], self.dtype)
         return out
 
     def iter_batches(self, batch_size: int, start: int = 0, rank: int = 0,
@@ -303,154 +298,3 @@ class ShardedActivationSource:
                 yield torch.from_numpy(self.read(self.order(epoch, b * batch_size + lo, b * batch_size + hi)))
             j = 0
             epoch += 1
-
-
-# ------------------------------------------------------------------------------------ writing
-def _write_batch(shard_rows: int, cap: int = 4096) -> int:
-    """The stream's batch size: the largest divisor of shard_rows up to cap (a shard is whole batches)."""
-    return max(d for d in range(1, min(cap, shard_rows) + 1) if shard_rows % d == 0)
-
-
-def _identity(model, tokens: np.ndarray, rows: int, shard_rows: int, dtype: str, seed: int, n_ctx: int,
-              buffer_batches: int, positions_per_context: int | None) -> dict:
-    return {
-        "format": FORMAT, "version": VERSION, "d_in": int(model.cfg.d_mlp), "rows": int(rows),
-        "shard_rows": int(shard_rows), "dtype": dtype, "hook": HOOK_NAME,
-        "model": {"fingerprint": model_fingerprint(model), "config": model.cfg.to_dict()},
-        "tokens": {"fingerprint": tokens_fingerprint(tokens), "n_tokens": int(len(tokens))},
-        "stream": {"source": "ModelActivationSource", "seed": int(seed), "n_ctx": int(n_ctx),
-                   "buffer_batches": int(buffer_batches), "batch_size": _write_batch(shard_rows),
-                   "positions_per_context": positions_per_context},
-    }
-
-
-def _differences(found: dict, wanted: dict) -> str:
-    names = {"model": "model weights", "tokens": "token data", "stream": "stream settings"}
-    diff = [names.get(k, k) for k in _IDENTITY if found.get(k) != wanted.get(k)]
-    return ", ".join(diff)
-
-
-def _present_shards(folder: Path, identity: dict) -> int:
-    """How many leading shards of an unfinished cache are on disk, whole."""
-    rows, S, d, dtype = identity["rows"], identity["shard_rows"], identity["d_in"], identity["dtype"]
-    k = 0
-    while k * S < rows:
-        path = folder / shard_name(k)
-        if not path.is_file() or path.stat().st_size != _npy_bytes(min(S, rows - k * S), d, dtype):
-            break
-        k += 1
-    return k
-
-
-def write_activation_cache(folder: str | os.PathLike, model, tokens: np.ndarray, rows: int, *,
-                           seed: int = 0, n_ctx: int | None = None, buffer_batches: int = 16,
-                           shard_rows: int = DEFAULT_SHARD_ROWS, dtype: str = "float32",
-                           positions_per_context: int | None = None, device: str | torch.device = "cpu",
-                           resume: bool = False, cancel: events.CancelToken | None = None
-                           ) -> Generator[object, None, Path]:
-    """Job: write the first ``rows`` activations of the model's stream into ``folder`` (see module doc).
-
-    Yields StageStarted("cache"), Progress per stream batch, StageFinished; returns the folder. A
-    complete cache of the same identity is reused as it is; an unfinished one continues with
-    ``resume=True``; anything else in the folder is refused (ActivationCacheError)."""
-    folder = Path(folder)
-    if dtype not in STORAGE_DTYPES:
-        raise ActivationCacheError(f"storage dtype {dtype!r}: choose one of {', '.join(STORAGE_DTYPES)}")
-    if rows < 1 or shard_rows < 1:
-        raise ActivationCacheError(f"an activation cache needs at least one row and one row per shard "
-                                   f"(got {rows} rows, {shard_rows} per shard)")
-    n_ctx = int(n_ctx or model.cfg.n_ctx)
-    identity = _identity(model, tokens, rows, shard_rows, dtype, seed, n_ctx, buffer_batches, positions_per_context)
-    if folder.exists() and not folder.is_dir():
-        raise ActivationCacheError(f"{folder} is a file; give a folder for the activation cache")
-    if (folder / MANIFEST).exists():
-        found = _read_json(folder / MANIFEST)
-        if any(found.get(k) != identity[k] for k in _IDENTITY):
-            raise ActivationCacheError(f"{folder} already holds a complete activation cache with other "
-                                       f"{_differences(found, identity)}; choose another --out or delete it")
-        ShardedActivationSource(folder)               # whole and readable: reused as it is
-        yield events.Message(f"{folder} already holds this activation cache ({rows:,} rows); reusing it")
-        return folder
-    first = 0
-    if (folder / WRITING).exists():
-        found = _read_json(folder / WRITING)
-        if any(found.get(k) != identity[k] for k in _IDENTITY):
-            raise ActivationCacheError(f"{folder} holds an unfinished activation cache with other "
-                                       f"{_differences(found, identity)}; choose another --out or delete it")
-        if not resume:
-            raise ActivationCacheError(f"{folder} holds an unfinished activation cache; run the same command "
-                                       "with --resume to finish it, or delete the folder")
-        first = _present_shards(folder, identity)
-        identity["created"] = found.get("created", {})
-    elif folder.exists() and any(not p.name.startswith(".") for p in folder.iterdir()):
-        raise ActivationCacheError(f"{folder} is not empty and is not an activation cache; give a new or empty folder")
-    else:
-        identity["created"] = {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": socket.gethostname(),
-                               "superpos": _version()}
-        write_bytes(folder / WRITING, json.dumps(identity, indent=2).encode(), what="the activation cache's header")
-
-    d_in = identity["d_in"]
-    n_shards = math.ceil(rows / shard_rows)
-    batch = identity["stream"]["batch_size"]
-    source = ModelActivationSource(model, tokens, n_ctx=n_ctx, batch_size=batch, buffer_batches=buffer_batches,
-                                   seed=seed, device=device, positions_per_context=positions_per_context)
-    yield events.StageStarted("cache", total=rows, unit="activations")
-    if first:
-        yield events.Message(f"resuming the activation cache at shard {first} of {n_shards}")
-    t0 = time.perf_counter()
-    meter = events.RateMeter(rows)
-    done = first * shard_rows
-    crcs: dict[int, int] = {}
-    if first < n_shards:
-        batches = source.iter_batches(batch, start=first * shard_rows // batch)
-        for k in range(first, n_shards):
-            n_k = min(shard_rows, rows - k * shard_rows)
-            buf = np.empty((n_k, d_in), dtype=np.float32)
-            for at in range(0, n_k, batch):
-                if cancel is not None and cancel.cancelled:
-                    raise events.Cancelled(f"activation cache cancelled at shard {k} of {n_shards} "
-                                           f"(the {k} written are kept)")
-                x = next(batches).numpy()
-                buf[at:at + batch] = x[:n_k - at]
-                done += min(batch, n_k - at)
-                rate, eta = meter.update(done)
-                yield events.Progress("cache", done=done, total=rows, rate=rate, eta_s=eta, unit="activations")
-            crcs[k] = _write_shard(folder / shard_name(k), _encode(buf, dtype))
-    shards = []
-    for k in range(n_shards):
-        path = folder / shard_name(k)
-        shards.append({"file": path.name, "rows": min(shard_rows, rows - k * shard_rows),
-                       "bytes": path.stat().st_size, "crc32": crcs[k] if k in crcs else _file_crc32(path)})
-    identity["created"]["seconds"] = round(time.perf_counter() - t0, 3)
-    manifest = {**identity, "n_shards": n_shards, "shards": shards}
-    write_bytes(folder / MANIFEST, json.dumps(manifest, indent=2).encode(), what="the activation cache's manifest")
-    (folder / WRITING).unlink(missing_ok=True)
-    yield events.StageFinished("cache", time.perf_counter() - t0, {"rows": float(rows), "shards": float(n_shards)})
-    return folder
-
-
-def _write_shard(path: Path, stored: np.ndarray) -> int:
-    """One shard, atomically; returns its file's CRC-32."""
-    with atomic_path(path, suffix=".tmp.npy", what="an activation-cache shard", size=stored.nbytes + 256) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, stored)
-    return _file_crc32(path)
-
-
-def _version() -> str:
-    from engine import __version__
-    return __version__
-
-
-def run_cache_source(folder: str | os.PathLike, model, tokens: np.ndarray, sae_cfg, *, device: str | torch.device = "cpu",
-                     resume: bool = False, cancel: events.CancelToken | None = None
-                     ) -> Generator[object, None, ShardedActivationSource]:
-    """Job for ``superpos run --activation-cache DIR``: the model's stream with the SAE stage's seed and
-    buffer written to ``folder`` once — or the cache found there reused — and opened as the SAE's source.
-
-    It holds the budget plus a few batches (initialisation); epochs repeat beyond that, as with any file."""
-    rows = int(sae_cfg.n_activations) + 4 * int(sae_cfg.batch_size)
-    folder = yield from write_activation_cache(folder, model, tokens, rows, seed=sae_cfg.seed,
-                                               buffer_batches=sae_cfg.buffer_batches, device=device,
-                                               resume=resume, cancel=cancel)
-    return ShardedActivationSource(folder, seed=sae_cfg.seed, expect_d_in=sae_cfg.d_in)

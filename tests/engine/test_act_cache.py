@@ -13,7 +13,8 @@ import torch
 from engine import events
 from engine.config import ModelConfig, SAEConfig
 from engine.data.act_cache import (MANIFEST, WRITING, ActivationCacheError, ShardedActivationSource, model_fingerprint,
-                                   rank_block, shard_name, write_activation_cache)
+                                   rank_block, shard_name)
+from engine.data.act_cache_write import write_activation_cache
 from engine.data.activations import ModelActivationSource
 from engine.events import collect, run_to_completion
 from engine.model import OneLayerTransformer
