@@ -4,7 +4,8 @@
 ``ModelActivationSource`` stream, one shard at a time through ``engine.fileio`` (temporary name,
 fsync, rename), ``writing.json`` (the identity) first and ``manifest.json`` last. An interrupted write
 resumes (``resume=True``) at the first missing shard with exactly the rows an uninterrupted one would
-have written; a complete cache is reused and never rewritten; anything that does not match is refused.
+have written; a complete cache is reused and never rewritten (its files lose their write bits);
+anything that does not match is refused.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def write_activation_cache(folder: str | os.PathLike, model, tokens: np.ndarray,
     identity["created"]["seconds"] = round(time.perf_counter() - t0, 3)
     manifest = {**identity, "n_shards": n_shards, "shards": shards}
     write_bytes(folder / MANIFEST, json.dumps(manifest, indent=2).encode(), what="the activation cache's manifest")
+    _read_only(folder / MANIFEST)
     (folder / WRITING).unlink(missing_ok=True)
     yield events.StageFinished("cache", time.perf_counter() - t0, {"rows": float(rows), "shards": float(n_shards)})
     return folder
@@ -160,7 +162,16 @@ def _write_shard(path: Path, stored: np.ndarray) -> int:
     with atomic_path(path, suffix=".tmp.npy", what="an activation-cache shard", size=stored.nbytes + 256) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, stored)
+    _read_only(path)
     return file_crc32(path)
+
+
+def _read_only(path: Path) -> None:
+    """A finished file of the cache loses its write bits (it is never written again; deleting still works)."""
+    try:
+        os.chmod(path, os.stat(path).st_mode & ~0o222)
+    except OSError:  # pragma: no cover - e.g. file systems without permissions
+        pass
 
 
 def _version() -> str:

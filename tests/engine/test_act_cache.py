@@ -62,6 +62,7 @@ def test_round_trip_holds_the_stream_rows_exactly(cache, model, tokens):
     manifest = json.loads((cache / MANIFEST).read_text())
     assert manifest["model"]["fingerprint"] == model_fingerprint(model)
     assert manifest["hook"] == "blocks.0.mlp.hook_post" and manifest["shards"][-1]["rows"] == 40
+    assert all(p.stat().st_mode & 0o222 == 0 for p in cache.iterdir())          # written once: read-only
     src.verify()
 
 
@@ -164,7 +165,11 @@ def test_complete_cache_is_reused_not_rewritten_and_other_model_refused(tmp_path
 
 
 def _copy(cache, tmp_path) -> Path:
-    return Path(shutil.copytree(cache, tmp_path / "copy"))
+    """A writable copy of a cache (a finished cache's files are read-only)."""
+    folder = Path(shutil.copytree(cache, tmp_path / "copy"))
+    for p in folder.iterdir():
+        p.chmod(0o644)
+    return folder
 
 
 def test_truncated_corrupt_or_missing_shards_are_named(tmp_path, cache):

@@ -50,7 +50,7 @@ def test_cli_refusals_are_one_line(cache_dir, real_tiny_bundle, tmp_path, capsys
     broken = tmp_path / "broken"
     broken.mkdir()
     for p in cache_dir.iterdir():
-        (broken / p.name).write_bytes(p.read_bytes())
+        (broken / p.name).write_bytes(p.read_bytes())          # fresh, writable files
     (broken / shard_name(1)).write_bytes((broken / shard_name(1)).read_bytes()[:500])
     code, text = _cli(capsys, "train-sae", "--activations", str(broken), "--out", str(tmp_path / "s.h5"))
     assert code == 1 and "shard-00001.npy is 500 bytes" in text and "rebuild" in text
