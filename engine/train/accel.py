@@ -8,8 +8,9 @@ What the policy turns on, and why (docs/gpu.md has the measurements to make):
 
 - ``precision``: ``bf16`` autocasts the transformer's forward/backward (weights, optimiser state and
   every saved tensor stay fp32, so a bundle is the same whatever the precision). ``auto`` is bf16
-  on a CUDA GPU that supports it, fp32 elsewhere: on the CPU a bf16 matmul is ~100x slower than an
-  fp32 one here, so ``--precision bf16`` on the CPU is honoured but warned about.
+  on a CUDA GPU that supports it, fp32 elsewhere: a CPU without bf16 units (AVX512-BF16 / AMX) runs a
+  bf16 matmul many times slower than fp32, so ``--precision bf16`` on the CPU is honoured with a
+  warning (a milder note where oneDNN reports bf16 units).
 - ``tf32``: on CUDA, fp32 matmuls (the SAE trainers, which write their passes by hand in fp32, the
   activation forward, the evaluation) use TF32 tensor cores, unless ``--precision fp32`` asks for
   exact IEEE fp32.
@@ -48,7 +49,7 @@ class Capabilities:
     """What the device can do; ``probe_capabilities`` measures it, tests write it by hand."""
 
     device: str                    # "cpu", "cuda:0", "mps"
-    bf16: bool = False             # CUDA: native bf16 matmuls (compute capability >= 8.0)
+    bf16: bool = False             # native bf16 matmuls (CUDA: compute capability >= 8.0; CPU: oneDNN's bf16)
     total_memory: int = 0          # bytes of device memory (0: not a GPU)
     triton: bool = False           # torch.compile's GPU backend is importable
     name: str = ""
@@ -122,9 +123,13 @@ def decide_policy(caps: Capabilities, precision: str = "auto", compile: bool = F
                           "(compute capability 8.0 or newer is needed); use --precision auto or fp32", "precision")
     else:
         chosen = precision
-        if chosen == "bf16" and not cuda:
-            notes.append(f"--precision bf16 on {caps.type.upper()}: bf16 matmuls there are far slower than fp32 "
-                         "(about 100x measured on a CPU); the run will take much longer")
+        if chosen == "bf16" and not cuda and not caps.bf16:
+            notes.append(f"--precision bf16 on {caps.type.upper()}: without bf16 matmul units (AVX512-BF16 / AMX) "
+                         "bf16 matmuls are many times slower than fp32 (15x measured on an AVX2 CPU); "
+                         "expect a much slower run")
+        elif chosen == "bf16" and not cuda:
+            notes.append("--precision bf16 on the CPU: bf16 autocast runs, though only tested for speed on CUDA; "
+                         "the results differ from fp32 by bf16 rounding")
     use_compile = bool(compile)
     if use_compile and not cuda:
         notes.append(f"--compile is ignored on {caps.type.upper()}: torch.compile is used on CUDA GPUs only "
@@ -139,6 +144,8 @@ def decide_policy(caps: Capabilities, precision: str = "auto", compile: bool = F
 
 
 def probe_capabilities(device: torch.device) -> Capabilities:
+    if device.type == "cpu":
+        return Capabilities(device="cpu", bf16=_cpu_has_bf16())
     if device.type != "cuda":
         return Capabilities(device=device.type if device.index is None else str(device))
     index = device.index if device.index is not None else torch.cuda.current_device()
@@ -148,6 +155,14 @@ def probe_capabilities(device: torch.device) -> Capabilities:
     props = torch.cuda.get_device_properties(index)
     return Capabilities(device=f"cuda:{index}", bf16=props.major >= 8, total_memory=int(props.total_memory),
                         triton=importlib.util.find_spec("triton") is not None, name=props.name)
+
+
+def _cpu_has_bf16() -> bool:
+    """oneDNN's own answer (AVX512-BF16 or AMX); False where the build cannot say."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def accel_policy(device: str | torch.device, precision: str = "auto", compile: bool = False) -> AccelPolicy:

@@ -40,7 +40,8 @@ def test_cpu_policy_is_plain_fp32():
         ("fp32", False, False, False, False)
     assert policy.autocast_dtype is None and policy.notes == ()
     assert policy.adamw_kwargs() == {"foreach": True}
-    assert accel_policy("cpu") == policy                     # what the jobs get here
+    here = accel_policy("cpu")                                  # what the jobs get here
+    assert (here.precision, here.fused_adamw, here.pin_memory, here.notes) == ("fp32", False, False, ())
 
 
 def test_cuda_policy_turns_everything_on_where_it_pays():
@@ -56,8 +57,11 @@ def test_cuda_policy_turns_everything_on_where_it_pays():
 
 
 def test_bf16_on_the_cpu_is_allowed_with_a_warning():
-    policy = decide_policy(CPU, "bf16")
-    assert policy.precision == "bf16" and len(policy.notes) == 1 and "slower" in policy.notes[0]
+    policy = decide_policy(CPU, "bf16")                     # no bf16 units: warned it will be slow
+    assert policy.precision == "bf16" and len(policy.notes) == 1 and "many times slower" in policy.notes[0]
+    units = decide_policy(Capabilities("cpu", bf16=True), "bf16")
+    assert units.precision == "bf16" and "slower" not in units.notes[0] and "bf16 rounding" in units.notes[0]
+    assert decide_policy(Capabilities("cpu", bf16=True)).precision == "fp32"      # auto stays fp32 on CPUs
     with pytest.raises(ConfigError, match="precision must be one of auto, fp32, bf16"):
         decide_policy(CPU, "fp16")
 
