@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import numbers
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -21,7 +22,7 @@ from engine.errors import UserError
 __all__ = [
     "CorpusConfig", "TokenizerConfig", "ModelConfig", "TrainConfig", "SAEConfig",
     "HarvestConfig", "RunConfig", "preset", "preset_names", "ConfigError", "SAE_RECIPES", "RecipeInfo",
-    "SAE_RECIPE_INFO", "SAE_ARCHITECTURES", "nested_widths", "recipe_setting",
+    "SAE_RECIPE_INFO", "SAE_ARCHITECTURES", "nested_widths", "recipe_setting", "PRECISIONS",
 ]
 
 
@@ -53,6 +54,7 @@ SAE_RECIPE_INFO: dict[str, RecipeInfo] = {
                              ("k", "aux_k", "aux_coeff", "topk_threshold_lr", "matryoshka_widths")),
 }
 SAE_RECIPES = tuple(SAE_RECIPE_INFO)
+PRECISIONS = ("auto", "fp32", "bf16")   # --precision: what the model trains in (engine/train/accel.py)
 MATRYOSHKA_LEVELS = 5              # default nested widths: F/16, F/8, F/4, F/2, F (engine/train/recipes/matryoshka.py)
 
 
@@ -279,7 +281,9 @@ class RunConfig(_Config):
     train: TrainConfig = field(default_factory=TrainConfig)
     sae: SAEConfig = field(default_factory=SAEConfig)
     harvest: HarvestConfig = field(default_factory=HarvestConfig)
-    device: str = "auto"           # auto | cuda | mps | cpu
+    device: str = "auto"           # auto | cuda | cuda:N | mps | cpu
+    precision: str = "auto"        # one of PRECISIONS (auto: bf16 autocast on a CUDA GPU with bf16, else fp32)
+    compile: bool = False          # torch.compile the transformer (CUDA only; engine/train/accel.py)
 
     def __post_init__(self):
         if self.model.vocab_size != self.tokenizer.vocab_size and self.tokenizer.path is None:
@@ -433,8 +437,12 @@ def _validate_run(cfg: "RunConfig") -> None:
     for section in RULES:
         _validate_section(getattr(cfg, section), section)
     m, t, h = cfg.model, cfg.train, cfg.harvest
-    if cfg.device not in ("auto", "cpu", "cuda", "mps") and not str(cfg.device).startswith("cuda:"):
-        _fail(f"device must be auto, cpu, cuda or mps; got {cfg.device!r}", "device")
+    if cfg.device not in ("auto", "cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+", str(cfg.device)):
+        _fail(f"device must be auto, cpu, cuda, cuda:N or mps; got {cfg.device!r}", "device")
+    if cfg.precision not in PRECISIONS:
+        _fail(f"precision must be one of {', '.join(PRECISIONS)}; got {cfg.precision!r}", "precision")
+    if not isinstance(cfg.compile, bool):
+        _fail(f"compile must be true or false; got {cfg.compile!r}", "compile")
     if not m.d_head and (m.n_heads > m.d_model or m.d_model % m.n_heads):
         _fail(f"model.n_heads (attention heads) must divide model.d_model ({m.d_model}); got {m.n_heads}",
               "model.n_heads")

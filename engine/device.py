@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import re
 import sys
 
 import torch
@@ -22,12 +23,13 @@ def resolve_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but no CUDA GPU is available; use --device auto or cpu")
+    if name not in ("cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+", name):
+        raise ConfigError(f"unknown device {name!r}; choose auto, cpu, cuda, cuda:N or mps", "device")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was requested but no CUDA GPU is available; use --device auto or cpu",
+                          "device")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("device 'mps' was requested but Apple MPS is not available; use --device auto or cpu")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise ConfigError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
     return torch.device(name)
 
 

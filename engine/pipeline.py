@@ -72,6 +72,7 @@ def analyse_pair(model, sae, tokenizer, eval_tokens, harvest_tokens, hcfg, *, eo
     from engine.analysis.harvest import harvest
     from engine.analysis.labels import label_harvest, score_medians
 
+    model, sae = model.to(device), sae.to(device)        # trained results come back on the CPU
     metrics = yield from wrap(staged(evaluate_job(
         model, sae, eval_tokens, hcfg.eval_tokens, device=str(device), cancel=cancel), first_stage, n_stages))
     metrics = {k: v for k, v in metrics.items() if not isinstance(v, np.ndarray)}
@@ -179,8 +180,8 @@ def run_pipeline(
 
     model_result = yield from timed(staged(train_model(
         cfg.model, cfg.train, data.tokens.train, data.tokens.val, device=cfg.device,
-        checkpoint_dir=workdir, resume=resume, cancel=cancel), 2, n))
-    model = model_result.model
+        checkpoint_dir=workdir, resume=resume, cancel=cancel, precision=cfg.precision, compile=cfg.compile), 2, n))
+    model = model_result.model.to(device)       # the activation source runs it where the SAE trains
 
     source = ModelActivationSource(model, data.tokens.train, n_ctx=cfg.model.n_ctx,
                                    batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
@@ -199,7 +200,8 @@ def run_pipeline(
     else:
         family_results = []
         sae_result = yield from timed(staged(train_sae(
-            cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel), 3, n))
+            cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel,
+            precision=cfg.precision), 3, n))
     sae = sae_result.sae
 
     metrics, stats = yield from _analyse_member(model, sae, data, cfg, device, timed, cancel)
@@ -260,7 +262,8 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
         yield Message(f"model B: training a second model with seed {seed_b} and its dictionaries")
         model_b = (yield from timed(staged(train_model(
             cfg_b.model, cfg_b.train, data.tokens.train, data.tokens.val, device=cfg.device,
-            checkpoint_dir=workdir / f"seed{seed_b}", resume=resume, cancel=cancel), 2, n))).model
+            checkpoint_dir=workdir / f"seed{seed_b}", resume=resume, cancel=cancel, precision=cfg.precision,
+            compile=cfg.compile), 2, n))).model.to(device)
         source = ModelActivationSource(model_b, data.tokens.train, n_ctx=cfg.model.n_ctx,
                                        batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
                                        seed=cfg.sae.seed, device=str(device))

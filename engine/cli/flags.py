@@ -3,11 +3,13 @@ reported as ``--n-heads``, so the user sees the flag they typed (``engine.config
 
 from __future__ import annotations
 
+import argparse
+import re
 from typing import Callable, Mapping, TypeVar
 
-from engine.config import ConfigError
+from engine.config import PRECISIONS, ConfigError
 
-__all__ = ["RUN_FLAGS", "SAE_FLAGS", "validated"]
+__all__ = ["RUN_FLAGS", "SAE_FLAGS", "validated", "add_device_arguments"]
 
 T = TypeVar("T")
 
@@ -19,13 +21,37 @@ RUN_FLAGS: Mapping[str, str] = {
     "sae.k": "--k", "sae.l1_coeff": "--l1", "sae.n_activations": "--sae-activations",
     "sae.recipe": "--recipe", "harvest.n_tokens": "--harvest-tokens", "device": "--device",
     "sae.l0_coeff": "--l0", "sae.matryoshka_widths": "--matryoshka-widths",
+    "precision": "--precision", "compile": "--compile",
 }
 SAE_FLAGS: Mapping[str, str] = {
     "sae.d_sae": "--d-sae", "sae.k": "--k", "sae.aux_k": "--aux-k", "sae.l1_coeff": "--l1", "sae.lr": "--lr",
     "sae.n_activations": "--n-activations", "sae.batch_size": "--batch-size",
     "sae.dead_window": "--dead-window", "sae.seed": "--seed", "sae.recipe": "--recipe",
     "sae.l0_coeff": "--l0", "sae.matryoshka_widths": "--matryoshka-widths",
+    "device": "--device", "precision": "--precision",
 }
+
+
+def _device(text: str) -> str:
+    name = text.strip().lower()
+    if name in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", name):
+        return name
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, not {text!r}")
+
+
+def add_device_arguments(p, precision: bool = True, compile: bool = False) -> None:
+    """``--device`` (and ``--precision``, ``--compile``): where and how a command computes
+    (``engine.train.accel``; docs/gpu.md)."""
+    p.add_argument("--device", default="auto", type=_device, metavar="auto|cpu|cuda|cuda:N|mps",
+                   help="where to compute (auto: CUDA, then Apple MPS, then CPU)")
+    if precision:
+        p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="auto: bf16 autocast on a CUDA GPU with bf16 and TF32 matmuls, fp32 elsewhere; "
+                            "fp32: exact fp32 everywhere; bf16: bf16 autocast (very slow on a CPU). "
+                            "Weights are stored fp32 whatever the choice")
+    if compile:
+        p.add_argument("--compile", action="store_true",
+                       help="torch.compile the transformer (CUDA GPUs with triton; ignored on a CPU)")
 
 
 def validated(build: Callable[[], T], flags: Mapping[str, str]) -> T:

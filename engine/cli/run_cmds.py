@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.cli.flags import RUN_FLAGS, validated
+from engine.cli.flags import RUN_FLAGS, add_device_arguments, validated
 from engine.cli.progress import ProgressPrinter, drive
 from engine.cli.recipe_args import add_recipe_arguments, recipe_changes
 from engine.config import RunConfig, preset, preset_description, preset_names
@@ -48,8 +48,7 @@ def _add_run_options(p: argparse.ArgumentParser, with_sae: bool) -> None:
     g.add_argument("--preset", default="demo", choices=preset_names(),
                    help="size preset (default demo). " + " ".join(f"{n}: {preset_description(n)}"
                                                                   for n in preset_names()))
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                   help="where to train (auto: CUDA, then Apple MPS, then CPU)")
+    add_device_arguments(g, precision=True, compile=True)
     g.add_argument("--max-chars", type=int, help="use at most this many characters of the corpus")
     g.add_argument("--tokenizer", metavar="TOKENIZER.json", help="use this tokenizer instead of training one")
     g.add_argument("--vocab-size", type=int, help="BPE vocabulary size")
@@ -115,7 +114,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     for d in sizes[1:]:     # a family's further sizes: the same rules as the first
         validated(lambda d=d: cfg.with_overrides(sae={"d_sae": d}).validate(), RUN_FLAGS)
     return validated(lambda: cfg.with_overrides(corpus=corpus, tokenizer=tokenizer, model=model, train=train,
-                                                sae=sae, harvest=harvest, device=args.device).validate(),
+                                                sae=sae, harvest=harvest, device=args.device,
+                                                precision=args.precision, compile=args.compile).validate(),
                      RUN_FLAGS)
 
 
@@ -150,7 +150,8 @@ def cmd_train_model(args: argparse.Namespace) -> int:
         data = yield from prepare_data(cfg, out, resume=args.resume, cancel=cancel, n_stages=3)
         result = yield from staged(train_model(
             data.config.model, data.config.train, data.tokens.train, data.tokens.val,
-            device=cfg.device, checkpoint_dir=out, resume=args.resume, cancel=cancel), 2, 3)
+            device=cfg.device, checkpoint_dir=out, resume=args.resume, cancel=cancel,
+            precision=cfg.precision, compile=cfg.compile), 2, 3)
         return data, result
 
     data, result = drive(job(), cancel, printer)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from engine.analysis.metrics import METRIC_KEYS, json_safe
 from engine.cli.bundle_cmds import shown_metrics
-from engine.cli.flags import SAE_FLAGS, validated
+from engine.cli.flags import SAE_FLAGS, add_device_arguments, validated
 from engine.cli.progress import ProgressPrinter, drive
 from engine.cli.recipe_args import add_recipe_arguments, recipe_changes
 from engine.config import SAE_RECIPES, ConfigError, SAEConfig
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--n-activations", type=int, help="training budget in activation vectors (epochs repeat)")
     p.add_argument("--batch-size", type=int, help="activation vectors per step")
     p.add_argument("--dead-window", type=int, help="activations without firing after which a latent is dead")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_device_arguments(p, precision=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-dir", metavar="DIR", help="save resumable checkpoints here")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
@@ -108,7 +108,7 @@ def cmd_train_sae(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     cancel = CancelToken()
     result = drive(train_sae(cfg, source, device=str(device), checkpoint_dir=args.checkpoint_dir,
-                             resume=args.resume, cancel=cancel), cancel, ProgressPrinter(quiet=args.quiet))
+                             resume=args.resume, cancel=cancel, precision=args.precision), cancel, ProgressPrinter(quiet=args.quiet))
     out = write_sae_file(args.out, result.sae.state_dict(), cfg.to_dict())
     final = result.final
     print(f"trained a {cfg.recipe} SAE {cfg.d_in} -> {cfg.d_sae} on {result.n_activations:,} activations in "

@@ -27,11 +27,12 @@ import torch
 
 from engine.config import ModelConfig, TrainConfig
 from engine.data.sources import CorpusError
-from engine.device import resolve_device, tune_allocator
+from engine.device import tune_allocator
 from engine.errors import CheckpointError, TrainingDiverged
 from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter, StageFinished, StageStarted
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.model import OneLayerTransformer
+from engine.train.accel import AccelPolicy, TokenBatcher, accel_policy
 from engine.train.optim import make_adamw
 
 __all__ = ["train_model", "ModelTrainResult", "batch_at", "lr_at", "estimate_loss", "unigram_entropy",
@@ -75,14 +76,15 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
 
 @torch.no_grad()
 def estimate_loss(model: OneLayerTransformer, tokens: np.ndarray, n_batches: int, batch_size: int,
-                  device: torch.device, seed: int = 1_000_003) -> float:
-    """Mean cross-entropy over a fixed set of random windows (the same windows every call)."""
+                  device: torch.device, seed: int = 1_000_003, policy: AccelPolicy | None = None) -> float:
+    """Mean cross-entropy over a fixed set of random windows (the same windows every call), in the
+    policy's precision (default: bf16 autocast on CUDA, as ``--precision auto``)."""
     was_training = model.training
     model.eval()
     losses = []
     for i in range(n_batches):
         x, y = batch_at(tokens, i, batch_size, model.cfg.n_ctx, seed)
-        with _autocast(device):
+        with (policy.autocast() if policy is not None else _autocast(device)):
             losses.append(model.loss(x.to(device), y.to(device)).item())
     model.train(was_training)
     return float(np.mean(losses))
@@ -139,9 +141,13 @@ def train_model(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     cancel: CancelToken | None = None,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> Generator[object, None, ModelTrainResult]:
-    """Train a OneLayerTransformer on 1-D token arrays; yields events, returns ModelTrainResult."""
-    dev = resolve_device(device)
+    """Train a OneLayerTransformer on 1-D token arrays; yields events, returns ModelTrainResult.
+    ``precision`` / ``compile``: the GPU path's choices (``engine.train.accel``); weights stay fp32."""
+    policy = accel_policy(device, precision, compile)
+    dev = policy.device
     if dev.type == "cpu":
         tune_allocator()
     tokens_per_step = train_cfg.batch_size * model_cfg.n_ctx
@@ -150,7 +156,9 @@ def train_model(
 
     torch.manual_seed(train_cfg.seed)
     model = OneLayerTransformer(model_cfg).to(dev)
-    optimizer = make_adamw(model, train_cfg)
+    optimizer = make_adamw(model, train_cfg, **policy.adamw_kwargs())
+    batches = TokenBatcher(train_tokens, train_cfg.batch_size, model_cfg.n_ctx, train_cfg.seed, policy, batch_at)
+    loss_fn = policy.compiled(model.loss)
     curves: dict[str, list[tuple[float, float]]] = {"model/train_loss": [], "model/val_loss": [], "model/lr": []}
     step, elapsed_before = 0, 0.0
 
@@ -166,6 +174,8 @@ def train_model(
         curves.update({name: [tuple(row) for row in t.tolist()] for name, t in state["curves"].items()})
 
     yield StageStarted("model", total=total_steps * tokens_per_step, unit="tokens")
+    for note in policy.notes:
+        yield Message(note, level="warning")
     if resume and step:
         yield Message(f"resuming model training at step {step} of {total_steps}")
 
@@ -189,10 +199,9 @@ def train_model(
         lr = lr_at(step, total_steps, train_cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = batch_at(train_tokens, step, train_cfg.batch_size, model_cfg.n_ctx, train_cfg.seed)
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        with _autocast(dev):
-            loss = model.loss(x, y)
+        x, y = batches(step)
+        with policy.autocast():
+            loss = loss_fn(x, y)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             kept = (f"the checkpoint of step {saved_step} ({ckpt_path}) is kept" if saved_step is not None
@@ -208,7 +217,8 @@ def train_model(
         seen = step * tokens_per_step
         metrics = {"train_loss": loss_value, "lr": lr}
         if step % train_cfg.eval_every == 0 or step == total_steps:
-            val_loss = estimate_loss(model, val_tokens, train_cfg.eval_batches, train_cfg.batch_size, dev)
+            val_loss = estimate_loss(model, val_tokens, train_cfg.eval_batches, train_cfg.batch_size, dev,
+                                     policy=policy)
             metrics["val_loss"] = val_loss
         for key, value in metrics.items():
             curves[f"model/{key}"].append((seen, value))

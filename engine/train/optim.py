@@ -81,9 +81,10 @@ def _has_fused_adam(device: torch.device) -> bool:
     return device.type == "cpu" and TorchVersion(torch.__version__) >= "2.4"
 
 
-def make_adamw(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """nanoGPT's AdamW: weight decay cfg.weight_decay on matrices (2-D), none on biases and LayerNorm gains."""
+def make_adamw(model: torch.nn.Module, cfg: TrainConfig, **options: bool) -> torch.optim.AdamW:
+    """nanoGPT's AdamW: weight decay cfg.weight_decay on matrices (2-D), none on biases and LayerNorm gains.
+    ``options``: torch's implementation choice (``fused=True`` / ``foreach=True``: ``AccelPolicy.adamw_kwargs``)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), **options)

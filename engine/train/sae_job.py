@@ -33,6 +33,7 @@ from engine import events
 from engine.config import ConfigError, SAEConfig
 from engine.data.activations import ActivationFileError
 from engine.errors import CheckpointError, TrainingDiverged
+from engine.train.accel import HostToDevice, accel_policy
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.sae import SparseAutoencoder
 from engine.train.recipes import make_trainer
@@ -64,14 +65,17 @@ class SAETrainResult:
 
 def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.device = "cpu",
               checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-              cancel: events.CancelToken | None = None) -> Generator[object, None, SAETrainResult]:
+              cancel: events.CancelToken | None = None,
+              precision: str = "auto") -> Generator[object, None, SAETrainResult]:
     """Generator: train an SAE on `source`; yields StageStarted("sae"), Progress per step and
     StageFinished, returns SAETrainResult.
 
     Raises events.Cancelled (after saving a checkpoint) when `cancel` is set, and
     TrainingDiverged when the loss becomes NaN/inf (the last good checkpoint is kept).
+    ``precision``: "fp32" keeps CUDA's fp32 matmuls exact; otherwise they use TF32 (``engine.train.accel``).
     """
-    device = torch.device(device)
+    policy = accel_policy(device, "fp32" if precision == "fp32" else "auto")
+    device = policy.device
     if source.d_in != cfg.d_in:
         raise ConfigError(f"activations have {source.d_in} columns but the SAE expects d_in={cfg.d_in}")
     total_steps = max(1, cfg.n_activations // cfg.batch_size)
@@ -122,7 +126,7 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
     t_start = time.perf_counter()
     meter = events.RateMeter(total)
     last_metrics: dict[str, float] = {}
-    batches = source.iter_batches(cfg.batch_size, start=data_pos)
+    batches = HostToDevice(device, policy.pin_memory).batches(source.iter_batches(cfg.batch_size, start=data_pos))
     while trainer.steps_done < total_steps:
         elapsed = seconds_before + time.perf_counter() - t_start
         if cancel is not None and cancel.cancelled:

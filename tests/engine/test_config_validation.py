@@ -107,7 +107,7 @@ def test_config_objects_refuse_zero_and_wrong_types_without_crashing():
         SAEConfig(d_sae=0)
     with pytest.raises(ConfigError, match=r"train.lr \(peak learning rate\)"):
         preset("tiny").with_overrides(train={"lr": math.nan}).validate()
-    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda or mps") as info:
+    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda, cuda:N or mps") as info:
         RunConfig(device="tpu").validate()
     assert info.value.field == "device"
 
