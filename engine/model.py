@@ -26,7 +26,69 @@ import torch.nn.functional as F
 
 from engine.config import ModelConfig
 
-__all__ = ["OneLayerTransformer", "ModelConfig"]
+__all__ = ["OneLayerTransformer", "ModelConfig", "linear_cross_entropy", "LOSS_CHUNK_ROWS"]
+
+LOSS_CHUNK_ROWS = 1024  # rows of logits alive at once in the fused loss (1024 x 4096 fp32 = 16 MB: in L3)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """mean_i CE(h_i W^T + b, y_i) and its gradients in one pass over row chunks of h.
+
+    The plain path materialises the (N, V) logits, then log-softmax reads and writes them, and its
+    backward does both again: ~6 passes over 64 MB per step for the demo. Here each chunk of rows is
+    multiplied out, turned into softmax - onehot in place while it is in cache, and immediately
+    multiplied back into dh (N, C), dW (V, C) and db (V): the same three matmuls, no (N, V) tensor.
+    The gradients are computed in the forward (the loss is the end of the graph) and scaled by the
+    incoming gradient in ``backward``.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, chunk):   # h (N, C), weight (V, C), bias (V,) | None, targets (N,)
+        N, V = h.shape[0], weight.shape[0]
+        dh = torch.empty_like(h)
+        dW = torch.zeros_like(weight)
+        db = torch.zeros_like(bias) if bias is not None else None
+        buf = h.new_empty(min(chunk, N), V)
+        total = torch.zeros((), dtype=torch.float64)
+        inv_n = 1.0 / N
+        for s in range(0, N, chunk):
+            hc, tc = h[s:s + chunk], targets[s:s + chunk, None]
+            lg = buf[:hc.shape[0]]                                      # (n, V) logits of this chunk
+            if bias is None:
+                torch.mm(hc, weight.t(), out=lg)
+            else:
+                torch.addmm(bias, hc, weight.t(), out=lg)
+            m = lg.amax(dim=1, keepdim=True)                            # (n, 1)
+            target_logit = lg.gather(1, tc)                             # (n, 1)
+            lg.sub_(m).exp_()
+            z = lg.sum(dim=1, keepdim=True)                             # (n, 1)
+            total += (m + z.log() - target_logit).sum().double()        # sum of -log p(y)
+            lg.mul_(z.reciprocal_().mul_(inv_n))                        # softmax / N
+            lg.scatter_add_(1, tc, lg.new_full(tc.shape, -inv_n))       # (softmax - onehot) / N
+            torch.mm(lg, weight, out=dh[s:s + chunk])                   # dL/dh rows
+            dW.addmm_(lg.t(), hc)                                       # dL/dW += dlogits^T h
+            if db is not None:
+                db.add_(lg.sum(dim=0))
+        ctx.save_for_backward(dh, dW, db)
+        ctx.has_bias = bias is not None
+        return (total * inv_n).to(h.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        dh, dW, db = ctx.saved_tensors
+        return dh * grad, dW * grad, (db * grad if ctx.has_bias else None), None, None
+
+
+def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                         targets: torch.Tensor, chunk: int = LOSS_CHUNK_ROWS) -> torch.Tensor:
+    """``F.cross_entropy(F.linear(h, weight, bias), targets)`` (mean) without the (N, V) logits when
+    training on fp32: h (N, C), weight (V, C), targets (N,) int64. Under autocast, without grad, or
+    for other dtypes it is the plain expression (the fused pass needs all of h's and W's gradients)."""
+    fused = (torch.is_grad_enabled() and h.dtype == torch.float32 and weight.dtype == torch.float32
+             and not torch.is_autocast_enabled(h.device.type) and h.device.type == "cpu")
+    if not fused:
+        return F.cross_entropy(F.linear(h, weight, bias).float(), targets)
+    return _LinearCrossEntropy.apply(h, weight, bias, targets, int(chunk))
 
 
 class CausalSelfAttention(nn.Module):
@@ -136,8 +198,19 @@ class OneLayerTransformer(nn.Module):
 
     def logits_from_acts(self, resid: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) from the post-attention residual (B, T, C) and MLP activations (B, T, M)."""
-        x = resid + self.mlp.W_out(acts)                   # (B, T, C)
-        return self.unembed(self.ln_final(x))              # (B, T, V)
+        return self.unembed(self._final_norm(resid, acts))             # (B, T, V)
+
+    def _final_norm(self, resid: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        """ln_final(resid + W_out acts): the unembedding's input (B, T, C)."""
+        return self.ln_final(resid + self.mlp.W_out(acts))
+
+    def _unembed_input(self, idx, mlp_acts, mlp_edit) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unembedding's input (B, T, C) and the activations used (B, T, M), see ``forward``."""
+        resid, mlp_in = self._pre_mlp(idx)
+        acts = self.mlp.acts(mlp_in) if mlp_acts is None else mlp_acts.to(resid.dtype)
+        if mlp_edit is not None:
+            acts = mlp_edit(acts)
+        return self._final_norm(resid, acts), acts
 
     def forward(
         self,
@@ -152,17 +225,21 @@ class OneLayerTransformer(nn.Module):
         mlp_edit: if given, a function applied to the activations before W_out.
         return_acts: also return the activations actually used, as (logits, acts).
         """
-        resid, mlp_in = self._pre_mlp(idx)
-        acts = self.mlp.acts(mlp_in) if mlp_acts is None else mlp_acts.to(resid.dtype)
-        if mlp_edit is not None:
-            acts = mlp_edit(acts)
-        logits = self.logits_from_acts(resid, acts)
+        x, acts = self._unembed_input(idx, mlp_acts, mlp_edit)
+        logits = self.unembed(x)
         return (logits, acts) if return_acts else logits
 
-    def loss(self, idx: torch.Tensor, targets: torch.Tensor, **kwargs) -> torch.Tensor:
-        """Mean next-token cross-entropy (nats). kwargs go to ``forward`` (mlp_acts, mlp_edit)."""
-        logits = self.forward(idx, **kwargs)
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor, mlp_acts: torch.Tensor | None = None,
+             mlp_edit: Callable[[torch.Tensor], torch.Tensor] | None = None, fused: bool = True) -> torch.Tensor:
+        """Mean next-token cross-entropy (nats); mlp_acts / mlp_edit as in ``forward``.
+
+        fused: the output layer and the cross-entropy as one chunked pass (``linear_cross_entropy``,
+        the same maths without the (B, T, V) logits); False is the plain logits-then-loss path."""
+        x, _ = self._unembed_input(idx, mlp_acts, mlp_edit)
+        x, targets = x.reshape(-1, x.size(-1)), targets.reshape(-1)
+        if fused:
+            return linear_cross_entropy(x, self.unembed.weight, self.unembed.bias, targets)
+        return F.cross_entropy(self.unembed(x).float(), targets)
 
     # ------------------------------------------------------------------ conveniences
     def num_params(self) -> int:

@@ -18,14 +18,15 @@ def test_demo_expectation_is_the_measurement_and_the_promise_matches_it():
     expected = expected_stage_seconds(preset("demo"))
     assert expected == pytest.approx({s: measured[s] for s in STAGES})
     minutes = sum(expected.values()) / 60
-    assert 5 <= minutes <= 7
+    assert 3 <= minutes <= 5                   # issue 13: the whole demo within 5 minutes here
     assert f"about {round(minutes)} min" in expected_run_text(preset("demo"))
     assert f"about {round(minutes)} minutes" in preset_description("demo")
 
 
 def test_changed_budgets_scale_only_their_stage():
     base = expected_stage_seconds(preset("demo"))
-    longer = expected_stage_seconds(preset("demo").with_overrides(train={"tokens": 8_000_000}))
+    demo = preset("demo")
+    longer = expected_stage_seconds(demo.with_overrides(train={"tokens": 2 * demo.train.tokens}))
     assert longer["model"] == pytest.approx(2 * base["model"])
     assert longer["sae"] == pytest.approx(base["sae"]) and longer["harvest"] == pytest.approx(base["harvest"])
 
