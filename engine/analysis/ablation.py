@@ -64,12 +64,14 @@ def feature_activation(sae, h_NM: torch.Tensor, i: int) -> torch.Tensor:
 
 
 class _Clean:
-    """One window's clean pass: residual (T, C), activations (T, M), log p of each next token (T-1,)."""
+    """One window's clean pass: residual (T, C), activations (T, M), log p of each next token (T-1,),
+    and for a TopK SAE the kept latents of the predicting rows (T-1, K) (the full encode a TopK
+    feature's activation needs, done once per window instead of once per unit)."""
 
-    __slots__ = ("resid", "acts", "logp")
+    __slots__ = ("resid", "acts", "logp", "topk")
 
-    def __init__(self, resid, acts, logp):
-        self.resid, self.acts, self.logp = resid, acts, logp
+    def __init__(self, resid, acts, logp, topk=None):
+        self.resid, self.acts, self.logp, self.topk = resid, acts, logp, topk
 
 
 class AblationEngine:
@@ -149,8 +151,14 @@ class AblationEngine:
                 resid_BTC, acts_BTM = self.model.resid_and_acts(idx_BT)
                 logp_BT = _next_logp(self.model.logits_from_acts(resid_BTC, acts_BTM), idx_BT)
                 self.clean_forwards += len(ks)
+                topk = None
+                if self.sae is not None and getattr(self.sae, "k", None):
+                    M = acts_BTM.shape[-1]
+                    vals, idx = self.sae.encode_sparse(acts_BTM[:, :-1].reshape(-1, M).to(self.sae.W_enc.dtype))
+                    topk = (vals.reshape(len(ks), T - 1, -1), idx.reshape(len(ks), T - 1, -1))
                 for b, k in enumerate(ks):
-                    self._clean[k] = _Clean(resid_BTC[b], acts_BTM[b], logp_BT[b])
+                    self._clean[k] = _Clean(resid_BTC[b], acts_BTM[b], logp_BT[b],
+                                            None if topk is None else (topk[0][b], topk[1][b]))
         out = []
         for k in keys:
             self._clean.move_to_end(k)
@@ -171,7 +179,12 @@ class AblationEngine:
             ablated_NM = acts_NM[changed_N].clone()
             ablated_NM[:, index] = 0.0
         else:
-            f_N = feature_activation(self.sae, acts_NM, index)
+            if cleans[0].topk is not None:                       # TopK: from the cached encode
+                vals_NK = torch.cat([c.topk[0] for c in cleans])
+                idx_NK = torch.cat([c.topk[1] for c in cleans])
+                f_N = (vals_NK * (idx_NK == index)).sum(dim=1)
+            else:
+                f_N = feature_activation(self.sae, acts_NM, index)
             changed_N = f_N != 0
             direction_M = self.sae.W_dec[index].to(acts_NM.dtype)
             ablated_NM = acts_NM[changed_N] - f_N[changed_N].to(acts_NM.dtype)[:, None] * direction_M
