@@ -43,7 +43,7 @@ __all__ = ["AblationEngine", "feature_activation", "UNIT_KINDS"]
 
 UNIT_KINDS = ("feature", "neuron")
 BATCH = 64                       # windows per model call
-CACHE_WINDOWS = 4096             # clean results kept (about 40 dashboards of examples)
+CACHE_WINDOWS = 1024             # clean passes kept (about 20 demo dashboards; ~40 KB each at the demo's size)
 
 
 def feature_activation(sae, h_NM: torch.Tensor, i: int) -> torch.Tensor:

@@ -9,9 +9,9 @@ examples, and the underlines arrive when the worker has run ``engine.analysis.ab
 
 Nothing is computed at harvest time and nothing on the GUI thread: each request is a job of a
 ``LatestRunner`` (latest request wins; a newer unit stops the running one between batches). The
-job opens the bundle itself (an h5py handle never crosses threads) and keeps one ``AblationEngine``
-per (bundle file, dictionary) for the app's life — so the model and SAE load once, and the clean
-passes of examples already seen are reused. Results are cached per (bundle, dictionary, unit,
+job opens the bundle itself (an h5py handle never crosses threads) and keeps an ``AblationEngine``
+for each of the last two (bundle file, dictionary) pairs — so the model and SAE load once, and the
+clean passes of examples already seen are reused. Results are cached per (bundle, dictionary, unit,
 examples) on the GUI side, so going back to a unit redraws at once. The toggle (a checkbox in the
 pane; remembered in the app settings) turns the whole thing off, jobs included.
 """
@@ -34,7 +34,8 @@ __all__ = ["AblationUnderlines", "AblationRunner", "ablation_job", "LEGEND_BLUE"
 
 LEGEND_BLUE, LEGEND_RED = "#2866ff", "#dc1e1e"     # token_view's _NEG_RGB / _POS_RGB
 _RESULTS_KEPT = 128
-_ENGINES: dict[tuple, object] = {}                 # (path, dictionary, mtime) -> AblationEngine
+_ENGINES: OrderedDict[tuple, object] = OrderedDict()   # (path, dictionary, mtime) -> AblationEngine
+_ENGINES_KEPT = 2                                  # model + SAE + clean cache each (~60 MB at the demo's size)
 _ENGINE_LOCK = threading.Lock()                    # one engine call at a time, whichever pane asks
 
 
@@ -44,13 +45,17 @@ def _engine_for(path: str, dictionary: int):
 
     key = (path, dictionary, Path(path).stat().st_mtime_ns)
     engine = _ENGINES.get(key)
-    if engine is None:
+    if engine is not None:
+        _ENGINES.move_to_end(key)
+    else:
         with open_bundle(path, dictionary) as bundle:
             sae = bundle.load_sae() if bundle.n_features else None
             engine = AblationEngine(bundle.load_model(), sae)
         for old in [k for k in _ENGINES if k[:2] == key[:2]]:      # a rewritten file: forget the old one
             del _ENGINES[old]
         _ENGINES[key] = engine
+        while len(_ENGINES) > _ENGINES_KEPT:
+            _ENGINES.popitem(last=False)
     return engine
 
 
