@@ -116,10 +116,10 @@ class LiveView(QWidget):
             self.curves.plots["Model loss"].removeItem(line)
         self._lines = []
 
-    def _token(self, i: int) -> str:
+    def _token(self, i: int, visible_spaces: bool = False) -> str:
         vocab = self._load_vocab()
-        s = vocab[i] if vocab is not None and 0 <= i < len(vocab) else f"#{i}"
-        return html.escape(display_token(s))
+        s = display_token(vocab[i] if vocab is not None and 0 <= i < len(vocab) else f"#{i}")
+        return html.escape(s.replace(" ", "␣") if visible_spaces else s)
 
     def _load_vocab(self):
         if self._vocab is None and self._tokenizer_path is not None and self._tokenizer_path.is_file():
@@ -137,10 +137,10 @@ class LiveView(QWidget):
             ctx = "".join(self._token(t) for t in context)
             guesses = []
             for i, p in preds:
-                tok = f"<code>{self._token(i)}</code> {100 * p:.0f}%"
+                tok = f"<code>{self._token(i, True)}</code> {100 * p:.0f}%"
                 guesses.append(f"<b style='color:#2f7a2f'>{tok}</b>" if i == actual else tok)
             hit = any(i == actual for i, _ in preds)
-            mark = "" if hit else f" <span style='color:#b33b2f'>(actual <code>{self._token(actual)}</code>)</span>"
+            mark = "" if hit else f" <span style='color:#b33b2f'>(actual <code>{self._token(actual, True)}</code>)</span>"
             rows.append(f"<tr><td align='right' style='color:#555'><code>…{ctx}</code></td>"
                         f"<td>&nbsp;→&nbsp;{' · '.join(guesses)}{mark}</td></tr>")
         self.predictions_label.setText(
