@@ -8,7 +8,8 @@ examples, and the underlines arrive when the worker has run ``engine.analysis.ab
     red   ablating it raises log p (the unit worked against it); intensity ∝ |Δ| / max |Δ| shown
 
 Nothing is computed at harvest time and nothing on the GUI thread: each request is a job of a
-``LatestRunner`` (latest request wins; a newer unit stops the running one between batches). The
+``LatestRunner`` (latest request wins; a newer unit stops the running one between batches), started
+once the unit has been shown for SETTLE_MS (browsing with the arrow keys starts no jobs). The
 job opens the bundle itself (an h5py handle never crosses threads) and keeps an ``AblationEngine``
 for each of the last two (bundle file, dictionary) pairs — so the model and SAE load once, and the
 clean passes of examples already seen are reused. Results are cached per (bundle, dictionary, unit,
@@ -24,7 +25,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from superpos_app.latest_runner import LatestRunner
@@ -34,6 +35,8 @@ __all__ = ["AblationUnderlines", "AblationRunner", "ablation_job", "LEGEND_BLUE"
 
 LEGEND_BLUE, LEGEND_RED = "#2866ff", "#dc1e1e"     # token_view's _NEG_RGB / _POS_RGB
 _RESULTS_KEPT = 128
+SETTLE_MS = 200                                    # a unit shown this long gets its job (arrow-key browsing
+                                                   # and bursts of selections start none)
 _ENGINES: OrderedDict[tuple, object] = OrderedDict()   # (path, dictionary, mtime) -> AblationEngine
 _ENGINES_KEPT = 2                                  # model + SAE + clean cache each (~60 MB at the demo's size)
 _ENGINE_LOCK = threading.Lock()                    # one engine call at a time, whichever pane asks
@@ -99,6 +102,10 @@ class AblationUnderlines(QObject):
         self._shown: tuple | None = None         # (key, line rows) drawn or waiting to be drawn
         self._results: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.last_seconds = float("nan")
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(SETTLE_MS)
+        self._settle.timeout.connect(self._submit)
 
         self.bar = QWidget()
         self.bar.setObjectName("ablationBar")
@@ -133,6 +140,7 @@ class AblationUnderlines(QObject):
         """No examples (or a new unit coming): stop the running request, no underlines."""
         self._request += 1
         self._pending = self._shown = None
+        self._settle.stop()
         self.runner.drop()
         self.view.set_underlines(None)
         self._set_legend("")
@@ -156,7 +164,13 @@ class AblationUnderlines(QObject):
             return
         self._pending = (self._request, key)
         self._set_legend("<span style='color:#777'>computing the ablation effects…</span>")
-        self.runner.submit_request(self._request, (key[0], key[1], kind, int(index), windows_BW))
+        self._settle.start()
+
+    def _submit(self) -> None:
+        if self._pending is None or self._shown is None:
+            return
+        key, _, windows_BW = self._shown
+        self.runner.submit_request(self._pending[0], (key[0], key[1], key[2], key[3], windows_BW))
 
     def shutdown(self) -> None:
         self.runner.shutdown()
