@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
-__all__ = ["Progress", "Message", "StageStarted", "StageFinished", "Cancelled",
+__all__ = ["Progress", "Message", "StageStarted", "StageFinished", "Glimpse", "Cancelled",
            "CancelToken", "RateMeter", "collect", "run_to_completion"]
 
 
@@ -55,6 +55,22 @@ class StageFinished:
 class Message:
     text: str
     level: str = "info"             # info | warning
+
+
+@dataclass(frozen=True)
+class Glimpse:
+    """A look at the model being trained (engine/train/glimpse.py), for a live view while a run goes on.
+
+    kind "baselines": ``values`` {"unigram": nats, "bigram": nats}, the validation loss of count
+    tables (what the transformer has to beat). kind "predictions": ``rows`` of (context token ids,
+    actual next id, ((predicted id, probability), ...)) for fixed validation positions at ``step``."""
+
+    stage: str
+    kind: str
+    step: int = 0
+    done: int = 0
+    rows: tuple = ()
+    values: Mapping[str, float] = field(default_factory=dict)
 
 
 class Cancelled(Exception):

@@ -22,7 +22,7 @@ from typing import Any, Callable, Generator
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from engine.events import CancelToken, Message, Progress, StageFinished, StageStarted
+from engine.events import CancelToken, Glimpse, Message, Progress, StageFinished, StageStarted
 
 from superpos_app.worker import DRAIN_MS, Worker, sync_default
 
@@ -90,6 +90,7 @@ class JobController(QObject):
     stageFinished = Signal(str, float, object)  # stage, seconds, summary dict
     statusChanged = Signal(object)           # JobStatus (at most every DRAIN_MS)
     metricsReceived = Signal(str, object)    # stage, list[(x, {name: value})] batch
+    glimpseReceived = Signal(object)         # engine.events.Glimpse (baselines, the model's predictions)
     messageReceived = Signal(str, str)       # text, level
     jobFinished = Signal(object)             # the job's return value
     jobCancelled = Signal(str)               # a sentence for the user
@@ -182,6 +183,8 @@ class JobController(QObject):
                 self.stageFinished.emit(ev.stage, float(ev.seconds), dict(ev.summary))
             elif isinstance(ev, Message):
                 self.messageReceived.emit(ev.text, ev.level)
+            elif isinstance(ev, Glimpse):
+                self.glimpseReceived.emit(ev)
         flush_points()
         self.statusChanged.emit(status)
 

@@ -80,6 +80,15 @@ class AppSettings:
         self._qs.setValue("training/last", json.dumps(data, sort_keys=True))
         self._qs.sync()
 
+    # --- view ------------------------------------------------------------------------------------
+    def ablation_underlines(self) -> bool:
+        """Whether dashboards underline their examples by the unit's ablation effect (default on)."""
+        return str(self._qs.value("view/ablation_underlines", "true")).lower() not in ("false", "0", "no")
+
+    def set_ablation_underlines(self, on: bool) -> None:
+        self._qs.setValue("view/ablation_underlines", "true" if on else "false")
+        self._qs.sync()
+
     # --- explain ---------------------------------------------------------------------------------
     def explain_setup(self) -> dict:
         """The Explain dialog's last endpoint: ``{"endpoint", "model", "key_env", "concurrency"}`` (no key)."""

@@ -27,6 +27,7 @@ from engine.run_clock import expected_run_text
 
 from superpos_app.curves import CurvePanel
 from superpos_app.jobs import JobController, JobStatus
+from superpos_app.live_view import LiveView
 from superpos_app.run_form import RunForm, default_output
 
 __all__ = ["TrainDialog", "pipeline_job"]
@@ -105,6 +106,7 @@ class TrainDialog(QDialog):
         self.stage_progress.setMaximumHeight(16)
         self.curves = CurvePanel(x_label="")
         self.curves.setObjectName("trainCurves")
+        self.live = LiveView(self.curves)        # baselines, the model's guesses, the SAE in words
         self.log = QPlainTextEdit()
         self.log.setObjectName("trainLog")
         self.log.setReadOnly(True)
@@ -135,6 +137,7 @@ class TrainDialog(QDialog):
         right.addWidget(self.stage_progress)
         right.addWidget(self.message)
         right.addWidget(self.curves, 1)
+        right.addWidget(self.live)
         right.addWidget(self.log)
         right.addLayout(buttons)
 
@@ -148,6 +151,7 @@ class TrainDialog(QDialog):
     def _connect_jobs(self) -> None:
         self.jobs.statusChanged.connect(self._on_status)
         self.jobs.metricsReceived.connect(self._on_metrics)
+        self.jobs.glimpseReceived.connect(self._on_glimpse)
         self.jobs.stageStarted.connect(self._on_stage_started)
         self.jobs.stageFinished.connect(self._on_stage_finished)
         self.jobs.messageReceived.connect(self._on_message)
@@ -234,7 +238,9 @@ class TrainDialog(QDialog):
                                              "output": str(out)})
         if not resume:
             self.curves.clear_data()
+            self.live.clear()
             self.log.clear()
+        self.live.set_tokenizer_source(Path(cfg.tokenizer.path) if cfg.tokenizer.path else workdir / "tokenizer.json")
         self._log(f"{'Resuming' if resume else 'Starting'} “{cfg.name}” run → {out}")
         self.running = True
         self._started_at = time.monotonic()
@@ -282,6 +288,11 @@ class TrainDialog(QDialog):
     def _on_metrics(self, stage: str, points) -> None:
         if self.running:
             self.curves.add_event_metrics(stage, points)
+            self.live.on_metrics(stage, points)
+
+    def _on_glimpse(self, glimpse) -> None:
+        if self.running:
+            self.live.on_glimpse(glimpse)
 
     def _on_stage_started(self, stage: str, index: int, n_stages: int) -> None:
         if self.running:

@@ -31,6 +31,7 @@ from engine.device import tune_allocator
 from engine.errors import CheckpointError, TrainingDiverged
 from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter, StageFinished, StageStarted
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
+from engine.train.glimpse import baseline_losses, sample_predictions
 from engine.model import OneLayerTransformer
 from engine.train.accel import AccelPolicy, TokenBatcher, accel_policy
 from engine.train.optim import make_adamw
@@ -176,6 +177,7 @@ def train_model(
     yield StageStarted("model", total=total_steps * tokens_per_step, unit="tokens")
     for note in policy.notes:
         yield Message(note, level="warning")
+    yield baseline_losses(train_tokens, val_tokens, model_cfg.vocab_size)        # what the model has to beat
     if resume and step:
         yield Message(f"resuming model training at step {step} of {total_steps}")
 
@@ -220,6 +222,7 @@ def train_model(
             val_loss = estimate_loss(model, val_tokens, train_cfg.eval_batches, train_cfg.batch_size, dev,
                                      policy=policy)
             metrics["val_loss"] = val_loss
+            yield sample_predictions(model, val_tokens, step, seen)             # the live view's glimpse
         for key, value in metrics.items():
             curves[f"model/{key}"].append((seen, value))
         if ckpt_path is not None and (step % train_cfg.checkpoint_every == 0):

@@ -115,6 +115,6 @@ def install_panes(window) -> dict:
     lens_key.setObjectName("focusLensShortcut")
     lens_key.setContext(Qt.ShortcutContext.WindowShortcut)
     lens_key.activated.connect(lambda: focus(docks["textLens"], lens.focus_input))
-    window.destroyed.connect(lambda *_: lens.shutdown())
+    window.destroyed.connect(lambda *_: (lens.shutdown(), detail.ablation.shutdown(), compare.ablation.shutdown()))
     return panes
 

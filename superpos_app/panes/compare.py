@@ -26,6 +26,7 @@ from engine.analysis.weights import max_abs_cosine
 from engine.bundle import open_bundle
 from engine.events import Cancelled
 from superpos_app.faults import contain_faults
+from superpos_app.panes.ablation_view import AblationUnderlines
 from superpos_app.panes.detail import unit_name
 from superpos_app.panes.fit import ElidedLabel, ReflowRow
 from superpos_app.panes.explanation_view import score_source_box
@@ -113,6 +114,7 @@ class NeuronComparePane(QWidget):
         self.examples_title.setWordWrap(True)
         self.examples = TokenView()
         self.examples.setObjectName("compareExamples")
+        self.ablation = AblationUnderlines(self.examples, self)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -165,7 +167,13 @@ class NeuronComparePane(QWidget):
         self.population_plots = ReflowRow([(self.score_plot, 1), (self.cos_plot, 1)], min_width=250)
         grid.addWidget(self.unit_plots, 0, 0, 1, 2)
         grid.addWidget(self.links, 1, 0, 1, 2)
-        grid.addWidget(self.examples_title, 2, 0, 1, 2)
+        examples_head = QWidget()                 # the title and the ablation toggle + legend
+        eh = QVBoxLayout(examples_head)
+        eh.setContentsMargins(0, 0, 0, 0)
+        eh.setSpacing(1)
+        eh.addWidget(self.examples_title)
+        eh.addWidget(self.ablation.bar)
+        grid.addWidget(examples_head, 2, 0, 1, 2)
         grid.addWidget(scroll, 3, 0, 1, 2)
         pop_title = QLabel("<b>Population: neurons vs features</b>")
         self.score_source = score_source_box(self._show_scores)
@@ -209,6 +217,7 @@ class NeuronComparePane(QWidget):
             self._population_worker.cancel()
             self._population_worker = None
         self._vocab = []
+        self.ablation.set_bundle(bundle)
         self.clear()
         if bundle is None:
             for c in (self.score_feature_curve, self.score_neuron_curve, self.cos_feature_curve,
@@ -319,6 +328,7 @@ class NeuronComparePane(QWidget):
         self.scatter_item.setData([], [])
         self.links.setText("")
         self.examples.clear()
+        self.ablation.clear()
         self.examples_title.setText("")
         self.score_marker.setVisible(False)
         self.cos_marker.setVisible(False)
@@ -407,7 +417,7 @@ class NeuronComparePane(QWidget):
 
     def _show_examples(self, kind: str, dash) -> None:
         c = dash.top_center
-        lines, values, prefixes, centers = [], [], [], []
+        lines, values, prefixes, centers, windows = [], [], [], [], []
         for k in range(min(10, dash.top_tokens.shape[0])):
             tokens, acts = dash.top_tokens[k], dash.top_acts[k]
             if tokens[c] < 0:
@@ -417,10 +427,12 @@ class NeuronComparePane(QWidget):
             values.append(acts[keep])
             prefixes.append(f"{float(acts[c]):.2f}")
             centers.append(int(np.sum(keep[:c])))
+            windows.append(tokens)
         what = ("its top examples: a polysemantic neuron fires in unrelated contexts" if kind == "neuron"
                 else "its top examples (compare with the best neuron's by clicking it)")
         self.examples_title.setText(f"<b>{html.escape(unit_name(kind, dash.index))}</b> — {what}")
         self.examples.set_lines(lines, values, max_value=max(dash.max_act, 1e-6), prefixes=prefixes, centers=centers)
+        self.ablation.show(kind, dash.index, windows)
 
     def _mark_population(self, kind: str, index: int) -> None:
         key = self.score_source.currentData()[0]

@@ -3,7 +3,8 @@
 Header (id, label, score, density, max activation); the activation histogram — drag the shaded
 region on it to list the stored examples whose activation lies in that range; the logit-weight
 histogram and the top/bottom 10 logit effects; neuron alignment and correlated units as links;
-top and interval examples with each token shaded by its activation (tooltip: the value).
+top and interval examples with each token shaded by its activation (tooltip: the value) and
+underlined by the effect of ablating the unit on its log-likelihood (``ablation_view.py``).
 A neuron gets the same dashboard; its links then point to features.
 """
 
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 from engine.interop.neuronpedia import dashboard_to_neuronpedia
 from engine.stats import Dashboard
 from superpos_app.faults import contain_faults
+from superpos_app.panes.ablation_view import AblationUnderlines
 from superpos_app.panes.fit import ElidedLabel, ReflowRow
 from superpos_app.panes.explanation_view import ExplanationLabel
 from superpos_app.panes.plots import (
@@ -156,8 +158,10 @@ class FeatureDetailPane(QWidget):
         self.examples = TokenView()
         self.examples.setObjectName("detailExamples")
         self.examples.placeholder = "Select a feature or neuron to see the texts it fires on."
+        self.ablation = AblationUnderlines(self.examples, self)
         tl.addSpacing(6)
         tl.addWidget(self.examples_title)
+        tl.addWidget(self.ablation.bar)
         tl.addWidget(self.examples)
         tl.addStretch(1)
         scroll = QScrollArea()
@@ -208,6 +212,7 @@ class FeatureDetailPane(QWidget):
         self._vocab = []
         self._raw_vocab = ()
         self.explanation.set_bundle(bundle)
+        self.ablation.set_bundle(bundle)
         if bundle is not None:
             tok = bundle.tokenizer()
             self._vocab = tok.readable_strings()          # shown: byte tokens as ⟨0xCD⟩
@@ -230,6 +235,7 @@ class FeatureDetailPane(QWidget):
         for lab in (self.pos_label, self.neg_label, self.align_label, self.corr_label):
             lab.setText("")
         self.examples.clear()
+        self.ablation.clear()
         self.examples_title.setText("Examples")
         self.copy_button.setEnabled(False)
 
@@ -304,17 +310,19 @@ class FeatureDetailPane(QWidget):
         """One line per item: a heading (str) or an example window (tokens [W], acts [W])."""
         dash = self.dashboard
         c = dash.top_center
-        lines, values, prefixes, centers = [], [], [], []
+        lines, values, prefixes, centers, windows = [], [], [], [], []
         for item in items:
             if isinstance(item, str):
                 lines.append([]); values.append(np.zeros(0)); prefixes.append(item); centers.append(-1)
+                windows.append(None)
                 continue
             tokens, acts = item
             toks, vals, center = dash.trim(tokens, acts)
             lines.append([self.token_str(int(t)) for t in toks]); values.append(vals)
-            prefixes.append(f"{float(acts[c]):.2f}"); centers.append(center)
+            prefixes.append(f"{float(acts[c]):.2f}"); centers.append(center); windows.append(tokens)
         self.examples.set_lines(lines, values, max_value=max(dash.max_act, 1e-6), prefixes=prefixes,
                                 centers=centers)
+        self.ablation.show(dash.kind, dash.index, windows)        # underlines arrive from a worker
 
     def _show_all_examples(self) -> None:
         dash = self.dashboard

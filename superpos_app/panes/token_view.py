@@ -162,6 +162,11 @@ class TokenView(QWidget):
     def line_values(self, i: int) -> np.ndarray:
         return self._lines[i].values.copy()
 
+    def line_underline(self, i: int) -> np.ndarray | None:
+        """Line i's signed underline values (as set by ``set_underlines``), or None."""
+        u = self._lines[i].underline
+        return None if u is None else np.asarray(u, np.float32)
+
     def token_color(self, line: int, token: int) -> QColor:
         return shade_color(float(self._lines[line].values[token]), self._max_value)
 

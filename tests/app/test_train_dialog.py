@@ -208,6 +208,11 @@ def test_real_tiny_pipeline_from_the_dialog(window, dialog, tmp_path, qtbot):
     assert window.bundle is not None and Path(str(window.bundle.path)).resolve() == out.resolve()
     assert dialog.curves.point_count("model/train_loss") > 0
     assert dialog.curves.point_count("sae/mse") > 0
+    live = dialog.live                                  # the wait was informative: baselines, guesses, SAE
+    assert live.baselines["bigram"] < live.baselines["unigram"] and len(live._lines) == 2
+    assert live.predictions and "The model's next-token guesses now" in live.predictions_label.text()
+    assert "<code>#" not in live.predictions_label.text()                # token strings, not ids
+    assert "L0" in live.sae_label.text() and "dead" in live.sae_label.text()
     assert window.overview.findChild(QLabel, "metric_loss_recovered").text().endswith("%")
     assert not dialog.isVisible()                       # finished well: the dialog gave way to the bundle
     status = window.jobs.status                         # the real pipeline reports the whole run's ETA
