@@ -7,8 +7,8 @@ have something to find: DNA (FASTA records and bare ACGT runs), base64 of random
 (``engine.data.languages``: Arabic, Hebrew, Cyrillic, Greek ~2% each; Chinese, Japanese, Korean,
 French, German, Spanish ~1% each; DNA, base64 and hex ~3% each of the characters). Documents of all classes are shuffled together with the seed before the ``max_chars``
 cap, so a small corpus still holds every class. The output is deterministic for
-``CorpusConfig.seed`` (and the Python version whose stdlib it reads, and the wordfreq version
-whose lists it samples: both are in the fingerprint).
+``CorpusConfig.seed`` (and the Python version whose stdlib it reads, and the wordfreq and numpy
+versions whose lists it samples with: all are in the fingerprint).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.config import CorpusConfig
-from engine.data.languages import gen_language_text, wordfreq_version
+from engine.data.languages import gen_language_text, text_versions
 from engine.data.sources import CorpusSource, cut_document, decode_file_bytes
 
 __all__ = ["BuiltinSource", "BUILTIN_MIX", "BUILTIN_VERSION"]
@@ -178,7 +178,7 @@ class BuiltinSource(CorpusSource):
         return super().is_val(doc_id)
 
     def fingerprint(self) -> str:
-        return (f"builtin|v{BUILTIN_VERSION}|{sys.version}|{self.stdlib_root}|wordfreq={wordfreq_version()}"
+        return (f"builtin|v{BUILTIN_VERSION}|{sys.version}|{self.stdlib_root}|{text_versions()}"
                 f"|seed={self.cfg.seed}"
                 f"|max_chars={self.cfg.max_chars}")
 

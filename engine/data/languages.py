@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LANGUAGE_CLASSES", "TOP_WORDS", "Language", "language", "gen_language_text", "wordfreq_version"]
+__all__ = ["LANGUAGE_CLASSES", "TOP_WORDS", "Language", "language", "gen_language_text", "text_versions"]
 
 TOP_WORDS = 5000      # words kept per language (the tail beyond is < 1% of running text)
 _BATCH = 64           # sentences drawn at once
@@ -92,10 +92,11 @@ class Language:
     can_comma: np.ndarray        # bool [len(words)]: False for a French elision or a Korean particle
 
 
-def wordfreq_version() -> str:
-    """The installed wordfreq's version (part of the corpus fingerprint: its lists are the text)."""
+def text_versions() -> str:
+    """The versions the sampled text depends on (part of the corpus fingerprint): wordfreq's lists
+    are the words, numpy's generator draws them."""
     from importlib.metadata import version
-    return version("wordfreq")
+    return f"wordfreq={version('wordfreq')}|numpy={np.__version__}"
 
 
 def _in_script(word: str, prefixes: tuple[str, ...]) -> bool:
