@@ -42,9 +42,9 @@ def register(subparsers) -> None:
 def _add_run_options(p: argparse.ArgumentParser, with_sae: bool) -> None:
     g = p.add_argument_group("data and model")
     g.add_argument("--corpus", default="builtin", metavar="SPEC",
-                   help="'builtin' (stdlib code, Python docs prose, DNA, base64, hex, other scripts), a text "
-                        "file, a folder of .txt/.md/.py/.rst/.json files, a .jsonl file with a 'text' field, "
-                        "or hf:NAME[:split] (needs the 'datasets' package and a network). Default: builtin")
+                   help="'builtin' (stdlib code, Python docs prose, DNA, base64, hex, real words of ten "
+                        "languages), a text file, a folder of .txt/.md/.py/.rst/.json files, a .jsonl file "
+                        "with a 'text' field, or hf:NAME[:split] (needs the 'datasets' package and a network). Default: builtin")
     g.add_argument("--preset", default="demo", choices=preset_names(),
                    help="size preset (default demo). " + " ".join(f"{n}: {preset_description(n)}"
                                                                   for n in preset_names()))

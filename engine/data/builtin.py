@@ -3,17 +3,17 @@
 The standard library's ``.py`` sources (code, comments, docstrings) and ``pydoc_data.topics`` (the
 language reference's English prose), plus generated segments so that the paper's hallmark features
 have something to find: DNA (FASTA records and bare ACGT runs), base64 of random bytes, hex dumps
-(``xxd`` style and bare hex strings) and pseudo-text in five other scripts (Arabic, Hebrew,
-Cyrillic, Greek, CJK). Each generated class is ~3% (DNA, base64, hex) or ~2% (each script) of the
-characters. Documents of all classes are shuffled together with the seed before the ``max_chars``
+(``xxd`` style and bare hex strings) and real-language text sampled by word frequency
+(``engine.data.languages``: Arabic, Hebrew, Cyrillic, Greek ~2% each; Chinese, Japanese, Korean,
+French, German, Spanish ~1% each; DNA, base64 and hex ~3% each of the characters). Documents of all classes are shuffled together with the seed before the ``max_chars``
 cap, so a small corpus still holds every class. The output is deterministic for
-``CorpusConfig.seed`` (and the Python version whose stdlib it reads).
+``CorpusConfig.seed`` (and the Python version whose stdlib it reads, and the wordfreq and numpy
+versions whose lists it samples with: all are in the fingerprint).
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
 import os
 import random
 import sys
@@ -22,16 +22,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.config import CorpusConfig
+from engine.data.languages import gen_language_text, text_versions
 from engine.data.sources import CorpusSource, cut_document, decode_file_bytes
 
 __all__ = ["BuiltinSource", "BUILTIN_MIX", "BUILTIN_VERSION"]
 
-BUILTIN_VERSION = 2           # bump when the built-in recipe changes (invalidates token caches)
+BUILTIN_VERSION = 3           # bump when the built-in recipe changes (invalidates token caches)
 
 # Fraction of the built-in corpus's characters per generated class; the rest is stdlib code and prose.
 BUILTIN_MIX = {
     "dna": 0.03, "base64": 0.03, "hex": 0.03,
-    "arabic": 0.02, "hebrew": 0.02, "cyrillic": 0.02, "greek": 0.02, "cjk": 0.02,
+    "arabic": 0.02, "hebrew": 0.02, "cyrillic": 0.02, "greek": 0.02,
+    "chinese": 0.01, "japanese": 0.01, "korean": 0.01, "french": 0.01, "german": 0.01, "spanish": 0.01,
 }
 PROSE_MAX_FRACTION = 0.12     # pydoc topics: at most this share (there are only ~0.5M chars of them)
 
@@ -69,50 +71,6 @@ def _pydoc_topics() -> dict[str, str]:
     except ImportError:  # pragma: no cover - stripped Python builds
         return {}
     return dict(topics)
-
-
-_SCRIPTS = {
-    # name: (letters, sentence punctuation, comma, words are letters joined with no spaces?)
-    "arabic": ([chr(c) for c in range(0x0621, 0x063B)] + [chr(c) for c in range(0x0641, 0x064B)], ".", "،", False),
-    "hebrew": ([chr(c) for c in range(0x05D0, 0x05EB)], ".", ",", False),
-    "cyrillic": ([chr(c) for c in range(0x0430, 0x0450)], ".", ",", False),
-    "greek": ([chr(c) for c in range(0x03B1, 0x03CA) if c != 0x03C2], ".", ",", False),
-    "cjk": ([chr(c) for c in range(0x4E00, 0x9FA6)], "。", "，", True),
-}
-
-
-def _script_lexicon(script: str, seed: int, size: int = 600) -> list[str]:
-    """A fixed vocabulary of pseudo-words for a script (so BPE finds merges and a model finds
-    regularities); drawn once per (script, seed)."""
-    letters, _, _, cjk = _SCRIPTS[script]
-    rng = random.Random(f"lexicon:{script}:{seed}")
-    if cjk:
-        chars = rng.sample(letters, 1500)  # a realistic working set of characters
-        weights = [1.0 / (i + 1) for i in range(len(chars))]
-        return ["".join(rng.choices(chars, weights, k=rng.choice((1, 2, 2, 2, 3, 4)))) for _ in range(size)]
-    weights = [1.0 / (i + 1) ** 0.6 for i in range(len(letters))]
-    return ["".join(rng.choices(letters, weights, k=rng.randint(2, 9))) for _ in range(size)]
-
-
-def _gen_script(rng: random.Random, n_chars: int, script: str, lexicon: list[str],
-                cum_weights: list[float]) -> str:
-    """Paragraphs of sentences of Zipf-distributed pseudo-words from ``lexicon``."""
-    letters, stop, comma, cjk = _SCRIPTS[script]
-    sep = "" if cjk else " "
-    paragraphs, total = [], 0
-    while total < n_chars:
-        sentences = []
-        for _ in range(rng.randint(2, 6)):
-            words = rng.choices(lexicon, cum_weights=cum_weights, k=rng.randint(4, 16))
-            if len(words) > 6 and rng.random() < 0.5:
-                words[rng.randint(2, len(words) - 3)] += comma
-            if not cjk and script in ("cyrillic", "greek"):
-                words[0] = words[0][:1].upper() + words[0][1:]
-            sentences.append(sep.join(words) + stop)
-        paragraph = sep.join(sentences)
-        paragraphs.append(paragraph)
-        total += len(paragraph) + 1
-    return "\n".join(paragraphs) + "\n"
 
 
 def _gen_dna(rng: random.Random, n_chars: int) -> str:
@@ -197,7 +155,7 @@ def _gen_hex(rng: random.Random, n_chars: int, prose: str) -> str:
 
 
 class BuiltinSource(CorpusSource):
-    """The demo corpus: stdlib code + pydoc prose + generated DNA/base64/hex/other scripts.
+    """The demo corpus: stdlib code + pydoc prose + generated DNA/base64/hex + sampled real languages.
 
     Building it lists and stats stdlib files (fast) but reads only the files it uses, and
     generates each generated document from its own seed only when iterated."""
@@ -220,7 +178,8 @@ class BuiltinSource(CorpusSource):
         return super().is_val(doc_id)
 
     def fingerprint(self) -> str:
-        return (f"builtin|v{BUILTIN_VERSION}|{sys.version}|{self.stdlib_root}|seed={self.cfg.seed}"
+        return (f"builtin|v{BUILTIN_VERSION}|{sys.version}|{self.stdlib_root}|{text_versions()}"
+                f"|seed={self.cfg.seed}"
                 f"|max_chars={self.cfg.max_chars}")
 
     def estimate_chars(self) -> int:
@@ -293,7 +252,6 @@ class BuiltinSource(CorpusSource):
 
     def _iter_raw(self) -> Iterator[tuple[str, str]]:
         seed = self.cfg.seed
-        lexicons: dict[str, tuple[list[str], list[float]]] = {}
         prose_sample = "\n".join(self.topics[k] for k in sorted(self.topics)[:8])
         for kind, payload, _ in self.docs:
             if kind == "code":
@@ -321,8 +279,5 @@ class BuiltinSource(CorpusSource):
                 elif kind == "hex":
                     text = _gen_hex(rng, size, prose_sample)
                 else:
-                    if kind not in lexicons:
-                        words = _script_lexicon(kind, seed)
-                        lexicons[kind] = (words, list(itertools.accumulate(1.0 / (i + 1) for i in range(len(words)))))
-                    text = _gen_script(rng, size, kind, *lexicons[kind])
+                    text = gen_language_text(rng, size, kind)
                 yield f"gen/{kind}/{index}", text

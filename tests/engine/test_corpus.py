@@ -228,7 +228,7 @@ def test_builtin_holds_every_class():
     assert re.search(r"^[0-9a-f]{8}: ([0-9a-f]{4} ){7}[0-9a-f]{4}  .{16}$", hexes, re.M)  # xxd line
     assert re.search(r"^[0-9a-f]{32,64}  file\d+\.bin$", hexes, re.M)
     ranges = {"arabic": (0x0600, 0x06FF), "hebrew": (0x0590, 0x05FF), "cyrillic": (0x0400, 0x04FF),
-              "greek": (0x0370, 0x03FF), "cjk": (0x4E00, 0x9FFF)}
+              "greek": (0x0370, 0x03FF), "chinese": (0x4E00, 0x9FFF), "korean": (0xAC00, 0xD7A3)}
     for kind, (lo, hi) in ranges.items():
         letters = [c for c in "".join(texts[kind]) if c.isalpha()]
         assert letters and sum(lo <= ord(c) <= hi for c in letters) / len(letters) > 0.95, kind
@@ -258,7 +258,7 @@ def test_split_is_deterministic_and_disjoint():
     # the split of a document depends only on (seed, doc_id); generated classes are stratified
     assert all(v == (split_hash(cfg.seed, d) < 0.1) for d, v in a if not d.startswith("gen/"))
     held_out_classes = {d.split("/")[1] for d, v in a if v and d.startswith("gen/")}
-    assert held_out_classes == {"dna", "base64", "hex", "arabic", "hebrew", "cyrillic", "greek", "cjk"}
+    assert held_out_classes == set(BUILTIN_MIX)
     train_texts = list(iter_texts(open_corpus(cfg), None))
     assert len(train_texts) == len(train)
 
