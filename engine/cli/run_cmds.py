@@ -24,7 +24,7 @@ def register(subparsers) -> None:
                                                      "(default: a folder in the user cache keyed by the settings)")
     p.add_argument("--resume", action="store_true", help="continue a cancelled or crashed run with the same settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, distributed=True)
 
     p = subparsers.add_parser("train-model", help="train only the tokenizer and the one-layer transformer",
                        description="Train a byte-level BPE tokenizer and the one-layer transformer. Writes "
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_train_model)
+    p.set_defaults(func=cmd_train_model, distributed=True)
 
 
 def _add_run_options(p: argparse.ArgumentParser, with_sae: bool) -> None:
@@ -118,6 +118,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from engine.pipeline import run_pipeline
+    from engine.train.distributed import is_writer
 
     cfg = config_from_args(args)
     cancel = CancelToken()
@@ -125,6 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = drive(run_pipeline(cfg, args.out, workdir=args.workdir, resume=args.resume, cancel=cancel,
                              family_sizes=sizes, model_seeds=args.model_seeds or ()),
                 cancel, ProgressPrinter(quiet=args.quiet))
+    if not is_writer():                   # torchrun: rank 0 writes and reports the bundle
+        return 0
     print(f"bundle written: {out}")
     print(f"explore it with:  superpos-app {out}")
     return 0
@@ -135,6 +138,7 @@ def cmd_train_model(args: argparse.Namespace) -> int:
 
     from engine.fileio import atomic_path
     from engine.pipeline import prepare_data, staged
+    from engine.train.distributed import is_writer
     from engine.train.model_job import train_model, unigram_entropy
 
     cfg = config_from_args(args)
@@ -150,6 +154,8 @@ def cmd_train_model(args: argparse.Namespace) -> int:
         return data, result
 
     data, result = drive(job(), cancel, printer)
+    if not is_writer():                   # torchrun: rank 0 writes the model
+        return 0
     with atomic_path(out / "model.safetensors", what="the model") as tmp:
         save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, str(tmp))
     with atomic_path(out / "config.json", what="the run configuration") as tmp:

@@ -30,6 +30,7 @@ from engine.data.sources import CorpusError
 from engine.device import resolve_device, tune_allocator
 from engine.errors import CheckpointError, TrainingDiverged
 from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter, StageFinished, StageStarted
+from engine.train import distributed
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.model import OneLayerTransformer
 from engine.train.optim import make_adamw
@@ -130,6 +131,13 @@ def load_checkpoint_model(path: str | Path) -> OneLayerTransformer:
     return OneLayerTransformer.from_state_dict(cfg, state["model"])
 
 
+def _global_mean(loss: torch.Tensor) -> float:
+    """The loss of the whole global batch: this rank's loss, averaged over the ranks under torchrun."""
+    if not distributed.current().active:
+        return loss.item()
+    return distributed.sum_(loss.detach().float().reshape(1)).item() / distributed.current().world_size
+
+
 def train_model(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -141,7 +149,8 @@ def train_model(
     cancel: CancelToken | None = None,
 ) -> Generator[object, None, ModelTrainResult]:
     """Train a OneLayerTransformer on 1-D token arrays; yields events, returns ModelTrainResult."""
-    dev = resolve_device(device)
+    dev = distributed.rank_device(resolve_device(device))
+    distributed.check_divisible(train_cfg.batch_size, "the model's batch size (--batch-size)")
     if dev.type == "cpu":
         tune_allocator()
     tokens_per_step = train_cfg.batch_size * model_cfg.n_ctx
@@ -151,6 +160,7 @@ def train_model(
     torch.manual_seed(train_cfg.seed)
     model = OneLayerTransformer(model_cfg).to(dev)
     optimizer = make_adamw(model, train_cfg)
+    loss_of = distributed.wrap_model(model, dev)   # model.loss; under torchrun inside DDP
     curves: dict[str, list[tuple[float, float]]] = {"model/train_loss": [], "model/val_loss": [], "model/lr": []}
     step, elapsed_before = 0, 0.0
 
@@ -177,23 +187,24 @@ def train_model(
 
     def checkpoint():
         nonlocal saved_step
-        if ckpt_path is not None:
+        if ckpt_path is not None and distributed.is_writer():
             saved_step = step
             _save_checkpoint(ckpt_path, model, optimizer, step, step * tokens_per_step,
                              elapsed_before + time.perf_counter() - t_start, curves, model_cfg, train_cfg)
 
     while step < total_steps:
-        if cancel is not None and cancel.cancelled:
+        if distributed.agree(cancel is not None and cancel.cancelled):
             checkpoint()
             raise Cancelled("model training cancelled", checkpoint=str(ckpt_path) if ckpt_path else None)
         lr = lr_at(step, total_steps, train_cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = batch_at(train_tokens, step, train_cfg.batch_size, model_cfg.n_ctx, train_cfg.seed)
+        x, y = distributed.block(x), distributed.block(y)        # this rank's rows of the global batch
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         with _autocast(dev):
-            loss = model.loss(x, y)
-        loss_value = loss.item()
+            loss = loss_of(x, y)
+        loss_value = _global_mean(loss)
         if not math.isfinite(loss_value):
             kept = (f"the checkpoint of step {saved_step} ({ckpt_path}) is kept" if saved_step is not None
                     else "no checkpoint had been written yet" + (
@@ -207,7 +218,7 @@ def train_model(
         step += 1
         seen = step * tokens_per_step
         metrics = {"train_loss": loss_value, "lr": lr}
-        if step % train_cfg.eval_every == 0 or step == total_steps:
+        if distributed.is_writer() and (step % train_cfg.eval_every == 0 or step == total_steps):
             val_loss = estimate_loss(model, val_tokens, train_cfg.eval_batches, train_cfg.batch_size, dev)
             metrics["val_loss"] = val_loss
         for key, value in metrics.items():

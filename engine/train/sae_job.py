@@ -33,6 +33,7 @@ from engine import events
 from engine.config import ConfigError, SAEConfig
 from engine.data.activations import ActivationFileError
 from engine.errors import CheckpointError, TrainingDiverged
+from engine.train import distributed
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.sae import SparseAutoencoder
 from engine.train.recipes import make_trainer
@@ -71,9 +72,11 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
     Raises events.Cancelled (after saving a checkpoint) when `cancel` is set, and
     TrainingDiverged when the loss becomes NaN/inf (the last good checkpoint is kept).
     """
-    device = torch.device(device)
+    device = distributed.rank_device(torch.device(device))
     if source.d_in != cfg.d_in:
         raise ConfigError(f"activations have {source.d_in} columns but the SAE expects d_in={cfg.d_in}")
+    distributed.check_divisible(cfg.batch_size, "the SAE batch size (--batch-size)")
+    source = distributed.rank_source(source)      # under torchrun: this rank's block of each global batch
     total_steps = max(1, cfg.n_activations // cfg.batch_size)
     total = total_steps * cfg.batch_size
     trainer = make_trainer(cfg, device, total_steps)
@@ -102,11 +105,13 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
                 break
         if not init_batches:
             raise ActivationFileError("the activation source gave no data")
-        trainer.initialise(torch.cat(init_batches))
+        trainer.initialise(torch.cat([distributed.gather_rows(b) for b in init_batches]))
 
     def save_checkpoint(seconds: float) -> str | None:
         if ckpt_path is None:
             return None
+        if not distributed.is_writer():
+            return str(ckpt_path)
         _save(ckpt_path, {
             "config": cfg_json,
             "trainer": trainer.state_dict(),
@@ -125,13 +130,13 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
     batches = source.iter_batches(cfg.batch_size, start=data_pos)
     while trainer.steps_done < total_steps:
         elapsed = seconds_before + time.perf_counter() - t_start
-        if cancel is not None and cancel.cancelled:
+        if distributed.agree(cancel is not None and cancel.cancelled):
             raise events.Cancelled("SAE training cancelled", checkpoint=save_checkpoint(elapsed))
         if resamples_done < len(trainer.resample_steps) and \
                 trainer.steps_done >= trainer.resample_steps[resamples_done]:
             inputs = []
             for _ in range(trainer.resample_batches):
-                inputs.append(_next_batch(batches))
+                inputs.append(distributed.gather_rows(_next_batch(batches)))   # the global batch
                 data_pos += 1
             trainer.resample_dead_(torch.cat(inputs), seed=cfg.seed * 1_000_003 + trainer.steps_done)
             resamples_done += 1
