@@ -103,7 +103,8 @@ def _prepare_data(cfg: RunConfig, workdir: Path, resume: bool, cancel: CancelTok
     from engine.data.tokenizer import Tokenizer, train_tokenizer_job
 
     source = open_corpus(cfg.corpus)
-    workdir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_writer():               # under torchrun the others only read
+        workdir.mkdir(parents=True, exist_ok=True)
     tok_path = workdir / "tokenizer.json"
     if cfg.tokenizer.path:
         tokenizer = yield from _blocking_stage("tokenizer", 0, n_stages, Tokenizer.load, cfg.tokenizer.path)

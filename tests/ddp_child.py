@@ -1,0 +1,127 @@
+"""The worker that tests/engine/test_distributed.py starts under the real torchrun (2 gloo processes).
+
+    python -m torch.distributed.run --nproc-per-node 2 ... tests/ddp_child.py cli AUDIT_DIR -- ARGS...
+    python -m torch.distributed.run --nproc-per-node 2 ... tests/ddp_child.py crash AUDIT_DIR SPEC.json
+
+- cli: ``engine.cli.main.main(ARGS)``, the entry point ``-m engine.cli`` runs, in-process.
+- crash: trains the model, then an SAE, as ``SPEC.json`` says (``make_jobs`` below, shared with the
+  test's single-process runs), with checkpoints in the spec's folder, and stops dead after
+  ``stop_model`` model steps and ``stop_sae`` SAE steps (a crash: no cancel, no final checkpoint).
+
+On every rank but 0 an audit hook (``sys.addaudithook``) records each file opened for writing,
+renamed, removed or created as a folder — every Python-level way to write — and the rank reports
+them in AUDIT_DIR/rank<r>.json once its job is done (the report itself written after recording
+stops). The exit status is the job's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+# `python tests/ddp_child.py` puts tests/ first on the path, where tests/engine would shadow the package
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_writes: list[str] = []
+_recording = [False]
+
+
+def _audit(event: str, args: tuple) -> None:
+    if not _recording[0]:
+        return
+    if event == "open":
+        path, mode, flags = args
+        if isinstance(path, int):
+            return
+        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
+                  (isinstance(flags, int) and flags & WRITE_FLAGS)
+        if writing:
+            _writes.append(f"open {path}")
+    elif event in ("os.rename", "os.remove", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.truncate"):
+        _writes.append(f"{event} {args[0]}")
+
+
+def make_jobs(spec: dict):
+    """The model job and a function making the SAE job, as the spec says (also the test's reference)."""
+    import numpy as np
+
+    from engine.config import ModelConfig, SAEConfig, TrainConfig
+    from engine.data.activations import ArrayActivationSource
+    from engine.train.model_job import train_model
+    from engine.train.sae_job import train_sae
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, spec["vocab"], size=20_000).astype(np.uint16)
+    model_cfg = ModelConfig(**spec["model"])
+    train_cfg = TrainConfig(**spec["train"])
+    model_job = train_model(model_cfg, train_cfg, tokens[:18_000], tokens[18_000:], device="cpu",
+                            checkpoint_dir=spec.get("ckpt"), resume=spec.get("resume", False))
+    # no two rows alike: equal rows tie at batchtopk's k·B-th value, which the ranks keep all of
+    acts = np.abs(rng.standard_normal((4096, spec["sae"]["d_in"]), dtype=np.float32)) * \
+        (0.2 + rng.random((4096, 1), dtype=np.float32))
+
+    def sae_job(recipe: str):
+        cfg = SAEConfig(**{**spec["sae"], "recipe": recipe})
+        ckpt = Path(spec["ckpt"]) / recipe if spec.get("ckpt") else None
+        return train_sae(cfg, ArrayActivationSource(acts, seed=3), device="cpu", checkpoint_dir=ckpt,
+                         resume=spec.get("resume", False))
+
+    return model_job, sae_job
+
+
+def _drive_until(job, steps: int | None):
+    """Run a job; with `steps`, stop dead after that many Progress events (a crash)."""
+    from engine.events import Progress
+
+    done = 0
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, Progress) and steps is not None:
+            done += 1
+            if done >= steps:
+                job.close()
+                return None
+
+
+def _crash(spec_path: str) -> int:
+    import torch
+
+    from engine.train import distributed
+
+    spec = json.loads(Path(spec_path).read_text())
+    with distributed.session("cpu"):
+        torch.set_num_threads(1)
+        model_job, sae_job = make_jobs(spec)
+        _drive_until(model_job, spec["stop_model"])
+        for recipe in spec["recipes"]:
+            _drive_until(sae_job(recipe), spec["stop_sae"])
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    mode, audit_dir = argv[0], Path(argv[1])
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:
+        sys.addaudithook(_audit)
+        _recording[0] = True
+    if mode == "cli":
+        from engine.cli.main import main as cli_main
+
+        rc = cli_main(argv[argv.index("--") + 1:])
+    else:
+        rc = _crash(argv[2])
+    _recording[0] = False
+    if rank != 0:
+        (audit_dir / f"rank{rank}.json").write_text(json.dumps(_writes))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
