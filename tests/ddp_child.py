@@ -1,15 +1,14 @@
 """The worker that tests/engine/test_distributed.py starts under the real torchrun (2 gloo processes).
 
-    python -m torch.distributed.run --nproc-per-node 2 ... tests/ddp_child.py cli AUDIT_DIR -- ARGS...
-    python -m torch.distributed.run --nproc-per-node 2 ... tests/ddp_child.py crash AUDIT_DIR SPEC.json
+    python -m torch.distributed.run --nproc-per-node 2 ... tests/ddp_child.py AUDIT_DIR [SPEC.json] [-- ARGS...]
 
-- cli: ``engine.cli.main.main(ARGS)``, the entry point ``-m engine.cli`` runs, in-process.
-- crash: trains the model, then an SAE, as ``SPEC.json`` says (``make_jobs`` below, shared with the
-  test's single-process runs), with checkpoints in the spec's folder, and stops dead after
+- SPEC.json: trains the model, then an SAE per recipe, as the spec says (``make_jobs`` below, shared
+  with the test's single-process runs), with checkpoints in the spec's folder, and stops dead after
   ``stop_model`` model steps and ``stop_sae`` SAE steps (a crash: no cancel, no final checkpoint).
+- ARGS: then ``engine.cli.main.main(ARGS)``, the entry point ``-m engine.cli`` runs, in-process.
 
 On every rank but 0 an audit hook (``sys.addaudithook``) records each file opened for writing,
-renamed, removed or created as a folder — every Python-level way to write — and the rank reports
+renamed, removed or created as a (new) folder — every Python-level way to write — and the rank reports
 them in AUDIT_DIR/rank<r>.json once its job is done (the report itself written after recording
 stops). The exit status is the job's.
 """
@@ -41,7 +40,10 @@ def _audit(event: str, args: tuple) -> None:
                   (isinstance(flags, int) and flags & WRITE_FLAGS)
         if writing:
             _writes.append(f"open {path}")
-    elif event in ("os.rename", "os.remove", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.truncate"):
+    elif event == "os.mkdir":
+        if not os.path.exists(args[0]):          # exist_ok=True on a folder rank 0 made changes nothing
+            _writes.append(f"{event} {args[0]}")
+    elif event in ("os.rename", "os.remove", "os.rmdir", "shutil.rmtree", "os.truncate"):
         _writes.append(f"{event} {args[0]}")
 
 
@@ -90,33 +92,36 @@ def _drive_until(job, steps: int | None):
                 return None
 
 
-def _crash(spec_path: str) -> int:
+def _crash(spec_path: str) -> None:
     import torch
 
-    from engine.train import distributed
-
     spec = json.loads(Path(spec_path).read_text())
-    with distributed.session("cpu"):
-        torch.set_num_threads(1)
-        model_job, sae_job = make_jobs(spec)
-        _drive_until(model_job, spec["stop_model"])
-        for recipe in spec["recipes"]:
-            _drive_until(sae_job(recipe), spec["stop_sae"])
-    return 0
+    torch.set_num_threads(1)
+    model_job, sae_job = make_jobs(spec)
+    _drive_until(model_job, spec["stop_model"])
+    for recipe in spec["recipes"]:
+        _drive_until(sae_job(recipe), spec["stop_sae"])
 
 
 def main(argv: list[str]) -> int:
-    mode, audit_dir = argv[0], Path(argv[1])
+    """argv: AUDIT_DIR [SPEC.json] [-- CLI ARGS...]: the crash job when a spec is given, then the command."""
+    from engine.train import distributed
+
+    audit_dir = Path(argv[0])
+    split = argv.index("--") if "--" in argv else len(argv)
+    specs, cli_args = argv[1:split], argv[split + 1:]
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0:
         sys.addaudithook(_audit)
         _recording[0] = True
-    if mode == "cli":
-        from engine.cli.main import main as cli_main
+    rc = 0
+    with distributed.session("cpu"):          # one process group for both jobs (main() joins it)
+        for spec in specs:
+            _crash(spec)
+        if cli_args:
+            from engine.cli.main import main as cli_main
 
-        rc = cli_main(argv[argv.index("--") + 1:])
-    else:
-        rc = _crash(argv[2])
+            rc = cli_main(cli_args)
     _recording[0] = False
     if rank != 0:
         (audit_dir / f"rank{rank}.json").write_text(json.dumps(_writes))

@@ -231,7 +231,7 @@ def wrap_model(model: torch.nn.Module, device: torch.device):
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(_LossModule(model), device_ids=ids, broadcast_buffers=False)
+    return DistributedDataParallel(_LossModule(model), device_ids=ids)
 
 
 class RankBlocks:
