@@ -11,6 +11,12 @@ Determinism: the batch at step s depends only on (seed, s), and the model's init
 the seed, so a run that is killed and resumed from a checkpoint sees exactly the same batches and
 optimiser state as an uninterrupted one; on the same CPU and thread count the final weights are
 bit-identical (tests/engine/test_training.py checks it).
+
+Under torchrun (``engine.train.distributed``, docs/distributed.md) the model trains inside
+DistributedDataParallel: every rank draws the same global batch ``batch_at(step)`` and trains on its
+contiguous block of rows, so the data position is the global step whatever the world size (a
+checkpoint resumes with any number of processes); rank 0 alone estimates the validation loss and
+writes checkpoints.
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ loop owns what every recipe shares:
 
 It returns an ``SAETrainResult`` whose SAE works on raw MLP activations (input scaling folded in).
 
+Under torchrun (``engine.train.distributed``) the batch size is global: each rank trains on its
+block of every global batch (``distributed.rank_source``), the initialisation and the resampling see
+the gathered global batches, the trainer all-reduces its gradients (``SAETrainer.sync_``), and rank 0
+alone writes checkpoints; ``data_pos`` counts global batches, so any world size resumes a checkpoint.
+
 Shape legend: B batch, D d_in.
 """
 
