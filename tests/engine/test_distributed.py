@@ -209,3 +209,24 @@ def test_the_global_batch_is_split_into_contiguous_blocks(world, monkeypatch):
         assert distributed.is_writer() == (rank == 0)
     assert torch.equal(torch.cat(blocks), batch)
     assert torch.equal(blocks[1], batch[3:])
+
+
+def test_commands_that_are_not_distributed_refuse_torchrun_in_one_line(monkeypatch, capsys, tmp_path):
+    from engine.cli.main import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["info", str(tmp_path / "x.h5")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "superpos info does not run under torchrun" in err[0]
+
+
+def test_a_family_under_torchrun_is_refused_before_any_work(monkeypatch, tmp_path):
+    from engine.config import ConfigError, preset
+    from engine.pipeline import run_pipeline
+    from engine.train import distributed
+
+    monkeypatch.setattr(distributed, "_current", distributed.Context(rank=0, world_size=2))
+    with pytest.raises(ConfigError, match="not distributed yet"):
+        next(run_pipeline(preset("tiny"), tmp_path / "b.h5", workdir=tmp_path / "w", family_sizes=(64, 128)))
+    assert not (tmp_path / "w").exists()
