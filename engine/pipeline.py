@@ -25,7 +25,6 @@ from engine.fileio import sweep_stale_partials
 from engine.paths import run_workdir
 from engine.events import CancelToken, Message, Progress, StageFinished, StageStarted
 from engine.run_clock import RunClock, expected_run_text, expected_stage_seconds
-from engine.train import distributed
 
 __all__ = ["run_pipeline", "prepare_data", "staged", "PIPELINE_STAGES", "PreparedData"]
 
@@ -87,6 +86,8 @@ def prepare_data(cfg: RunConfig, workdir: Path, resume: bool = False, cancel: Ca
                  n_stages: int = len(PIPELINE_STAGES)) -> Generator[object, None, PreparedData]:
     """Stages 1-2: train (or load) the tokenizer and tokenize the corpus into the token cache.
     Under torchrun rank 0 does it while the other ranks wait, then they read what it wrote."""
+    from engine.train import distributed        # imports torch: not at module level (quick CLI refusals)
+
     if not distributed.is_writer():
         distributed.barrier()                 # rank 0 is making the tokenizer and the token cache
         resume = True
@@ -101,6 +102,7 @@ def _prepare_data(cfg: RunConfig, workdir: Path, resume: bool, cancel: CancelTok
     from engine.data.spec import iter_texts, open_corpus
     from engine.data.token_cache import tokenize_corpus
     from engine.data.tokenizer import Tokenizer, train_tokenizer_job
+    from engine.train import distributed
 
     source = open_corpus(cfg.corpus)
     if distributed.is_writer():               # under torchrun the others only read
@@ -150,6 +152,7 @@ def run_pipeline(
     two are matched by activation correlation (the paper's universality comparison)."""
     from engine.data.activations import ModelActivationSource
     from engine.bundle import write_bundle_job
+    from engine.train import distributed
     from engine.train.sae_job import train_sae
     from engine.train.model_job import train_model
 

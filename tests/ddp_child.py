@@ -2,8 +2,8 @@
 
     python -m torch.distributed.run --nproc-per-node 2 ... tests/ddp_child.py AUDIT_DIR [SPEC.json] [-- ARGS...]
 
-- SPEC.json: trains the model, then an SAE per recipe, as the spec says (``make_jobs`` below, shared
-  with the test's single-process runs), with checkpoints in the spec's folder, and stops dead after
+- SPEC.json: trains the model, then an SAE per recipe, as the spec says
+  (``engine.testing.distributed_jobs.tiny_jobs``, also the test's single-process reference), with checkpoints in the spec's folder, and stops dead after
   ``stop_model`` model steps and ``stop_sae`` SAE steps (a crash: no cancel, no final checkpoint).
 - ARGS: then ``engine.cli.main.main(ARGS)``, the entry point ``-m engine.cli`` runs, in-process.
 
@@ -47,60 +47,17 @@ def _audit(event: str, args: tuple) -> None:
         _writes.append(f"{event} {args[0]}")
 
 
-def make_jobs(spec: dict):
-    """The model job and a function making the SAE job, as the spec says (also the test's reference)."""
-    import numpy as np
-
-    from engine.config import ModelConfig, SAEConfig, TrainConfig
-    from engine.data.activations import ArrayActivationSource
-    from engine.train.model_job import train_model
-    from engine.train.sae_job import train_sae
-
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(0, spec["vocab"], size=20_000).astype(np.uint16)
-    model_cfg = ModelConfig(**spec["model"])
-    train_cfg = TrainConfig(**spec["train"])
-    model_job = train_model(model_cfg, train_cfg, tokens[:18_000], tokens[18_000:], device="cpu",
-                            checkpoint_dir=spec.get("ckpt"), resume=spec.get("resume", False))
-    # no two rows alike: equal rows tie at batchtopk's k·B-th value, which the ranks keep all of
-    acts = np.abs(rng.standard_normal((4096, spec["sae"]["d_in"]), dtype=np.float32)) * \
-        (0.2 + rng.random((4096, 1), dtype=np.float32))
-
-    def sae_job(recipe: str):
-        cfg = SAEConfig(**{**spec["sae"], "recipe": recipe})
-        ckpt = Path(spec["ckpt"]) / recipe if spec.get("ckpt") else None
-        return train_sae(cfg, ArrayActivationSource(acts, seed=3), device="cpu", checkpoint_dir=ckpt,
-                         resume=spec.get("resume", False))
-
-    return model_job, sae_job
-
-
-def _drive_until(job, steps: int | None):
-    """Run a job; with `steps`, stop dead after that many Progress events (a crash)."""
-    from engine.events import Progress
-
-    done = 0
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(event, Progress) and steps is not None:
-            done += 1
-            if done >= steps:
-                job.close()
-                return None
-
-
 def _crash(spec_path: str) -> None:
     import torch
 
+    from engine.testing.distributed_jobs import drive_until, tiny_jobs
+
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(1)
-    model_job, sae_job = make_jobs(spec)
-    _drive_until(model_job, spec["stop_model"])
+    model_job, sae_job = tiny_jobs(spec)
+    drive_until(model_job, spec["stop_model"])
     for recipe in spec["recipes"]:
-        _drive_until(sae_job(recipe), spec["stop_sae"])
+        drive_until(sae_job(recipe), spec["stop_sae"])
 
 
 def main(argv: list[str]) -> int:

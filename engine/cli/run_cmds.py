@@ -118,7 +118,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from engine.pipeline import run_pipeline
-    from engine.train.distributed import is_writer
 
     cfg = config_from_args(args)
     cancel = CancelToken()
@@ -126,6 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = drive(run_pipeline(cfg, args.out, workdir=args.workdir, resume=args.resume, cancel=cancel,
                              family_sizes=sizes, model_seeds=args.model_seeds or ()),
                 cancel, ProgressPrinter(quiet=args.quiet))
+    from engine.train.distributed import is_writer
+
     if not is_writer():                   # torchrun: rank 0 writes and reports the bundle
         return 0
     print(f"bundle written: {out}")

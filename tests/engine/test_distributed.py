@@ -15,7 +15,6 @@ The whole pipeline through the CLI is held to looser bounds, stated below (PIPEL
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -28,12 +27,9 @@ import pytest
 import torch
 
 from engine.events import run_to_completion
+from engine.testing.distributed_jobs import TINY_SPEC, tiny_jobs
 
 CHILD = Path(__file__).resolve().parents[1] / "ddp_child.py"
-_spec = importlib.util.spec_from_file_location("ddp_child", CHILD)
-ddp_child = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ddp_child)
-make_jobs = ddp_child.make_jobs
 REPO = Path(__file__).resolve().parents[2]
 RTOL = 2e-4
 # The whole pipeline (through the CLI): the SAE trains on the activations of a model that is itself
@@ -148,12 +144,7 @@ def test_a_batch_the_ranks_cannot_split_is_refused_in_one_line(monkeypatch):
 
 # ------------------------------------------------------------------------------ crash, resume in 1 process
 SPEC = {
-    "vocab": 64,
-    "model": {"vocab_size": 64, "n_ctx": 16, "d_model": 16, "n_heads": 2, "d_mlp": 32},
-    "train": {"tokens": 24 * 8 * 16, "batch_size": 8, "lr": 1e-2, "warmup_steps": 4, "eval_every": 6,
-              "eval_batches": 2, "checkpoint_every": 6},
-    "sae": {"d_in": 24, "d_sae": 48, "k": 4, "aux_k": 8, "batch_size": 256, "n_activations": 30 * 256,
-            "dead_window": 1024, "checkpoint_every": 5, "lr": 4e-3, "l1_coeff": 1.0},
+    **TINY_SPEC,
     "recipes": list(RECIPES),
     "stop_model": 15,            # crash after 15 of 24 steps: the checkpoint of step 12 survives
     "stop_sae": 13,              # after 13 of 30: the checkpoint of step 10 survives
@@ -162,7 +153,7 @@ SPEC = {
 
 def _finish(spec: dict) -> dict:
     """Run the spec's jobs to the end in this (single) process; their final weights and curves."""
-    model_job, sae_job = make_jobs(spec)
+    model_job, sae_job = tiny_jobs(spec)
     model = run_to_completion(model_job)
     out = {"model": {k: v.clone() for k, v in model.model.state_dict().items()},
            "model_curves": model.curves, "model_steps": model.steps}
