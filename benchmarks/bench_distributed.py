@@ -10,9 +10,14 @@ machine several processes are no faster (the seconds are printed only to say wha
 
 Measured 2026-12-02 on the shared 2-core machine, `python benchmarks/bench_distributed.py`:
 
-    [     model] weights 7.1e-04 (the attention's key bias; every other tensor <= 6.6e-07) | loss curve 1.6e-10
-    [      topk] weights 3.4e-07 | loss curve 3.9e-11
-    ...
+    [     model] weights 4.2e-04 (attn.qkv.bias; every other tensor <= 6.3e-07) | loss curve 1.1e-07
+    [      topk] weights 1.7e-07 (b_enc; every other tensor <= 1.3e-07) | loss curve 3.4e-07
+    [ batchtopk] weights 4.9e-07 (W_enc; every other tensor <= 2.7e-07) | loss curve 2.3e-07
+    [      2023] weights 2.4e-07 (W_dec; every other tensor <= 1.9e-07) | loss curve 8.6e-08
+    [   2024-04] weights 1.9e-07 (W_dec; every other tensor <= 1.7e-07) | loss curve 1.5e-07
+    [  jumprelu] weights 1.3e-07 (W_dec; every other tensor <= 1.3e-07) | loss curve 1.7e-07
+    [matryoshka] weights 1.2e-06 (W_enc; every other tensor <= 2.0e-07) | loss curve 2.6e-07
+    2 processes under torchrun 35 s (start-up included), 1 process 8 s
 
 The key bias has no true gradient (softmax is shift-invariant), so Adam turns its rounding noise
 into steps of the learning rate's size in both runs alike; docs/distributed.md explains the rest.
@@ -41,10 +46,10 @@ def _train_all(spec: dict) -> dict:
     torch.set_num_threads(1)
     model_job, sae_job = tiny_jobs(spec)
     model = drive_until(model_job)
-    out = {"model": (model.model.state_dict(), model.curves["model/train_loss"])}
+    out = {"model": (model.model.state_dict(), torch.from_numpy(model.curves["model/train_loss"]))}
     for recipe in RECIPES:
         result = drive_until(sae_job(recipe))
-        out[recipe] = (result.sae.state_dict(), result.curves["sae/loss"])
+        out[recipe] = (result.sae.state_dict(), torch.from_numpy(result.curves["sae/loss"]))
     return out
 
 
