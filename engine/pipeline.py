@@ -85,13 +85,29 @@ def analyse_pair(model, sae, tokenizer, eval_tokens, harvest_tokens, hcfg, *, eo
 
 def prepare_data(cfg: RunConfig, workdir: Path, resume: bool = False, cancel: CancelToken | None = None,
                  n_stages: int = len(PIPELINE_STAGES)) -> Generator[object, None, PreparedData]:
-    """Stages 1-2: train (or load) the tokenizer and tokenize the corpus into the token cache."""
+    """Stages 1-2: train (or load) the tokenizer and tokenize the corpus into the token cache.
+    Under torchrun rank 0 does it while the other ranks wait, then they read what it wrote."""
+    from engine.train import distributed        # imports torch: not at module level (quick CLI refusals)
+
+    if not distributed.is_writer():
+        distributed.barrier()                 # rank 0 is making the tokenizer and the token cache
+        resume = True
+    data = yield from _prepare_data(cfg, workdir, resume, cancel, n_stages)
+    if distributed.is_writer():
+        distributed.barrier()
+    return data
+
+
+def _prepare_data(cfg: RunConfig, workdir: Path, resume: bool, cancel: CancelToken | None,
+                  n_stages: int) -> Generator[object, None, PreparedData]:
     from engine.data.spec import iter_texts, open_corpus
     from engine.data.token_cache import tokenize_corpus
     from engine.data.tokenizer import Tokenizer, train_tokenizer_job
+    from engine.train import distributed
 
     source = open_corpus(cfg.corpus)
-    workdir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_writer():               # under torchrun the others only read
+        workdir.mkdir(parents=True, exist_ok=True)
     tok_path = workdir / "tokenizer.json"
     if cfg.tokenizer.path:
         tokenizer = yield from _blocking_stage("tokenizer", 0, n_stages, Tokenizer.load, cfg.tokenizer.path)
@@ -140,6 +156,7 @@ def run_pipeline(
     cache (``engine.data.act_cache``; a matching cache already there is reused) and the SAE stage reads it."""
     from engine.data.activations import ModelActivationSource
     from engine.bundle import write_bundle_job
+    from engine.train import distributed
     from engine.train.sae_job import train_sae
     from engine.train.model_job import train_model
 
@@ -155,10 +172,14 @@ def run_pipeline(
     for d in sizes[1:]:
         cfg.with_overrides(sae={"d_sae": d}).validate()
     cfg.validate()              # bad settings fail here, before the tokenizer, not stages later
+    if distributed.current().active and (len(sizes) > 1 or len(seeds) > 1):
+        from engine.config import ConfigError
+        raise ConfigError("--d-sae with several sizes and --model-seeds are not distributed yet; "
+                          "run them as one process (without torchrun)")
     t_run = time.perf_counter()
     out_path = Path(out_path)
     workdir = Path(workdir) if workdir is not None else run_workdir(cfg)
-    device = resolve_device(cfg.device)
+    device = distributed.rank_device(resolve_device(cfg.device))
     n = len(PIPELINE_STAGES)
     stage_seconds: dict[str, float] = {}
     clock = RunClock(expected_stage_seconds(cfg))
@@ -169,7 +190,8 @@ def run_pipeline(
         return result
 
     yield Message(f"work folder: {workdir}; device: {describe_device(device)}")
-    swept = [p.name for folder in {out_path.parent, workdir} for p in sweep_stale_partials(folder)]
+    swept = [p.name for folder in {out_path.parent, workdir} for p in sweep_stale_partials(folder)] \
+        if distributed.is_writer() else []
     if swept:   # the leftovers of a killed run (its process is gone): provably ours and stale
         yield Message(f"removed {len(swept)} temporary file(s) left by an interrupted write: {', '.join(swept)}")
     expected = expected_run_text(cfg)
@@ -203,6 +225,9 @@ def run_pipeline(
             cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel,
             precision=cfg.precision), 3, n))
     sae = sae_result.sae
+    if not distributed.is_writer():           # rank 0 alone evaluates, harvests and writes the bundle
+        yield Message(f"rank {distributed.current().rank}: training done; rank 0 writes {out_path}")
+        return out_path
 
     metrics, stats = yield from _analyse_member(model, sae, data, cfg, device, timed, cancel)
     metrics.update({

@@ -18,6 +18,8 @@ next step; it saves a checkpoint, and the same command with ``--resume`` continu
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import traceback
 
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _process_group(args):
+            return int(args.func(args) or 0)
     except Cancelled as exc:
         where = f" (checkpoint: {exc.checkpoint})" if exc.checkpoint else ""
         print(f"superpos: {exc}{where}; run the same command with --resume to continue", file=sys.stderr)
@@ -68,6 +71,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"superpos: unexpected error: {type(exc).__name__}: {terminal_safe(exc)} (run with --debug for details)",
               file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _process_group(args: argparse.Namespace):
+    """Under torchrun (WORLD_SIZE > 1): join the process group for the command, rank 0 alone printing
+    progress (``engine.train.distributed``, docs/distributed.md); otherwise nothing (and no torch import)."""
+    if os.environ.get("WORLD_SIZE", "1").strip() in ("", "1"):
+        yield
+        return
+    from engine.config import ConfigError
+    from engine.train import distributed
+
+    if not getattr(args, "distributed", False):
+        raise ConfigError(f"superpos {args.command} does not run under torchrun; torchrun runs "
+                          "superpos run, train-model and train-sae (start this command alone)")
+    with distributed.session(getattr(args, "device", "auto")):
+        if not distributed.is_writer():
+            args.quiet = True             # one rank prints progress
+        yield
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
                    help="write the SAE stage's activations once into this cache folder (or reuse the one there) "
                         "and train from it; see docs/activation-cache.md")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, distributed=True)
 
     p = subparsers.add_parser("train-model", help="train only the tokenizer and the one-layer transformer",
                        description="Train a byte-level BPE tokenizer and the one-layer transformer. Writes "
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_train_model)
+    p.set_defaults(func=cmd_train_model, distributed=True)
 
 
 def _add_run_options(p: argparse.ArgumentParser, with_sae: bool) -> None:
@@ -129,6 +129,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                              family_sizes=sizes, model_seeds=args.model_seeds or (),
                              activation_cache=args.activation_cache),
                 cancel, ProgressPrinter(quiet=args.quiet))
+    from engine.train.distributed import is_writer
+
+    if not is_writer():                   # torchrun: rank 0 writes and reports the bundle
+        return 0
     print(f"bundle written: {out}")
     print(f"explore it with:  superpos-app {out}")
     return 0
@@ -139,6 +143,7 @@ def cmd_train_model(args: argparse.Namespace) -> int:
 
     from engine.fileio import atomic_path
     from engine.pipeline import prepare_data, staged
+    from engine.train.distributed import is_writer
     from engine.train.model_job import train_model, unigram_entropy
 
     cfg = config_from_args(args)
@@ -155,6 +160,8 @@ def cmd_train_model(args: argparse.Namespace) -> int:
         return data, result
 
     data, result = drive(job(), cancel, printer)
+    if not is_writer():                   # torchrun: rank 0 writes the model
+        return 0
     with atomic_path(out / "model.safetensors", what="the model") as tmp:
         save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, str(tmp))
     with atomic_path(out / "config.json", what="the run configuration") as tmp:

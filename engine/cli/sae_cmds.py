@@ -51,7 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint-dir", metavar="DIR", help="save resumable checkpoints here")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train_sae)
+    p.set_defaults(func=cmd_train_sae, distributed=True)
 
     p = subparsers.add_parser(
         "eval", help="print a bundle's SAE evaluation (loss recovered, L0, dead features, ...)",
@@ -98,6 +98,7 @@ def _activation_source(args: argparse.Namespace):
 def cmd_train_sae(args: argparse.Namespace) -> int:
     from engine.bundle import write_sae_file
     from engine.device import resolve_device
+    from engine.train.distributed import is_writer
     from engine.train.sae_job import train_sae
 
     sae_config_from_args(args, d_in=1)            # the flags, checked before the file is read
@@ -109,6 +110,8 @@ def cmd_train_sae(args: argparse.Namespace) -> int:
     cancel = CancelToken()
     result = drive(train_sae(cfg, source, device=str(device), checkpoint_dir=args.checkpoint_dir,
                              resume=args.resume, cancel=cancel, precision=args.precision), cancel, ProgressPrinter(quiet=args.quiet))
+    if not is_writer():                   # torchrun: rank 0 writes the SAE
+        return 0
     out = write_sae_file(args.out, result.sae.state_dict(), cfg.to_dict())
     final = result.final
     print(f"trained a {cfg.recipe} SAE {cfg.d_in} -> {cfg.d_sae} on {result.n_activations:,} activations in "

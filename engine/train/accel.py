@@ -166,9 +166,14 @@ def _cpu_has_bf16() -> bool:
         return False
 
 
+def as_device(device: str | torch.device) -> torch.device:
+    """A torch.device as given, or a name resolved by ``engine.device.resolve_device``."""
+    return device if isinstance(device, torch.device) else resolve_device(device)
+
+
 def accel_policy(device: str | torch.device, precision: str = "auto", compile: bool = False) -> AccelPolicy:
     """The policy for ``device`` (a name for ``engine.device.resolve_device`` or a torch.device), applied."""
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    dev = as_device(device)
     policy = decide_policy(probe_capabilities(dev), precision, compile)
     policy.apply()
     return policy

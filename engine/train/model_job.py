@@ -11,6 +11,12 @@ Determinism: the batch at step s depends only on (seed, s), and the model's init
 the seed, so a run that is killed and resumed from a checkpoint sees exactly the same batches and
 optimiser state as an uninterrupted one; on the same CPU and thread count the final weights are
 bit-identical (tests/engine/test_training.py checks it).
+
+Under torchrun (``engine.train.distributed``, docs/distributed.md) the model trains inside
+DistributedDataParallel: every rank draws the same global batch ``batch_at(step)`` and trains on its
+contiguous block of rows, so the data position is the global step whatever the world size (a
+checkpoint resumes with any number of processes); rank 0 alone estimates the validation loss and
+writes checkpoints.
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ from engine.data.sources import CorpusError
 from engine.device import tune_allocator
 from engine.errors import CheckpointError, TrainingDiverged
 from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter, StageFinished, StageStarted
+from engine.train import distributed
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.train.glimpse import baseline_losses, sample_predictions
 from engine.model import OneLayerTransformer
-from engine.train.accel import AccelPolicy, TokenBatcher, accel_policy
+from engine.train.accel import AccelPolicy, TokenBatcher, accel_policy, as_device
 from engine.train.optim import make_adamw
 
 __all__ = ["train_model", "ModelTrainResult", "batch_at", "lr_at", "estimate_loss", "unigram_entropy",
@@ -133,6 +140,13 @@ def load_checkpoint_model(path: str | Path) -> OneLayerTransformer:
     return OneLayerTransformer.from_state_dict(cfg, state["model"])
 
 
+def _global_mean(loss: torch.Tensor) -> float:
+    """The loss of the whole global batch: this rank's loss, averaged over the ranks under torchrun."""
+    if not distributed.current().active:
+        return loss.item()
+    return distributed.sum_(loss.detach().float().reshape(1)).item() / distributed.current().world_size
+
+
 def train_model(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -147,8 +161,9 @@ def train_model(
 ) -> Generator[object, None, ModelTrainResult]:
     """Train a OneLayerTransformer on 1-D token arrays; yields events, returns ModelTrainResult.
     ``precision`` / ``compile``: the GPU path's choices (``engine.train.accel``); weights stay fp32."""
-    policy = accel_policy(device, precision, compile)
+    policy = accel_policy(distributed.rank_device(as_device(device)), precision, compile)
     dev = policy.device
+    distributed.check_divisible(train_cfg.batch_size, "the model's batch size (--batch-size)")
     if dev.type == "cpu":
         tune_allocator()
     tokens_per_step = train_cfg.batch_size * model_cfg.n_ctx
@@ -159,7 +174,7 @@ def train_model(
     model = OneLayerTransformer(model_cfg).to(dev)
     optimizer = make_adamw(model, train_cfg, **policy.adamw_kwargs())
     batches = TokenBatcher(train_tokens, train_cfg.batch_size, model_cfg.n_ctx, train_cfg.seed, policy, batch_at)
-    loss_fn = policy.compiled(model.loss)
+    loss_of = policy.compiled(distributed.wrap_model(model, dev))   # model.loss; under torchrun inside DDP
     curves: dict[str, list[tuple[float, float]]] = {"model/train_loss": [], "model/val_loss": [], "model/lr": []}
     step, elapsed_before = 0, 0.0
 
@@ -189,22 +204,23 @@ def train_model(
 
     def checkpoint():
         nonlocal saved_step
-        if ckpt_path is not None:
+        if ckpt_path is not None and distributed.is_writer():
             saved_step = step
             _save_checkpoint(ckpt_path, model, optimizer, step, step * tokens_per_step,
                              elapsed_before + time.perf_counter() - t_start, curves, model_cfg, train_cfg)
 
     while step < total_steps:
-        if cancel is not None and cancel.cancelled:
+        if distributed.agree(cancel is not None and cancel.cancelled):
             checkpoint()
             raise Cancelled("model training cancelled", checkpoint=str(ckpt_path) if ckpt_path else None)
         lr = lr_at(step, total_steps, train_cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = batches(step)
+        x, y = distributed.block(x), distributed.block(y)        # this rank's rows of the global batch
         with policy.autocast():
-            loss = loss_fn(x, y)
-        loss_value = loss.item()
+            loss = loss_of(x, y)
+        loss_value = _global_mean(loss)
         if not math.isfinite(loss_value):
             kept = (f"the checkpoint of step {saved_step} ({ckpt_path}) is kept" if saved_step is not None
                     else "no checkpoint had been written yet" + (
@@ -218,7 +234,7 @@ def train_model(
         step += 1
         seen = step * tokens_per_step
         metrics = {"train_loss": loss_value, "lr": lr}
-        if step % train_cfg.eval_every == 0 or step == total_steps:
+        if distributed.is_writer() and (step % train_cfg.eval_every == 0 or step == total_steps):
             val_loss = estimate_loss(model, val_tokens, train_cfg.eval_batches, train_cfg.batch_size, dev,
                                      policy=policy)
             metrics["val_loss"] = val_loss

@@ -13,6 +13,11 @@ loop owns what every recipe shares:
 
 It returns an ``SAETrainResult`` whose SAE works on raw MLP activations (input scaling folded in).
 
+Under torchrun (``engine.train.distributed``) the batch size is global: each rank trains on its
+block of every global batch (``distributed.rank_source``), the initialisation and the resampling see
+the gathered global batches, the trainer all-reduces its gradients (``SAETrainer.sync_``), and rank 0
+alone writes checkpoints; ``data_pos`` counts global batches, so any world size resumes a checkpoint.
+
 Shape legend: B batch, D d_in.
 """
 
@@ -33,7 +38,8 @@ from engine import events
 from engine.config import ConfigError, SAEConfig
 from engine.data.activations import ActivationFileError
 from engine.errors import CheckpointError, TrainingDiverged
-from engine.train.accel import HostToDevice, accel_policy
+from engine.train.accel import HostToDevice, accel_policy, as_device
+from engine.train import distributed
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.sae import SparseAutoencoder
 from engine.train.recipes import make_trainer
@@ -74,10 +80,12 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
     TrainingDiverged when the loss becomes NaN/inf (the last good checkpoint is kept).
     ``precision``: "fp32" keeps CUDA's fp32 matmuls exact; otherwise they use TF32 (``engine.train.accel``).
     """
-    policy = accel_policy(device, "fp32" if precision == "fp32" else "auto")
+    policy = accel_policy(distributed.rank_device(as_device(device)), "fp32" if precision == "fp32" else "auto")
     device = policy.device
     if source.d_in != cfg.d_in:
         raise ConfigError(f"activations have {source.d_in} columns but the SAE expects d_in={cfg.d_in}")
+    distributed.check_divisible(cfg.batch_size, "the SAE batch size (--batch-size)")
+    source = distributed.rank_source(source)      # under torchrun: this rank's block of each global batch
     total_steps = max(1, cfg.n_activations // cfg.batch_size)
     total = total_steps * cfg.batch_size
     trainer = make_trainer(cfg, device, total_steps)
@@ -106,11 +114,13 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
                 break
         if not init_batches:
             raise ActivationFileError("the activation source gave no data")
-        trainer.initialise(torch.cat(init_batches))
+        trainer.initialise(torch.cat([distributed.gather_rows(b) for b in init_batches]))
 
     def save_checkpoint(seconds: float) -> str | None:
         if ckpt_path is None:
             return None
+        if not distributed.is_writer():
+            return str(ckpt_path)
         _save(ckpt_path, {
             "config": cfg_json,
             "trainer": trainer.state_dict(),
@@ -129,13 +139,13 @@ def train_sae(cfg: SAEConfig, source: ActivationSource, device: str | torch.devi
     batches = HostToDevice(device, policy.pin_memory).batches(source.iter_batches(cfg.batch_size, start=data_pos))
     while trainer.steps_done < total_steps:
         elapsed = seconds_before + time.perf_counter() - t_start
-        if cancel is not None and cancel.cancelled:
+        if distributed.agree(cancel is not None and cancel.cancelled):
             raise events.Cancelled("SAE training cancelled", checkpoint=save_checkpoint(elapsed))
         if resamples_done < len(trainer.resample_steps) and \
                 trainer.steps_done >= trainer.resample_steps[resamples_done]:
             inputs = []
             for _ in range(trainer.resample_batches):
-                inputs.append(_next_batch(batches))
+                inputs.append(distributed.gather_rows(_next_batch(batches)))   # the global batch
                 data_pos += 1
             trainer.resample_dead_(torch.cat(inputs), seed=cfg.seed * 1_000_003 + trainer.steps_done)
             resamples_done += 1

@@ -23,7 +23,13 @@ Conventions shared by every recipe:
 - the forward and backward passes are written by hand (no autograd) into the preallocated ``p.grad``
   and (B, ·) buffers: fresh big allocations cost page faults on every step;
 - a latent is *dead* when it has not fired for ``dead_window`` activations (``last_fired`` holds the
-  activations seen when each latent last fired). A recipe decides what, if anything, that triggers.
+  activations seen when each latent last fired). A recipe decides what, if anything, that triggers;
+- under torchrun (``engine.train.distributed``) each rank holds ``local_batch`` = B/W rows of the
+  global batch of ``batch`` = cfg.batch_size rows. Losses are normalised by the *global* batch
+  (``self.batch``) and its statistics (``batch_sq_dev``), so the step sums the ranks' gradients and
+  additive metrics in one all-reduce (``sync_``), takes the latest firing of each latent over the
+  ranks, and the parameters stay identical on every rank; metrics that are the same on every rank
+  (a threshold) are named in ``rank_invariant_metrics``. With one process all of it is the identity.
 
 A new recipe subclasses ``SAETrainer``, implements ``gradients_`` (and the hooks it needs), and gets
 one line in ``engine/train/recipes/__init__.py`` (and its name in ``engine.config.SAE_RECIPES``).
@@ -40,6 +46,7 @@ import torch
 
 from engine.config import SAEConfig
 from engine.sae import SparseAutoencoder
+from engine.train import distributed
 from engine.train.optim import Adam
 
 __all__ = ["SAETrainer", "PARAM_NAMES", "geometric_median", "remove_parallel_component_", "unit_norm_rows_"]
@@ -54,12 +61,15 @@ class SAETrainer:
     # pre = (x_s - b_dec) W_enc + b_enc when True, pre = x_s W_enc + b_enc when False (folded by to_sae)
     pre_encoder_bias: ClassVar[bool] = True
     resample_batches: ClassVar[int] = 0      # batches of inputs each resample_dead_ call gets
+    rank_invariant_metrics: ClassVar[frozenset[str]] = frozenset()   # equal on every rank: not summed
 
     def __init__(self, cfg: SAEConfig, device: torch.device, total_steps: int):
         self.cfg = cfg
         self.device = device
         self.total_steps = total_steps
-        D, F, B = cfg.d_in, cfg.d_sae, cfg.batch_size
+        self.batch = cfg.batch_size                                   # rows of the global batch
+        self.local_batch = cfg.batch_size // distributed.current().world_size   # this rank's rows
+        D, F, B = cfg.d_in, cfg.d_sae, self.local_batch
         kw = dict(device=device, dtype=torch.float32)
         self.W_enc_FD = torch.nn.Parameter(torch.zeros(F, D, **kw))
         self.b_enc_F = torch.nn.Parameter(torch.zeros(F, **kw))
@@ -141,17 +151,36 @@ class SAETrainer:
         torch.mul(x_BD.to(self.device, torch.float32), self.scale, out=self.x_BD)
         for p in self.params:
             p.grad.zero_()
-        metrics = self.gradients_()
+        metrics = self.sync_(self.gradients_())
         self.constrain_gradients_()
         lr = self.lr_at(self.steps_done)
         if math.isfinite(metrics["loss"]):
             self.opt.step(lr)
             self.constrain_weights_()
-        self.n_seen += B
+        self.n_seen += self.batch
         self.steps_done += 1
         metrics["lr"] = lr
         metrics["dead_fraction"] = self.dead_mask().float().mean().item()
         return metrics
+
+    def sync_(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Under torchrun: the global batch's gradients and metrics from every rank's share (summed),
+        and each latent's latest firing; one process: `metrics` unchanged."""
+        if not distributed.current().active:
+            return metrics
+        summed = [k for k in metrics if k not in self.rank_invariant_metrics]
+        values = torch.tensor([float(metrics[k]) for k in summed], dtype=torch.float32, device=self.device)
+        distributed.all_reduce_sum_([p.grad for p in self.params] + [values])
+        distributed.all_reduce_max_(self.last_fired)
+        return {**metrics, **dict(zip(summed, values.tolist()))}
+
+    def batch_sq_dev(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """Σ_b ‖x_b - x̄‖² over the global batch (0-dim tensor), from this rank's rows `x_BD`."""
+        if not distributed.current().active:
+            return (x_BD - x_BD.mean(0)).pow(2).sum()
+        parts = distributed.sum_(torch.cat([x_BD.sum(0), x_BD.pow(2).sum().reshape(1)]).double())
+        sum_D, sq = parts[:-1], parts[-1]
+        return (sq - sum_D.dot(sum_D) / self.batch).clamp_min(0.0).float()
 
     def gradients_(self) -> dict[str, float]:
         """Loss and gradients for the batch in ``x_BD`` (x_s): fills ``p.grad`` of every parameter and

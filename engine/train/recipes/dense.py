@@ -36,7 +36,7 @@ class DenseL1Trainer(SAETrainer):
 
     def __init__(self, cfg: SAEConfig, device: torch.device, total_steps: int):
         super().__init__(cfg, device, total_steps)
-        B, F = cfg.batch_size, cfg.d_sae
+        B, F = self.local_batch, cfg.d_sae
         self.gf_BF = torch.empty(B, F, device=device, dtype=torch.float32)
         self.mask_BF = torch.empty(B, F, dtype=torch.bool, device=device)
 
@@ -46,7 +46,7 @@ class DenseL1Trainer(SAETrainer):
 
     @torch.no_grad()
     def gradients_(self) -> dict[str, float]:
-        cfg, B = self.cfg, self.x_BD.shape[0]
+        cfg, B = self.cfg, self.batch               # B normalises: the global batch's rows
         x, xc, err = self.x_BD, self.xc_BD, self.err_BD
         W_enc, b_enc, W_dec, b_dec = self.W_enc_FD, self.b_enc_F, self.W_dec_FD, self.b_dec_D
         if self.pre_encoder_bias:

@@ -49,6 +49,7 @@ __all__ = ["JumpReLUTrainer"]
 class JumpReLUTrainer(SparseTrainer):
     normalised_mse = False          # the paper's loss: squared error per token, λ in its units
     auxk = False                    # dead latents: the pre-activation loss instead
+    rank_invariant_metrics = frozenset({"threshold_mean"})
 
     def __init__(self, cfg: SAEConfig, device: torch.device, total_steps: int):
         super().__init__(cfg, device, total_steps)
@@ -61,7 +62,7 @@ class JumpReLUTrainer(SparseTrainer):
         return rows, lat, vals, torch.ones_like(vals, dtype=torch.bool)
 
     def extra_gradients_(self, pre_BF: torch.Tensor, G_RD: torch.Tensor, pairs: Pairs) -> dict[str, float]:
-        cfg, B = self.cfg, pre_BF.shape[0]
+        cfg, B = self.cfg, self.batch               # B normalises: the global batch's rows
         theta, eps, lam = self.theta_F, cfg.jumprelu_bandwidth, cfg.l0_coeff
         l0_loss = lam * pairs[0].numel() / B
         # θ: the straight-through estimator on the pairs inside the window |pre - θ| < ε/2

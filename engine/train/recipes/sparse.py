@@ -74,7 +74,8 @@ class SparseTrainer(SAETrainer):
 
     @torch.no_grad()
     def gradients_(self) -> dict[str, float]:
-        cfg, B, D, F = self.cfg, self.x_BD.shape[0], self.cfg.d_in, self.cfg.d_sae
+        cfg, B, D, F = self.cfg, self.x_BD.shape[0], self.cfg.d_in, self.cfg.d_sae   # B: this rank's rows
+        N = self.batch                                                      # the global batch's rows
         x, xc = self.x_BD, self.xc_BD
         W_enc, b_enc, W_dec, b_dec = self.W_enc_FD, self.b_enc_F, self.W_dec_FD, self.b_dec_D
         torch.sub(x, b_dec, out=xc)                                         # (B, D)
@@ -82,8 +83,8 @@ class SparseTrainer(SAETrainer):
         torch.addmm(b_enc, xc, W_enc.t(), out=pre)                          # (B, F) the one matmul
         pairs = self.select_(pre)
         rows_P, lat_P, val_P, pass_P = pairs
-        var_sum = max(float((x - x.mean(0)).pow(2).sum()), 1e-12)           # Σ‖x - x̄‖²
-        Z = var_sum if self.normalised_mse else float(B)
+        var_sum = max(float(self.batch_sq_dev(x)), 1e-12)                   # Σ‖x - x̄‖²
+        Z = var_sum if self.normalised_mse else float(N)
         widths = self.widths()
         n_lev = len(widths)
         if n_lev == 1:
@@ -111,7 +112,7 @@ class SparseTrainer(SAETrainer):
             grad_rows_P = level_P * B + rows_P
             order = stable_argsort(grad_rows_P, n_lev * B)                  # sampled_dot wants grouped rows
             grad_rows_P, lat_P, val_P, pass_P = grad_rows_P[order], lat_P[order], val_P[order], pass_P[order]
-        metrics = {"mse": sq_full / (B * D), "nmse": sq_full / var_sum, "l0": int((val_P > 0).sum()) / B}
+        metrics = {"mse": sq_full / (N * D), "nmse": sq_full / var_sum, "l0": int((val_P > 0).sum()) / N}
 
         # AuxK: the dead latents' largest pre-activations model the residual e = x - x̂ (fixed).
         rows_list, lat_list, val_list, pass_list = [grad_rows_P], [lat_P], [val_P], [pass_P]
@@ -123,7 +124,7 @@ class SparseTrainer(SAETrainer):
             dead_idx = dead_F.nonzero().squeeze(1)
             aux_vals, aux_local = pre.index_select(1, dead_idx).topk(n_aux, dim=1, sorted=False)   # (B, A)
             aux_idx = dead_idx[aux_local]
-            denom = (resid - resid.mean(0)).pow(2).sum().clamp_min(1e-12)
+            denom = self.batch_sq_dev(resid).clamp_min(1e-12)
             aux_err = Fn.embedding_bag(aux_idx, W_dec, per_sample_weights=aux_vals, mode="sum") - resid
             aux_loss = cfg.aux_coeff * (aux_err.pow(2).sum() / denom).item()
             g_aux = aux_err.mul_(2.0 * cfg.aux_coeff / denom)               # dL_aux/dê (B, D)
@@ -150,7 +151,7 @@ class SparseTrainer(SAETrainer):
         extra = self.extra_gradients_(pre, G_grad, pairs)
         torch.sub(g_sum_D, b_enc.grad @ W_enc, out=b_dec.grad)              # pre depends on -b_dec
 
-        self.last_fired[lat_P[val_P > 0]] = self.n_seen + B
+        self.last_fired[lat_P[val_P > 0]] = self.n_seen + N
         metrics.update(aux_loss=aux_loss, **extra)
         metrics["loss"] = recon + aux_loss + metrics["sparsity_loss"]
         return metrics

@@ -33,7 +33,7 @@ __all__ = ["TopKTrainer", "sampled_dot", "stable_argsort"]
 class TopKTrainer(SparseTrainer):
     def __init__(self, cfg: SAEConfig, device: torch.device, total_steps: int):
         super().__init__(cfg, device, total_steps)
-        B = cfg.batch_size
+        B = self.local_batch
         self.vals_BK = torch.empty(B, cfg.k, device=device, dtype=torch.float32)
         self.idx_BK = torch.empty(B, cfg.k, dtype=torch.long, device=device)
         self.rows_P = torch.arange(B, device=device).repeat_interleave(cfg.k)
