@@ -25,8 +25,11 @@ import torch
 
 from engine.config import SAEConfig
 from engine.train.recipes.base import SAETrainer
+from engine.train.recipes.sparse import decode_pairs, pair_weight_gradients_, sampled_dot
 
-__all__ = ["DenseL1Trainer"]
+__all__ = ["DenseL1Trainer", "SPARSE_MAX_DENSITY"]
+
+SPARSE_MAX_DENSITY = 0.05       # the sparse path below this fraction of active (row, latent) pairs
 
 
 class DenseL1Trainer(SAETrainer):
@@ -39,6 +42,8 @@ class DenseL1Trainer(SAETrainer):
         B, F = cfg.batch_size, cfg.d_sae
         self.gf_BF = torch.empty(B, F, device=device, dtype=torch.float32)
         self.mask_BF = torch.empty(B, F, dtype=torch.bool, device=device)
+        self.sparse_max_density = SPARSE_MAX_DENSITY
+        self.sparse_steps_ = 0            # steps that took the sparse path (benchmarks and tests read it)
 
     def l1_at(self, step: int) -> float:
         """λ at `step`."""
@@ -46,7 +51,7 @@ class DenseL1Trainer(SAETrainer):
 
     @torch.no_grad()
     def gradients_(self) -> dict[str, float]:
-        cfg, B = self.cfg, self.x_BD.shape[0]
+        cfg, B, F = self.cfg, self.x_BD.shape[0], self.cfg.d_sae
         x, xc, err = self.x_BD, self.xc_BD, self.err_BD
         W_enc, b_enc, W_dec, b_dec = self.W_enc_FD, self.b_enc_F, self.W_dec_FD, self.b_dec_D
         if self.pre_encoder_bias:
@@ -56,12 +61,21 @@ class DenseL1Trainer(SAETrainer):
         f = self.pre_BF
         torch.addmm(b_enc, xc, W_enc.t(), out=f)                            # (B, F) matmul 1
         f.relu_()
-        torch.addmm(b_dec, f, W_dec, out=err)                               # (B, D) matmul 2: x̂
+        torch.gt(f, 0, out=self.mask_BF)
+        n_active = int(self.mask_BF.sum())
+        sparse = n_active <= self.sparse_max_density * B * F
+        self.sparse_steps_ += sparse
+        if sparse:
+            rows_P, lat_P = self.mask_BF.nonzero(as_tuple=True)            # row-major: rows non-decreasing
+            val_P = f[rows_P, lat_P]
+            f_sum_F = torch.zeros(F, device=self.device).index_add_(0, lat_P, val_P)
+            torch.add(decode_pairs(rows_P, lat_P, val_P, W_dec, B), b_dec, out=err)   # x̂
+        else:
+            rows_P = lat_P = val_P = None
+            f_sum_F = f.sum(0)                                              # (F,)
+            torch.addmm(b_dec, f, W_dec, out=err)                           # (B, D) matmul 2: x̂
         err.sub_(x)                                                         # e = x̂ - x
         sq_err = torch.dot(err.view(-1), err.view(-1)).item() / B
-        torch.gt(f, 0, out=self.mask_BF)
-        l0 = self.mask_BF.sum().item() / B
-        f_sum_F = f.sum(0)                                                  # (F,)
         lam = self.l1_at(self.steps_done)
         dec_norm_F = W_dec.norm(dim=1)                                      # (F,)
         if self.weighted_l1:
@@ -71,18 +85,22 @@ class DenseL1Trainer(SAETrainer):
             sparsity = lam * f_sum_F.sum().item() / B
             sparsity_grad_F = torch.full_like(dec_norm_F, lam / B)
         g_err = err.mul_(2.0 / B)                                           # dL/dx̂ (B, D)
-        torch.mm(f.t(), g_err, out=W_dec.grad)                              # matmul 3: dL/dW_dec
+        if rows_P is not None:                                              # dL/dpre at the active pairs
+            g_pre_P = sampled_dot(g_err, W_dec, rows_P, lat_P).add_(sparsity_grad_F[lat_P])
+            pair_weight_gradients_(self, g_err, rows_P, lat_P, val_P, g_pre_P)
+        else:
+            torch.mm(f.t(), g_err, out=W_dec.grad)                          # matmul 3: dL/dW_dec
+            g = self.gf_BF
+            torch.mm(g_err, W_dec.t(), out=g)                               # matmul 4: dL/df
+            g.add_(sparsity_grad_F).mul_(self.mask_BF)                      # dL/dpre
+            torch.mm(g.t(), xc, out=W_enc.grad)                             # matmul 5: dL/dW_encᵀ
+            torch.sum(g, 0, out=b_enc.grad)
         if self.weighted_l1:                                                # d(λ Σ fᵢ‖wᵢ‖)/dwᵢ
             W_dec.grad.addcmul_(W_dec, (f_sum_F * (lam / B) / dec_norm_F.clamp_min(1e-12))[:, None])
-        b_dec.grad.copy_(g_err.sum(0))
-        g = self.gf_BF
-        torch.mm(g_err, W_dec.t(), out=g)                                   # matmul 4: dL/df
-        g.add_(sparsity_grad_F).mul_(self.mask_BF)                          # dL/dpre
-        torch.mm(g.t(), xc, out=W_enc.grad)                                 # matmul 5: dL/dW_encᵀ
-        torch.sum(g, 0, out=b_enc.grad)
+        torch.sum(g_err, 0, out=b_dec.grad)
         if self.pre_encoder_bias:                                           # pre depends on -b_dec
             b_dec.grad.sub_(b_enc.grad @ W_enc)
         fired_F = f_sum_F > 0
         self.last_fired[fired_F] = self.n_seen + B
         mse = sq_err / cfg.d_in
-        return {"mse": mse, "sparsity_loss": sparsity, "l0": l0, "loss": sq_err + sparsity}
+        return {"mse": mse, "sparsity_loss": sparsity, "l0": n_active / B, "loss": sq_err + sparsity}
