@@ -1,4 +1,5 @@
-"""The ReLU-with-L1 step shared by the "2023" and "2024-04" recipes: five dense matmuls.
+"""The ReLU-with-L1 step shared by the "2023" and "2024-04" recipes: five dense matmuls, or one
+and a sparse rest once the codes are sparse.
 
     xc  = x_s - b_dec  (pre-encoder bias)  or  x_s        (B, D)
     f   = ReLU(xc W_enc + b_enc)                           (B, F)   matmul 1
@@ -13,6 +14,15 @@ Backward, with e = x̂ - x_s and g_x̂ = 2e / B:
     dL/db_dec = Σ_b g_x̂ (- dL/db_enc · W_enc with the pre-encoder bias)
 
 Everything but the matmuls is elementwise and in place.
+
+Once few latents fire (at most SPARSE_MAX_DENSITY of the B·F pairs, measured on each batch after
+the encoder) matmuls 2-5 are replaced by work on the P active pairs p = (b, i) only — the same
+maths, summed in another order (tests/engine/test_sae_sparse_l1.py checks both against autograd):
+    x̂_b       = b_dec + Σ_{p ∈ b} f_p W_dec,i                      embedding_bag       (decode_pairs)
+    dL/dpre_p = g_x̂,b · W_dec,i + λ wᵢ / B                         sampled matmul      (sampled_dot)
+    dL/dW_dec,i = Σ_{p ∋ i} f_p g_x̂,b,  dL/dW_enc,i = Σ_{p ∋ i} dL/dpre_p xc_b      (pair_weight_gradients_)
+The encoder stays dense. Early in training about half the latents fire and the dense step is
+the faster; the switch is per batch, so it follows the run's L0 both ways.
 
 Shape legend: B batch, D d_in, F d_sae.
 """
@@ -29,7 +39,10 @@ from engine.train.recipes.sparse import decode_pairs, pair_weight_gradients_, sa
 
 __all__ = ["DenseL1Trainer", "SPARSE_MAX_DENSITY"]
 
-SPARSE_MAX_DENSITY = 0.05       # the sparse path below this fraction of active (row, latent) pairs
+# The sparse path at or below this fraction of active (row, latent) pairs. Measured (demo sizes,
+# B = F = 4096, D = 512, one thread, /tmp-free: benchmarks/bench_sae_vs_saelens.py --crossover):
+# the sparse step is ~4x faster at density 0.006, ~2.3x at 0.067 and even at ~0.16.
+SPARSE_MAX_DENSITY = 0.1
 
 
 class DenseL1Trainer(SAETrainer):
@@ -60,9 +73,8 @@ class DenseL1Trainer(SAETrainer):
             xc.copy_(x)
         f = self.pre_BF
         torch.addmm(b_enc, xc, W_enc.t(), out=f)                            # (B, F) matmul 1
-        f.relu_()
-        torch.gt(f, 0, out=self.mask_BF)
-        n_active = int(self.mask_BF.sum())
+        torch.gt(f, 0, out=self.mask_BF)                                   # ReLU's support
+        n_active = int(torch.count_nonzero(self.mask_BF))                   # (10x faster than mask.sum())
         sparse = n_active <= self.sparse_max_density * B * F
         self.sparse_steps_ += sparse
         if sparse:
@@ -72,6 +84,7 @@ class DenseL1Trainer(SAETrainer):
             torch.add(decode_pairs(rows_P, lat_P, val_P, W_dec, B), b_dec, out=err)   # x̂
         else:
             rows_P = lat_P = val_P = None
+            f.relu_()
             f_sum_F = f.sum(0)                                              # (F,)
             torch.addmm(b_dec, f, W_dec, out=err)                           # (B, D) matmul 2: x̂
         err.sub_(x)                                                         # e = x̂ - x
