@@ -52,6 +52,8 @@ dense path; the printed "sparse steps" count says how many of ours did.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import statistics
 import sys
@@ -146,8 +148,9 @@ def saelens_trainer(recipe: str, d_in: int, total_steps: int, data: torch.Tensor
     cfg = SAETrainerConfig(total_training_samples=B * total_steps, train_batch_size_samples=B, lr=LR, lr_end=LR,
                            n_batches_for_norm_estimate=4)
     trainer = LensTrainer(cfg, sae, provider_of(data))
-    trainer.activation_scaler.estimate_scaling_factor(d_in=d_in, data_provider=provider_of(data),
-                                                      n_batches_for_norm_estimate=4)
+    with contextlib.redirect_stderr(io.StringIO()):              # its tqdm bar
+        trainer.activation_scaler.estimate_scaling_factor(d_in=d_in, data_provider=provider_of(data),
+                                                          n_batches_for_norm_estimate=4)
     return trainer
 
 
@@ -205,7 +208,6 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--crossover", action="store_true", help="also time the L1 step's two paths")
     args = ap.parse_args(argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")          # SAELens's norm-estimate progress bar
     import sae_lens
 
     torch.set_num_threads(args.threads)

@@ -74,7 +74,7 @@ class SparseTrainer(SAETrainer):
 
     @torch.no_grad()
     def gradients_(self) -> dict[str, float]:
-        cfg, B, D, F = self.cfg, self.x_BD.shape[0], self.cfg.d_in, self.cfg.d_sae
+        cfg, B, D = self.cfg, self.x_BD.shape[0], self.cfg.d_in
         x, xc = self.x_BD, self.xc_BD
         W_enc, b_enc, W_dec, b_dec = self.W_enc_FD, self.b_enc_F, self.W_dec_FD, self.b_dec_D
         torch.sub(x, b_dec, out=xc)                                         # (B, D)
