@@ -41,7 +41,7 @@ import torch.nn.functional as Fn
 
 from engine.train.recipes.base import SAETrainer, remove_parallel_component_, unit_norm_rows_
 
-__all__ = ["SparseTrainer", "Pairs", "decode_pairs", "sampled_dot", "stable_argsort"]
+__all__ = ["SparseTrainer", "Pairs", "decode_pairs", "pair_weight_gradients_", "sampled_dot", "stable_argsort"]
 
 Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]   # rows, latents, values, passes
 
@@ -74,7 +74,7 @@ class SparseTrainer(SAETrainer):
 
     @torch.no_grad()
     def gradients_(self) -> dict[str, float]:
-        cfg, B, D, F = self.cfg, self.x_BD.shape[0], self.cfg.d_in, self.cfg.d_sae   # B: this rank's rows
+        cfg, B, D = self.cfg, self.x_BD.shape[0], self.cfg.d_in             # B: this rank's rows
         N = self.batch                                                      # the global batch's rows
         x, xc = self.x_BD, self.xc_BD
         W_enc, b_enc, W_dec, b_dec = self.W_enc_FD, self.b_enc_F, self.W_dec_FD, self.b_dec_D
@@ -138,16 +138,7 @@ class SparseTrainer(SAETrainer):
         val_A, pass_A = torch.cat(val_list), torch.cat(pass_list)
 
         g_pre_A = sampled_dot(G_grad, W_dec, rows_A, lat_A).mul_(pass_A)   # dL/dpre at each pair
-        order = stable_argsort(lat_A, F)                                    # weight gradients per latent
-        lat_sorted = lat_A[order]
-        offsets = torch.zeros(F, dtype=torch.long, device=self.device)
-        torch.cumsum(torch.bincount(lat_sorted, minlength=F)[:-1], 0, out=offsets[1:])
-        rows_sorted = rows_A[order]
-        W_dec.grad.copy_(Fn.embedding_bag(rows_sorted, G_grad, offsets, per_sample_weights=val_A[order], mode="sum"))
-        g_pre_sorted = g_pre_A[order]
-        W_enc.grad.copy_(Fn.embedding_bag(torch.remainder(rows_sorted, B), xc, offsets,
-                                          per_sample_weights=g_pre_sorted, mode="sum"))
-        b_enc.grad.index_add_(0, lat_sorted, g_pre_sorted)
+        pair_weight_gradients_(self, G_grad, rows_A, lat_A, val_A, g_pre_A)
         extra = self.extra_gradients_(pre, G_grad, pairs)
         torch.sub(g_sum_D, b_enc.grad @ W_enc, out=b_dec.grad)              # pre depends on -b_dec
 
@@ -155,6 +146,31 @@ class SparseTrainer(SAETrainer):
         metrics.update(aux_loss=aux_loss, **extra)
         metrics["loss"] = recon + aux_loss + metrics["sparsity_loss"]
         return metrics
+
+
+@torch.no_grad()
+def pair_weight_gradients_(trainer: SAETrainer, G_RD: torch.Tensor, rows_P: torch.Tensor, lat_P: torch.Tensor,
+                           val_P: torch.Tensor, g_pre_P: torch.Tensor) -> None:
+    """The weight gradients of a sparse step, written into ``trainer``'s W_dec, W_enc and b_enc grads:
+
+        dL/dW_dec,i = Σ_{p ∋ i} v_p G[r_p],   dL/dW_enc,i = Σ_{p ∋ i} dL/dpre_p xc[r_p mod B],
+        dL/db_enc,i = Σ_{p ∋ i} dL/dpre_p
+
+    — ``embedding_bag`` over the pairs sorted by latent (rows r_p index ``G_RD``; row r of ``G_RD``
+    belongs to input row r mod B, as the stacked level and AuxK blocks do)."""
+    B, F = trainer.xc_BD.shape[0], trainer.W_dec_FD.shape[0]
+    order = stable_argsort(lat_P, F)
+    lat_sorted = lat_P[order]
+    offsets = torch.zeros(F, dtype=torch.long, device=G_RD.device)
+    torch.cumsum(torch.bincount(lat_sorted, minlength=F)[:-1], 0, out=offsets[1:])
+    rows_sorted = rows_P[order]
+    trainer.W_dec_FD.grad.copy_(Fn.embedding_bag(rows_sorted, G_RD, offsets, per_sample_weights=val_P[order],
+                                                 mode="sum"))
+    g_pre_sorted = g_pre_P[order]
+    rows_x = rows_sorted if G_RD.shape[0] == B else torch.remainder(rows_sorted, B)
+    trainer.W_enc_FD.grad.copy_(Fn.embedding_bag(rows_x, trainer.xc_BD, offsets, per_sample_weights=g_pre_sorted,
+                                                 mode="sum"))
+    trainer.b_enc_F.grad.zero_().index_add_(0, lat_sorted, g_pre_sorted)
 
 
 def decode_pairs(rows_P: torch.Tensor, lat_P: torch.Tensor, val_P: torch.Tensor, W_FD: torch.Tensor,
