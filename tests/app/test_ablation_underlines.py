@@ -120,7 +120,8 @@ def test_neuron_dashboards_and_the_compare_pane_underline_too(qtbot, bundle):
     pane.show()
     pane.set_bundle(bundle)
     pane.ablation.toggle.setChecked(True)
-    sel.select("neuron", 3)
+    live = np.flatnonzero(bundle.columns("neuron")["density"] > 1e-3)      # a neuron with examples to show
+    sel.select("neuron", int(live[0]))
     qtbot.waitUntil(lambda: pane.ablation.effects_shown() is not None, timeout=30_000)
     drawn = [pane.examples.line_underline(i) for i in range(pane.examples.n_lines())]
     assert drawn and all(u is not None for u in drawn)

@@ -33,7 +33,7 @@ def _dialog(win, srv, n=3, concurrency=2):
     dlg.endpoint.setText(srv.url)
     dlg.model.setText("fake")
     dlg.concurrency.setValue(concurrency)
-    dlg.min_log_density.setValue(-9.0)
+    dlg.min_log_density.setValue(-3.0)            # units with held-out active examples to score
     dlg.at_most.setValue(n)
     return dlg
 

@@ -64,8 +64,9 @@ def test_selecting_a_feature_fills_every_plot(panes, bundle):
     import html
 
     from superpos_app.panes.token_view import display_token
+    shown = tok.readable_strings()                        # as the pane shows tokens: bytes as ⟨0xCD⟩
     for tid in dash.logit_top_ids[:3]:
-        assert html.escape(display_token(tok.token_str(int(tid)))) in detail.pos_label.text()
+        assert html.escape(display_token(shown[int(tid)])) in detail.pos_label.text()
     for nid in dash.align_ids:
         assert f'href="neuron:{int(nid)}"' in detail.align_label.text()
     for nid in dash.corr_ids:
@@ -75,7 +76,7 @@ def test_selecting_a_feature_fills_every_plot(panes, bundle):
     lines = [k for k in range(detail.examples.n_lines()) if detail.examples.line_tokens(k)]
     first = lines[0]
     keep = dash.top_tokens[0] >= 0
-    assert detail.examples.line_tokens(first) == [tok.token_str(int(t)) for t in dash.top_tokens[0][keep]]
+    assert detail.examples.line_tokens(first) == [shown[int(t)] for t in dash.top_tokens[0][keep]]
     np.testing.assert_allclose(detail.examples.line_values(first), dash.top_acts[0][keep])
     n_examples = int((dash.top_tokens[:, c] >= 0).sum() + (dash.interval_tokens[:, :, c] >= 0).sum())
     assert len(lines) == n_examples

@@ -33,8 +33,10 @@ def srv():
 
 
 def _live(path, kind="feature", n=4):
+    """The first n units dense enough to have held-out active examples and sparse enough to have silent
+    windows, so detection and fuzzing have both kinds to score (rarer or denser ones score None)."""
     with open_bundle(path) as b:
-        return select_units(f"first:{n}", b.columns(kind)["density"])
+        return select_units(f"density>=1e-3,density<=0.03,first:{n}", b.columns(kind)["density"])
 
 
 def test_select_units():
