@@ -27,7 +27,8 @@ from engine.bundle.schema import UNIT_COLUMNS, BundleError, as_str, create_datas
 __all__ = ["FamilyInfo", "FamilyTree", "MemberParts", "read_family", "dictionary_group", "family_writes", "read_matches",
            "read_feature_map", "read_neuron_matches", "ModelParts", "write_family_group", "link_shared", "MATCH_KINDS"]
 
-MATCH_KINDS = ("decoder", "corr")      # decoder cosine; activation correlation on shared tokens
+MATCH_KINDS = ("decoder", "corr", "logit")   # decoder cosine; activation correlation on shared tokens;
+# the logit-weight correlation of the "corr" matches (schema 4: stored as logit_values beside corr_ids)
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,13 @@ def read_matches(f: h5py.File, a: int, b: int, kind: str) -> tuple[np.ndarray, n
     if kind not in MATCH_KINDS:
         raise ValueError(f"match kind must be one of {MATCH_KINDS}, not {kind!r}")
     key = f"family/matches/{a}_{b}"
-    if key not in f or f"{kind}_ids" not in f[key]:
+    if key not in f or (kind != "logit" and f"{kind}_ids" not in f[key]):
         return None
     g = f[key]
+    if kind == "logit":
+        if "corr_ids" not in g or "logit_values" not in g:
+            return None
+        return _pair(g, "corr_ids", "logit_values", f.filename)
     return _pair(g, f"{kind}_ids", f"{kind}_values", f.filename)
 
 
@@ -248,7 +253,8 @@ def write_family_group(f: h5py.File, infos: Sequence[dict],
             if kind not in MATCH_KINDS:
                 raise ValueError(f"unknown match kind {kind!r}")
             ids, values = np.asarray(ids, np.int32), np.asarray(values, np.float32)
-            create_dataset(mg, f"{kind}_ids", ids.shape, np.int32, compress=False)[...] = ids
+            if kind != "logit":       # the logit values are of the corr matches: their ids are corr_ids
+                create_dataset(mg, f"{kind}_ids", ids.shape, np.int32, compress=False)[...] = ids
             create_dataset(mg, f"{kind}_values", values.shape, np.float32, compress=False)[...] = values
     if feature_map is not None:
         xy, member, unit, method = feature_map
