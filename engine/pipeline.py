@@ -267,12 +267,12 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
         names += [f"B/{i}" for i in range(len(b_saes))]
         all_models.append(model_b)
         all_saes.append(b_saes)
-    matches, neuron_matches, match_metrics = yield from _blocking_stage(
+    matches, neuron_matches, match_metrics, map_decoders = yield from _blocking_stage(
         "matching", 6, n, match_family_models, all_models, all_saes, data.tokens.val, seed=cfg.harvest.seed, device=dev)
     metrics0.update(match_metrics)
     if len(all_models) > 1:
         yield Message(universality_line(metrics0, [s.cfg.d_sae for s in a_saes]))
-    feature_map = embed_decoders([s.W_dec.detach().cpu().numpy() for s in a_saes], seed=cfg.sae.seed)
+    feature_map = embed_decoders(map_decoders, seed=cfg.sae.seed)
     yield Message(f"feature map: {len(feature_map[0]):,} points by {feature_map[3]}")
     return family_writes(names, members, matches, feature_map, models=models, neuron_matches=neuron_matches,
                          seeds=seeds)

@@ -5,8 +5,8 @@ seed) and every dictionary, tokenizes the run's corpus again with the bundle's t
 cache makes this instant when the run was made here), and computes the matches as a run does
 (``engine.analysis.family_match``): sizes against each other, A against B, the neurons, the
 logit-weight correlations and the medians. The bundle is rewritten atomically (a copy with the new
-/family/matches, /family/neuron_matches and metrics is renamed over it), so a crash leaves the old
-bundle intact. The feature map and the statistics are kept.
+/family/matches, /family/neuron_matches, /family/map and metrics is renamed over it), so a crash
+leaves the old bundle intact. The statistics, labels and explanations are kept.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def rematch_job(path, *, n_tokens: int | None = None, min_active: int | None = N
                 cancel: CancelToken | None = None) -> Generator[object, None, dict]:
     """Recompute the matches of the family bundle at ``path`` in place (atomically); returns the new metrics."""
     from engine.analysis.family_match import match_family_models, universality_line
+    from engine.analysis.feature_map import embed_decoders
     from engine.analysis.universality import DEFAULT_MATCH_TOKENS, DEFAULT_MIN_ACTIVE
     from engine.bundle.family import replace_matches
     from engine.data.token_cache import tokenize_corpus
@@ -60,10 +61,11 @@ def rematch_job(path, *, n_tokens: int | None = None, min_active: int | None = N
     t0 = time.perf_counter()
     config, tokenizer, models, saes = yield from _blocking_stage("load", 0, n, _load_family, path)
     tokens = yield from staged(tokenize_corpus(config.corpus, tokenizer, cancel=cancel), 1, n)
-    matches, neuron_matches, metrics = yield from _blocking_stage(
+    matches, neuron_matches, metrics, map_decoders = yield from _blocking_stage(
         "matching", 2, n, match_family_models, models, saes, tokens.val,
         n_tokens=int(n_tokens or DEFAULT_MATCH_TOKENS), min_active=int(min_active or DEFAULT_MIN_ACTIVE),
         seed=config.harvest.seed, device=device)
+    feature_map = yield from _blocking_stage("map", 2, n, embed_decoders, map_decoders, seed=config.sae.seed)
     if cancel is not None and cancel.cancelled:
         raise Cancelled("rematch cancelled; the bundle is unchanged")
     yield StageStarted("bundle", total=0, index=3, n_stages=n)
@@ -72,7 +74,7 @@ def rematch_job(path, *, n_tokens: int | None = None, min_active: int | None = N
     try:
         shutil.copyfile(path, write.tmp)
         with h5py.File(write.tmp, "r+", locking=False) as f:
-            replace_matches(f, matches, neuron_matches, metrics)
+            replace_matches(f, matches, neuron_matches, metrics, feature_map)
     except BaseException:
         write.abort()
         raise

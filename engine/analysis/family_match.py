@@ -26,13 +26,14 @@ from engine.analysis.universality import (DEFAULT_MATCH_TOKENS, DEFAULT_MIN_ACTI
                                           logit_weight_correlations, neuron_acts, sparse_correlation_matches,
                                           spread_windows)
 
-__all__ = ["match_family_models", "universality_line"]
+__all__ = ["match_family_models", "universality_line", "neuron_alignment"]
 
 
 def match_family_models(models: Sequence, saes: Sequence[Sequence], tokens: np.ndarray, *,
                         n_tokens: int = DEFAULT_MATCH_TOKENS, min_active: int = DEFAULT_MIN_ACTIVE,
                         seed: int = 0, k: int = 5, device: str = "cpu"):
-    """(matches {(a, b): {kind: (ids, values)}}, neuron_matches {(ma, mb): (ids, values)}, metrics)."""
+    """(matches {(a, b): {kind: (ids, values)}}, neuron_matches {(ma, mb): (ids, values)}, metrics,
+    decoders for the map: every member's W_dec in model 0's neuron basis, in member order)."""
     windows = spread_windows(tokens, n_tokens, models[0].cfg.n_ctx, seed)
     x = [neuron_acts(m, windows, device=device) for m in models]
     acts = [[feature_acts(s, xm, device=device) for s in model_saes] for xm, model_saes in zip(x, saes)]
@@ -65,7 +66,19 @@ def match_family_models(models: Sequence, saes: Sequence[Sequence], tokens: np.n
         summary = best_match_summary(neuron_matches[(0, 1)][1])
         metrics["universality_neuron_median"] = summary["median"]
         metrics["universality_neuron_n"] = summary["n"]
-    return matches, neuron_matches, metrics
+    map_decoders = list(decoders[0])
+    for m in range(1, len(models)):
+        R = neuron_alignment(x[m], x[0])
+        map_decoders += [W @ R for W in decoders[m]]
+    return matches, neuron_matches, metrics, map_decoders
+
+
+def neuron_alignment(x_from_NM: np.ndarray, x_to_NM: np.ndarray) -> np.ndarray:
+    """[M_from, M_to]: the least-squares linear map from one model's neuron activations to another's on
+    the same tokens, so the other seed's decoder directions can be drawn in model A's neuron basis
+    (each model's neurons are its own basis: without this the map would mix unrelated coordinates)."""
+    R, *_ = np.linalg.lstsq(np.asarray(x_from_NM, np.float64), np.asarray(x_to_NM, np.float64), rcond=None)
+    return R.astype(np.float32)
 
 
 def universality_line(metrics: dict, sizes: Sequence[int]) -> str:

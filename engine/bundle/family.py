@@ -271,16 +271,16 @@ def write_neuron_matches(f: h5py.File, neuron_matches: Mapping[tuple[int, int], 
             create_dataset(ng, name, arr.shape, dtype, compress=False)[...] = arr
 
 
-def replace_matches(f: h5py.File, matches, neuron_matches, metrics: Mapping[str, Any]) -> None:
+def replace_matches(f: h5py.File, matches, neuron_matches, metrics: Mapping[str, Any], feature_map=None) -> None:
     """In an open family file: drop every stored match and write these instead (``superpos family
     --rematch``), and fold ``metrics`` into the root's metrics."""
     from engine.bundle.schema import SCHEMA_VERSION, dumps
 
     infos = json.loads(as_str(f["family"].attrs["members"]))
-    for name in ("matches", "neuron_matches"):
+    for name in ("matches", "neuron_matches") + (("map",) if feature_map is not None else ()):
         if name in f["family"]:
             del f["family"][name]
-    write_family_group(f, infos, matches, None)
+    write_family_group(f, infos, matches, feature_map)
     write_neuron_matches(f, neuron_matches)
     merged = {**json.loads(as_str(f["metrics"][()])), **dict(metrics)}
     del f["metrics"]
