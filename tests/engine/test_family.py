@@ -106,8 +106,8 @@ def test_family_bundle_holds_every_dictionary_with_its_own_statistics(family_bun
         assert [m["d_sae"] for m in b.family.members] == [32, 64, 128] * 2
         assert b.n_features == 32 and b.family.has_map
         xy, member, unit, method = b.feature_map()
-        assert xy.shape == (32 + 64 + 128, 2) and np.isfinite(xy).all()
-        assert np.bincount(member).tolist() == [32, 64, 128] and method in ("pca", "umap-cosine")
+        assert xy.shape == (2 * (32 + 64 + 128), 2) and np.isfinite(xy).all()     # both seeds
+        assert np.bincount(member).tolist() == [32, 64, 128] * 2 and method in ("pca", "umap-cosine")
         assert "family_corr_median_0_1" in b.metrics
     labels = []
     for i, d in enumerate((32, 64, 128)):
