@@ -21,8 +21,9 @@ from engine.errors import UserError
 
 __all__ = [
     "CorpusConfig", "TokenizerConfig", "ModelConfig", "TrainConfig", "SAEConfig",
-    "HarvestConfig", "RunConfig", "preset", "preset_names", "ConfigError", "SAE_RECIPES", "RecipeInfo",
-    "SAE_RECIPE_INFO", "SAE_ARCHITECTURES", "nested_widths", "recipe_setting", "PRECISIONS",
+    "HarvestConfig", "RunConfig", "preset", "preset_family", "parse_sizes", "parse_seeds", "preset_names",
+    "ConfigError", "SAE_RECIPES", "RecipeInfo", "SAE_RECIPE_INFO", "SAE_ARCHITECTURES", "nested_widths",
+    "recipe_setting", "PRECISIONS",
 ]
 
 
@@ -470,9 +471,37 @@ def preset(name: str = "demo") -> RunConfig:
     if name not in presets or name.startswith("_"):
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(preset_names())}")
     data = dict(presets[name])
-    data.pop("description", None)
-    data.pop("measured", None)
+    for key in ("description", "measured", "family"):
+        data.pop(key, None)
     return RunConfig.from_dict({"name": name, **data})
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """"512, 2048,4096" -> (512, 2048, 4096): distinct dictionary sizes (each checked by validate)."""
+    try:
+        sizes = tuple(int(part) for part in str(text).replace(" ", "").split(",") if part)
+    except ValueError:
+        raise ConfigError(f"expected sizes like 4096 or 512,4096,16384, not {text!r}", "family.sizes") from None
+    if not sizes or len(set(sizes)) != len(sizes):
+        raise ConfigError(f"expected distinct sizes like 4096 or 512,4096,16384, not {text!r}", "family.sizes")
+    return sizes
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """"0,1" -> (0, 1): the two model seeds of a universality family."""
+    try:
+        seeds = tuple(int(part) for part in str(text).replace(" ", "").split(",") if part)
+    except ValueError:
+        raise ConfigError(f"expected two seeds like 0,1, not {text!r}", "family.model_seeds") from None
+    if len(seeds) != 2 or seeds[0] == seeds[1] or min(seeds) < 0:
+        raise ConfigError(f"expected two different non-negative seeds like 0,1, not {text!r}", "family.model_seeds")
+    return seeds
+
+
+def preset_family(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(dictionary sizes, model seeds) a family preset trains (``demo-family``); ((), ()) for the others."""
+    family = _presets().get(name, {}).get("family", {})
+    return tuple(int(d) for d in family.get("d_sae", ())), tuple(int(s) for s in family.get("model_seeds", ()))
 
 
 def preset_measurement(name: str) -> dict[str, Any]:

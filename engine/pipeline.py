@@ -257,12 +257,12 @@ def run_pipeline(
 def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, results, metrics0: dict,
                   device, timed, cancel, workdir: Path, resume: bool, model_seeds: Sequence[int], sizes):
     """Evaluate, harvest and label dictionaries 1..n; with ``model_seeds`` (a, b) also train model b
-    and its dictionaries of the same sizes. Match each size to the next (decoder cosine and activation
-    correlation on the harvest's paired sample, both ways), each of model a's dictionaries to model b's
-    of its size and model a's neurons to model b's (correlation on the same sample tokens), and embed
-    model a's decoder rows; returns the ``extra`` writes of ``write_bundle_job``."""
+    and its dictionaries of the same sizes. Match them (``engine.analysis.family_match``: each size to
+    the next, each of model a's dictionaries to model b's of its size, the neurons; correlations on
+    random contexts spread over the validation split) and embed model a's decoder rows; returns the
+    ``extra`` writes of ``write_bundle_job``."""
+    from engine.analysis.family_match import match_family_models, universality_line
     from engine.analysis.feature_map import embed_decoders
-    from engine.analysis.matching import best_match_summary, correlation_matches, match_family, sae_activations
     from engine.bundle.family import ModelParts, family_writes
     from engine.data.activations import ModelActivationSource
     from engine.train.model_job import train_model
@@ -270,16 +270,12 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
     n = len(PIPELINE_STAGES)
     dev = "cuda" if str(device).startswith("cuda") else "cpu"
     members = []
-    a_saes, a_stats = [sae0], stats0
+    a_saes = [sae0]
     for result in results:
         parts = yield from _member_parts(cfg, model, data, result, device, timed, cancel, model_index=0)
         members.append(parts)
         a_saes.append(result.sae)
-    x_a = np.asarray(stats0.sample_neuron_acts, np.float32)   # the same sample tokens for every member
-    matches = match_family(a_saes, x_a, device=dev)
-    for d in range(len(a_saes) - 1):
-        metrics0[f"family_corr_median_{d}_{d + 1}"] = best_match_summary(matches[(d, d + 1)]["corr"][1])["median"]
-    models, neuron_matches, seeds = [], {}, [int(cfg.train.seed)]
+    models, seeds, all_models, all_saes = [], [int(cfg.train.seed)], [model], [a_saes]
     names = [f"A/{i}" for i in range(len(a_saes))]
     if len(model_seeds) > 1:
         seed_b = int(model_seeds[1])
@@ -296,7 +292,6 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
 
         b_results = yield from timed(staged(train_sae_family(
             [cfg_b.sae.replace(d_sae=d) for d in sizes], source, device=str(device), cancel=cancel), 3, n))
-        first_b = len(a_saes)
         b_saes, b_stats = [], None
         for result in b_results:
             parts = yield from _member_parts(cfg_b, model_b, data, result, device, timed, cancel, model_index=1)
@@ -306,24 +301,14 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
         models.append(ModelParts(model_b.state_dict(), cfg_b.model, b_stats.neurons, seed_b))
         seeds.append(seed_b)
         names += [f"B/{i}" for i in range(len(b_saes))]
-        for (i, j), kinds in match_family(b_saes, np.asarray(b_stats.sample_neuron_acts, np.float32), device=dev).items():
-            matches[(first_b + i, first_b + j)] = kinds
-        x_b = np.asarray(b_stats.sample_neuron_acts, np.float32)
-        if not np.array_equal(a_stats.sample_token_ids, b_stats.sample_token_ids):
-            raise RuntimeError("the two models' paired samples are not the same tokens")
-        for d, (sa, sb) in enumerate(zip(a_saes, b_saes)):
-            acts_a, acts_b = sae_activations(sa, x_a), sae_activations(sb, x_b)
-            matches[(d, first_b + d)] = {"corr": correlation_matches(acts_a, acts_b, device=dev)}
-            matches[(first_b + d, d)] = {"corr": correlation_matches(acts_b, acts_a, device=dev)}
-            metrics0[f"universality_feature_median_{sa.cfg.d_sae}"] = \
-                best_match_summary(matches[(d, first_b + d)]["corr"][1])["median"]
-        neuron_matches[(0, 1)] = correlation_matches(x_a, x_b, device=dev)
-        neuron_matches[(1, 0)] = correlation_matches(x_b, x_a, device=dev)
-        metrics0["universality_neuron_median"] = best_match_summary(neuron_matches[(0, 1)][1])["median"]
-        yield Message("best-match correlation across seeds (median): features " + ", ".join(
-            f"{sa.cfg.d_sae}: {metrics0[f'universality_feature_median_{sa.cfg.d_sae}']:.2f}" for sa in a_saes)
-            + f"; neurons {metrics0['universality_neuron_median']:.2f}")
-    feature_map = embed_decoders([s.W_dec.detach().cpu().numpy() for s in a_saes], seed=cfg.sae.seed)
+        all_models.append(model_b)
+        all_saes.append(b_saes)
+    matches, neuron_matches, match_metrics, map_decoders = yield from _blocking_stage(
+        "matching", 6, n, match_family_models, all_models, all_saes, data.tokens.val, seed=cfg.harvest.seed, device=dev)
+    metrics0.update(match_metrics)
+    if len(all_models) > 1:
+        yield Message(universality_line(metrics0, [s.cfg.d_sae for s in a_saes]))
+    feature_map = embed_decoders(map_decoders, seed=cfg.sae.seed)
     yield Message(f"feature map: {len(feature_map[0]):,} points by {feature_map[3]}")
     return family_writes(names, members, matches, feature_map, models=models, neuron_matches=neuron_matches,
                          seeds=seeds)

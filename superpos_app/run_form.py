@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from engine import paths
-from engine.config import (SAE_RECIPE_INFO, SAE_RECIPES, ConfigError, RunConfig, SAEConfig, preset,
-                           preset_description, preset_names)
+from engine.config import (SAE_RECIPE_INFO, SAE_RECIPES, ConfigError, RunConfig, SAEConfig, parse_seeds,
+                           parse_sizes, preset, preset_description, preset_family, preset_names)
 from engine.device import resolve_device
 
 from superpos_app.corpus_picker import CorpusPicker, form_layout
@@ -133,6 +133,20 @@ class RunForm(QWidget):
         form.addRow(self.k_label, self.k)
         form.addRow(self.l1_label, self.l1)
         form.addRow("Activations", self.sae_acts)
+        self.family_sizes = QLineEdit()
+        self.family_sizes.setObjectName("familySizes")
+        self.family_sizes.setPlaceholderText("e.g. 512, 2048, 4096 (empty: one dictionary)")
+        self.family_sizes.setToolTip("several dictionary sizes trained from one pass over the activations "
+                                     "(feature splitting); the first replaces Features")
+        self.model_seeds = QLineEdit()
+        self.model_seeds.setObjectName("modelSeeds")
+        self.model_seeds.setPlaceholderText("e.g. 0, 1 (empty: one model)")
+        self.model_seeds.setToolTip("two seeds: a second model and its dictionaries of the same sizes, matched "
+                                    "to the first (universality of features and neurons)")
+        form.addRow("Family sizes", self.family_sizes)
+        form.addRow("Model seeds", self.model_seeds)
+        for edit in (self.family_sizes, self.model_seeds):
+            edit.textChanged.connect(lambda _t: self.changed.emit())
         self.recipe.currentIndexChanged.connect(self._recipe_changed)
         return group
 
@@ -183,6 +197,10 @@ class RunForm(QWidget):
             self.k.setValue(cfg.sae.k)
             self.sae_acts.setValue(cfg.sae.n_activations)
             self.harvest_tokens.setValue(cfg.harvest.n_tokens)
+            if preset_name is not None:
+                sizes, seeds = preset_family(preset_name)
+                self.family_sizes.setText(", ".join(map(str, sizes)))
+                self.model_seeds.setText(", ".join(map(str, seeds)))
             self.device.setCurrentIndex(max(0, self.device.findData(cfg.device)))
             self._recipe_changed()
         finally:
@@ -219,9 +237,25 @@ class RunForm(QWidget):
     def preset_name(self) -> str:
         return self.preset_combo.currentData()
 
+    def family(self) -> dict:
+        """The run's family as ``run_pipeline`` keywords ({} for one dictionary and one model); raises
+        ConfigError for sizes or seeds that do not parse."""
+        out = {}
+        if self.family_sizes.text().strip():
+            sizes = parse_sizes(self.family_sizes.text())
+            if len(sizes) > 1:
+                out["family_sizes"] = sizes
+        if self.model_seeds.text().strip():
+            out["model_seeds"] = parse_seeds(self.model_seeds.text())
+        return out
+
     def build_config(self) -> RunConfig:
         """The RunConfig the form describes; raises ConfigError with a readable message."""
-        sae = {"d_sae": self.d_sae.value(), "recipe": self.recipe.currentData(),
+        family = self.family()
+        sizes = family.get("family_sizes") or parse_sizes(self.family_sizes.text() or str(self.d_sae.value()))
+        for d in sizes[1:]:
+            preset(self.preset_name()).with_overrides(sae={"d_sae": d}).validate()
+        sae = {"d_sae": sizes[0], "recipe": self.recipe.currentData(),
                "n_activations": self.sae_acts.value()}
         knob = SAE_RECIPE_INFO[sae["recipe"]].knob
         if knob == "k":
@@ -249,7 +283,8 @@ class RunForm(QWidget):
     _FIELD_WIDGETS = {"tokenizer.vocab_size": "vocab_size", "model.vocab_size": "vocab_size",
                       "model.n_ctx": "n_ctx", "model.d_model": "d_model", "model.n_heads": "d_model",
                       "model.d_mlp": "d_mlp", "train.tokens": "tokens", "sae.d_sae": "d_sae", "sae.k": "k",
-                      "sae.l1_coeff": "l1", "sae.n_activations": "sae_acts", "harvest.n_tokens": "harvest_tokens"}
+                      "sae.l1_coeff": "l1", "sae.n_activations": "sae_acts", "harvest.n_tokens": "harvest_tokens",
+                      "family.sizes": "family_sizes", "family.model_seeds": "model_seeds"}
 
     def focus_field(self, field: str | None) -> bool:
         """Put the keyboard focus on the control of ``field`` (a ConfigError's ``section.key``)."""

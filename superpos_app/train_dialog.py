@@ -33,11 +33,12 @@ from superpos_app.run_form import RunForm, default_output
 __all__ = ["TrainDialog", "pipeline_job"]
 
 
-def pipeline_job(cfg: RunConfig, out_path: str, workdir: str, resume: bool, cancel):
-    """The generator the dialog runs (tests replace this module attribute with a fake job)."""
+def pipeline_job(cfg: RunConfig, out_path: str, workdir: str, resume: bool, cancel, **family):
+    """The generator the dialog runs (tests replace this module attribute with a fake job); ``family``:
+    ``family_sizes`` / ``model_seeds`` of ``run_pipeline`` when the form asks for a family."""
     from engine.pipeline import run_pipeline
 
-    return run_pipeline(cfg, out_path, workdir=workdir, resume=resume, cancel=cancel)
+    return run_pipeline(cfg, out_path, workdir=workdir, resume=resume, cancel=cancel, **family)
 
 
 class TrainDialog(QDialog):
@@ -223,6 +224,7 @@ class TrainDialog(QDialog):
             return False
         try:
             cfg = self.form.build_config()
+            family = self.form.family()
             out = self.form.output_path()
         except ConfigError as exc:
             self.show_message(str(exc))
@@ -246,7 +248,7 @@ class TrainDialog(QDialog):
         self._started_at = time.monotonic()
         title = f"Training {out.name}"
         started = self.jobs.start(
-            title, lambda cancel: pipeline_job(cfg, str(out), str(workdir), resume, cancel))
+            title, lambda cancel: pipeline_job(cfg, str(out), str(workdir), resume, cancel, **family))
         if not started:
             self.running = False
             self.show_message("Another job is running.")

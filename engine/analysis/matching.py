@@ -5,10 +5,12 @@ top-k, so memory is ``chunk x F_b`` scores and never a dense F_a x F_b matrix (a
 that would be 64 GiB). On a GPU pass ``device="cuda"``; the blocks are plain matmuls.
 
 - ``decoder_matches(W_a, W_b)``: cosine of decoder rows (feature directions in neuron space).
-- ``correlation_matches(acts_a, acts_b)``: Pearson correlation of the activations on the same
-  tokens (the harvest's paired sample, ``engine.stats.HarvestResult.sample_neuron_acts``, encoded by
-  each SAE: ``sae_activations``). A unit that never varies on those tokens (dead there) gets no
-  matches (-1 / NaN) and is never anyone's match.
+- ``correlation_matches(acts_a, acts_b)``: Pearson correlation of dense activations on the same
+  tokens (a run uses it for the two models' neurons; the features' correlation is the sparse
+  ``engine.analysis.universality.sparse_correlation_matches`` on the matching sample, see
+  ``engine.analysis.family_match``). A unit that never varies on those tokens (dead there) gets no
+  matches (-1 / NaN) and is never anyone's match. ``match_family`` / ``sae_activations``: the dense
+  version for small synthetic families (``engine.testing.synthetic_family``).
 - ``best_match_summary``: the median best-match value, the figure the paper compares (features 0.72
   vs neurons 0.46 across two model seeds).
 

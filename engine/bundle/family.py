@@ -25,9 +25,11 @@ import numpy as np
 from engine.bundle.schema import UNIT_COLUMNS, BundleError, as_str, create_dataset
 
 __all__ = ["FamilyInfo", "FamilyTree", "MemberParts", "read_family", "dictionary_group", "family_writes", "read_matches",
-           "read_feature_map", "read_neuron_matches", "ModelParts", "write_family_group", "link_shared", "MATCH_KINDS"]
+           "read_feature_map", "read_neuron_matches", "ModelParts", "write_family_group", "link_shared", "MATCH_KINDS",
+           "write_neuron_matches", "replace_matches"]
 
-MATCH_KINDS = ("decoder", "corr")      # decoder cosine; activation correlation on shared tokens
+MATCH_KINDS = ("decoder", "corr", "logit")   # decoder cosine; activation correlation on shared tokens;
+# the logit-weight correlation of the "corr" matches (schema 4: stored as logit_values beside corr_ids)
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,13 @@ def read_matches(f: h5py.File, a: int, b: int, kind: str) -> tuple[np.ndarray, n
     if kind not in MATCH_KINDS:
         raise ValueError(f"match kind must be one of {MATCH_KINDS}, not {kind!r}")
     key = f"family/matches/{a}_{b}"
-    if key not in f or f"{kind}_ids" not in f[key]:
+    if key not in f or (kind != "logit" and f"{kind}_ids" not in f[key]):
         return None
     g = f[key]
+    if kind == "logit":
+        if "corr_ids" not in g or "logit_values" not in g:
+            return None
+        return _pair(g, "corr_ids", "logit_values", f.filename)
     return _pair(g, f"{kind}_ids", f"{kind}_values", f.filename)
 
 
@@ -225,11 +231,7 @@ def family_writes(names: Sequence[str], members: Sequence[MemberParts],
             infos.append({"name": names[i], "d_sae": int(len(parts.harvest.features)), "group": group_name,
                           "model": int(parts.model), "seed": int(seeds[parts.model])})
         write_family_group(f, infos, matches, feature_map)
-        for (a, b), (ids, values) in (neuron_matches or {}).items():
-            ng = f.require_group(f"family/neuron_matches/{a}_{b}")
-            for name, arr, dtype in (("corr_ids", ids, np.int32), ("corr_values", values, np.float32)):
-                arr = np.asarray(arr, dtype)
-                create_dataset(ng, name, arr.shape, dtype, compress=False)[...] = arr
+        write_neuron_matches(f, neuron_matches or {})
         w.check()
         yield from ()
 
@@ -248,7 +250,8 @@ def write_family_group(f: h5py.File, infos: Sequence[dict],
             if kind not in MATCH_KINDS:
                 raise ValueError(f"unknown match kind {kind!r}")
             ids, values = np.asarray(ids, np.int32), np.asarray(values, np.float32)
-            create_dataset(mg, f"{kind}_ids", ids.shape, np.int32, compress=False)[...] = ids
+            if kind != "logit":       # the logit values are of the corr matches: their ids are corr_ids
+                create_dataset(mg, f"{kind}_ids", ids.shape, np.int32, compress=False)[...] = ids
             create_dataset(mg, f"{kind}_values", values.shape, np.float32, compress=False)[...] = values
     if feature_map is not None:
         xy, member, unit, method = feature_map
@@ -257,6 +260,32 @@ def write_family_group(f: h5py.File, infos: Sequence[dict],
         for name, arr, dtype in (("xy", xy, np.float32), ("member", member, np.int16), ("unit", unit, np.int32)):
             arr = np.asarray(arr, dtype)
             create_dataset(mp, name, arr.shape, dtype, compress=False)[...] = arr
+
+
+def write_neuron_matches(f: h5py.File, neuron_matches: Mapping[tuple[int, int], tuple[np.ndarray, np.ndarray]]) -> None:
+    """/family/neuron_matches/<a>_<b>/corr_{ids,values}: model b's neurons best correlated with model a's."""
+    for (a, b), (ids, values) in neuron_matches.items():
+        ng = f.require_group(f"family/neuron_matches/{a}_{b}")
+        for name, arr, dtype in (("corr_ids", ids, np.int32), ("corr_values", values, np.float32)):
+            arr = np.asarray(arr, dtype)
+            create_dataset(ng, name, arr.shape, dtype, compress=False)[...] = arr
+
+
+def replace_matches(f: h5py.File, matches, neuron_matches, metrics: Mapping[str, Any], feature_map=None) -> None:
+    """In an open family file: drop every stored match and write these instead (``superpos family
+    --rematch``), and fold ``metrics`` into the root's metrics."""
+    from engine.bundle.schema import SCHEMA_VERSION, dumps
+
+    infos = json.loads(as_str(f["family"].attrs["members"]))
+    for name in ("matches", "neuron_matches") + (("map",) if feature_map is not None else ()):
+        if name in f["family"]:
+            del f["family"][name]
+    write_family_group(f, infos, matches, feature_map)
+    write_neuron_matches(f, neuron_matches)
+    merged = {**json.loads(as_str(f["metrics"][()])), **dict(metrics)}
+    del f["metrics"]
+    f.create_dataset("metrics", data=dumps(merged), dtype=h5py.string_dtype("utf-8"))
+    f.attrs["schema_version"] = np.int64(max(int(f.attrs.get("schema_version", 0)), SCHEMA_VERSION))
 
 
 def link_shared(g: h5py.Group, model: int = 0) -> None:

@@ -35,7 +35,7 @@ __all__ = [
 
 FORMAT = "superpos-bundle"
 SAE_FORMAT = "superpos-sae"
-SCHEMA_VERSION = 3             # 2: the /explanations group (engine.bundle.explanations); 3: imported models and SAEs (act_fn, gated, ...) and families (engine.bundle.family)
+SCHEMA_VERSION = 4             # 4: the logit-weight correlation of the family's seed matches; 2: the /explanations group (engine.bundle.explanations); 3: imported models and SAEs (act_fn, gated, ...) and families (engine.bundle.family)
 TOKEN_PAD_U16 = 65535          # stored token id meaning "outside the text" when tokens are uint16
 TOKEN_PAD_I32 = -1             # the same when tokens are int32 (vocab > 65535)
 UNIT_CHUNK = 64                # at most this many units per chunk of a per-unit (N, ...) dataset

@@ -7,7 +7,7 @@ import argparse
 from engine.cli.progress import ProgressPrinter, drive
 from engine.events import CancelToken
 
-__all__ = ["register", "cmd_analyze", "cmd_export_neuronpedia"]
+__all__ = ["register", "cmd_analyze", "cmd_family", "cmd_export_neuronpedia"]
 
 
 def register(subparsers) -> None:
@@ -34,6 +34,24 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 
+    p = subparsers.add_parser("family", help="re-do a family bundle's matching (sizes, seeds, neurons) without "
+                                             "retraining",
+                              description="--rematch: recompute the matches of every dictionary of a family "
+                                          "bundle (decoder cosine and activation correlation between sizes; "
+                                          "activation and logit-weight correlation between the two seeds' "
+                                          "dictionaries and neurons) on random contexts of the run's validation "
+                                          "split, and rewrite the bundle atomically. The models, statistics and "
+                                          "map are kept.")
+    p.add_argument("bundle", metavar="BUNDLE.h5")
+    p.add_argument("--rematch", action="store_true", required=True, help="recompute the matches (required)")
+    p.add_argument("--match-tokens", type=int, default=None, metavar="N",
+                   help="tokens of the matching sample (default 65536, whole contexts at random places)")
+    p.add_argument("--min-active", type=int, default=None, metavar="N",
+                   help="match only units active on at least N of those tokens (default 10)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_family)
+
     p = subparsers.add_parser("export-neuronpedia", help="write a bundle's features as Neuronpedia / SAE-Dashboard "
                                                          "batch JSON files",
                               description="Write every feature's dashboard in the JSON SAE-Dashboard's Neuronpedia "
@@ -55,6 +73,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 cancel, ProgressPrinter(quiet=args.quiet))
     print(f"bundle written: {out}")
     print(f"explore it with:  superpos-app {out}")
+    return 0
+
+
+def cmd_family(args: argparse.Namespace) -> int:
+    from engine.rematch import rematch_job
+
+    cancel = CancelToken()
+    drive(rematch_job(args.bundle, n_tokens=args.match_tokens, min_active=args.min_active, device=args.device,
+                      cancel=cancel), cancel, ProgressPrinter(quiet=args.quiet))
+    print(f"bundle rewritten: {args.bundle}")
     return 0
 
 

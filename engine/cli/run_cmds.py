@@ -9,7 +9,8 @@ from typing import Any
 from engine.cli.flags import RUN_FLAGS, add_device_arguments, validated
 from engine.cli.progress import ProgressPrinter, drive
 from engine.cli.recipe_args import add_recipe_arguments, recipe_changes
-from engine.config import RunConfig, preset, preset_description, preset_names
+from engine.config import (ConfigError, RunConfig, parse_seeds, parse_sizes, preset, preset_description,
+                           preset_family, preset_names)
 from engine.events import CancelToken
 
 __all__ = ["register", "config_from_args", "cmd_run", "cmd_train_model"]
@@ -75,22 +76,16 @@ def _add_run_options(p: argparse.ArgumentParser, with_sae: bool) -> None:
 
 def _sizes(text: str) -> tuple[int, ...]:
     try:
-        sizes = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 4096 or 512,4096,16384, not {text!r}") from None
-    if not sizes or len(set(sizes)) != len(sizes):
-        raise argparse.ArgumentTypeError(f"expected distinct sizes like 4096 or 512,4096,16384, not {text!r}")
-    return sizes            # each is checked by RunConfig.validate (config_from_args)
+        return parse_sizes(text)             # each is checked by RunConfig.validate (config_from_args)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seeds(text: str) -> tuple[int, ...]:
     try:
-        seeds = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two seeds like 0,1, not {text!r}") from None
-    if len(seeds) != 2 or seeds[0] == seeds[1] or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"expected two different non-negative seeds like 0,1, not {text!r}")
-    return seeds
+        return parse_seeds(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -124,9 +119,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     cancel = CancelToken()
-    sizes = args.d_sae if args.d_sae and len(args.d_sae) > 1 else ()
+    preset_sizes, preset_seeds = preset_family(args.preset)     # demo-family: its sizes and seeds unless given
+    sizes = tuple(args.d_sae or preset_sizes)
+    sizes = sizes if len(sizes) > 1 else ()
     out = drive(run_pipeline(cfg, args.out, workdir=args.workdir, resume=args.resume, cancel=cancel,
-                             family_sizes=sizes, model_seeds=args.model_seeds or (),
+                             family_sizes=sizes, model_seeds=args.model_seeds or preset_seeds,
                              activation_cache=args.activation_cache),
                 cancel, ProgressPrinter(quiet=args.quiet))
     from engine.train.distributed import is_writer

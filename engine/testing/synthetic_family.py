@@ -79,10 +79,19 @@ def write_synthetic_family(path: str | os.PathLike, sizes: Sequence[int] = (64, 
         b_saes = [_load_member_sae(path, n + i, infos) for i in range(n)]
         for (i, j), kinds in match_family(b_saes, x_b, k=match_k).items():
             matches[(n + i, n + j)] = kinds
+        from engine.analysis.universality import logit_weight_correlations
+        from engine.bundle import open_bundle
+
+        with open_bundle(path) as b:
+            model = b.load_model()            # B's weights are A's (only its neurons are permuted)
         for i in range(n):
             acts_a, acts_b = sae_activations(saes[i], x), sae_activations(b_saes[i], x_b)
-            matches[(i, n + i)] = {"corr": correlation_matches(acts_a, acts_b, k=match_k)}
-            matches[(n + i, i)] = {"corr": correlation_matches(acts_b, acts_a, k=match_k)}
+            for (p, q), (sp, sq, ap, aq) in (((i, n + i), (saes[i], b_saes[i], acts_a, acts_b)),
+                                             ((n + i, i), (b_saes[i], saes[i], acts_b, acts_a))):
+                ids, corr = correlation_matches(ap, aq, k=match_k)
+                logit = logit_weight_correlations(model, sp.W_dec.detach().numpy(), model,
+                                                  sq.W_dec.detach().numpy(), ids)
+                matches[(p, q)] = {"corr": (ids, corr), "logit": (ids, logit)}
         neuron_matches = {(0, 1): correlation_matches(x, x_b, k=match_k), (1, 0): correlation_matches(x_b, x, k=match_k)}
     with h5py.File(path, "a") as f:
         write_family_group(f, infos, matches, fmap)

@@ -121,8 +121,13 @@ class FeatureMapPane(QWidget):
         keep = self.member < len(names)          # a damaged map may name dictionaries the bundle lacks
         self.xy, self.member, self.unit = self.xy[keep], self.member[keep], self.unit[keep]
         note = f"{len(self.xy):,} features: " + METHOD_TEXT.get(method, method or "unknown method")
-        if any(m["model"] for m in bundle.family.members):
-            note += ". Model A's dictionaries only: the other seed's decoder directions live in its own neuron basis."
+        models = {bundle.family.members[int(d)]["model"] for d in np.unique(self.member)}
+        if len(models) > 1:
+            note += (". The other seed's directions are drawn in model A's neuron basis (a least-squares map "
+                     "between the two models' neurons on the matching sample)")
+        elif any(m["model"] for m in bundle.family.members):
+            note += (". Model A's dictionaries only (a map drawn before the seed alignment; superpos family "
+                     "BUNDLE --rematch adds the other seed's)")
         self.note.setText(note)
         parts = []
         for d, name in enumerate(names):

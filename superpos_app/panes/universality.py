@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from engine.bundle import open_bundle
@@ -66,6 +66,8 @@ class UniversalityPane(QWidget):
                                             name="features")
         self.neuron_curve = self.plot.plot([], [], stepMode="center", pen=pg.mkPen(NEURON_COLOR, width=2),
                                            name="neurons")
+        self.logit_curve = self.plot.plot([], [], stepMode="center", name="features' logit weights",
+                                          pen=pg.mkPen(FEATURE_COLOR, width=1.5, style=Qt.PenStyle.DashLine))
         self.match_label = QLabel("")
         self.match_label.setObjectName("universalityMatch")
         self.match_label.setWordWrap(True)
@@ -105,11 +107,12 @@ class UniversalityPane(QWidget):
             self.detail.set_bundle(None)
             self.other.close()
         self.bundle, self.other, self.other_index = bundle, None, None
-        self.feature_matches = self.neuron_matches = self.match = None
+        self.feature_matches = self.neuron_matches = self.logit = self.match = None
         self.match_label.setText("")
         self.open_button.setEnabled(False)
         self.feature_curve.setData([], [])
         self.neuron_curve.setData([], [])
+        self.logit_curve.setData([], [])
         if bundle is None:
             self.note.setText("")
             return
@@ -128,14 +131,24 @@ class UniversalityPane(QWidget):
         model_b = bundle.family.members[j]["model"]
         self.feature_matches = bundle.matches(me, j, "corr")
         self.neuron_matches = bundle.neuron_matches(model_a, model_b)
+        self.logit = bundle.matches(me, j, "logit")       # schema 4; None in older families
         f_hist, f_med = best_match_histogram(None if self.feature_matches is None else self.feature_matches[1])
         n_hist, n_med = best_match_histogram(None if self.neuron_matches is None else self.neuron_matches[1])
         self.feature_curve.setData(BINS, f_hist)
         self.neuron_curve.setData(BINS, n_hist)
+        l_hist, l_med = best_match_histogram(None if self.logit is None else self.logit[1])
+        if self.logit is not None:
+            self.logit_curve.setData(BINS, l_hist)
         self.medians = (f_med, n_med)
+        m = bundle.metrics
+        sample = (f"{int(m['match_tokens']):,} held-out tokens in random contexts; units active on fewer than "
+                  f"{int(m.get('match_min_active', 0))} of them are left out" if "match_tokens" in m
+                  else "the harvest's shared tokens")
+        logit = (f"; the logit weights of those matches {l_med:.2f}" if self.logit is not None else
+                 " (logit-weight correlation: rematch with superpos family BUNDLE --rematch)")
         self.note.setText(f"{names[me]} against {names[j]} (the other seed's dictionary of the same size), on "
-                          f"the harvest's shared tokens. Median best-match correlation: features {f_med:.2f}, "
-                          f"neurons {n_med:.2f} (the paper: 0.72 and 0.46).")
+                          f"{sample}. Median best-match correlation: features {f_med:.2f}, neurons {n_med:.2f} "
+                          f"(the paper: 0.72 and 0.46){logit}.")
         current = self.selection.current
         if current is not None:
             self.show_unit(*current)
@@ -146,7 +159,8 @@ class UniversalityPane(QWidget):
         matches = self.feature_matches if kind == "feature" else self.neuron_matches
         if matches is None or not 0 <= index < len(matches[0]) or matches[0][index, 0] < 0:
             self.match = None
-            self.match_label.setText(f"{kind} {index} has no match (it does not vary on the shared tokens)")
+            self.match_label.setText(f"{kind} {index} has no match (too rare on the matching sample, or no "
+                                     "positive correlation)")
             self.open_button.setEnabled(False)
             return
         j, corr = int(matches[0][index, 0]), float(matches[1][index, 0])
@@ -156,7 +170,11 @@ class UniversalityPane(QWidget):
         self.match = (kind, j, corr)
         other = self.bundle.family.names()[self.other_index]
         label = self.other.column(kind, "labels", j)
-        self.match_label.setText(f"Best match of {kind} {index} in {other}: {kind} {j}, correlation {corr:.2f} — {label}")
+        logit = ""
+        if kind == "feature" and self.logit is not None and index < len(self.logit[1]):
+            logit = f", logit weights {float(self.logit[1][index, 0]):.2f}"
+        self.match_label.setText(f"Best match of {kind} {index} in {other}: {kind} {j}, correlation "
+                                 f"{corr:.2f}{logit} — {label}")
         self.open_button.setEnabled(kind == "feature")
         self.detail.selection.select(kind, j)
 

@@ -67,15 +67,15 @@ class FakePipeline:
         self.step_s = step_s
         self.calls: list[dict] = []
 
-    def __call__(self, cfg, out_path, workdir, resume, cancel):
-        return self._run(cfg, out_path, workdir, resume, cancel)
+    def __call__(self, cfg, out_path, workdir, resume, cancel, **family):
+        return self._run(cfg, out_path, workdir, resume, cancel, family)
 
-    def _run(self, cfg, out_path, workdir, resume, cancel):
+    def _run(self, cfg, out_path, workdir, resume, cancel, family):
         work = Path(workdir)
         work.mkdir(parents=True, exist_ok=True)
         ckpt = work / "fake.json"
         start = json.loads(ckpt.read_text())["step"] if resume and ckpt.exists() else 0
-        self.calls.append({"cfg": cfg, "out": out_path, "resume": resume, "start": start})
+        self.calls.append({"cfg": cfg, "out": out_path, "resume": resume, "start": start, "family": family})
         yield Message(f"fake pipeline from step {start}")
         for index, stage in enumerate(("model", "sae")):
             lo, hi = index * self.steps, (index + 1) * self.steps

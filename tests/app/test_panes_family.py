@@ -150,6 +150,11 @@ def test_universality_shows_the_best_match_and_both_populations(qtbot, two_seeds
         assert pane.match == ("feature", int(ids[f, 0]), pytest.approx(float(values[f, 0])))
         assert pane.detail.dashboard.index == ids[f, 0] and pane.detail.bundle is pane.other
         assert "B/0" in pane.match_label.text()
+        _, logit = b.matches(0, 2, "logit")
+        assert f"logit weights {logit[f, 0]:.2f}" in pane.match_label.text()
+        l_hist, l_med = best_match_histogram(logit)
+        np.testing.assert_allclose(pane.logit_curve.getData()[1], l_hist)
+        assert f"the logit weights of those matches {l_med:.2f}" in pane.note.text()
         with qtbot.waitSignal(pane.openFeature) as sig:
             pane.open_button.click()
         assert sig.args == [2, int(ids[f, 0])]

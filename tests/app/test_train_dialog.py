@@ -99,6 +99,30 @@ def test_bad_corpus_is_refused_inline(dialog, fake_pipeline, kind, text, expecte
     assert not dialog.jobs.is_busy and fake_pipeline.calls == []
 
 
+def test_the_family_fields_reach_the_run_and_bad_ones_are_refused(dialog, fake_pipeline, tmp_path, qtbot):
+    form = dialog.form
+    form.load_preset("demo-family")
+    assert form.family_sizes.text() == "512, 2048, 4096" and form.model_seeds.text() == "0, 1"
+    assert form.family() == {"family_sizes": (512, 2048, 4096), "model_seeds": (0, 1)}
+    form.load_preset("tiny")
+    assert form.family_sizes.text() == "" and form.model_seeds.text() == "" and form.family() == {}
+    form.set_output(str(tmp_path / "fam.h5"))
+    for field, text, expected in ((form.family_sizes, "64, x", "expected sizes"),
+                                  (form.family_sizes, "64, 64", "distinct sizes"),
+                                  (form.family_sizes, "32, 100000000", "sae.d_sae"),
+                                  (form.model_seeds, "3", "two different non-negative seeds")):
+        field.setText(text)
+        assert dialog.start() is False and expected in dialog.message.text(), text
+        field.setText("")
+    assert fake_pipeline.calls == []
+    form.family_sizes.setText("32,64")
+    form.model_seeds.setText("0,1")
+    assert form.build_config().sae.d_sae == 32           # the first size is the bundle's dictionary 0
+    assert dialog.start() is True
+    qtbot.waitUntil(lambda: not dialog.running, timeout=10_000)
+    assert fake_pipeline.calls[0]["family"] == {"family_sizes": (32, 64), "model_seeds": (0, 1)}
+
+
 def test_bad_sizes_are_refused_inline(dialog, fake_pipeline, tmp_path):
     dialog.form.load_preset("tiny")
     dialog.form.set_output(str(tmp_path / "out.h5"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.analysis.feature_map import embed_decoders
-from engine.analysis.matching import correlation_matches, decoder_matches, match_family
+from engine.analysis.matching import correlation_matches, decoder_matches
 from engine.bundle import open_bundle
 from engine.bundle.schema import SCHEMA_VERSION
 from engine.cli.main import build_parser
@@ -95,21 +95,21 @@ def family_bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("family")
     cfg = preset("tiny").with_overrides(train={"tokens": 20_000}, sae={"n_activations": 24_000},
                                         harvest={"n_tokens": 3_000, "eval_tokens": 1_500})
-    out, _ = collect(run_pipeline(cfg, root / "fam.h5", workdir=root / "work", family_sizes=(32, 64, 128)))
+    out, _ = collect(run_pipeline(cfg, root / "fam.h5", workdir=root / "work", family_sizes=(32, 64, 128),
+                                  model_seeds=(0, 1)))
     return out
 
 
 def test_family_bundle_holds_every_dictionary_with_its_own_statistics(family_bundle):
     with open_bundle(family_bundle) as b:
-        assert b.schema_version == SCHEMA_VERSION == 3
-        assert [m["d_sae"] for m in b.family.members] == [32, 64, 128]
+        assert b.schema_version == SCHEMA_VERSION == 4
+        assert [m["d_sae"] for m in b.family.members] == [32, 64, 128] * 2
         assert b.n_features == 32 and b.family.has_map
         xy, member, unit, method = b.feature_map()
-        assert xy.shape == (32 + 64 + 128, 2) and np.isfinite(xy).all()
-        assert np.bincount(member).tolist() == [32, 64, 128] and method in ("pca", "umap-cosine")
+        assert xy.shape == (2 * (32 + 64 + 128), 2) and np.isfinite(xy).all()     # both seeds
+        assert np.bincount(member).tolist() == [32, 64, 128] * 2 and method in ("pca", "umap-cosine")
         assert "family_corr_median_0_1" in b.metrics
-        _, x = b.sample_neurons()
-    saes, labels = [], []
+    labels = []
     for i, d in enumerate((32, 64, 128)):
         with open_bundle(family_bundle, i) as m:
             assert m.n_features == d and m.n_neurons == b.n_neurons
@@ -117,17 +117,45 @@ def test_family_bundle_holds_every_dictionary_with_its_own_statistics(family_bun
             assert np.isfinite(m.metrics["loss_recovered"])
             assert m.dashboard("feature", d - 1).index == d - 1
             assert m.curves()["sae/loss"].shape[0] > 0
-            saes.append(m.load_sae())
             labels.append(m.columns("feature")["label"])
     assert labels[0] != labels[1][:32]
-    # the stored matches are what the matching computes from the stored SAEs and sample
-    want = match_family(saes, x)
     with open_bundle(family_bundle) as b:
-        for (a, c), kinds in want.items():
-            for kind, (ids, values) in kinds.items():
-                got_ids, got_values = b.matches(a, c, kind)
-                np.testing.assert_allclose(got_values, values, atol=1e-4)
-        assert b.matches(0, 2, "corr") is None
+        assert b.matches(0, 2, "corr") is None and b.matches(0, 1, "logit") is None
+        ids, logit = b.matches(0, 3, "logit")
+        assert (ids == b.matches(0, 3, "corr")[0]).all() and np.isfinite(logit[ids >= 0]).all()
+        assert (np.abs(logit[ids >= 0]) <= 1 + 1e-5).all()
+        for F in (32, 64, 128):
+            assert 0 < b.metrics[f"universality_feature_n_{F}"] <= F
+        assert b.metrics["match_tokens"] > b.harvest_config_dict["sample_tokens"]
+
+
+def test_rematch_recomputes_what_the_run_stored_and_rewrites_the_bundle(family_bundle, tmp_path):
+    """``superpos family --rematch`` on the run's bundle gives the run's matches (same sample, same
+    code); with other settings it replaces them and the medians, keeping everything else."""
+    import shutil
+
+    from engine.cli.main import main
+
+    path = tmp_path / "fam.h5"
+    shutil.copyfile(family_bundle, path)
+    with open_bundle(path) as b:
+        before = {(a, c, kind): b.matches(a, c, kind) for a in range(6) for c in range(6)
+                  for kind in ("decoder", "corr", "logit")}
+        neurons_before, metrics_before = b.neuron_matches(0, 1), dict(b.metrics)
+    assert main(["family", str(path), "--rematch", "--quiet"]) == 0
+    with open_bundle(path) as b:
+        for (a, c, kind), want in before.items():
+            got = b.matches(a, c, kind)
+            assert (got is None) == (want is None)
+            if want is not None:
+                np.testing.assert_allclose(got[1], want[1], atol=1e-5)
+        np.testing.assert_allclose(b.neuron_matches(0, 1)[1], neurons_before[1], atol=1e-5)
+        assert b.metrics["universality_neuron_median"] == pytest.approx(metrics_before["universality_neuron_median"])
+        assert b.feature_map() is not None and b.schema_version == SCHEMA_VERSION
+    assert main(["family", str(path), "--rematch", "--quiet", "--match-tokens", "2000", "--min-active", "3"]) == 0
+    with open_bundle(path) as b:
+        assert b.metrics["match_tokens"] < metrics_before["match_tokens"] and b.metrics["match_min_active"] == 3
+        assert b.n_features == 32 and b.columns("feature")["label"]
 
 
 def test_old_bundles_open_as_families_of_one(written, tmp_path):
