@@ -214,10 +214,10 @@ def run_pipeline(
         source = yield from staged(run_cache_source(activation_cache, model, data.tokens.train, cfg.sae,
                                                     device=str(device), resume=resume, cancel=cancel), 3, n)
     if len(sizes) > 1:
-        from engine.train.family_job import train_sae_family
+        from engine.train.family_job import family_configs, train_sae_family
 
         family_results = yield from timed(staged(train_sae_family(
-            [cfg.sae.replace(d_sae=d) for d in sizes], source, device=str(device), cancel=cancel), 3, n))
+            family_configs(cfg.sae, sizes), source, device=str(device), cancel=cancel), 3, n))
         sae_result, family_results = family_results[0], family_results[1:]
     else:
         family_results = []
@@ -288,10 +288,10 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
         source = ModelActivationSource(model_b, data.tokens.train, n_ctx=cfg.model.n_ctx,
                                        batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
                                        seed=cfg.sae.seed, device=str(device))
-        from engine.train.family_job import train_sae_family
+        from engine.train.family_job import family_configs, train_sae_family
 
         b_results = yield from timed(staged(train_sae_family(
-            [cfg_b.sae.replace(d_sae=d) for d in sizes], source, device=str(device), cancel=cancel), 3, n))
+            family_configs(cfg_b.sae, sizes), source, device=str(device), cancel=cancel), 3, n))
         b_saes, b_stats = [], None
         for result in b_results:
             parts = yield from _member_parts(cfg_b, model_b, data, result, device, timed, cancel, model_index=1)

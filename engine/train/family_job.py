@@ -30,7 +30,17 @@ from engine.errors import TrainingDiverged
 from engine.train.recipes import make_trainer
 from engine.train.sae_job import INIT_BATCHES, ActivationSource, SAETrainResult, _curves_to_arrays, _next_batch
 
-__all__ = ["train_sae_family"]
+__all__ = ["train_sae_family", "family_configs", "MEMBER_SEED_STRIDE"]
+
+MEMBER_SEED_STRIDE = 1_000_033        # member i initialises from seed + i·stride (member 0: the run's own)
+
+
+def family_configs(sae: SAEConfig, sizes: Sequence[int]) -> list[SAEConfig]:
+    """One SAE configuration per size. Each member gets its own initialisation seed: with one seed the
+    first 512 decoder rows of a 4,096-wide SAE would start as the 512-wide one's rows (torch draws
+    them row by row), so matches across sizes would partly be the shared start, not learning. Member 0
+    keeps the run's seed, so it is the SAE a single-size run of that size trains."""
+    return [sae.replace(d_sae=int(d), seed=(sae.seed + i * MEMBER_SEED_STRIDE) % 2**32) for i, d in enumerate(sizes)]
 
 
 @dataclass

@@ -212,3 +212,20 @@ def test_a_second_seed_has_its_own_model_and_neurons(parts, tmp_path):
         got_ids, got_values = a.neuron_matches(0, 1)
         assert (got_ids == ids).all() and np.allclose(got_values, 0.5)
         assert a.neuron_matches(1, 0) is None
+
+
+def test_family_members_start_from_their_own_initialisation():
+    """A shared seed would start the wide SAE's first rows as the narrow one's (torch draws row by row),
+    and matches across sizes would partly be that shared start."""
+    from engine.config import SAEConfig
+    from engine.sae import SparseAutoencoder
+    from engine.train.family_job import family_configs
+
+    base = SAEConfig(d_in=16, d_sae=32, seed=3)
+    cfgs = family_configs(base, [32, 64, 128])
+    assert [c.d_sae for c in cfgs] == [32, 64, 128] and cfgs[0] == base
+    assert len({c.seed for c in cfgs}) == 3
+    small, wide = SparseAutoencoder(cfgs[0]), SparseAutoencoder(cfgs[1])
+    cos = (small.W_dec @ wide.W_dec[:32].t()).diagonal()
+    assert float(cos.abs().max()) < 0.99
+    assert family_configs(SAEConfig(d_in=16, d_sae=32, seed=2**32 - 1), [32, 64])[1].seed < 2**32
