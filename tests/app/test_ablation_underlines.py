@@ -22,15 +22,21 @@ def bundle(tiny_bundle):
         yield b
 
 
-@pytest.fixture
-def detail(qtbot, bundle):
+def _pane_with_underlines(qtbot, bundle, pane_class):
+    """(selection, pane): a shown pane of ``pane_class`` on ``bundle`` with the underlines switched on."""
     sel = Selection()
-    pane = FeatureDetailPane(sel)
+    pane = pane_class(sel)
     qtbot.addWidget(pane)
     pane.resize(800, 900)
     pane.show()
     pane.set_bundle(bundle)
     pane.ablation.toggle.setChecked(True)
+    return sel, pane
+
+
+@pytest.fixture
+def detail(qtbot, bundle):
+    sel, pane = _pane_with_underlines(qtbot, bundle, FeatureDetailPane)
     yield sel, pane
     pane.ablation.shutdown()
 
@@ -113,13 +119,7 @@ def test_the_toggle_turns_underlines_off_and_is_remembered(qtbot, detail, bundle
 
 
 def test_neuron_dashboards_and_the_compare_pane_underline_too(qtbot, bundle):
-    sel = Selection()
-    pane = NeuronComparePane(sel)
-    qtbot.addWidget(pane)
-    pane.resize(800, 900)
-    pane.show()
-    pane.set_bundle(bundle)
-    pane.ablation.toggle.setChecked(True)
+    sel, pane = _pane_with_underlines(qtbot, bundle, NeuronComparePane)
     live = np.flatnonzero(bundle.columns("neuron")["density"] > 1e-3)      # a neuron with examples to show
     sel.select("neuron", int(live[0]))
     qtbot.waitUntil(lambda: pane.ablation.effects_shown() is not None, timeout=30_000)
