@@ -20,7 +20,7 @@ import html
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from engine.analysis.weights import max_abs_cosine
 from engine.bundle import open_bundle
@@ -28,7 +28,7 @@ from engine.events import Cancelled
 from superpos_app.faults import contain_faults
 from superpos_app.panes.ablation_view import AblationUnderlines
 from superpos_app.panes.detail import unit_name
-from superpos_app.panes.fit import ElidedLabel, ReflowRow
+from superpos_app.panes.fit import ElidedLabel, ReflowRow, scrolled
 from superpos_app.panes.explanation_view import score_source_box
 from superpos_app.panes.plots import (
     FEATURE_COLOR, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
@@ -115,10 +115,7 @@ class NeuronComparePane(QWidget):
         self.examples = TokenView()
         self.examples.setObjectName("compareExamples")
         self.ablation = AblationUnderlines(self.examples, self)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(self.examples)
+        scroll = scrolled(self.examples)
         scroll.setMinimumHeight(90)
         self.examples_scroll = scroll
 
@@ -191,10 +188,7 @@ class NeuronComparePane(QWidget):
         bl = QVBoxLayout(body)
         bl.setContentsMargins(0, 0, 0, 0)
         bl.addLayout(grid, 1)
-        outer = QScrollArea()
-        outer.setWidgetResizable(True)
-        outer.setFrameShape(QFrame.Shape.NoFrame)
-        outer.setWidget(body)
+        outer = scrolled(body)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.addLayout(header)

@@ -18,7 +18,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
-    QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSizePolicy, QVBoxLayout,
+    QGridLayout, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout,
     QWidget,
 )
 
@@ -26,7 +26,7 @@ from engine.interop.neuronpedia import dashboard_to_neuronpedia
 from engine.stats import Dashboard
 from superpos_app.faults import contain_faults
 from superpos_app.panes.ablation_view import AblationUnderlines
-from superpos_app.panes.fit import ElidedLabel, ReflowRow
+from superpos_app.panes.fit import ElidedLabel, ReflowRow, scrolled
 from superpos_app.panes.explanation_view import ExplanationLabel
 from superpos_app.panes.plots import (
     ACCENT, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
@@ -164,10 +164,7 @@ class FeatureDetailPane(QWidget):
         tl.addWidget(self.ablation.bar)
         tl.addWidget(self.examples)
         tl.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(content)
+        scroll = scrolled(content)
         self.examples_scroll = scroll
 
         layout = QVBoxLayout(self)

@@ -6,11 +6,11 @@ a narrow dock width with these rules."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtWidgets import QBoxLayout, QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QBoxLayout, QFrame, QLabel, QScrollArea, QSizePolicy, QWidget
 
 from superpos_app.plain_text import tooltip
 
-__all__ = ["ElidedLabel", "ReflowRow"]
+__all__ = ["ElidedLabel", "ReflowRow", "scrolled"]
 
 
 class ElidedLabel(QLabel):
@@ -94,3 +94,13 @@ class ReflowRow(QWidget):
 
     def minimumSizeHint(self) -> QSize:
         return QSize(self.min_width, super().minimumSizeHint().height())
+
+
+def scrolled(widget: QWidget, frame: QFrame.Shape = QFrame.Shape.NoFrame) -> QScrollArea:
+    """``widget`` in a resizable scroll area: content taller than the dock scrolls instead of forcing
+    the dock (and the window) taller."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(frame)
+    area.setWidget(widget)
+    return area

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from engine.bundle import open_bundle
 from engine.bundle.schema import BundleError
@@ -21,6 +21,7 @@ from superpos_app.faults import contain_faults
 from superpos_app.panes.detail import FeatureDetailPane
 from superpos_app.panes.plots import FEATURE_COLOR, NEURON_COLOR, make_plot
 from superpos_app.selection import Selection
+from superpos_app.panes.fit import scrolled
 
 __all__ = ["UniversalityPane", "best_match_histogram"]
 
@@ -89,10 +90,7 @@ class UniversalityPane(QWidget):
         inner.addWidget(self.plot)
         inner.addLayout(row)
         inner.addWidget(self.detail, 1)
-        scroll = QScrollArea()            # histograms above a whole dashboard: scroll, never force the dock taller
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setWidget(body)
+        scroll = scrolled(body)           # histograms above a whole dashboard: scroll, never force the dock taller
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(scroll)
