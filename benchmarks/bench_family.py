@@ -24,7 +24,7 @@ from engine.config import preset
 from engine.data.activations import ModelActivationSource
 from engine.events import collect
 from engine.pipeline import prepare_data
-from engine.train.family_job import train_sae_family
+from engine.train.family_job import family_configs, train_sae_family
 from engine.train.model_job import train_model
 from engine.train.sae_job import train_sae
 
@@ -58,7 +58,7 @@ def main() -> None:
         return Counted(model, data.tokens.train, n_ctx=cfg.model.n_ctx, batch_size=cfg.sae.batch_size,
                        buffer_batches=cfg.sae.buffer_batches, seed=cfg.sae.seed, device="cpu")
 
-    cfgs = [cfg.sae.replace(d_sae=d) for d in sizes]
+    cfgs = family_configs(cfg.sae, sizes)          # what superpos run --d-sae trains (each its own seed)
     Counted.batches = 0
     t0 = time.perf_counter()
     collect(train_sae_family(cfgs, source(), device="cpu"))
