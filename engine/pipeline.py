@@ -24,7 +24,7 @@ from engine.device import describe_device, resolve_device
 from engine.fileio import sweep_stale_partials
 from engine.paths import run_workdir
 from engine.events import CancelToken, Message, Progress, StageFinished, StageStarted
-from engine.run_clock import RunClock, expected_run_text, expected_stage_seconds
+from engine.run_clock import RunClock, expected_run_text, run_plan
 
 __all__ = ["run_pipeline", "prepare_data", "staged", "PIPELINE_STAGES", "PreparedData"]
 
@@ -182,7 +182,7 @@ def run_pipeline(
     device = distributed.rank_device(resolve_device(cfg.device))
     n = len(PIPELINE_STAGES)
     stage_seconds: dict[str, float] = {}
-    clock = RunClock(expected_stage_seconds(cfg))
+    clock = RunClock(run_plan(cfg, sizes, seeds))       # a family's stages, each occurrence in run order
 
     def timed(events):
         """Pass events through, recording each stage's duration and stamping the whole-run ETA."""
@@ -194,7 +194,7 @@ def run_pipeline(
         if distributed.is_writer() else []
     if swept:   # the leftovers of a killed run (its process is gone): provably ours and stale
         yield Message(f"removed {len(swept)} temporary file(s) left by an interrupted write: {', '.join(swept)}")
-    expected = expected_run_text(cfg)
+    expected = expected_run_text(cfg, sizes, seeds)
     if expected:
         yield Message(f"expected run time: {expected}")
     data = yield from timed(prepare_data(cfg, workdir, resume=resume, cancel=cancel))
@@ -236,16 +236,16 @@ def run_pipeline(
         "sae_activations": float(sae_result.n_activations),
     })
     curves = {**model_result.curves, **sae_result.curves}
-    info = {
-        "corpus": data.source_description,
-        "device": describe_device(device),
-        "platform": platform.platform(),
-        "stage_seconds": json.dumps(stage_seconds),
-    }
     extra = None
     if family_results or len(seeds) > 1:
         extra = yield from _family_parts(cfg, model, data, stats, sae, family_results, metrics, device, timed,
                                          cancel, workdir, resume, seeds, sizes or (cfg.sae.d_sae,))
+    info = {
+        "corpus": data.source_description,
+        "device": describe_device(device),
+        "platform": platform.platform(),
+        "stage_seconds": json.dumps(stage_seconds),      # every stage but the bundle's own write
+    }
     yield from timed(staged(write_bundle_job(
         out_path, config=cfg, tokenizer_json=data.tokenizer.to_json(), model_state=model.state_dict(),
         sae_state=sae.state_dict(), harvest=stats, metrics=metrics, curves=curves, extra_info=info,
@@ -303,12 +303,15 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
         names += [f"B/{i}" for i in range(len(b_saes))]
         all_models.append(model_b)
         all_saes.append(b_saes)
-    matches, neuron_matches, match_metrics, map_decoders = yield from _blocking_stage(
-        "matching", 6, n, match_family_models, all_models, all_saes, data.tokens.val, seed=cfg.harvest.seed, device=dev)
+    def match_and_map():
+        found = match_family_models(all_models, all_saes, data.tokens.val, seed=cfg.harvest.seed, device=dev)
+        return found, embed_decoders(found[3], seed=cfg.sae.seed)
+
+    (matches, neuron_matches, match_metrics, _), feature_map = yield from timed(_blocking_stage(
+        "matching", 6, n, match_and_map))
     metrics0.update(match_metrics)
     if len(all_models) > 1:
         yield Message(universality_line(metrics0, [s.cfg.d_sae for s in a_saes]))
-    feature_map = embed_decoders(map_decoders, seed=cfg.sae.seed)
     yield Message(f"feature map: {len(feature_map[0]):,} points by {feature_map[3]}")
     return family_writes(names, members, matches, feature_map, models=models, neuron_matches=neuron_matches,
                          seeds=seeds)
@@ -348,12 +351,13 @@ def _clocked(events, clock: RunClock):
 
 
 def _record_seconds(events, stage_seconds: dict[str, float]):
-    """Record each stage's seconds: its StageFinished, or the wall time until the job moves on."""
+    """Record each stage's seconds (its StageFinished, or the wall time until the job moves on), summed
+    over a stage's occurrences: a family run's ``stage_seconds`` are the time spent in each kind of stage."""
     current: tuple[str, float] | None = None
 
     def close_current():
-        if current is not None and current[0] not in stage_seconds:
-            stage_seconds[current[0]] = time.perf_counter() - current[1]
+        if current is not None:
+            stage_seconds[current[0]] = stage_seconds.get(current[0], 0.0) + time.perf_counter() - current[1]
 
     while True:
         try:
@@ -365,5 +369,7 @@ def _record_seconds(events, stage_seconds: dict[str, float]):
             close_current()
             current = (event.stage, time.perf_counter())
         elif isinstance(event, StageFinished):
-            stage_seconds[event.stage] = event.seconds
+            if current is not None and current[0] == event.stage:
+                current = None
+            stage_seconds[event.stage] = stage_seconds.get(event.stage, 0.0) + event.seconds
         yield event

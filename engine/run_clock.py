@@ -12,16 +12,23 @@ changes a budget. ``RunClock`` turns those shares and the time spent so far into
                stages still to come
 
 Before anything is measured here ``speed`` is 1, i.e. the reference machine's time.
+
+A family run (``--d-sae 512,2048,4096 [--model-seeds 0,1]``) repeats stages: one SAE stage trains
+every size from one pass of the stream, each further dictionary is evaluated, harvested and labelled
+on its own, a second seed trains its model and dictionaries again, and the matching stage compares
+them all. ``run_plan`` lists those stage *occurrences* in the order the pipeline runs them, each with
+its expected seconds, and ``RunClock`` walks the plan, so the ETA of a family run is the whole
+family's, not its first dictionary's.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from engine.config import RunConfig, preset, preset_measurement, preset_names
 
-__all__ = ["expected_stage_seconds", "expected_run_text", "RunClock", "STAGES"]
+__all__ = ["expected_stage_seconds", "expected_run_text", "run_plan", "RunClock", "STAGES"]
 
 STAGES = ("tokenizer", "tokenize", "model", "sae", "evaluate", "harvest", "labels", "bundle")
 
@@ -63,12 +70,60 @@ def expected_stage_seconds(cfg: RunConfig) -> dict[str, float]:
             for stage in STAGES}
 
 
-def expected_run_text(cfg: RunConfig) -> str:
-    """One honest line about how long ``cfg`` takes, e.g. "about 6 min on a fast 2-core CPU (...)"."""
+def run_plan(cfg: RunConfig, sizes: Sequence[int] = (), seeds: Sequence[int] = (),
+             match_tokens: int = 65_536) -> list[tuple[str, float]]:
+    """[(stage, expected seconds)] in the order ``engine.pipeline.run_pipeline`` runs them: the data
+    stages, then per model its training, one SAE stage for all sizes, and evaluate / harvest / labels
+    per dictionary; a family ends with the matching stage, then the bundle. ``cfg`` is the run's
+    config (``sae.d_sae`` is ignored when ``sizes`` are given)."""
+    sizes = [int(d) for d in sizes] or [int(cfg.sae.d_sae)]
+    n_models = max(1, len(seeds))
+    per_size = [expected_stage_seconds(cfg.with_overrides(sae={"d_sae": d})) for d in sizes]
+    first = per_size[0]
+    stream = _stream_seconds(cfg)              # the model forwards of the SAE stage: paid once per pass
+    sae_pass = sum(e["sae"] for e in per_size) - (len(sizes) - 1) * stream
+    plan = [("tokenizer", first["tokenizer"]), ("tokenize", first["tokenize"])]
+    for _ in range(n_models):
+        plan += [("model", first["model"]), ("sae", sae_pass)]
+        for e in per_size:
+            plan += [("evaluate", e["evaluate"]), ("harvest", e["harvest"]), ("labels", e["labels"])]
+    if len(sizes) > 1 or n_models > 1:
+        plan.append(("matching", _matching_seconds(cfg, sizes, n_models, match_tokens)))
+    plan.append(("bundle", sum(e["bundle"] for e in per_size) * n_models))
+    return plan
+
+
+def _stream_seconds(cfg: RunConfig) -> float:
+    """The share of the SAE stage spent making activations (the model's forwards), in seconds."""
+    seconds = expected_stage_seconds(cfg)["sae"]
+    work = _work(cfg)["sae"]
+    return seconds * (float(cfg.sae.n_activations) * _model_cost(cfg) / 3) / work if work else 0.0
+
+
+def _matching_seconds(cfg: RunConfig, sizes: Sequence[int], n_models: int, match_tokens: int) -> float:
+    """The matching stage: every model's forwards on the matching sample, every dictionary's encoder
+    on it, and the sparse co-activation products (about k x k pairs per token and comparison), at
+    the measured SAE stage's rate of multiply-adds (``engine.analysis.family_match``)."""
+    seconds = expected_stage_seconds(cfg)["sae"]
+    work = _work(cfg)["sae"]
+    if not work:
+        return 1.0
+    per_ma = seconds / work                        # seconds per unit of ``_work`` on the reference machine
+    k = max(1, int(getattr(cfg.sae, "k", 0) or 32))
+    encode = n_models * sum(sizes) * cfg.sae.d_in + n_models * _model_cost(cfg)
+    comparisons = 2 * (len(sizes) - 1) * n_models + (2 * len(sizes) + 2 if n_models > 1 else 0)
+    sparse = comparisons * k * k * 200.0       # a scipy sparse product entry costs ~200 multiply-adds' time
+    neurons = (2 * cfg.model.d_mlp ** 2) if n_models > 1 else 0
+    return float(match_tokens) * (encode + sparse + neurons) * per_ma
+
+
+def expected_run_text(cfg: RunConfig, sizes: Sequence[int] = (), seeds: Sequence[int] = ()) -> str:
+    """One honest line about how long ``cfg`` takes, e.g. "about 6 min on a fast 2-core CPU (...)";
+    with ``sizes`` / ``seeds`` the whole family's run (``run_plan``)."""
     _, seconds, machine = _reference(cfg)
     if not seconds:
         return ""
-    total = sum(expected_stage_seconds(cfg).values())
+    total = sum(s for _, s in run_plan(cfg, sizes, seeds))
     where = f" on {machine}" if machine else ""
     return f"about {_duration(total)}{where}; a slow laptop can take 2.5 times as long"
 
@@ -82,26 +137,45 @@ def _duration(seconds: float) -> str:
 
 
 class RunClock:
-    """Whole-run fraction and ETA from the expected stage seconds and the time spent so far."""
+    """Whole-run fraction and ETA from the expected stage seconds and the time spent so far.
 
-    def __init__(self, expected: Mapping[str, float], now=time.perf_counter) -> None:
-        self.expected = {k: max(1e-6, float(v)) for k, v in expected.items()}
-        self.order = [s for s in STAGES if s in self.expected] + [s for s in self.expected if s not in STAGES]
-        self.total = sum(self.expected.values())
+    ``expected``: {stage: seconds} (each stage once, in ``STAGES`` order) or a plan, [(stage,
+    seconds)] in run order with stages repeated (``run_plan``). ``stage_started`` moves to the next
+    occurrence of that stage in the plan."""
+
+    def __init__(self, expected: Mapping[str, float] | Sequence[tuple[str, float]], now=time.perf_counter) -> None:
+        if isinstance(expected, Mapping):
+            names = [s for s in STAGES if s in expected] + [s for s in expected if s not in STAGES]
+            expected = [(s, expected[s]) for s in names]
+        self.plan = [(str(stage), max(1e-6, float(seconds))) for stage, seconds in expected]
+        self.total = sum(seconds for _, seconds in self.plan) or 1.0
         self._now = now
         self._t0 = now()
-        self._stage: str | None = None
+        self._pos = -1                     # the plan entry now running
+
+    def _find(self, stage: str) -> int:
+        """The plan entry of ``stage`` now: the current one, else its next occurrence (else the last)."""
+        if 0 <= self._pos < len(self.plan) and self.plan[self._pos][0] == stage:
+            return self._pos
+        later = [i for i in range(max(0, self._pos + 1), len(self.plan)) if self.plan[i][0] == stage]
+        if later:
+            return later[0]
+        earlier = [i for i in range(len(self.plan)) if self.plan[i][0] == stage]
+        return earlier[-1] if earlier else -1
 
     def stage_started(self, stage: str) -> None:
-        self._stage = stage
+        i = self._find(stage)
+        if i >= 0:
+            self._pos = i
 
     def _done_and_later(self, stage: str, fraction: float) -> tuple[float, float]:
-        if stage not in self.expected:
-            return 0.0, self.total
-        i = self.order.index(stage)
-        before = sum(self.expected[s] for s in self.order[:i])
-        later = sum(self.expected[s] for s in self.order[i + 1:])
-        return before + min(1.0, max(0.0, fraction)) * self.expected[stage], later
+        i = self._find(stage)
+        if i < 0:
+            before = sum(s for _, s in self.plan[:self._pos + 1])
+            return before, self.total - before
+        before = sum(s for _, s in self.plan[:i])
+        later = sum(s for _, s in self.plan[i + 1:])
+        return before + min(1.0, max(0.0, fraction)) * self.plan[i][1], later
 
     def update(self, stage: str, fraction: float, stage_eta_s: float | None) -> tuple[float, float | None]:
         """(fraction of the whole run done, seconds left in the whole run) at ``stage`` ``fraction``."""
@@ -112,4 +186,4 @@ class RunClock:
             eta = stage_eta_s + speed * later
         else:
             eta = speed * (self.total - done)
-        return done / self.total, max(0.0, eta)
+        return min(1.0, done / self.total), max(0.0, eta)

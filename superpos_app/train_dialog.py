@@ -204,7 +204,9 @@ class TrainDialog(QDialog):
     def _update_expected(self) -> None:
         """How long the form's run should take, from the presets' measured stage seconds."""
         try:
-            text = expected_run_text(self.form.build_config())
+            family = self.form.family()
+            text = expected_run_text(self.form.build_config(), family.get("family_sizes", ()),
+                                     family.get("model_seeds", ()))
         except ConfigError:
             text = ""
         self.expected_label.setText(f"Expected time: {text}." if text else "")

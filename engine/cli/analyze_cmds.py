@@ -34,20 +34,28 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 
-    p = subparsers.add_parser("family", help="re-do a family bundle's matching (sizes, seeds, neurons) without "
-                                             "retraining",
-                              description="--rematch: recompute the matches of every dictionary of a family "
-                                          "bundle (decoder cosine and activation correlation between sizes; "
-                                          "activation and logit-weight correlation between the two seeds' "
-                                          "dictionaries and neurons) on random contexts of the run's validation "
-                                          "split, and rewrite the bundle atomically. The models, statistics and "
-                                          "map are kept.")
+    p = subparsers.add_parser("family", help="what a family bundle found (universality, splits); --rematch "
+                                             "re-does its matching without retraining",
+                              description="Print a family bundle's universality (median best-match correlation "
+                                          "of features across the two seeds per size, against the neurons') and "
+                                          "its clearest splits (a feature whose closest match is shared by "
+                                          "differently labelled features of the next size). --rematch first "
+                                          "recomputes every match (decoder cosine and activation correlation "
+                                          "between sizes; activation and logit-weight correlation between the two "
+                                          "seeds' dictionaries and neurons) on random contexts of the run's "
+                                          "validation split and rewrites the bundle atomically; the models, "
+                                          "statistics and map are kept.")
     p.add_argument("bundle", metavar="BUNDLE.h5")
-    p.add_argument("--rematch", action="store_true", required=True, help="recompute the matches (required)")
+    p.add_argument("--rematch", action="store_true", help="recompute the matches first (rewrites the bundle)")
     p.add_argument("--match-tokens", type=int, default=None, metavar="N",
-                   help="tokens of the matching sample (default 65536, whole contexts at random places)")
+                   help="with --rematch: tokens of the matching sample (default 65536, whole contexts at random "
+                        "places)")
     p.add_argument("--min-active", type=int, default=None, metavar="N",
-                   help="match only units active on at least N of those tokens (default 10)")
+                   help="with --rematch: match only units active on at least N of those tokens (default 10)")
+    p.add_argument("--splits", type=int, default=5, metavar="N", help="how many splits to print (default 5)")
+    p.add_argument("--min-cosine", type=float, default=0.5, metavar="C",
+                   help="a child's decoder cosine with its parent at least C (default 0.5)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_family)
@@ -77,12 +85,28 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_family(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from engine.analysis.family_report import family_report, report_lines
+    from engine.bundle import open_bundle
     from engine.rematch import rematch_job
 
-    cancel = CancelToken()
-    drive(rematch_job(args.bundle, n_tokens=args.match_tokens, min_active=args.min_active, device=args.device,
-                      cancel=cancel), cancel, ProgressPrinter(quiet=args.quiet))
-    print(f"bundle rewritten: {args.bundle}")
+    if not args.rematch and (args.match_tokens is not None or args.min_active is not None):
+        from engine.errors import UserError
+        raise UserError("--match-tokens and --min-active take effect with --rematch (add it to recompute the matches)")
+    if args.rematch:
+        cancel = CancelToken()
+        drive(rematch_job(args.bundle, n_tokens=args.match_tokens, min_active=args.min_active, device=args.device,
+                          cancel=cancel), cancel, ProgressPrinter(quiet=args.quiet))
+        print(f"bundle rewritten: {args.bundle}")
+    with open_bundle(args.bundle) as bundle:
+        report = family_report(bundle, limit=args.splits, min_cosine=args.min_cosine)
+    if args.json:
+        report["splits"] = [dataclasses.asdict(s) for s in report["splits"]]
+        print(json.dumps(report, indent=2, default=float))
+    else:
+        print("\n".join(report_lines(report)))
     return 0
 
 

@@ -91,13 +91,38 @@ def test_cli_takes_several_dictionary_sizes():
 
 
 @pytest.fixture(scope="module")
-def family_bundle(tmp_path_factory):
+def family_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("family")
     cfg = preset("tiny").with_overrides(train={"tokens": 20_000}, sae={"n_activations": 24_000},
                                         harvest={"n_tokens": 3_000, "eval_tokens": 1_500})
-    out, _ = collect(run_pipeline(cfg, root / "fam.h5", workdir=root / "work", family_sizes=(32, 64, 128),
-                                  model_seeds=(0, 1)))
-    return out
+    return collect(run_pipeline(cfg, root / "fam.h5", workdir=root / "work", family_sizes=(32, 64, 128),
+                                model_seeds=(0, 1)))
+
+
+@pytest.fixture(scope="module")
+def family_bundle(family_run):
+    return family_run[0]
+
+
+def test_the_run_clock_covers_the_whole_family_not_its_first_dictionary(family_run):
+    """Both models' stages and every dictionary's analysis are in the whole-run fraction: it rises
+    through the run (never jumping back when a stage repeats) and the first model ends well before
+    half of it; the bundle's stage seconds sum each kind of stage over its occurrences."""
+    import json
+
+    from engine.events import Message, Progress
+
+    out, events = family_run
+    progress = [e for e in events if isinstance(e, Progress)]
+    fractions = [e.run_fraction for e in progress]
+    assert all(f is not None for f in fractions) and fractions == sorted(fractions) and fractions[-1] > 0.99
+    first_model_end = max(e.run_fraction for e in progress[:[e.stage for e in progress].index("sae")]
+                          if e.stage == "model")
+    assert first_model_end < 0.45
+    assert any(isinstance(e, Message) and "expected run time" in e.text for e in events)
+    with open_bundle(out) as b:
+        seconds = json.loads(b.info["extra_info"]["stage_seconds"])
+    assert {"model", "sae", "evaluate", "harvest", "labels", "matching"} <= set(seconds)
 
 
 def test_family_bundle_holds_every_dictionary_with_its_own_statistics(family_bundle):
@@ -156,6 +181,37 @@ def test_rematch_recomputes_what_the_run_stored_and_rewrites_the_bundle(family_b
     with open_bundle(path) as b:
         assert b.metrics["match_tokens"] < metrics_before["match_tokens"] and b.metrics["match_min_active"] == 3
         assert b.n_features == 32 and b.columns("feature")["label"]
+
+
+def test_the_family_report_reads_universality_and_splits_from_the_stored_matches(family_bundle, capsys):
+    """``superpos family BUNDLE``: the stored medians per size and the neurons', and splits that are
+    what the stored decoder matches say: every child's best match in the smaller size is its parent,
+    its cosine at least the bar, the children's labels all different."""
+    from engine.analysis.family_report import family_report
+    from engine.bundle.family import FamilyTree
+    from engine.cli.main import main
+
+    with open_bundle(family_bundle) as b:
+        report = family_report(b, min_cosine=0.0, limit=50)
+        u = report["universality"]
+        assert u["neurons"] == pytest.approx(b.metrics["universality_neuron_median"])
+        assert sorted(u["features"]) == [32, 64, 128]
+        assert u["features"][64][0] == pytest.approx(b.metrics["universality_feature_median_64"], nan_ok=True)
+        tree = FamilyTree(b)
+        assert report["splits"], "a tiny family of 32/64/128 has features shared as best match"
+        for split in report["splits"]:
+            assert b.family.members[split.member]["model"] == b.family.members[split.member + 1]["model"]
+            labels = [label for _, _, label, _ in split.children]
+            assert len(labels) >= 2 and len(set(labels)) == len(labels)
+            for g, cos, _, _ in split.children:
+                assert tree.parent(split.member + 1, g) == (split.feature, pytest.approx(cos))
+        strict = family_report(b, min_cosine=0.99)["splits"]
+        assert all(c >= 0.99 for s in strict for _, c, _, _ in s.children)
+    assert main(["family", str(family_bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "universality: median best-match" in out and "neurons" in out and "features      64" in out
+    assert main(["family", str(family_bundle), "--min-active", "3"]) == 1      # needs --rematch: one line
+    assert "--rematch" in capsys.readouterr().err
 
 
 def test_old_bundles_open_as_families_of_one(written, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from engine.cli.progress import ProgressPrinter
 from engine.config import preset, preset_description, preset_measurement
 from engine.events import Progress, StageFinished, StageStarted, collect
-from engine.run_clock import STAGES, RunClock, expected_run_text, expected_stage_seconds
+from engine.run_clock import STAGES, RunClock, expected_run_text, expected_stage_seconds, run_plan
 
 
 def test_demo_expectation_is_the_measurement_and_the_promise_matches_it():
@@ -76,3 +76,36 @@ def test_a_stage_without_a_size_prints_one_line_not_an_empty_bar():
     assert "[1/8] tokenizer: done in 2.5 s" in text
     assert "it/s" not in text and "0.00it" not in text
     assert "[3/8] model" in text and "30%, 2:05 left" in text
+
+
+def test_a_family_plan_repeats_the_stages_the_pipeline_repeats():
+    demo = preset("demo")
+    single = run_plan(demo)
+    assert [s for s, _ in single] == list(STAGES)
+    assert sum(t for _, t in single) == pytest.approx(sum(expected_stage_seconds(demo).values()))
+    plan = run_plan(demo, (512, 2048, 4096), (0, 1))
+    names = [s for s, _ in plan]
+    assert names.count("model") == 2 and names.count("sae") == 2         # one SAE pass per model
+    assert names.count("harvest") == 6 and names.count("labels") == 6    # each dictionary on its own
+    assert names[-2:] == ["matching", "bundle"] and names[:2] == ["tokenizer", "tokenize"]
+    sae_pass = dict(plan)["sae"]
+    three_runs = sum(expected_stage_seconds(demo.with_overrides(sae={"d_sae": d}))["sae"] for d in (512, 2048, 4096))
+    assert expected_stage_seconds(demo)["sae"] < sae_pass < three_runs   # the stream is paid once
+    total = sum(t for _, t in plan)
+    assert total > 2 * sum(t for _, t in single)
+    assert f"about {round(total / 60)} min" in expected_run_text(demo, (512, 2048, 4096), (0, 1))
+
+
+def test_the_clock_walks_repeated_stages_in_order():
+    now = FakeTime()
+    clock = RunClock([("model", 100.0), ("sae", 100.0), ("model", 100.0), ("sae", 100.0)], now=now)
+    clock.stage_started("model")
+    assert clock.update("model", 1.0, None)[0] == pytest.approx(0.25)
+    clock.stage_started("sae")
+    clock.stage_started("model")                   # the second model: not back at the start
+    now.t = 250.0
+    fraction, eta = clock.update("model", 0.5, None)
+    assert fraction == pytest.approx(0.625)
+    assert eta == pytest.approx(150.0)             # 250 s for 250 expected: this machine's speed is 1
+    clock.stage_started("sae")
+    assert clock.update("sae", 0.0, None)[0] == pytest.approx(0.75)
