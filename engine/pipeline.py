@@ -261,7 +261,7 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
     the next, each of model a's dictionaries to model b's of its size, the neurons; correlations on
     random contexts spread over the validation split) and embed model a's decoder rows; returns the
     ``extra`` writes of ``write_bundle_job``."""
-    from engine.analysis.family_match import match_family_models, universality_line
+    from engine.analysis.family_match import match_family_job, universality_line
     from engine.analysis.feature_map import embed_decoders
     from engine.bundle.family import ModelParts, family_writes
     from engine.data.activations import ModelActivationSource
@@ -303,12 +303,9 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
         names += [f"B/{i}" for i in range(len(b_saes))]
         all_models.append(model_b)
         all_saes.append(b_saes)
-    def match_and_map():
-        found = match_family_models(all_models, all_saes, data.tokens.val, seed=cfg.harvest.seed, device=dev)
-        return found, embed_decoders(found[3], seed=cfg.sae.seed)
-
-    (matches, neuron_matches, match_metrics, _), feature_map = yield from timed(_blocking_stage(
-        "matching", 6, n, match_and_map))
+    matches, neuron_matches, match_metrics, map_decoders = yield from timed(staged(match_family_job(
+        all_models, all_saes, data.tokens.val, seed=cfg.harvest.seed, device=dev, cancel=cancel), 6, n))
+    feature_map = yield from timed(_blocking_stage("map", 6, n, embed_decoders, map_decoders, seed=cfg.sae.seed))
     metrics0.update(match_metrics)
     if len(all_models) > 1:
         yield Message(universality_line(metrics0, [s.cfg.d_sae for s in a_saes]))

@@ -49,7 +49,7 @@ def _load_family(path: Path):
 def rematch_job(path, *, n_tokens: int | None = None, min_active: int | None = None, device: str = "cpu",
                 cancel: CancelToken | None = None) -> Generator[object, None, dict]:
     """Recompute the matches of the family bundle at ``path`` in place (atomically); returns the new metrics."""
-    from engine.analysis.family_match import match_family_models, universality_line
+    from engine.analysis.family_match import match_family_job, universality_line
     from engine.analysis.feature_map import embed_decoders
     from engine.analysis.universality import DEFAULT_MATCH_TOKENS, DEFAULT_MIN_ACTIVE
     from engine.bundle.family import replace_matches
@@ -61,10 +61,9 @@ def rematch_job(path, *, n_tokens: int | None = None, min_active: int | None = N
     t0 = time.perf_counter()
     config, tokenizer, models, saes = yield from _blocking_stage("load", 0, n, _load_family, path)
     tokens = yield from staged(tokenize_corpus(config.corpus, tokenizer, cancel=cancel), 1, n)
-    matches, neuron_matches, metrics, map_decoders = yield from _blocking_stage(
-        "matching", 2, n, match_family_models, models, saes, tokens.val,
-        n_tokens=int(n_tokens or DEFAULT_MATCH_TOKENS), min_active=int(min_active or DEFAULT_MIN_ACTIVE),
-        seed=config.harvest.seed, device=device)
+    matches, neuron_matches, metrics, map_decoders = yield from staged(match_family_job(
+        models, saes, tokens.val, n_tokens=int(n_tokens or DEFAULT_MATCH_TOKENS),
+        min_active=int(min_active or DEFAULT_MIN_ACTIVE), seed=config.harvest.seed, device=device, cancel=cancel), 2, n)
     feature_map = yield from _blocking_stage("map", 2, n, embed_decoders, map_decoders, seed=config.sae.seed)
     if cancel is not None and cancel.cancelled:
         raise Cancelled("rematch cancelled; the bundle is unchanged")

@@ -74,7 +74,7 @@ def run_plan(cfg: RunConfig, sizes: Sequence[int] = (), seeds: Sequence[int] = (
              match_tokens: int = 65_536) -> list[tuple[str, float]]:
     """[(stage, expected seconds)] in the order ``engine.pipeline.run_pipeline`` runs them: the data
     stages, then per model its training, one SAE stage for all sizes, and evaluate / harvest / labels
-    per dictionary; a family ends with the matching stage, then the bundle. ``cfg`` is the run's
+    per dictionary; a family ends with the matching and map stages, then the bundle. ``cfg`` is the run's
     config (``sae.d_sae`` is ignored when ``sizes`` are given)."""
     sizes = [int(d) for d in sizes] or [int(cfg.sae.d_sae)]
     n_models = max(1, len(seeds))
@@ -89,6 +89,7 @@ def run_plan(cfg: RunConfig, sizes: Sequence[int] = (), seeds: Sequence[int] = (
             plan += [("evaluate", e["evaluate"]), ("harvest", e["harvest"]), ("labels", e["labels"])]
     if len(sizes) > 1 or n_models > 1:
         plan.append(("matching", _matching_seconds(cfg, sizes, n_models, match_tokens)))
+        plan.append(("map", _map_seconds(n_models * sum(sizes))))
     plan.append(("bundle", sum(e["bundle"] for e in per_size) * n_models))
     return plan
 
@@ -115,6 +116,13 @@ def _matching_seconds(cfg: RunConfig, sizes: Sequence[int], n_models: int, match
     sparse = comparisons * k * k * 200.0       # a scipy sparse product entry costs ~200 multiply-adds' time
     neurons = (2 * cfg.model.d_mlp ** 2) if n_models > 1 else 0
     return float(match_tokens) * (encode + sparse + neurons) * per_ma
+
+
+def _map_seconds(points: int) -> float:
+    """The feature map: UMAP (the ``map`` extra) ~1 ms a point on a 2-core CPU, PCA next to nothing."""
+    import importlib.util
+
+    return points * (1e-3 if importlib.util.find_spec("umap") is not None else 2e-6) + 0.1
 
 
 def expected_run_text(cfg: RunConfig, sizes: Sequence[int] = (), seeds: Sequence[int] = ()) -> str:

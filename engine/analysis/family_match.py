@@ -1,6 +1,7 @@
 """All the matches of a family, from its models, dictionaries and held-out tokens.
 
-``match_family_models(models, saes, tokens, ...)`` is the one computation behind both
+``match_family_job(models, saes, tokens, ...)`` (a job: Progress per step, cancellable between
+steps) and ``match_family_models`` (the same, run to the end) are the one computation behind both
 ``superpos run --d-sae ... [--model-seeds a,b]`` and ``superpos family BUNDLE --rematch`` (which
 re-does it on a bundle without retraining). ``saes[m]`` are model m's dictionaries, smallest first;
 members are numbered model 0's first, then model 1's (the bundle's order). It returns the matches in
@@ -19,29 +20,71 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import time
+
 import numpy as np
 
+from engine.events import CancelToken, Cancelled, Progress, RateMeter, StageFinished, StageStarted
 from engine.analysis.matching import best_match_summary, correlation_matches, decoder_matches
 from engine.analysis.universality import (DEFAULT_MATCH_TOKENS, DEFAULT_MIN_ACTIVE, feature_acts,
                                           logit_weight_correlations, neuron_acts, sparse_correlation_matches,
                                           spread_windows)
 
-__all__ = ["match_family_models", "universality_line", "neuron_alignment"]
+__all__ = ["match_family_job", "match_family_models", "universality_line", "neuron_alignment"]
 
 
-def match_family_models(models: Sequence, saes: Sequence[Sequence], tokens: np.ndarray, *,
-                        n_tokens: int = DEFAULT_MATCH_TOKENS, min_active: int = DEFAULT_MIN_ACTIVE,
-                        seed: int = 0, k: int = 5, device: str = "cpu"):
-    """(matches {(a, b): {kind: (ids, values)}}, neuron_matches {(ma, mb): (ids, values)}, metrics,
-    decoders for the map: every member's W_dec in model 0's neuron basis, in member order)."""
+def match_family_models(models: Sequence, saes: Sequence[Sequence], tokens: np.ndarray, **options):
+    """``match_family_job`` run to the end, its events dropped (tests, scripts)."""
+    job = match_family_job(models, saes, tokens, **options)
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            return stop.value
+
+
+def match_family_job(models: Sequence, saes: Sequence[Sequence], tokens: np.ndarray, *,
+                     n_tokens: int = DEFAULT_MATCH_TOKENS, min_active: int = DEFAULT_MIN_ACTIVE,
+                     seed: int = 0, k: int = 5, device: str = "cpu", cancel: CancelToken | None = None,
+                     stage: str = "matching"):
+    """A job (StageStarted, a Progress after each model's forwards, each dictionary's encoding and each
+    comparison, StageFinished) returning (matches {(a, b): {kind: (ids, values)}}, neuron_matches
+    {(ma, mb): (ids, values)}, metrics, decoders for the map: every member's W_dec in model 0's neuron
+    basis, in member order). Cancelling stops it between steps (``Cancelled``)."""
+    n_models = len(models)
+    n_dicts = sum(len(s) for s in saes)
+    size_pairs = sum(max(0, len(s) - 1) for s in saes)
+    seed_pairs = min(len(saes[0]), len(saes[1])) if n_models > 1 else 0
+    total = n_models + n_dicts + size_pairs + seed_pairs + (1 if n_models > 1 else 0)
+    yield StageStarted(stage, total=total, unit="steps")
+    t0 = time.perf_counter()
+    meter = RateMeter(total)
+    done = 0
+
+    def step():
+        nonlocal done
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("matching cancelled")
+        done += 1
+        rate, eta = meter.update(done)
+        return Progress(stage, done=done, total=total, rate=rate, eta_s=eta, unit="steps")
+
     windows = spread_windows(tokens, n_tokens, models[0].cfg.n_ctx, seed)
-    x = [neuron_acts(m, windows, device=device) for m in models]
-    acts = [[feature_acts(s, xm, device=device) for s in model_saes] for xm, model_saes in zip(x, saes)]
+    x = []
+    for m in models:
+        x.append(neuron_acts(m, windows, device=device))
+        yield step()
+    acts = []
+    for xm, model_saes in zip(x, saes):
+        acts.append([])
+        for s in model_saes:
+            acts[-1].append(feature_acts(s, xm, device=device))
+            yield step()
     decoders = [[s.W_dec.detach().cpu().numpy() for s in model_saes] for model_saes in saes]
     first = np.cumsum([0] + [len(s) for s in saes])
     matches, neuron_matches = {}, {}
     metrics = {"match_tokens": float(windows.size), "match_min_active": float(min_active)}
-    for m in range(len(models)):
+    for m in range(n_models):
         for d in range(len(saes[m]) - 1):
             for i, j in ((d, d + 1), (d + 1, d)):
                 matches[(first[m] + i, first[m] + j)] = {
@@ -49,8 +92,9 @@ def match_family_models(models: Sequence, saes: Sequence[Sequence], tokens: np.n
                     "corr": sparse_correlation_matches(acts[m][i], acts[m][j], k=k, min_active=min_active)}
             if m == 0:
                 metrics[f"family_corr_median_{d}_{d + 1}"] = best_match_summary(matches[(d, d + 1)]["corr"][1])["median"]
-    if len(models) > 1:
-        for d in range(min(len(saes[0]), len(saes[1]))):
+            yield step()
+    if n_models > 1:
+        for d in range(seed_pairs):
             a, b = int(first[0] + d), int(first[1] + d)
             F = int(saes[0][d].cfg.d_sae)
             for (p, q), (ma, mb) in (((a, b), (0, 1)), ((b, a), (1, 0))):
@@ -61,15 +105,18 @@ def match_family_models(models: Sequence, saes: Sequence[Sequence], tokens: np.n
             metrics[f"universality_feature_median_{F}"] = summary["median"]
             metrics[f"universality_feature_n_{F}"] = summary["n"]
             metrics[f"universality_logit_median_{F}"] = best_match_summary(matches[(a, b)]["logit"][1])["median"]
+            yield step()
         for ma, mb in ((0, 1), (1, 0)):
             neuron_matches[(ma, mb)] = correlation_matches(x[ma], x[mb], k=k, device=device)
         summary = best_match_summary(neuron_matches[(0, 1)][1])
         metrics["universality_neuron_median"] = summary["median"]
         metrics["universality_neuron_n"] = summary["n"]
+        yield step()
     map_decoders = list(decoders[0])
-    for m in range(1, len(models)):
+    for m in range(1, n_models):
         R = neuron_alignment(x[m], x[0])
         map_decoders += [W @ R for W in decoders[m]]
+    yield StageFinished(stage, seconds=time.perf_counter() - t0)
     return matches, neuron_matches, metrics, map_decoders
 
 

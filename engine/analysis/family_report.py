@@ -8,8 +8,9 @@
   0.72 vs neurons 0.46);
 - ``splits``: features of one size whose decoder direction is the best match of at least two
   features of the next size, each child close to it (cosine >= ``min_cosine``), live (density above
-  ``min_density``) and labelled, the children's labels all different: the paper's feature splitting. Ranked by the number of such children, then
-  by their weakest cosine; each with the parent's and children's labels and densities.
+  ``min_density``) and labelled, the children's labels all different: the paper's feature splitting. Ranked by how close the parent's
+  ``min_children``-th closest child is (a split is at least two close children, not one close child
+  and loose ones), then by the number of children; each with the parent's and children's labels and densities.
 
 ``report_lines`` prints it for ``superpos family BUNDLE``. Both read at most two columns per
 dictionary, so the report is instant on a 16k-feature family.
@@ -50,8 +51,9 @@ def _columns(bundle, d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def splits(bundle, min_cosine: float = 0.5, min_children: int = 2, limit: int = 10,
-           min_density: float = 0.0) -> list[Split]:
-    """The family's clearest splits (see module doc), within each model, smallest sizes first."""
+           min_density: float = 0.0, about: str = "") -> list[Split]:
+    """The family's clearest splits (see module doc), within each model; ``about``: only parents whose
+    label contains it (case-insensitive), e.g. "Arabic"."""
     fam = bundle.family
     if len(fam) < 2:
         return []
@@ -79,7 +81,7 @@ def splits(bundle, min_cosine: float = 0.5, min_children: int = 2, limit: int = 
         labels, density = cols(d)
         child_labels, child_density = cols(d + 1)
         for f in candidates:
-            if not density[f] > min_density:
+            if not density[f] > min_density or (about and about.lower() not in labels[f].lower()):
                 continue
             kids = [(g, c) for g, c in tree.children(d, int(f)) if c >= min_cosine
                     and child_density[g] > min_density and child_labels[g].strip()]    # live, labelled
@@ -92,7 +94,7 @@ def splits(bundle, min_cosine: float = 0.5, min_children: int = 2, limit: int = 
             children = [(g, c, child_labels[g], float(child_density[g])) for g, c in distinct.values()]
             children.sort(key=lambda t: -t[1])
             split = Split(d, int(f), str(labels[f]), float(density[f]), children)
-            found.append(((-len(children), -min(c for _, c, _, _ in children), d, int(f)), split))
+            found.append(((-children[min_children - 1][1], -len(children), d, int(f)), split))
     found.sort(key=lambda t: t[0])
     return [s for _, s in found[:limit]]
 

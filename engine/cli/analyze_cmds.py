@@ -55,6 +55,8 @@ def register(subparsers) -> None:
     p.add_argument("--splits", type=int, default=5, metavar="N", help="how many splits to print (default 5)")
     p.add_argument("--min-cosine", type=float, default=0.5, metavar="C",
                    help="a child's decoder cosine with its parent at least C (default 0.5)")
+    p.add_argument("--about", default="", metavar="TEXT",
+                   help="only splits of features whose label contains TEXT, e.g. --about Arabic")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -101,7 +103,7 @@ def cmd_family(args: argparse.Namespace) -> int:
                           cancel=cancel), cancel, ProgressPrinter(quiet=args.quiet))
         print(f"bundle rewritten: {args.bundle}")
     with open_bundle(args.bundle) as bundle:
-        report = family_report(bundle, limit=args.splits, min_cosine=args.min_cosine)
+        report = family_report(bundle, limit=args.splits, min_cosine=args.min_cosine, about=args.about)
     if args.json:
         report["splits"] = [dataclasses.asdict(s) for s in report["splits"]]
         print(json.dumps(report, indent=2, default=float))

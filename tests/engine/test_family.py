@@ -214,6 +214,32 @@ def test_the_family_report_reads_universality_and_splits_from_the_stored_matches
     assert "--rematch" in capsys.readouterr().err
 
 
+def test_matching_is_a_job_with_progress_that_cancels_between_steps(family_bundle):
+    """The matching stage reports each model's forwards, each dictionary's encoding and each
+    comparison, so a family run's bar moves and Cancel stops it there, not after the whole stage."""
+    from engine.analysis.family_match import match_family_job
+    from engine.events import CancelToken, Cancelled, Progress, StageFinished, StageStarted
+    from engine.rematch import _load_family
+
+    config, _, models, saes = _load_family(family_bundle)
+    tokens = np.random.default_rng(0).integers(0, config.model.vocab_size, 20_000)
+    _, events = collect(match_family_job(models, saes, tokens, n_tokens=4_000, min_active=3))
+    started = next(e for e in events if isinstance(e, StageStarted))
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert started.stage == "matching" and started.total == 2 + 6 + 4 + 3 + 1
+    assert [e.done for e in progress] == list(range(1, started.total + 1))
+    assert isinstance(events[-1], StageFinished)
+    cancel = CancelToken()
+    job = match_family_job(models, saes, tokens, n_tokens=4_000, min_active=3, cancel=cancel)
+    seen = 0
+    with pytest.raises(Cancelled):
+        for event in job:
+            if isinstance(event, Progress):
+                seen += 1
+                cancel.cancel()
+    assert seen == 1
+
+
 def test_old_bundles_open_as_families_of_one(written, tmp_path):
     import h5py
 

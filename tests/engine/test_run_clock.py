@@ -87,7 +87,7 @@ def test_a_family_plan_repeats_the_stages_the_pipeline_repeats():
     names = [s for s, _ in plan]
     assert names.count("model") == 2 and names.count("sae") == 2         # one SAE pass per model
     assert names.count("harvest") == 6 and names.count("labels") == 6    # each dictionary on its own
-    assert names[-2:] == ["matching", "bundle"] and names[:2] == ["tokenizer", "tokenize"]
+    assert names[-3:] == ["matching", "map", "bundle"] and names[:2] == ["tokenizer", "tokenize"]
     sae_pass = dict(plan)["sae"]
     three_runs = sum(expected_stage_seconds(demo.with_overrides(sae={"d_sae": d}))["sae"] for d in (512, 2048, 4096))
     assert expected_stage_seconds(demo)["sae"] < sae_pass < three_runs   # the stream is paid once
