@@ -124,7 +124,18 @@ def neuron_alignment(x_from_NM: np.ndarray, x_to_NM: np.ndarray) -> np.ndarray:
     """[M_from, M_to]: the least-squares linear map from one model's neuron activations to another's on
     the same tokens, so the other seed's decoder directions can be drawn in model A's neuron basis
     (each model's neurons are its own basis: without this the map would mix unrelated coordinates)."""
-    R, *_ = np.linalg.lstsq(np.asarray(x_from_NM, np.float64), np.asarray(x_to_NM, np.float64), rcond=None)
+    # fitted on mean-centred activations: decoder rows are directions (differences), so the map must
+    # not carry the ReLU neurons' large common mean, which would push every carried row the same way
+    # (the PCA map then shows the other seed as two far lobes instead of among model A's features)
+    # and ridge-regularised: a nearly constant neuron of one model (dead on the sample, or almost) gets
+    # an unbounded coefficient by plain least squares, and every carried row with weight on it would
+    # point along that one direction (the other seed's map then sits in two far lobes)
+    x_from = np.asarray(x_from_NM, np.float64)
+    x_to = np.asarray(x_to_NM, np.float64)
+    x_from, x_to = x_from - x_from.mean(0), x_to - x_to.mean(0)
+    gram = x_from.T @ x_from
+    ridge = 1e-2 * max(float(np.trace(gram)) / max(1, len(gram)), 1e-12)
+    R = np.linalg.solve(gram + ridge * np.eye(len(gram)), x_from.T @ x_to)
     return R.astype(np.float32)
 
 

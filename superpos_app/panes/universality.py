@@ -25,7 +25,7 @@ from superpos_app.panes.fit import scrolled
 
 __all__ = ["UniversalityPane", "best_match_histogram"]
 
-BINS = np.linspace(-0.2, 1.0, 25)
+BINS = np.linspace(-0.5, 1.0, 31)     # activation matches are >= 0; logit-weight ones go negative (below -0.5: first bin)
 
 
 def best_match_histogram(values_K: np.ndarray | None) -> tuple[np.ndarray, float]:
@@ -62,7 +62,8 @@ class UniversalityPane(QWidget):
         self.plot = make_plot("best-match correlation across seeds", "correlation with the best match",
                               "fraction of units", height=170)
         self.plot.setMaximumHeight(220)
-        self.plot.addLegend(offset=(10, 5))
+        self.plot.addLegend(offset=(10, 5), brush=pg.mkBrush(255, 255, 255, 230), pen=pg.mkPen(200, 200, 200),
+                            labelTextColor=(60, 60, 60))    # opaque: no curve runs through the names
         self.feature_curve = self.plot.plot([], [], stepMode="center", pen=pg.mkPen(FEATURE_COLOR, width=2),
                                             name="features")
         self.neuron_curve = self.plot.plot([], [], stepMode="center", pen=pg.mkPen(NEURON_COLOR, width=2),

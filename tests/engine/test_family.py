@@ -311,3 +311,20 @@ def test_family_members_start_from_their_own_initialisation():
     cos = (small.W_dec @ wide.W_dec[:32].t()).diagonal()
     assert float(cos.abs().max()) < 0.99
     assert family_configs(SAEConfig(d_in=16, d_sae=32, seed=2**32 - 1), [32, 64])[1].seed < 2**32
+
+
+def test_the_seed_alignment_recovers_a_linear_map_and_ignores_constant_neurons():
+    """The map's carry of model B's directions into model A's neuron basis: centred and ridge-
+    regularised, so a (nearly) constant neuron of B gets no runaway coefficient that would send
+    every carried row the same way."""
+    from engine.analysis.family_match import neuron_alignment
+
+    rng = np.random.default_rng(0)
+    xb = np.maximum(rng.standard_normal((4000, 12)), 0) + 3.0
+    xb[:, 5] = 2.0 + 1e-7 * rng.standard_normal(4000)          # constant but for rounding noise
+    true = rng.standard_normal((12, 9))
+    true[5] = 0.0
+    xa = xb @ true + 0.01 * rng.standard_normal((4000, 9))
+    R = neuron_alignment(xb, xa)
+    np.testing.assert_allclose(np.delete(R, 5, axis=0), np.delete(true, 5, axis=0), atol=0.05)
+    assert np.abs(R[5]).max() < 1.0
