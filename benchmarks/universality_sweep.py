@@ -44,6 +44,20 @@ def _count(text: str) -> int:
     return int(float(text[:-1] if scale > 1 else text) * scale)
 
 
+def duplicates(sae, acts) -> float:
+    """Share of the live features (active on the sample) whose decoder direction has cosine > 0.95
+    with another live feature of the same SAE: copies, not features (an L1 SAE with too high a
+    learning rate grows them)."""
+    import torch
+
+    live = np.bincount(acts.indices, minlength=acts.shape[1]) > 0
+    W = sae.W_dec.detach()[torch.from_numpy(live)]
+    W = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    C = W @ W.T
+    C.fill_diagonal_(-1.0)
+    return float((C.max(dim=1).values > 0.95).float().mean()) if len(W) else 0.0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle")
@@ -52,6 +66,8 @@ def main(argv=None) -> int:
     ap.add_argument("--match-tokens", type=int, default=65_536)
     ap.add_argument("--min-active", type=int, default=DEFAULT_MIN_ACTIVE)
     ap.add_argument("--recipe", default=None, help="another SAE recipe than the bundle's (e.g. 2023)")
+    ap.add_argument("--lr", type=float, default=None, help="another SAE learning rate than the bundle's")
+    ap.add_argument("--l1", type=float, default=None, help="another L1 coefficient than the bundle's")
     args = ap.parse_args(argv)
     budgets = [_count(b) for b in args.budgets.split(",")]
 
@@ -64,9 +80,10 @@ def main(argv=None) -> int:
     with open_bundle(args.bundle, second) as d:
         model_b = d.load_model()
     tokens, _ = collect(tokenize_corpus(cfg.corpus, tokenizer))
-    base = cfg.sae.replace(d_sae=args.size, **({"recipe": args.recipe} if args.recipe else {}))
+    changes = {k: v for k, v in (("recipe", args.recipe), ("lr", args.lr), ("l1_coeff", args.l1)) if v is not None}
+    base = cfg.sae.replace(d_sae=args.size, **changes)
     print(f"{args.bundle}: models A (seed {cfg.train.seed}) and B; {args.size}-feature {base.recipe} SAEs "
-          f"(k={base.k}), budgets {', '.join(f'{n:,}' for n in budgets)} activations")
+          f"(k={base.k}, lr={base.lr:g}, l1={base.l1_coeff:g}), budgets {', '.join(f'{n:,}' for n in budgets)} activations")
 
     def train(model, seeds):
         cfgs = [base.replace(n_activations=n, seed=s) for n in budgets for s in seeds]
@@ -87,12 +104,13 @@ def main(argv=None) -> int:
 
     print(f"\nmedian best-match activation correlation on {windows.size:,} tokens (units active on >= "
           f"{args.min_active}):")
-    print(f"{'SAE activations':>16} | {'A vs A (SAE seed)':>18} | {'A vs B (model seed)':>20}")
+    print(f"{'SAE activations':>16} | {'A vs A (SAE seed)':>18} | {'A vs B (model seed)':>20} | L0 (A) | duplicates (A)")
     for n in budgets:
         fa, fa2, fb = (feature_acts(s, x) for s, x in ((saes_a[(n, 101)], xa), (saes_a[(n, 202)], xa),
                                                         (saes_b[(n, 101)], xb)))
         same, cross = median(fa, fa2), median(fa, fb)
-        print(f"{n:>16,} | {same['median']:>11.3f} (n={int(same['n']):>4}) | {cross['median']:>13.3f} (n={int(cross['n']):>4})")
+        print(f"{n:>16,} | {same['median']:>11.3f} (n={int(same['n']):>4}) | {cross['median']:>13.3f} (n={int(cross['n']):>4})"
+              f" | {fa.nnz / max(1, fa.shape[0]):>6.1f} | {duplicates(saes_a[(n, 101)], fa):.1%}")
     neurons = best_match_summary(correlation_matches(xa, xb)[1])
     print(f"{'neurons':>16} | {'':>18} | {neurons['median']:>13.3f} (n={int(neurons['n']):>4})")
     return 0

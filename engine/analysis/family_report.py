@@ -8,7 +8,8 @@
   0.72 vs neurons 0.46);
 - ``splits``: features of one size whose decoder direction is the best match of at least two
   features of the next size, each child close to it (cosine >= ``min_cosine``), live (density above
-  ``min_density``) and labelled, the children's labels all different: the paper's feature splitting. Ranked by how close the parent's
+  ``min_density``), labelled and not a near-identical copy of another feature of its dictionary
+  (``matching.duplicate_copies``), the children's labels all different: the paper's feature splitting. Ranked by how close the parent's
   ``min_children``-th closest child is (a split is at least two close children, not one close child
   and loose ones), then by the number of children; each with the parent's and children's labels and densities.
 
@@ -66,6 +67,15 @@ def splits(bundle, min_cosine: float = 0.5, min_children: int = 2, limit: int = 
             cache[d] = _columns(bundle, d)
         return cache[d]
 
+    def copies(d):          # a child that is a near-identical copy of another is not another child
+        from engine.analysis.matching import duplicate_copies
+        from engine.bundle import open_bundle
+
+        if ("copies", d) not in cache:
+            with open_bundle(bundle.path, d) as member:
+                cache[("copies", d)] = duplicate_copies(member.load_sae().W_dec.detach().cpu().numpy())
+        return cache[("copies", d)]
+
     for d in range(len(fam) - 1):
         if fam.members[d]["model"] != fam.members[d + 1]["model"]:
             continue
@@ -84,7 +94,8 @@ def splits(bundle, min_cosine: float = 0.5, min_children: int = 2, limit: int = 
             if not density[f] > min_density or (about and about.lower() not in labels[f].lower()):
                 continue
             kids = [(g, c) for g, c in tree.children(d, int(f)) if c >= min_cosine
-                    and child_density[g] > min_density and child_labels[g].strip()]    # live, labelled
+                    and child_density[g] > min_density and child_labels[g].strip()    # live, labelled,
+                    and not copies(d + 1)[g]]                                          # not a copy
             names = [child_labels[g] for g, _ in kids]
             distinct = {}
             for (g, c), name in zip(kids, names):     # one child per distinct label, the closest
@@ -108,6 +119,12 @@ def family_report(bundle, **split_options) -> dict:
     universality = None
     if "universality_neuron_median" in metrics:
         sizes = sorted({m["d_sae"] for m in members if m["model"] == 0})
+        unique = {}
+        for i, m in enumerate(members):
+            other = fam.counterpart(i)
+            if m["model"] != 0 or other is None or bundle.matches(i, other, "corr") is None:
+                continue
+            unique[m["d_sae"]] = _unique_median(bundle, i, bundle.matches(i, other, "corr")[1][:, 0])
         universality = {
             "match_tokens": int(metrics.get("match_tokens", 0)),
             "min_active": int(metrics.get("match_min_active", 0)),
@@ -116,8 +133,23 @@ def family_report(bundle, **split_options) -> dict:
             "features": {F: (float(metrics.get(f"universality_feature_median_{F}", math.nan)),
                              int(metrics.get(f"universality_feature_n_{F}", 0)),
                              float(metrics.get(f"universality_logit_median_{F}", math.nan))) for F in sizes},
+            "unique": unique,           # {F: (median over one feature per duplicate group, n, copies left out)}
         }
-    return {"members": members, "universality": universality, "splits": splits(bundle, **split_options)}
+    return {"members": members, "universality": universality, "splits": splits(bundle, **split_options),
+            "split_limit": int(split_options.get("limit", 10))}
+
+
+def _unique_median(bundle, i: int, best: np.ndarray) -> tuple[float, int, int]:
+    """The median best-match correlation of dictionary i with its near-identical copies left out
+    (``matching.duplicate_copies``), how many it counts, and how many copies there are."""
+    from engine.analysis.matching import duplicate_copies
+    from engine.bundle import open_bundle
+
+    with open_bundle(bundle.path, i) as member:
+        W = member.load_sae().W_dec.detach().cpu().numpy()
+    copies = duplicate_copies(W)
+    ok = np.isfinite(best) & ~copies
+    return (float(np.median(best[ok])) if ok.any() else math.nan), int(ok.sum()), int(copies.sum())
 
 
 def report_lines(report: dict, width: int = 60) -> list[str]:
@@ -134,10 +166,13 @@ def report_lines(report: dict, width: int = 60) -> list[str]:
         lines.append(f"universality: median best-match activation correlation across the two seeds, on "
                      f"{u['match_tokens']:,} tokens, units active on >= {u['min_active']} of them")
         for F, (median, n, logit) in u["features"].items():
-            lines.append(f"  features {F:>7,}: {median:.2f}  ({n:,} matched; logit-weight corr of the matches "
-                         f"{logit:.2f})")
+            line = f"  features {F:>7,}: {median:.2f}  ({n:,} matched; logit-weight corr of the matches {logit:.2f})"
+            if F in u.get("unique", {}) and u["unique"][F][2]:
+                um, un, copies = u["unique"][F]
+                line += f"; {um:.2f} without its {copies:,} near-identical copies"
+            lines.append(line)
         lines.append(f"  neurons  {'':>7}: {u['neurons']:.2f}  ({u['neurons_n']:,} matched)")
-    if not report["splits"]:
+    if not report["splits"] and report.get("split_limit", 1) > 0:
         lines.append("splits: none found (a feature whose closest match is shared by >= 2 differently "
                      "labelled features of the next size)")
     for s in report["splits"]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["decoder_matches", "correlation_matches", "sae_activations", "best_match_summary", "match_family"]
+__all__ = ["decoder_matches", "correlation_matches", "sae_activations", "best_match_summary", "match_family", "duplicate_copies"]
 
 
 def _top_k(score_block, k: int, valid_rows: torch.Tensor | None = None):
@@ -56,6 +56,19 @@ def decoder_matches(W_a_FD, W_b_GD, k: int = 5, chunk: int = 4096, device: str =
     a = torch.nn.functional.normalize(torch.as_tensor(np.asarray(W_a_FD), dtype=torch.float32, device=device), dim=1)
     b = torch.nn.functional.normalize(torch.as_tensor(np.asarray(W_b_GD), dtype=torch.float32, device=device), dim=1)
     return _blocked(a, b.T.contiguous(), k, chunk)
+
+
+def duplicate_copies(W_FD, threshold: float = 0.95, k: int = 32, chunk: int = 4096) -> np.ndarray:
+    """bool [F]: True for a decoder row that is a copy of an earlier one (cosine above ``threshold``
+    with a row of lower index among its ``k`` nearest): keeping the False rows keeps one feature per
+    group of near-identical ones. L1 SAEs grow such copies (splitting a feature's activation over
+    two identical rows costs the same penalty); TopK ones hardly do. Chunked: no F x F matrix."""
+    W = np.asarray(W_FD, np.float32)
+    if len(W) < 2:
+        return np.zeros(len(W), bool)
+    ids, cos = decoder_matches(W, W, k=min(k + 1, len(W)), chunk=chunk)
+    earlier = (ids >= 0) & (ids < np.arange(len(W))[:, None]) & (cos > threshold)
+    return earlier.any(axis=1)
 
 
 def _standardised(acts_NF, device: str):

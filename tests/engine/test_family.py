@@ -328,3 +328,16 @@ def test_the_seed_alignment_recovers_a_linear_map_and_ignores_constant_neurons()
     R = neuron_alignment(xb, xa)
     np.testing.assert_allclose(np.delete(R, 5, axis=0), np.delete(true, 5, axis=0), atol=0.05)
     assert np.abs(R[5]).max() < 1.0
+
+
+def test_duplicate_copies_keep_one_feature_per_group_of_near_identical_rows():
+    from engine.analysis.matching import duplicate_copies
+
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((60, 16))
+    W[7] = 2.0 * W[3] + 1e-3 * rng.standard_normal(16)       # a copy (any scale) of row 3
+    W[40] = W[3] + 1e-3 * rng.standard_normal(16)            # and another
+    W[12] = -W[5]                                            # opposite: not a copy
+    copies = duplicate_copies(W, chunk=7)
+    assert np.flatnonzero(copies).tolist() == [7, 40]
+    assert not duplicate_copies(W[:1]).any()
