@@ -74,7 +74,7 @@ def main() -> int:
     from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from superpos_app.jobs import JobController
+    from superpos_app.workers.jobs import JobController
 
     workload = args.workload
     if workload == "auto":

@@ -9,7 +9,7 @@ Population view (computed once per bundle): label-score distributions of neurons
 the distribution of each feature's largest |cosine| with a neuron axis, next to the same quantity for
 random directions (a feature that *is* a neuron would sit at 1). The bundle stores no decoder norms,
 so max |cos| reads every decoder row (~1 s at 131k features): ``population_job`` does that on the
-app's worker (superpos_app.worker) through a bundle handle of its own, only once the pane is shown,
+app's worker (superpos_app.workers.worker) through a bundle handle of its own, only once the pane is shown,
 and the histogram fills in when it returns; the GUI thread never waits for it.
 """
 
@@ -26,16 +26,16 @@ from engine.analysis.weights import max_abs_cosine
 from engine.bundle import open_bundle
 from engine.events import Cancelled
 from superpos_app.faults import contain_faults
-from superpos_app.panes.ablation_view import AblationUnderlines
+from superpos_app.widgets.ablation_view import AblationUnderlines
 from superpos_app.panes.detail import unit_name
-from superpos_app.panes.fit import ElidedLabel, ReflowRow, scrolled
-from superpos_app.panes.explanation_view import score_source_box
-from superpos_app.panes.plots import (
+from superpos_app.widgets.fit import ElidedLabel, ReflowRow, scrolled
+from superpos_app.widgets.explanation_view import score_source_box
+from superpos_app.widgets.plots import (
     FEATURE_COLOR, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
-from superpos_app.panes.token_view import TokenView
+from superpos_app.widgets.token_view import TokenView
 from superpos_app.plain_text import plain
-from superpos_app.worker import Worker
+from superpos_app.workers.worker import Worker
 
 __all__ = ["NeuronComparePane", "population_job"]
 

@@ -30,11 +30,11 @@ from PySide6.QtWidgets import (
 
 from engine.analysis.lens import MAX_TOKENS, LensEngine, LensResult, window_plan
 from superpos_app.faults import contain_faults
-from superpos_app.panes.fast_table import FastTableView
-from superpos_app.panes.lens_clamp import ClampControls
-from superpos_app.panes.lens_models import LensFeatureModel, PredictionModel, quoted
-from superpos_app.panes.lens_worker import LensRunner
-from superpos_app.panes.token_view import TokenView
+from superpos_app.widgets.fast_table import FastTableView
+from superpos_app.widgets.lens_clamp import ClampControls
+from superpos_app.models.lens_models import LensFeatureModel, PredictionModel, quoted
+from superpos_app.workers.lens_worker import LensRunner
+from superpos_app.widgets.token_view import TokenView
 from superpos_app.plain_text import html_text, plain
 
 __all__ = ["TextLensPane", "DEBOUNCE_MS"]
@@ -261,7 +261,7 @@ class TextLensPane(QWidget):
             # A long text's result holds thousands of small lists; their allocations trigger full
             # (generation 2) collections, which scan every tracked object of torch, Qt and the bundle
             # with the GIL held: measured 460 ms GUI stalls. Those objects live as long as the app, so
-            # move them to the permanent generation (as superpos_app.worker does for long jobs).
+            # move them to the permanent generation (as superpos_app.workers.worker does for long jobs).
             gc.freeze()
         return self.runner.engine
 

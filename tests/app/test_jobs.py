@@ -9,7 +9,7 @@ from PySide6.QtCore import QElapsedTimer, QTimer
 from PySide6.QtWidgets import QMessageBox
 
 from engine.events import Cancelled, Message, Progress, StageFinished, StageStarted
-from superpos_app.jobs import JobController, JobStatus, format_eta
+from superpos_app.workers.jobs import JobController, JobStatus, format_eta
 
 
 def counting_job(n, metrics_every=10, sleep_every=0):
@@ -200,7 +200,7 @@ def test_this_pyside_keeps_its_references_to_true_none_false(qtbot):
 
 
 def test_a_worker_runs_a_plain_function_and_reports_by_signal(qtbot):
-    from superpos_app.worker import Worker
+    from superpos_app.workers.worker import Worker
 
     worker = Worker(lambda cancel: sum(range(1000)))
     with qtbot.waitSignal(worker.returned, timeout=5000) as blocker:
@@ -213,7 +213,7 @@ def test_a_worker_runs_a_plain_function_and_reports_by_signal(qtbot):
 
 
 def test_the_environment_switch_runs_workers_inline(qtbot, monkeypatch):
-    from superpos_app.worker import Worker
+    from superpos_app.workers.worker import Worker
 
     monkeypatch.setenv("SUPERPOS_SYNC_JOBS", "1")
     jobs = JobController()

@@ -1,5 +1,5 @@
 """The text lens's runner: ``LensEngine.analyze`` off the GUI thread, latest request wins
-(``superpos_app.latest_runner``).
+(``superpos_app.workers.latest_runner``).
 
 At most one analysis runs at a time (the engine keeps a prefix cache and is not thread-safe); a long
 text is read in context windows and the engine checks between window batches, so a burst of
@@ -14,7 +14,7 @@ import time
 from PySide6.QtCore import QObject
 
 from engine.analysis.lens import LensEngine
-from superpos_app.latest_runner import LatestRunner
+from superpos_app.workers.latest_runner import LatestRunner
 
 __all__ = ["LensRunner"]
 

@@ -1,7 +1,7 @@
 """The job controller: runs one engine job at a time off the GUI thread and reports it as Qt signals.
 
 An engine job is a generator that yields events (engine.events) and returns a result; it takes a
-``CancelToken``. The controller runs it on a ``superpos_app.worker.Worker`` (the app's one worker
+``CancelToken``. The controller runs it on a ``superpos_app.workers.worker.Worker`` (the app's one worker
 mechanism: its docstring explains the coalesced drain at ``DRAIN_MS`` that keeps a job yielding
 thousands of events per second from flooding the GUI thread, the ``gc.freeze`` trick, the cancel
 grace and ``SUPERPOS_SYNC_JOBS=1``) and turns each drained batch of events into a few signals:
@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.events import CancelToken, Glimpse, Message, Progress, StageFinished, StageStarted
 
-from superpos_app.worker import DRAIN_MS, Worker, sync_default
+from superpos_app.workers.worker import DRAIN_MS, Worker, sync_default
 
 __all__ = ["JobController", "JobStatus", "format_eta", "DRAIN_MS"]
 

@@ -27,8 +27,8 @@ from engine.explain.client import DEFAULT_KEY_ENV, ChatClient, Endpoint
 from engine.explain.examples import ExampleConfig
 from engine.explain.job import UnitSource, estimate, explain_job, pending_units, select_units
 from engine.explain.prompts import explain_messages
-from superpos_app.jobs import JobStatus
-from superpos_app.worker import Worker
+from superpos_app.workers.jobs import JobStatus
+from superpos_app.workers.worker import Worker
 
 __all__ = ["ExplainDialog", "estimate_job", "show_explain_dialog", "fold_explanations"]
 

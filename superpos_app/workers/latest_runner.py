@@ -1,5 +1,5 @@
 """Latest request wins: short analyses (a lens keystroke, a dashboard's ablation underlines) off the GUI
-thread, on the app's one worker mechanism (``superpos_app.worker``).
+thread, on the app's one worker mechanism (``superpos_app.workers.worker``).
 
 Each request is one ``Worker`` job. At most one runs at a time and at most one waits: a request
 submitted while another runs replaces the waiting one and asks the running one to stop (the engines
@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from superpos_app.worker import Worker, sync_default
+from superpos_app.workers.worker import Worker, sync_default
 
 __all__ = ["LatestRunner", "SHUTDOWN_WAIT_MS"]
 

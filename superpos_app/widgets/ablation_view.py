@@ -28,7 +28,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from superpos_app.latest_runner import LatestRunner
+from superpos_app.workers.latest_runner import LatestRunner
 from superpos_app.settings import AppSettings
 
 __all__ = ["AblationUnderlines", "AblationRunner", "ablation_job", "LEGEND_BLUE", "LEGEND_RED"]
@@ -236,8 +236,7 @@ class AblationUnderlines(QObject):
             self.show(key[2], key[3], windows)
 
     def _tooltip(self, line: int, token: int) -> str:
-        from superpos_app.panes.token_view import display_token
-        from superpos_app.plain_text import tooltip
+        from superpos_app.plain_text import display_token, tooltip
 
         toks, vals = self.view.line_tokens(line), self.view.line_values(line)
         v = float(vals[token]) if token < vals.size else 0.0
