@@ -220,7 +220,6 @@ def test_cancelled_run_stops_promptly_and_resumes(window, dialog, fake_pipeline,
 
 def test_real_tiny_pipeline_from_the_dialog(window, dialog, tmp_path, qtbot):
     """The real engine pipeline (tiny preset, budgets cut further) runs from the dialog to an open bundle."""
-    pytest.importorskip("engine.pipeline")
     dialog.form.load_preset("tiny")
     dialog.form.tokens.setValue(16_384)
     dialog.form.sae_acts.setValue(16_384)
