@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["SUPERPOS_SYNC_JOBS"] = "0"          # what is measured is the real worker thread
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PARAGRAPH = (
@@ -161,6 +162,9 @@ def main(argv=None) -> int:
     from engine.analysis.lens import LensEngine
     from superpos_app.panes.lens import DEBOUNCE_MS, TextLensPane
     from superpos_app.selection import Selection
+    from superpos_app.workers.worker import freeze_long_lived
+
+    freeze_long_lived()                    # as the app's entry point does (superpos_app.workers.worker)
 
     path, what = bundle_path(args.bundle)
     bundle = open_bundle(path)
@@ -169,7 +173,7 @@ def main(argv=None) -> int:
     engine = LensEngine(bundle.load_model(), bundle.load_sae(), tok, incremental=False)   # full work each call
 
     sel = Selection()
-    lens = TextLensPane(sel, sync=False)
+    lens = TextLensPane(sel)
     lens.resize(1100, 700)
     lens.show()
     lens.set_bundle(bundle)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["SUPERPOS_SYNC_JOBS"] = "0"          # what is measured is the real worker thread
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -74,7 +75,8 @@ def main() -> int:
     from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from superpos_app.jobs import JobController
+    from superpos_app.workers.jobs import JobController
+    from superpos_app.workers.worker import freeze_long_lived
 
     workload = args.workload
     if workload == "auto":
@@ -85,9 +87,10 @@ def main() -> int:
             workload = "model"
 
     app = QApplication.instance() or QApplication([])
+    freeze_long_lived()                    # as the app's entry point does (superpos_app.workers.worker)
     tmp = Path(tempfile.mkdtemp(prefix="superpos-bench-"))
     os.environ.setdefault("SUPERPOS_HOME", str(tmp / "home"))
-    jobs = JobController(sync=False)
+    jobs = JobController()
     factory = pipeline_job(tmp) if workload == "pipeline" else model_job(args.seconds)
 
     gaps: list[int] = []

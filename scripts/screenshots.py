@@ -106,7 +106,7 @@ def overview(ctx: Context):
 @shot("train-dialog")
 def train_dialog(ctx: Context):
     """The Train dialog mid-run: model curves replayed from the bundle, the SAE stage half-way."""
-    import superpos_app.train_dialog as td
+    import superpos_app.dialogs.train_dialog as td
 
     win = ctx.window(bundle=False)
     with_curves, cfg = _open_curves(ctx.bundle_path)

@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("superpos")
     app.setOrganizationName("superpos")
     window = create_window()
+    from superpos_app.workers.worker import freeze_long_lived
+
+    freeze_long_lived()    # torch, Qt and pyqtgraph are loaded: keeps full collections short (worker.py)
     window.show()
     if args.bundle:
         QTimer.singleShot(0, lambda: window.open_bundle(args.bundle))

@@ -29,10 +29,10 @@ from engine import paths
 from engine.bundle import open_bundle as read_bundle
 from engine.fileio import atomic_path
 from engine.interop.saelens import export_saelens
-from superpos_app import about
+from superpos_app.dialogs import about
 from superpos_app.docking import DockLayout
 from superpos_app.errors import show_error
-from superpos_app.jobs import JobController
+from superpos_app.workers.jobs import JobController
 from superpos_app.menus import install_menus, install_status_bar
 from superpos_app.overview import OverviewPane
 from superpos_app.plain_text import plain, tooltip
@@ -263,7 +263,7 @@ class MainWindow(QMainWindow):
     # ============================================================================================
     def show_train_dialog(self, preset_name: str | None = None, output: str | None = None,
                           start: bool = False):
-        from superpos_app.train_dialog import TrainDialog
+        from superpos_app.dialogs.train_dialog import TrainDialog
 
         if self.train_dialog is None:
             self.train_dialog = TrainDialog(self.jobs, self.settings, parent=self)
@@ -282,7 +282,7 @@ class MainWindow(QMainWindow):
 
     def show_analyze_dialog(self):
         """File > Analyse a Model and SAE…: the dialog (one per window); its result opens here."""
-        from superpos_app.analyze_dialog import AnalyzeDialog
+        from superpos_app.dialogs.analyze_dialog import AnalyzeDialog
 
         if self.analyze_dialog is None:
             self.analyze_dialog = AnalyzeDialog(self.jobs, parent=self)
@@ -297,7 +297,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Analysis finished; opened {Path(path).resolve()}", 15000)
 
     def show_explain_dialog(self):
-        from superpos_app.explain_dialog import show_explain_dialog
+        from superpos_app.dialogs.explain_dialog import show_explain_dialog
 
         return show_explain_dialog(self)
 

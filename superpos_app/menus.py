@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton, QWidget
 
-from superpos_app.jobs import JobStatus
+from superpos_app.workers.jobs import JobStatus
 from superpos_app.plain_text import tooltip
 
 __all__ = ["install_menus", "install_status_bar", "JobBox"]

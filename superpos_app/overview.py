@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QBoxLayout, QFrame, QGridLayout, QLabel, QScrollA
 
 from engine.config import recipe_setting
 from engine.stats import ULTRALOW_DENSITY
-from superpos_app.curves import CurvePanel, configure_pyqtgraph
+from superpos_app.widgets.curves import CurvePanel, configure_pyqtgraph
 from superpos_app.faults import contain_faults
 from superpos_app.plain_text import plain
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["plain", "html_text", "tooltip", "LABEL_LIMIT", "TOOLTIP_LIMIT"]
+__all__ = ["plain", "html_text", "tooltip", "display_token", "LABEL_LIMIT", "TOOLTIP_LIMIT"]
 
 LABEL_LIMIT = 200              # characters of one label in a table cell or a title
 TOOLTIP_LIMIT = 2000           # characters of a tooltip or a dialog's message
@@ -64,3 +64,8 @@ def tooltip(value, limit: int = TOOLTIP_LIMIT) -> str:
     if not value:
         return ""
     return f"<qt>{html_text(value, limit, newlines=True)}</qt>"
+
+
+def display_token(s: str) -> str:
+    """Token text as drawn: newlines as ↵ (the break itself is handled by the layout), tabs as →."""
+    return s.replace("\r", "").replace("\n", "↵").replace("\t", "→")

@@ -110,7 +110,6 @@ class LensResult:
     clamp: dict[int, float] = field(default_factory=dict)
     clamp_mode: str = "scale"
     error_term: bool = True
-    request_id: int = 0             # opaque tag for "latest request wins" in the GUI
 
     @property
     def n_tokens(self) -> int:
@@ -302,7 +301,6 @@ class LensEngine:
         clamp: dict[int, float] | None = None,
         clamp_mode: str = "scale",
         error_term: bool = True,
-        request_id: int = 0,
         should_stop=None,
     ) -> LensResult:
         """Tokenize ``text`` (at most ``max_tokens`` tokens) and run model + SAE; see the module docstring."""
@@ -315,7 +313,7 @@ class LensEngine:
         ids_T, offsets_T2, n_total = self.tokenize_bounded(text)
         T = int(ids_T.shape[0])
         if T == 0:
-            return self._empty(text, unit_kind, clamp, clamp_mode, error_term, request_id)
+            return self._empty(text, unit_kind, clamp, clamp_mode, error_term)
 
         # Incremental: the model is causal, so positions before the first changed token keep their
         # activations and predictions. Reuse them from the previous call (typing at the end of a
@@ -328,7 +326,7 @@ class LensEngine:
                 and cache.clamp_key == clamp_key and cache.result.unit_kind == unit_kind):
             # the analysed tokens did not change (an edit past the context): only the text did
             return replace(cache.result, text=text, offsets=offsets_T2, n_tokens_total=n_total,
-                           truncated=n_total != T, request_id=request_id)
+                           truncated=n_total != T)
 
         resid_1TC, h_1TM = self._resid_and_acts(ids_T, should_stop)         # (1, T, C), (1, T, M)
         h_TM = h_1TM[0]                                                      # (T, M)
@@ -403,7 +401,7 @@ class LensEngine:
             active_count=count_U[ranked].astype(np.int32),
             feat_indptr=feat_indptr, feat_ids=feat_ids, feat_values=feat_values,
             neuron_acts=neuron_acts, predictions=base, clamped=clamped, clamp=clamp,
-            clamp_mode=clamp_mode, error_term=error_term, request_id=request_id,
+            clamp_mode=clamp_mode, error_term=error_term,
         )
         self._cache = _Cache(ids=ids_T.copy(), feats=feats, base=base, base_key=base_key,
                              clamped=clamped, clamp_key=clamp_key, result=result)
@@ -483,7 +481,7 @@ class LensEngine:
         return Predictions(ids=ids, probs=top_logp.exp().cpu().numpy().astype(np.float32),
                            strs=strs, next_logprob=next_lp)
 
-    def _empty(self, text, unit_kind, clamp, clamp_mode, error_term, request_id) -> LensResult:
+    def _empty(self, text, unit_kind, clamp, clamp_mode, error_term) -> LensResult:
         P, K = self.n_predictions, self.top_k
         M = int(self.model.cfg.d_mlp)
         empty_pred = Predictions(np.zeros((0, P), np.int32), np.zeros((0, P), np.float32), [],
@@ -497,5 +495,5 @@ class LensEngine:
             feat_ids=np.zeros(0, np.int32), feat_values=np.zeros(0, np.float32),
             neuron_acts=np.zeros((0, M), np.float32), predictions=empty_pred,
             clamped=empty_pred if clamp else None, clamp=clamp, clamp_mode=clamp_mode,
-            error_term=error_term, request_id=request_id,
+            error_term=error_term,
         )

@@ -1,4 +1,5 @@
-"""The exploration panes: feature search, feature detail, text lens, neuron vs feature.
+"""The seven exploration panes: feature search, feature detail, text lens, neuron vs feature, and a
+family's feature map, splitting tree and universality.
 
 Every pane is built from the shared ``Selection`` alone (``FeatureSearchPane(selection)``) and fed a
 bundle with ``set_bundle(bundle)`` (``None`` when it closes), so tests build them without a window.
@@ -29,7 +30,7 @@ PANE_NAMES = ("featureSearch", "featureDetail", "textLens", "neuronCompare", "fe
 
 
 def install_panes(window) -> dict:
-    """Create the four panes, dock them in ``window`` and connect them; returns {objectName: pane}."""
+    """Create the seven panes, dock them in ``window`` and connect them; returns {objectName: pane}."""
     sel = window.selection
     search = FeatureSearchPane(sel)
     detail = FeatureDetailPane(sel)

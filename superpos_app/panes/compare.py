@@ -9,8 +9,9 @@ Population view (computed once per bundle): label-score distributions of neurons
 the distribution of each feature's largest |cosine| with a neuron axis, next to the same quantity for
 random directions (a feature that *is* a neuron would sit at 1). The bundle stores no decoder norms,
 so max |cos| reads every decoder row (~1 s at 131k features): ``population_job`` does that on the
-app's worker (superpos_app.worker) through a bundle handle of its own, only once the pane is shown,
-and the histogram fills in when it returns; the GUI thread never waits for it.
+app's "latest request wins" runner (``superpos_app.workers.latest_runner``: another bundle stops it)
+through a bundle handle of its own, only once the pane is shown, and the histogram fills in when it
+returns; the GUI thread never waits for it.
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ from engine.analysis.weights import max_abs_cosine
 from engine.bundle import open_bundle
 from engine.events import Cancelled
 from superpos_app.faults import contain_faults
-from superpos_app.panes.ablation_view import AblationUnderlines
+from superpos_app.widgets.ablation_view import AblationUnderlines
 from superpos_app.panes.detail import unit_name
-from superpos_app.panes.fit import ElidedLabel, ReflowRow, scrolled
-from superpos_app.panes.explanation_view import score_source_box
-from superpos_app.panes.plots import (
+from superpos_app.widgets.fit import ElidedLabel, ReflowRow, scrolled
+from superpos_app.widgets.explanation_view import score_source_box
+from superpos_app.widgets.plots import (
     FEATURE_COLOR, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
-from superpos_app.panes.token_view import TokenView
+from superpos_app.widgets.token_view import TokenView
 from superpos_app.plain_text import plain
-from superpos_app.worker import Worker
+from superpos_app.workers.latest_runner import LatestRunner
 
 __all__ = ["NeuronComparePane", "population_job"]
 
@@ -43,8 +44,8 @@ _DECODER_CHUNK = 8192
 _N_RANDOM = 4096
 
 
-def population_job(path, request_id: int = 0, chunk: int = _DECODER_CHUNK):
-    """A worker job: (request_id, max |cos| of every feature [F], of 4,096 random directions [R]).
+def population_job(path, chunk: int = _DECODER_CHUNK):
+    """A runner job: (max |cos| of every feature [F], of 4,096 random directions [R]).
 
     It opens the bundle at ``path`` itself (an h5py handle never crosses threads) and reads the
     decoder ``chunk`` rows at a time, checking its CancelToken between chunks."""
@@ -57,7 +58,7 @@ def population_job(path, request_id: int = 0, chunk: int = _DECODER_CHUNK):
                     raise Cancelled("another bundle was opened")
                 max_cos_F[a:a + chunk] = max_abs_cosine(bundle.decoder_rows(slice(a, min(F, a + chunk))))
         random_R = max_abs_cosine(np.random.default_rng(0).standard_normal((_N_RANDOM, M)).astype(np.float32))
-        return request_id, max_cos_F, random_R
+        return max_cos_F, random_R
     return job
 
 
@@ -66,7 +67,7 @@ def population_job(path, request_id: int = 0, chunk: int = _DECODER_CHUNK):
 class NeuronComparePane(QWidget):
     PANE_FAULTS = True
 
-    def __init__(self, selection, parent: QWidget | None = None, sync: bool | None = None):
+    def __init__(self, selection, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("neuronCompare")
         self.selection = selection
@@ -77,9 +78,9 @@ class NeuronComparePane(QWidget):
         self._sample_neurons: np.ndarray | None = None      # [S, M]
         self.max_cos: np.ndarray | None = None               # [F]
         self._population_pending = False
-        self._sync = sync
-        self._population_worker: Worker | None = None
-        self._population_request = 0
+        self.population_runner = LatestRunner(self)
+        self.population_runner.resultReady.connect(self._on_population)
+        self.population_runner.failed.connect(self._on_population_failed)
         self._score_note = ""
         self._cos_note = ""
         self.cos_edges = np.zeros(0)
@@ -206,10 +207,7 @@ class NeuronComparePane(QWidget):
         self._sample_neurons = None
         self.max_cos = None
         self._population_pending = False
-        self._population_request += 1            # a max |cos| still being computed is for the old bundle
-        if self._population_worker is not None:
-            self._population_worker.cancel()
-            self._population_worker = None
+        self.population_runner.drop()            # a max |cos| still being computed is for the old bundle
         self._vocab = []
         self.ablation.set_bundle(bundle)
         self.clear()
@@ -242,11 +240,7 @@ class NeuronComparePane(QWidget):
         b = self.bundle
         parts = self._show_scores()
         self.population_note.setText(" · ".join([*parts, "max |cos| to a neuron: computing…"]))
-        worker = Worker(population_job(b.path, self._population_request), sync=self._sync)
-        worker.returned.connect(self._on_population)
-        worker.failed.connect(self._on_population_failed)
-        self._population_worker = worker
-        worker.start()
+        self.population_runner.submit(population_job(b.path))
 
     def _show_scores(self) -> list[str]:
         """The score histograms of the source the box names (offline label or an LLM score)."""
@@ -272,11 +266,8 @@ class NeuronComparePane(QWidget):
             self.population_note.setText(" · ".join(p for p in (self._score_note, self._cos_note) if p))
         return parts or [self._score_note]
 
-    def _on_population(self, out: tuple) -> None:
-        request_id, mc, random_mc = out
-        if request_id != self._population_request:
-            return                                   # computed for a bundle that is no longer shown
-        self._population_worker = None
+    def _on_population(self, _request_id: int, out: tuple, _seconds: float) -> None:
+        mc, random_mc = out
         self.max_cos, self.random_max_cos = mc, random_mc
         F = mc.size
         hi = float(max(mc.max(initial=0), random_mc.max())) * 1.05 or 1.0
@@ -293,8 +284,7 @@ class NeuronComparePane(QWidget):
         if self.unit is not None:
             self._mark_population(*self.unit)
 
-    def _on_population_failed(self, message: str, _details: str) -> None:
-        self._population_worker = None
+    def _on_population_failed(self, _request_id: int, message: str) -> None:
         self.population_note.setText(plain(" · ".join(p for p in (self._score_note, f"max |cos|: {message}") if p), 400))
 
     def _load_sample(self) -> np.ndarray | None:

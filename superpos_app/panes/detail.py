@@ -25,13 +25,14 @@ from PySide6.QtWidgets import (
 from engine.interop.neuronpedia import dashboard_to_neuronpedia
 from engine.stats import Dashboard
 from superpos_app.faults import contain_faults
-from superpos_app.panes.ablation_view import AblationUnderlines
-from superpos_app.panes.fit import ElidedLabel, ReflowRow, scrolled
-from superpos_app.panes.explanation_view import ExplanationLabel
-from superpos_app.panes.plots import (
+from superpos_app.widgets.ablation_view import AblationUnderlines
+from superpos_app.widgets.fit import ElidedLabel, ReflowRow, scrolled
+from superpos_app.widgets.explanation_view import ExplanationLabel
+from superpos_app.widgets.plots import (
     ACCENT, NEURON_COLOR, ExportButton, bar_item, link, make_plot, parse_link, set_bars,
 )
-from superpos_app.panes.token_view import TokenView, display_token
+from superpos_app.plain_text import display_token
+from superpos_app.widgets.token_view import TokenView
 from superpos_app.plain_text import plain
 
 __all__ = ["FeatureDetailPane", "unit_name"]

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from engine.bundle import open_bundle
 from superpos_app.faults import contain_faults
-from superpos_app.panes.point_cloud import PointCloudItem
+from superpos_app.widgets.point_cloud import PointCloudItem
 
 __all__ = ["FeatureMapPane", "DICTIONARY_COLORS", "dictionary_color"]
 

@@ -1,11 +1,13 @@
 """Text lens: type or paste text and watch features fire, token by token.
 
-Each edit restarts a short debounce timer; when it fires, a request tagged with a counter goes to
-the ``LensRunner`` (lens_worker.py: the app's one worker mechanism), which runs
+Each edit restarts a short debounce timer; when it fires, a request goes to the app's one "latest
+request wins" runner (``superpos_app.workers.latest_runner``), which runs
 ``engine.analysis.lens.LensEngine.analyze`` (tokenize, model, SAE, predictions, optional clamp) off the
-GUI thread. Only the latest request is shown: requests that pile up while one runs collapse into the
-newest, and a stale result is dropped on arrival ("latest request wins"). The GUI thread never runs
-the model; only plain ``LensResult`` data crosses back.
+GUI thread. At most one analysis runs at a time (the engine keeps a prefix cache and is not
+thread-safe); a long text is read in context windows and the engine checks its token between window
+batches, so a burst of keystrokes or a megabyte paste costs little more than the newest analysis, and
+only the newest request's result is shown. The GUI thread never runs the model; only plain
+``LensResult`` data crosses back.
 
 Tokens are shaded by the selected unit's activation (features from the sparse result, neurons from
 the dense one — changing the selection re-shades without re-running). Hovering a token lists its
@@ -18,7 +20,6 @@ Item models: lens_models.py; clamp controls: lens_clamp.py.
 
 from __future__ import annotations
 
-import gc
 import html
 
 import numpy as np
@@ -30,12 +31,13 @@ from PySide6.QtWidgets import (
 
 from engine.analysis.lens import MAX_TOKENS, LensEngine, LensResult, window_plan
 from superpos_app.faults import contain_faults
-from superpos_app.panes.fast_table import FastTableView
-from superpos_app.panes.lens_clamp import ClampControls
-from superpos_app.panes.lens_models import LensFeatureModel, PredictionModel, quoted
-from superpos_app.panes.lens_worker import LensRunner
-from superpos_app.panes.token_view import TokenView
+from superpos_app.widgets.fast_table import FastTableView
+from superpos_app.widgets.lens_clamp import ClampControls
+from superpos_app.models.lens_models import LensFeatureModel, PredictionModel, quoted
+from superpos_app.widgets.token_view import TokenView
 from superpos_app.plain_text import html_text, plain
+from superpos_app.workers.latest_runner import LatestRunner, torch_on_one_thread
+from superpos_app.workers.worker import freeze_long_lived
 
 __all__ = ["TextLensPane", "DEBOUNCE_MS"]
 
@@ -66,7 +68,7 @@ class TextLensPane(QWidget):
     resultShown = Signal(int)             # request id, after the result is drawn
     PANE_FAULTS = True
 
-    def __init__(self, selection, parent: QWidget | None = None, sync: bool | None = None):
+    def __init__(self, selection, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("textLens")
         self.selection = selection
@@ -74,9 +76,10 @@ class TextLensPane(QWidget):
         self.result: LensResult | None = None
         self._labels: list[str] = []
         self._unit: tuple[str, int] | None = None
-        self._request = 0
+        self.shown_request = 0                 # the runner's id of the result shown (0: none)
         self.last_seconds = 0.0
-        self.runner = LensRunner(self, sync)
+        self._engine: LensEngine | None = None
+        self.runner = LatestRunner(self)
         self.runner.resultReady.connect(self._on_done)
         self.runner.failed.connect(self._on_failed)
 
@@ -234,8 +237,8 @@ class TextLensPane(QWidget):
     def set_bundle(self, bundle) -> None:
         self.bundle = bundle
         self.result = None
-        self._request += 1                       # a result still in flight for the old bundle is stale
-        self.runner.reset(None)
+        self.runner.drop()                       # a result still in flight for the old bundle is stale
+        self._engine = None
         self.feature_model.set_result(None)
         self.pred_model.set_result(None)
         self.tokens.clear()
@@ -255,15 +258,11 @@ class TextLensPane(QWidget):
             self.request_now()
 
     def _ensure_engine(self) -> LensEngine | None:
-        if self.runner.engine is None and self.bundle is not None:
+        if self._engine is None and self.bundle is not None:
             # h5py reads happen here, on the GUI thread; the worker only gets torch modules.
-            self.runner.reset(LensEngine(self.bundle.load_model(), self.bundle.load_sae(), self.bundle.tokenizer()))
-            # A long text's result holds thousands of small lists; their allocations trigger full
-            # (generation 2) collections, which scan every tracked object of torch, Qt and the bundle
-            # with the GIL held: measured 460 ms GUI stalls. Those objects live as long as the app, so
-            # move them to the permanent generation (as superpos_app.worker does for long jobs).
-            gc.freeze()
-        return self.runner.engine
+            self._engine = LensEngine(self.bundle.load_model(), self.bundle.load_sae(), self.bundle.tokenizer())
+            freeze_long_lived()       # they live as long as the bundle: no full collection rescans them
+        return self._engine
 
     @property
     def engine(self) -> LensEngine | None:
@@ -294,33 +293,29 @@ class TextLensPane(QWidget):
         """Send the current text to the worker now (the debounce calls this); returns the request id."""
         self._debounce.stop()
         if self.bundle is None:
-            return self._request
+            return self.runner.latest
         try:
-            self._ensure_engine()
+            engine = self._ensure_engine()
         except Exception as exc:  # noqa: BLE001 - e.g. a bundle without a loadable model
             self.status.setText(plain(f"Cannot run the lens: {exc}", 300))
-            return self._request
-        self._request += 1
+            return self.runner.latest
         c = self.clamp_controls
         kwargs = dict(unit_kind="feature", clamp=c.clamp(), clamp_mode=c.clamp_mode(), error_term=c.keep_error())
-        self.runner.submit(self._request, self.input.toPlainText(), kwargs)
-        return self._request
+        return self.runner.submit(_analyze_job(engine, self.input.toPlainText(), kwargs))
 
     @property
     def latest_request(self) -> int:
-        return self._request
+        return self.runner.latest
 
     def _on_failed(self, request_id: int, message: str) -> None:
-        if request_id == self._request:
-            self.status.setText(plain(f"Lens failed: {message}", 300))
+        self.status.setText(plain(f"Lens failed: {message}", 300))
 
-    def _on_done(self, result: LensResult, seconds: float) -> None:
-        if result.request_id != self._request:
-            return                                        # stale: a newer request is on its way
+    def _on_done(self, request_id: int, result: LensResult, seconds: float) -> None:
+        self.shown_request = request_id
         self.last_seconds = seconds
         self.result = result
         self._render()
-        self.resultShown.emit(result.request_id)
+        self.resultShown.emit(request_id)
 
     # ------------------------------------------------------------------ drawing
     def _render(self) -> None:
@@ -447,6 +442,14 @@ class TextLensPane(QWidget):
 
     def _token_tooltip(self, line: int, t: int) -> str:
         return self._hover_html(t) if self.result is not None and t < self.result.n_tokens else ""
+
+
+def _analyze_job(engine: LensEngine, text: str, kwargs: dict):
+    """The runner's job: the engine's analysis of ``text``, stopping between window batches when stale."""
+    def job(token):
+        torch_on_one_thread()
+        return engine.analyze(text, should_stop=lambda: token.cancelled, **kwargs)
+    return job
 
 
 def _table(model, name: str) -> QTableView:

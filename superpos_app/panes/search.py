@@ -15,9 +15,10 @@ from PySide6.QtWidgets import (
 )
 
 from superpos_app.faults import contain_faults
-from superpos_app.panes.unit_table_model import (
-    COL_LABEL, COL_MAX, COL_SCORE, COL_STATUS, UnitFilter, UnitTable, UnitTableModel, UnitTableView,
+from superpos_app.models.unit_table_model import (
+    COL_LABEL, COL_MAX, COL_SCORE, COL_STATUS, UnitFilter, UnitTable, UnitTableModel,
 )
+from superpos_app.widgets.fast_table import FastTableView
 
 __all__ = ["FeatureSearchPane", "DEBOUNCE_MS"]
 
@@ -92,7 +93,7 @@ class FeatureSearchPane(QWidget):
             filters.addLayout(row)
 
         self.model = UnitTableModel(self)
-        self.table = UnitTableView()
+        self.table = FastTableView()
         self.table.setObjectName("featureTable")
         self.table.setModel(self.model)
         self.table.setSortingEnabled(True)

@@ -19,9 +19,9 @@ from engine.bundle import open_bundle
 from engine.bundle.schema import BundleError
 from superpos_app.faults import contain_faults
 from superpos_app.panes.detail import FeatureDetailPane
-from superpos_app.panes.plots import FEATURE_COLOR, NEURON_COLOR, make_plot
+from superpos_app.widgets.plots import FEATURE_COLOR, NEURON_COLOR, make_plot
 from superpos_app.selection import Selection
-from superpos_app.panes.fit import scrolled
+from superpos_app.widgets.fit import scrolled
 
 __all__ = ["UniversalityPane", "best_match_histogram"]
 

@@ -106,7 +106,7 @@ class FakePipeline:
 
 @pytest.fixture
 def fake_pipeline(monkeypatch, tiny_bundle):
-    import superpos_app.train_dialog as td
+    import superpos_app.dialogs.train_dialog as td
 
     fake = FakePipeline(tiny_bundle)
     monkeypatch.setattr(td, "pipeline_job", fake)

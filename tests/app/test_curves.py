@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from superpos_app.curves import CurvePanel
+from superpos_app.widgets.curves import CurvePanel
 
 
 def test_live_metrics_feed_the_curve_named_stage_slash_key(qtbot):

@@ -101,13 +101,14 @@ def test_a_lazy_read_error_stays_in_its_pane(window_with_panes, tiny_bundle, tmp
 
 
 def test_an_exception_in_a_qt_override_is_contained(tiny_bundle, qtbot, monkeypatch):
+    monkeypatch.setenv("SUPERPOS_SYNC_JOBS", "1")
     """showEvent raising (a lazy read) used to leave PySide's error state set: the next resizeEvent
     segfaulted. Contained, it is a message in the pane."""
     from engine.bundle import BundleError, open_bundle
     from superpos_app.panes.compare import NeuronComparePane
     from superpos_app.selection import Selection
 
-    pane = NeuronComparePane(Selection(), sync=True)
+    pane = NeuronComparePane(Selection())
     qtbot.addWidget(pane)
     with open_bundle(tiny_bundle) as b:
         pane.set_bundle(b)                                          # not shown: the population waits

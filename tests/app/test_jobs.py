@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from PySide6.QtCore import QElapsedTimer, QTimer
 from PySide6.QtWidgets import QMessageBox
 
 from engine.events import Cancelled, Message, Progress, StageFinished, StageStarted
-from superpos_app.jobs import JobController, JobStatus, format_eta
+from superpos_app.workers.jobs import JobController, JobStatus, format_eta
 
 
 def counting_job(n, metrics_every=10, sleep_every=0):
@@ -59,31 +60,34 @@ def test_status_text_and_eta():
     assert s.text == "Cancelling…"
 
 
-def test_cancel_stops_within_a_second(qtbot):
+def test_cancel_reaches_the_job_at_its_next_step(qtbot):
     jobs = JobController()
     with qtbot.waitSignal(jobs.jobCancelled, timeout=10000) as blocker:
         jobs.start("slow", counting_job(10_000_000, sleep_every=50))
-        qtbot.wait(300)
-        t0 = time.perf_counter()
+        qtbot.waitUntil(lambda: jobs.status.done > 0, timeout=5000)     # it runs
         jobs.cancel()
-    assert time.perf_counter() - t0 < 1.0
-    assert "ckpt-here" in blocker.args[0]
+    assert "ckpt-here" in blocker.args[0]                  # the job's own Cancelled: it saw its token
     assert jobs.last_outcome == "cancelled" and not jobs.is_busy
 
 
 def test_job_ignoring_its_token_is_stopped(qtbot):
+    closed = []
+
     def stubborn(cancel):
-        for i in range(10_000_000):
-            time.sleep(0.002)
-            yield Progress("model", done=i, total=10_000_000)
+        try:
+            for i in range(10_000_000):
+                time.sleep(0.002)
+                yield Progress("model", done=i, total=10_000_000)
+        finally:
+            closed.append(True)                        # generator.close() lands here
 
     jobs = JobController()
-    with qtbot.waitSignal(jobs.jobCancelled, timeout=10000):
+    with qtbot.waitSignal(jobs.jobCancelled, timeout=10000) as blocker:
         jobs.start("stubborn", stubborn)
-        qtbot.wait(100)
-        t0 = time.perf_counter()
+        qtbot.waitUntil(lambda: jobs.status.done > 0, timeout=5000)
         jobs.cancel()
-    assert time.perf_counter() - t0 < 1.5
+    assert blocker.args[0].startswith("Stopped (the job did not reach a checkpoint")   # the worker closed it
+    assert closed == [True] and not jobs.is_busy
 
 
 def test_engine_error_becomes_a_dialog_and_app_stays_usable(window, qtbot):
@@ -128,8 +132,9 @@ def test_progress_bar_and_cancel_button_in_the_window(window, qtbot):
     assert not window.job_box.isVisible() and not window.cancel_action.isEnabled()
 
 
-def test_sync_mode_runs_inline(qtbot):
-    jobs = JobController(sync=True)
+def test_sync_mode_runs_inline(qtbot, monkeypatch):
+    monkeypatch.setenv("SUPERPOS_SYNC_JOBS", "1")
+    jobs = JobController()
     got = []
     jobs.jobFinished.connect(got.append)
     jobs.start("inline", counting_job(50))
@@ -156,6 +161,7 @@ def torch_job(seconds: float, size: int = 384):
     return job
 
 
+@pytest.mark.slow       # a wall-clock bound: benchmarks/bench_responsiveness.py measures it properly
 def test_gui_thread_stays_responsive_during_a_torch_job(qtbot):
     jobs = JobController()
     gaps, clock = [], QElapsedTimer()
@@ -200,7 +206,7 @@ def test_this_pyside_keeps_its_references_to_true_none_false(qtbot):
 
 
 def test_a_worker_runs_a_plain_function_and_reports_by_signal(qtbot):
-    from superpos_app.worker import Worker
+    from superpos_app.workers.worker import Worker
 
     worker = Worker(lambda cancel: sum(range(1000)))
     with qtbot.waitSignal(worker.returned, timeout=5000) as blocker:
@@ -213,14 +219,14 @@ def test_a_worker_runs_a_plain_function_and_reports_by_signal(qtbot):
 
 
 def test_the_environment_switch_runs_workers_inline(qtbot, monkeypatch):
-    from superpos_app.worker import Worker
+    from superpos_app.workers.worker import Worker
 
     monkeypatch.setenv("SUPERPOS_SYNC_JOBS", "1")
     jobs = JobController()
     got = []
     jobs.jobFinished.connect(got.append)
     jobs.start("inline", counting_job(20))
-    assert jobs.sync and got == ["the-result"]
+    assert got == ["the-result"] and not jobs.is_busy
     worker = Worker(lambda cancel: "now")
     worker.returned.connect(got.append)
     worker.start()
@@ -240,3 +246,17 @@ def test_a_running_job_outlives_the_object_that_started_it(qtbot):
     with qtbot.waitSignal(worker.returned, timeout=10_000) as blocker:
         pass
     assert blocker.args == ["the-result"]
+
+
+def test_a_long_job_leaves_the_startup_freeze_in_place(qtbot):
+    """Long jobs freeze the collector per tick and unfreeze at the end; the next full collection
+    freezes the survivors again, so the app's start-up freeze is never silently undone."""
+    import gc
+
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    jobs = JobController()
+    with qtbot.waitSignal(jobs.jobFinished, timeout=10_000):
+        jobs.start("count", counting_job(2000, sleep_every=100))
+    gc.collect()
+    assert gc.get_freeze_count() >= 0.9 * frozen

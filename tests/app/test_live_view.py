@@ -8,8 +8,8 @@ import pyqtgraph as pg
 from engine.data.tokenizer import Tokenizer
 from engine.events import Glimpse
 from engine.testing.synthetic import synthetic_text
-from superpos_app.curves import CurvePanel
-from superpos_app.live_view import LiveView
+from superpos_app.widgets.curves import CurvePanel
+from superpos_app.dialogs.live_view import LiveView
 
 
 def test_glimpses_fill_the_live_view(qtbot, tmp_path):

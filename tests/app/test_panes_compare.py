@@ -26,7 +26,7 @@ def _shown_pane(qtbot, **kwargs):
 
 
 def test_population_is_computed_off_the_gui_thread(qtbot, bundle):
-    pane = _shown_pane(qtbot, sync=False)
+    pane = _shown_pane(qtbot)
     pane.set_bundle(bundle)
     assert pane.max_cos is None and "computing" in pane.population_note.text()   # set_bundle did not wait
     qtbot.waitUntil(lambda: pane.max_cos is not None, timeout=5000)
@@ -39,10 +39,11 @@ def test_population_is_computed_off_the_gui_thread(qtbot, bundle):
 
 
 def test_a_result_for_a_bundle_no_longer_shown_is_dropped(qtbot, bundle):
-    pane = _shown_pane(qtbot, sync=False)
+    pane = _shown_pane(qtbot)
     pane.set_bundle(bundle)
+    assert pane.population_runner.busy                  # computing on the worker
     pane.set_bundle(None)
-    qtbot.wait(300)
+    assert pane.population_runner.wait_idle()           # the job for the old bundle has ended
     assert pane.max_cos is None and pane.population_note.text() == ""
 
 

@@ -13,7 +13,7 @@ from engine.bundle import open_bundle
 from engine.analysis.weights import max_abs_cosine
 from superpos_app.panes.compare import NeuronComparePane
 from superpos_app.panes.detail import FeatureDetailPane
-from superpos_app.panes.plots import export_plot
+from superpos_app.widgets.plots import export_plot
 from superpos_app.selection import Selection
 
 
@@ -63,7 +63,7 @@ def test_selecting_a_feature_fills_every_plot(panes, bundle):
     assert f"{dash.max_act:.3g}" in detail.stats.text()
     import html
 
-    from superpos_app.panes.token_view import display_token
+    from superpos_app.plain_text import display_token
     shown = tok.readable_strings()                        # as the pane shows tokens: bytes as ⟨0xCD⟩
     for tid in dash.logit_top_ids[:3]:
         assert html.escape(display_token(shown[int(tid)])) in detail.pos_label.text()

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 
 from engine.bundle import open_bundle
 from superpos_app.panes.search import FeatureSearchPane
-from superpos_app.panes.unit_table_model import (
+from superpos_app.models.unit_table_model import (
     COL_DENSITY, COL_ID, COL_LABEL, COL_MAX, COL_SCORE, UnitFilter, UnitTable, UnitTableModel,
 )
 from superpos_app.selection import Selection

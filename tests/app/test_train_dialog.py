@@ -146,7 +146,7 @@ def test_bad_sizes_are_refused_inline(dialog, fake_pipeline, tmp_path):
 
 def test_training_run_streams_curves_and_opens_the_bundle(window, dialog, fake_pipeline, tmp_path, qtbot):
     from superpos_app.settings import AppSettings
-    from superpos_app.train_dialog import TrainDialog
+    from superpos_app.dialogs.train_dialog import TrainDialog
 
     dialog.form.load_preset("tiny")
     dialog.form.d_sae.setValue(384)
@@ -220,7 +220,6 @@ def test_cancelled_run_stops_promptly_and_resumes(window, dialog, fake_pipeline,
 
 def test_real_tiny_pipeline_from_the_dialog(window, dialog, tmp_path, qtbot):
     """The real engine pipeline (tiny preset, budgets cut further) runs from the dialog to an open bundle."""
-    pytest.importorskip("engine.pipeline")
     dialog.form.load_preset("tiny")
     dialog.form.tokens.setValue(16_384)
     dialog.form.sae_acts.setValue(16_384)
@@ -316,7 +315,7 @@ def test_the_form_and_the_cli_agree_on_the_work_folder(dialog, tmp_path):
 
 
 def test_a_run_cancelled_in_the_app_resumes_from_the_cli(window, dialog, tmp_path, qtbot, monkeypatch):
-    import superpos_app.train_dialog as td
+    import superpos_app.dialogs.train_dialog as td
     from engine.cli.run_cmds import config_from_args
     from engine.events import Progress, collect
     from engine.pipeline import run_pipeline
@@ -343,7 +342,7 @@ def test_a_run_cancelled_in_the_app_resumes_from_the_cli(window, dialog, tmp_pat
 
 
 def test_a_run_cancelled_from_the_cli_resumes_in_the_app(window, dialog, tmp_path, qtbot, monkeypatch):
-    import superpos_app.train_dialog as td
+    import superpos_app.dialogs.train_dialog as td
     from engine.cli.run_cmds import config_from_args
     from engine.events import Cancelled, CancelToken, Progress
     from engine.pipeline import run_pipeline

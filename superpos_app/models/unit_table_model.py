@@ -22,10 +22,9 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 
 from engine.stats import ULTRALOW_DENSITY
 from superpos_app.faults import contain_faults
-from superpos_app.panes.fast_table import FastTableView
 from superpos_app.plain_text import plain, tooltip
 
-__all__ = ["UnitTable", "UnitTableModel", "UnitFilter", "UnitTableView", "ULTRALOW_DENSITY", "COLUMNS"]
+__all__ = ["UnitTable", "UnitTableModel", "UnitFilter", "ULTRALOW_DENSITY", "COLUMNS"]
 
 
 SEARCH_KEY_CHARS = 500          # characters of a label that text search looks at
@@ -328,8 +327,3 @@ class UnitTableModel(QAbstractTableModel):
 
 
 _ITEM_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-
-
-@contain_faults
-class UnitTableView(FastTableView):
-    """The search table's view (see fast_table.FastTableView)."""

@@ -1,9 +1,9 @@
 """The job controller: runs one engine job at a time off the GUI thread and reports it as Qt signals.
 
 An engine job is a generator that yields events (engine.events) and returns a result; it takes a
-``CancelToken``. The controller runs it on a ``superpos_app.worker.Worker`` (the app's one worker
+``CancelToken``. The controller runs it on a ``superpos_app.workers.worker.Worker`` (the app's one worker
 mechanism: its docstring explains the coalesced drain at ``DRAIN_MS`` that keeps a job yielding
-thousands of events per second from flooding the GUI thread, the ``gc.freeze`` trick, the cancel
+thousands of events per second from flooding the GUI thread, the garbage collector, the cancel
 grace and ``SUPERPOS_SYNC_JOBS=1``) and turns each drained batch of events into a few signals:
 
     Worker.yielded([events])  ->  stageStarted / stageFinished / metricsReceived (thinned to
@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.events import CancelToken, Glimpse, Message, Progress, StageFinished, StageStarted
 
-from superpos_app.worker import DRAIN_MS, Worker, sync_default
+from superpos_app.workers.worker import DRAIN_MS, Worker
 
 __all__ = ["JobController", "JobStatus", "format_eta", "DRAIN_MS"]
 
@@ -97,14 +97,12 @@ class JobController(QObject):
     jobFailed = Signal(str, str)             # message, details (traceback)
     busyChanged = Signal(bool)
 
-    def __init__(self, parent: QObject | None = None, sync: bool | None = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.sync = sync_default() if sync is None else sync
         self._worker: Worker | None = None
         self._status = JobStatus()
         self.events_seen = 0
         self.last_outcome: str | None = None
-        self.freeze_gc = True
 
     # --- public API ------------------------------------------------------------------------------
     @property
@@ -122,7 +120,7 @@ class JobController(QObject):
         self._status = JobStatus(title=title)
         self.events_seen = 0
         self.last_outcome = None
-        worker = Worker(factory, sync=self.sync, freeze_gc=self.freeze_gc)
+        worker = Worker(factory, freeze_gc=True)
         worker.yielded.connect(self._on_events)
         worker.returned.connect(self._on_returned)
         worker.cancelled.connect(self._on_cancelled)

@@ -21,7 +21,7 @@ from engine.config import (SAE_RECIPE_INFO, SAE_RECIPES, ConfigError, RunConfig,
                            parse_sizes, preset, preset_description, preset_family, preset_names)
 from engine.device import resolve_device
 
-from superpos_app.corpus_picker import CorpusPicker, form_layout
+from superpos_app.dialogs.corpus_picker import CorpusPicker, form_layout
 
 __all__ = ["RunForm", "default_output", "DEVICES"]
 

@@ -14,7 +14,7 @@ from PySide6.QtGui import QColor
 
 from engine.analysis.lens import LensResult
 from superpos_app.faults import contain_faults
-from superpos_app.panes.token_view import display_token
+from superpos_app.plain_text import display_token
 from superpos_app.plain_text import plain
 
 __all__ = ["LensFeatureModel", "PredictionModel", "quoted"]

@@ -7,8 +7,8 @@ examples, and the underlines arrive when the worker has run ``engine.analysis.ab
     blue  ablating the unit lowers log p of this token (the unit helped predict it)
     red   ablating it raises log p (the unit worked against it); intensity ∝ |Δ| / max |Δ| shown
 
-Nothing is computed at harvest time and nothing on the GUI thread: each request is a job of a
-``LatestRunner`` (latest request wins; a newer unit stops the running one between batches), started
+Nothing is computed at harvest time and nothing on the GUI thread: each request is a job of the
+app's one ``LatestRunner`` (latest request wins; a newer unit stops the running one between batches), started
 once the unit has been shown for SETTLE_MS (browsing with the arrow keys starts no jobs). The
 job opens the bundle itself (an h5py handle never crosses threads) and keeps an ``AblationEngine``
 for each of the last two (bundle file, dictionary) pairs — so the model and SAE load once, and the
@@ -20,7 +20,6 @@ pane; remembered in the app settings) turns the whole thing off, jobs included.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -28,10 +27,10 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from superpos_app.latest_runner import LatestRunner
+from superpos_app.workers.latest_runner import LatestRunner, torch_on_one_thread
 from superpos_app.settings import AppSettings
 
-__all__ = ["AblationUnderlines", "AblationRunner", "ablation_job", "LEGEND_BLUE", "LEGEND_RED"]
+__all__ = ["AblationUnderlines", "ablation_job", "LEGEND_BLUE", "LEGEND_RED"]
 
 LEGEND_BLUE, LEGEND_RED = "#2866ff", "#dc1e1e"     # token_view's _NEG_RGB / _POS_RGB
 _RESULTS_KEPT = 128
@@ -62,43 +61,28 @@ def _engine_for(path: str, dictionary: int):
     return engine
 
 
-def ablation_job(path: str, dictionary: int, kind: str, index: int, windows: np.ndarray,
-                 request_id: int, single_thread: bool):
-    """A worker job: ((request_id, Δ [B, W] float32), seconds)."""
+def ablation_job(path: str, dictionary: int, kind: str, index: int, windows: np.ndarray):
+    """A runner job: Δ [B, W] float32 of ablating the unit on each window."""
     def job(token):
-        if single_thread:                   # as the lens: small tensors, a busy machine (lens_worker.py)
-            import torch
-
-            torch.set_num_threads(1)
-        t0 = time.perf_counter()
+        torch_on_one_thread()
         with _ENGINE_LOCK:
             engine = _engine_for(path, dictionary)
-            delta = engine.effects(kind, index, windows, should_stop=lambda: token.cancelled)
-        return (request_id, delta), time.perf_counter() - t0
+            return engine.effects(kind, index, windows, should_stop=lambda: token.cancelled)
     return job
-
-
-class AblationRunner(LatestRunner):
-    """Ablation requests one at a time; payload (path, dictionary, kind, index, windows)."""
-
-    def _make_job(self, request_id: int, payload: tuple):
-        return ablation_job(*payload, request_id=request_id, single_thread=not self.sync)
 
 
 class AblationUnderlines(QObject):
     """The underlines of one TokenView: checkbox + legend widget (``bar``), requests, cache."""
 
-    def __init__(self, view, parent: QObject | None = None, settings: AppSettings | None = None,
-                 sync: bool | None = None) -> None:
+    def __init__(self, view, parent: QObject | None = None, settings: AppSettings | None = None) -> None:
         super().__init__(parent)
         self.view = view
         self.settings = settings or AppSettings()
-        self.runner = AblationRunner(self, sync)
+        self.runner = LatestRunner(self)
         self.runner.resultReady.connect(self._on_result)
         self.runner.failed.connect(self._on_failed)
         self.bundle = None
-        self._request = 0
-        self._pending: tuple | None = None       # (request id, key, line rows) of the request in flight
+        self._pending: tuple | None = None       # the key of the request in flight (settling or running)
         self._shown: tuple | None = None         # (key, line rows) drawn or waiting to be drawn
         self._results: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.last_seconds = float("nan")
@@ -138,7 +122,6 @@ class AblationUnderlines(QObject):
 
     def clear(self) -> None:
         """No examples (or a new unit coming): stop the running request, no underlines."""
-        self._request += 1
         self._pending = self._shown = None
         self._settle.stop()
         self.runner.drop()
@@ -162,7 +145,7 @@ class AblationUnderlines(QObject):
             self._results.move_to_end(key)
             self._draw()
             return
-        self._pending = (self._request, key)
+        self._pending = key
         self._set_legend("<span style='color:#777'>computing the ablation effects…</span>")
         self._settle.start()
 
@@ -170,7 +153,7 @@ class AblationUnderlines(QObject):
         if self._pending is None or self._shown is None:
             return
         key, _, windows_BW = self._shown
-        self.runner.submit_request(self._pending[0], (key[0], key[1], key[2], key[3], windows_BW))
+        self.runner.submit(ablation_job(key[0], key[1], key[2], key[3], windows_BW))
 
     def shutdown(self) -> None:
         self.runner.shutdown()
@@ -180,20 +163,18 @@ class AblationUnderlines(QObject):
         return self._results.get(self._shown[0]) if self._shown else None
 
     # ------------------------------------------------------------------ results
-    def _on_result(self, out: tuple, seconds: float) -> None:
-        request_id, delta = out
-        if self._pending is None or request_id != self._pending[0]:
-            return                               # stale: another unit or examples since
-        key = self._pending[1]
-        self._pending = None
+    def _on_result(self, _request_id: int, delta: np.ndarray, seconds: float) -> None:
+        key, self._pending = self._pending, None
+        if key is None:                          # never: clear() drops the runner's requests
+            return
         self.last_seconds = seconds
         self._results[key] = delta
         while len(self._results) > _RESULTS_KEPT:
             self._results.popitem(last=False)
         self._draw()
 
-    def _on_failed(self, request_id: int, message: str) -> None:
-        if self._pending is not None and request_id == self._pending[0]:
+    def _on_failed(self, _request_id: int, message: str) -> None:
+        if self._pending is not None:
             self._pending = None
             self._set_legend(f"<span style='color:#b33b2f'>ablation effects unavailable: "
                              f"{_escape(message[:300])}</span>")
@@ -236,8 +217,7 @@ class AblationUnderlines(QObject):
             self.show(key[2], key[3], windows)
 
     def _tooltip(self, line: int, token: int) -> str:
-        from superpos_app.panes.token_view import display_token
-        from superpos_app.plain_text import tooltip
+        from superpos_app.plain_text import display_token, tooltip
 
         toks, vals = self.view.line_tokens(line), self.view.line_values(line)
         v = float(vals[token]) if token < vals.size else 0.0

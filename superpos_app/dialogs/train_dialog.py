@@ -25,10 +25,10 @@ from engine import paths
 from engine.config import ConfigError, RunConfig, preset_names
 from engine.run_clock import expected_run_text
 
-from superpos_app.curves import CurvePanel
-from superpos_app.jobs import JobController, JobStatus
-from superpos_app.live_view import LiveView
-from superpos_app.run_form import RunForm, default_output
+from superpos_app.widgets.curves import CurvePanel
+from superpos_app.workers.jobs import JobController, JobStatus
+from superpos_app.dialogs.live_view import LiveView
+from superpos_app.dialogs.run_form import RunForm, default_output
 
 __all__ = ["TrainDialog", "pipeline_job"]
 

@@ -13,8 +13,8 @@ from PySide6.QtWidgets import (QDialog, QFileDialog, QFormLayout, QHBoxLayout, Q
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from engine.config import ConfigError
-from superpos_app.corpus_picker import CorpusPicker
-from superpos_app.jobs import JobController, JobStatus
+from superpos_app.dialogs.corpus_picker import CorpusPicker
+from superpos_app.workers.jobs import JobController, JobStatus
 
 __all__ = ["AnalyzeDialog", "analyze_job"]
 

@@ -21,18 +21,32 @@ application's ``aboutToQuit`` cancels and waits for any still running.
 
 Cancel sets the token; a well-behaved job saves a checkpoint and raises ``Cancelled`` at its next
 step. A job that keeps yielding for more than ``CANCEL_GRACE_S`` after the request is closed
-(``generator.close()``) so the app never waits on it. ``SUPERPOS_SYNC_JOBS=1`` runs every worker
-inline on the calling thread (deterministic tests, debugging): the signals are then emitted before
-``start()`` returns.
+(``generator.close()``) so the app never waits on it.
 
-Garbage collection (``freeze_gc=True``, the job controller's long jobs): a full (generation 2)
-collection holds the GIL while it scans every tracked object — with torch and Qt loaded that is
-~300k objects, and measured pauses reached 300-500 ms on a busy 2-core machine, freezing the GUI
-whichever thread triggered it. While the job runs every drain tick therefore calls ``gc.freeze()``:
-objects that have survived so far move to the permanent generation and are not rescanned, so a full
-collection only looks at the last ~100 ms of survivors (benchmarks/bench_responsiveness.py
---workload model, busy 2-core machine: max GUI gap 468 ms without the freeze, 33 ms with it).
-``gc.unfreeze()`` at the end of the job hands everything back to the collector, so nothing leaks.
+One switch, no constructor argument: ``SUPERPOS_SYNC_JOBS=1`` in the environment (read when a worker
+is made, so a test's ``monkeypatch.setenv`` applies) runs every worker inline on the calling thread
+(deterministic tests, debugging): the signals are then emitted before ``start()`` returns.
+
+Garbage collection (this module is the one place that touches the collector): a full (generation 2)
+collection holds the GIL while it scans every tracked object — with torch, Qt and pyqtgraph loaded
+that is ~300k objects, and measured pauses reached 300-500 ms on a busy 2-core machine, freezing the
+GUI whichever thread triggered it. So:
+
+- objects that live as long as the process or the open bundle are frozen (moved to the permanent
+  generation) right after they are made, by ``freeze_long_lived()``: the imported modules' (the entry
+  point, once the window is built) and the model, SAE and tokenizer the text lens loads for a bundle
+  (a long text's result holds thousands of small lists, whose allocations trigger full collections:
+  measured 460 ms GUI stalls without it; tests/app/test_panes_lens.py's stall test: 556-648 ms
+  without, 75 ms with, load 11 on 2 cores);
+- a long job (``freeze_gc=True``, the job controller's) also freezes at every drain tick, so a full
+  collection only looks at the last ~100 ms of survivors (benchmarks/bench_responsiveness.py
+  --workload model, load 9 on 2 cores: max GUI gap 116-199 ms with the start-up freeze alone, 30-53 ms
+  with the ticks as well);
+- at the end of such a job ``gc.unfreeze()`` hands its objects back to the collector (frozen, its
+  cyclic garbage would never be freed), and the next full collection, having reclaimed them, freezes
+  the survivors again — so an earlier ``freeze_long_lived()`` is restored, never silently undone.
+
+Nothing else calls ``gc.freeze`` or ``gc.unfreeze``.
 """
 
 from __future__ import annotations
@@ -50,7 +64,7 @@ from engine.events import Cancelled, CancelToken
 
 from superpos_app.errors import describe_exception
 
-__all__ = ["Worker", "Job", "sync_default", "DRAIN_MS", "CANCEL_GRACE_S"]
+__all__ = ["Worker", "Job", "sync_default", "freeze_long_lived", "DRAIN_MS", "CANCEL_GRACE_S"]
 
 DRAIN_MS = 100            # GUI refresh period for job events (10 Hz)
 CANCEL_GRACE_S = 0.8      # after this long, a job that ignores its CancelToken is closed
@@ -61,6 +75,30 @@ Job = Callable[[CancelToken], Any]
 def sync_default() -> bool:
     """True when ``SUPERPOS_SYNC_JOBS=1``: every worker runs inline."""
     return os.environ.get("SUPERPOS_SYNC_JOBS", "0") == "1"
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now out of the collector's sight: call it right after making objects
+    that live as long as the process or the open bundle (see the module docstring); full collections
+    then scan only what came later."""
+    gc.freeze()
+
+
+_refreeze = {"pending": False}
+
+
+def _refreeze_after_full_collection(phase: str, info: dict) -> None:
+    """A gc callback: the first full collection after a long job's ``unfreeze`` freezes what survived."""
+    if _refreeze["pending"] and phase == "stop" and info.get("generation") == 2:
+        _refreeze["pending"] = False
+        gc.freeze()
+
+
+def _unfreeze_until_next_full_collection() -> None:
+    gc.unfreeze()
+    _refreeze["pending"] = True
+    if _refreeze_after_full_collection not in gc.callbacks:
+        gc.callbacks.append(_refreeze_after_full_collection)
 
 
 class _Thread(QThread):
@@ -80,9 +118,9 @@ class Worker(QObject):
     cancelled = Signal(str)          # a sentence for the user
     failed = Signal(str, str)        # message, details (traceback)
 
-    def __init__(self, job: Job, *, sync: bool | None = None, freeze_gc: bool = False) -> None:
+    def __init__(self, job: Job, *, freeze_gc: bool = False) -> None:
         super().__init__(QCoreApplication.instance())
-        self.sync = sync_default() if sync is None else sync
+        self.sync = sync_default()
         self.freeze_gc = freeze_gc and not self.sync
         self.token = CancelToken()
         self._job: Job | None = job
@@ -147,7 +185,7 @@ class Worker(QObject):
         self._timer.stop()
         self._drain()
         if self.freeze_gc:
-            gc.unfreeze()
+            _unfreeze_until_next_full_collection()
         if self.outcome == "finished":
             self.returned.emit(self._result)
         elif self.outcome == "cancelled":

@@ -23,7 +23,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from superpos_app.panes.token_view import display_token
+from superpos_app.plain_text import display_token
 
 __all__ = ["LiveView"]
 

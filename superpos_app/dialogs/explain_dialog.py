@@ -27,14 +27,14 @@ from engine.explain.client import DEFAULT_KEY_ENV, ChatClient, Endpoint
 from engine.explain.examples import ExampleConfig
 from engine.explain.job import UnitSource, estimate, explain_job, pending_units, select_units
 from engine.explain.prompts import explain_messages
-from superpos_app.jobs import JobStatus
-from superpos_app.worker import Worker
+from superpos_app.workers.jobs import JobStatus
+from superpos_app.workers.latest_runner import LatestRunner
 
 __all__ = ["ExplainDialog", "estimate_job", "show_explain_dialog", "fold_explanations"]
 
 
 def estimate_job(path: str, kind: str, units: list[int], endpoint: Endpoint, probe: bool):
-    """A worker job: (units to do, Estimate) — opens its own handle, optionally times one request."""
+    """A runner job: (units to do, Estimate) — opens its own handle, optionally times one request."""
     import time
 
     from engine.bundle import open_bundle
@@ -99,7 +99,9 @@ class ExplainDialog(QDialog):
         self.window_ = window
         self.jobs = window.jobs
         self.running = False
-        self._estimate_worker: Worker | None = None
+        self.estimate_runner = LatestRunner(self)       # a newer estimate replaces one still running
+        self.estimate_runner.resultReady.connect(self._on_estimate)
+        self.estimate_runner.failed.connect(self._on_estimate_failed)
         saved = window.settings.explain_setup() if window.settings is not None else {}
 
         self.endpoint = QLineEdit(saved.get("endpoint") or os.environ.get("SUPERPOS_LLM_URL", "http://localhost:11434/v1"))
@@ -258,23 +260,17 @@ class ExplainDialog(QDialog):
             self.estimate_label.setText(f"Estimate: {exc}")
             return False
         self.estimate_label.setText("Estimate: timing one request…" if probe else "Estimate: counting…")
-        worker = Worker(estimate_job(str(self.window_.bundle.path), self.kind, units, endpoint, probe))
-        worker.returned.connect(self._on_estimate)
-        worker.failed.connect(self._on_estimate_failed)
-        self._estimate_worker = worker
-        worker.start()
+        self.estimate_runner.submit(estimate_job(str(self.window_.bundle.path), self.kind, units, endpoint, probe))
         return True
 
-    def _on_estimate(self, result) -> None:
+    def _on_estimate(self, _request_id: int, result: tuple, _seconds: float) -> None:
         todo, est = result
-        self._estimate_worker = None
         if est is None:
             self.estimate_label.setText("Estimate: every selected unit is already explained by this model")
         else:
             self.estimate_label.setText(f"Estimate: {len(todo):,} to do — {est.text()}")
 
-    def _on_estimate_failed(self, message: str, _details: str) -> None:
-        self._estimate_worker = None
+    def _on_estimate_failed(self, _request_id: int, message: str) -> None:
         self.estimate_label.setText(f"Estimate failed: {message}")
 
     # ----------------------------------------------------------------------------------- the job

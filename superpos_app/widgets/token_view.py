@@ -19,9 +19,9 @@ from PySide6.QtGui import QColor, QFontMetricsF, QPainter, QPen, QStaticText, QT
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from superpos_app.faults import contain_faults
-from superpos_app.plain_text import tooltip
+from superpos_app.plain_text import display_token, tooltip
 
-__all__ = ["TokenView", "shade_color", "display_token"]
+__all__ = ["TokenView", "shade_color"]
 
 _ACT_RGB = (255, 128, 0)            # orange, as the paper's visualizer
 _NEG_RGB = (40, 110, 255)           # blue for negative values / loss decreases
@@ -45,11 +45,6 @@ def shade_color(value: float, max_value: float) -> QColor:
 
 
 _CLEAR = QColor(0, 0, 0, 0)
-
-
-def display_token(s: str) -> str:
-    """Token text as drawn: newlines as ↵ (the break itself is handled by the layout), tabs as →."""
-    return s.replace("\r", "").replace("\n", "↵").replace("\t", "→")
 
 
 @dataclass
