@@ -124,3 +124,25 @@ def test_explanations_print_model_text_terminal_safe(tmp_path, capsys):
     assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
     line = text.strip().splitlines()[-1]
     assert json.loads(line)["explanation"].startswith("x\x1b]0;PWNED")       # the JSON still round-trips
+
+
+def test_cancelling_the_job_stops_requests_that_stream_forever(real_tiny_bundle, tmp_path):
+    import shutil
+
+    from engine.bundle import open_bundle
+    from engine.events import Progress
+    from engine.explain.job import explain_job, select_units
+
+    path = tmp_path / "b.h5"
+    shutil.copy(real_tiny_bundle, path)
+    with open_bundle(path) as b:
+        units = select_units("density>=1e-3,first:3", b.columns("feature")["density"])
+    cancel = CancelToken()
+    with HostileLLM("endless-sse") as srv:
+        job = explain_job(path, "feature", units, endpoint(srv.url, timeout_s=60.0, concurrency=2), cancel=cancel)
+        threading.Timer(0.5, cancel.cancel).start()
+        t0 = time.monotonic()
+        with pytest.raises(Cancelled):
+            for event in job:
+                assert not isinstance(event, Progress) or event.done == 0
+        assert time.monotonic() - t0 < 2.0
