@@ -20,6 +20,7 @@ import sys
 import time
 
 from engine.cli.progress import ProgressPrinter, drive
+from engine.cli.terminal import json_line_safe, terminal_safe
 from engine.events import Cancelled, CancelToken
 
 # engine.explain (httpx) and the bundle reader (h5py) load when an explain command runs, not with
@@ -47,8 +48,12 @@ def register(subparsers) -> None:
     p.add_argument("--api-key-env", default="SUPERPOS_LLM_API_KEY", metavar="VAR",
                    help="environment variable holding the API key (default SUPERPOS_LLM_API_KEY)")
     p.add_argument("--concurrency", type=int, default=4, help="units (so requests) in flight at once")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    p.add_argument("--retries", type=int, default=4, help="retries on 429 / 5xx / timeouts")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds one try of a request may take, from connecting to the last byte of the answer "
+                        "(0 < T <= 3600; default 120)")
+    p.add_argument("--retries", type=int, default=4,
+                   help="retries on 429 / 5xx / timeouts / broken answers (0-10; default 4); a request gives up "
+                        "after timeout × (retries + 1) seconds in all")
     p.add_argument("--force", action="store_true", help="redo units that are already explained")
     p.add_argument("--resume", action="store_true", help="(the default) skip units already explained")
     p.add_argument("--estimate-only", action="store_true", help="print the estimate and stop")
@@ -93,6 +98,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
           file=err)
     if est is not None:
         print("estimate: " + est.text(), file=err)
+    if not todo:
+        _fold(args.bundle)          # a crashed run's journal is folded even when nothing is left to do
     if args.estimate_only or not todo:
         return 0
     cancel = CancelToken()
@@ -109,16 +116,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _probe(endpoint, source, unit: int) -> float:
-    """Seconds one explain request takes (the first unit's prompt), for the estimate."""
-    from engine.explain.client import ChatClient
+def _probe(endpoint, source, unit: int) -> float | None:
+    """Seconds one explain request takes (the first unit's prompt), for the estimate; None when the
+    model's answer to it is unusable (a refusal, an empty or malformed answer: the job records those per
+    unit, so they do not stop the run). An endpoint that cannot be used stops the command here."""
+    from engine.explain.client import ChatClient, EndpointError, LLMError
     from engine.explain.prompts import explain_messages
 
     ex = source.examples(unit)
-    with ChatClient(endpoint.replace(max_retries=1)) as client:
+    with ChatClient(endpoint) as client:
         t0 = time.perf_counter()
-        client.chat(explain_messages(source.vocab, ex.sections(), ex.max_act, ex.promoted, ex.suppressed),
-                    max_tokens=80)
+        try:
+            client.chat(explain_messages(source.vocab, ex.sections(), ex.max_act, ex.promoted, ex.suppressed),
+                        max_tokens=80)
+        except EndpointError:
+            raise
+        except LLMError as exc:
+            print(f"superpos: note: the timed request gave no usable answer ({terminal_safe(exc)}); "
+                  "the estimate has no time", file=sys.stderr)
+            return None
         return time.perf_counter() - t0
 
 
@@ -128,7 +144,7 @@ def _fold(path: str) -> None:
     try:
         n = fold_journal(path)
     except Exception as exc:   # a read-only bundle keeps its journal; say so, do not lose the run
-        print(f"superpos: note: {exc}", file=sys.stderr)
+        print(f"superpos: note: {terminal_safe(exc)}", file=sys.stderr)
         return
     if n:
         print(f"wrote {n:,} explanations into {path}", file=sys.stderr)
@@ -144,12 +160,13 @@ def cmd_explanations(args: argparse.Namespace) -> int:
     for unit in sorted(records):
         r = records[unit]
         if args.json:
-            print(json.dumps(r, ensure_ascii=False))
+            print(json_line_safe(r))
             continue
-        scores = " ".join(f"{n[:3]} {r[n]:.2f}" if r.get(n) is not None else f"{n[:3]} -" for n in SCORE_NAMES)
+        scores = " ".join(f"{n[:3]} {r[n]:.2f}" if isinstance(r.get(n), (int, float)) else f"{n[:3]} -"
+                          for n in SCORE_NAMES)
         text = r.get("explanation") or f"({r.get('status')}: {r.get('error', '')})"
-        print(f"{kind} {unit:>6}  {scores}  {text}")
+        print(f"{kind} {unit:>6}  {scores}  {terminal_safe(text)}")     # a model's text: ESC and bidi shown, not obeyed
     if not records and not args.json:
         pending = " (a journal is pending)" if journal_path(args.bundle).exists() else ""
-        print(f"no explanations of {args.units} in {args.bundle}{pending}")
+        print(f"no explanations of {args.units} in {terminal_safe(args.bundle)}{pending}")
     return 0

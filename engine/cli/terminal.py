@@ -9,7 +9,9 @@ separators) is shown as its escape (``\\x1b``, ``\\u202e``), as ``repr`` would, 
 
 from __future__ import annotations
 
-__all__ = ["terminal_safe"]
+import json
+
+__all__ = ["terminal_safe", "json_line_safe"]
 
 
 def _escape(ch: str) -> str:
@@ -25,3 +27,22 @@ def terminal_safe(text: object) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def json_line_safe(value: object) -> str:
+    """``value`` as one line of JSON that is also terminal-safe: non-ASCII text stays readable, every
+    non-printable character (ESC, C1 controls, U+202E...) is a ``\\uXXXX`` escape, which JSON reads back
+    as the same character."""
+    text = json.dumps(value, ensure_ascii=False)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:                                      # a surrogate pair, as JSON writes astral characters
+            v = ord(ch) - 0x10000
+            out.append(f"\\u{0xD800 + (v >> 10):04x}\\u{0xDC00 + (v & 0x3FF):04x}")
+    return "".join(out)

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import torch
 
 from engine.config import ConfigError, SAEConfig
-from engine.interop.files import InteropError, find_one, load_tensors, read_json
+from engine.interop.files import Fields, InteropError, check_finite, find_one, load_tensors, read_json
 from engine.sae import SparseAutoencoder
 
 __all__ = ["load_sae_any", "check_pair", "MLP_HOOKS", "sae_from_tensors"]
@@ -43,6 +43,7 @@ __all__ = ["load_sae_any", "check_pair", "MLP_HOOKS", "sae_from_tensors"]
 # TransformerLens / SAELens names of the one layer's MLP neurons (what superpos decomposes)
 MLP_HOOKS = ("blocks.0.mlp.hook_post",)
 # the recipe an imported SAE is filed under (its encoder is cfg.architecture; no recipe trained it)
+MAX_WIDTH = 1 << 24          # the widest d_in / d_sae a config may state (16M; the field's largest SAEs are ~16M)
 _RECIPE_FOR = {"relu": "2023", "topk": "topk", "jumprelu": "jumprelu", "gated": "2023"}
 SAELENS_ARCHITECTURES = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated",
                          "batchtopk": "jumprelu", "matryoshka_batchtopk": "jumprelu"}
@@ -55,6 +56,7 @@ def sae_from_tensors(arch: str, state: dict[str, torch.Tensor], *, source: str, 
     if W_enc is None or W_enc.dim() != 2:
         raise InteropError(f"{where}: no 2-D encoder weight")
     d_in, d_sae = W_enc.shape
+    check_finite(W_enc, "W_enc", where)
     try:
         cfg = SAEConfig(recipe=_RECIPE_FOR[arch], d_in=int(d_in), d_sae=int(d_sae),
                         k=int(k) if k is not None else min(20, int(d_sae)), architecture=arch, source=source)
@@ -74,7 +76,7 @@ def _shape(state: dict, name: str, shape: tuple[int, ...], where: str) -> torch.
     t = state[name].float()
     if tuple(t.shape) != shape:
         raise InteropError(f"{where}: {name} has shape {list(t.shape)}, expected {list(shape)}")
-    return t
+    return check_finite(t, name, where)
 
 
 def _fold_input_bias(state: dict, arch: str) -> None:
@@ -91,17 +93,15 @@ def _fold_input_bias(state: dict, arch: str) -> None:
 def load_saelens(folder: Path) -> SparseAutoencoder:
     cfg_path = folder / "cfg.json"
     cfg = read_json(cfg_path, "SAELens cfg.json")
-    arch_name = str(cfg.get("architecture", "standard"))
-    arch = SAELENS_ARCHITECTURES.get(arch_name)
+    f = Fields(cfg, str(cfg_path))
+    arch_name = cfg.get("architecture", "standard")
+    arch = SAELENS_ARCHITECTURES.get(arch_name) if isinstance(arch_name, str) else None
     if arch is None:
         raise InteropError(f"{cfg_path}: unknown SAE architecture {arch_name!r}; superpos reads SAELens "
-                           f"{', '.join(sorted(SAELENS_ARCHITECTURES))}")
+                           f"{', '.join(sorted(SAELENS_ARCHITECTURES))}"[:300])
+    D, F = f.integer("d_in", low=1, high=MAX_WIDTH), f.integer("d_sae", low=1, high=MAX_WIDTH)
     where = str(folder / "sae_weights.safetensors")
     raw = load_tensors(folder / "sae_weights.safetensors", "SAE weights")
-    try:
-        D, F = int(cfg["d_in"]), int(cfg["d_sae"])
-    except (KeyError, TypeError, ValueError):
-        raise InteropError(f"{cfg_path} lacks d_in / d_sae") from None
     state = {"W_enc": _shape(raw, "W_enc", (D, F), where), "W_dec": _shape(raw, "W_dec", (F, D), where),
              "b_dec": _shape(raw, "b_dec", (D,), where)}
     if arch == "gated":
@@ -116,27 +116,33 @@ def load_saelens(folder: Path) -> SparseAutoencoder:
         state["threshold"] = _shape(raw, "threshold", (F,), where).clamp(min=0)
     meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
     hook = meta.get("hook_name", cfg.get("hook_name"))
+    hook = None if hook is None else str(hook)
     norm = cfg.get("normalize_activations", "none") or "none"
+    if not isinstance(norm, str):
+        raise InteropError(f"{cfg_path}: normalize_activations must be a name such as 'none', not {norm!r}"[:200])
     if norm == "expected_average_only_in":
-        factor = cfg.get("norm_scaling_factor", cfg.get("scaling_factor"))
-        if factor is not None:
-            s = float(factor)
+        if cfg.get("norm_scaling_factor", cfg.get("scaling_factor")) is not None:
+            s = f.number("norm_scaling_factor", "scaling_factor", low=1e-12, high=1e12)
             state["W_enc"], state["W_dec"], state["b_dec"] = state["W_enc"] * s, state["W_dec"] / s, state["b_dec"] / s
     elif norm != "none":
         raise InteropError(f"{cfg_path}: normalize_activations {norm!r} rescales every token by its own norm at "
                            "run time, which superpos's SAE does not do; fold it into the weights or use an SAE "
                            "trained with none or expected_average_only_in")
-    if cfg.get("reshape_activations", "none") not in ("none", None):
+    if f.choice("reshape_activations", options=("none", None, "hook_z"), default="none") not in ("none", None):
         raise InteropError(f"{cfg_path}: reshape_activations {cfg['reshape_activations']!r} (attention z SAEs) is not "
                            "supported; superpos reads SAEs on the MLP neurons")
-    if not cfg.get("apply_b_dec_to_input", True):
+    if not f.flag("apply_b_dec_to_input", default=True):
         _fold_input_bias(state, arch)
     k = None
     if arch == "topk":
-        k = cfg.get("k", (cfg.get("activation_fn_kwargs") or {}).get("k"))
+        kwargs = cfg.get("activation_fn_kwargs")
+        if "k" in cfg or not isinstance(kwargs, dict):
+            k = f.integer("k", low=1, high=F) if "k" in cfg else None
+        else:
+            k = Fields(kwargs, f"{cfg_path} activation_fn_kwargs").integer("k", low=1, high=F) if "k" in kwargs else None
         if k is None:
             raise InteropError(f"{cfg_path}: a topk SAE needs k")
-        if cfg.get("rescale_acts_by_decoder_norm", False):
+        if f.flag("rescale_acts_by_decoder_norm", default=False):
             n = state["W_dec"].norm(dim=1)                          # (F,)
             state["W_enc"], state["b_enc"] = state["W_enc"] * n, state["b_enc"] * n
             state["W_dec"] = state["W_dec"] / n[:, None]
@@ -154,13 +160,13 @@ def load_dictionary_learning(folder: Path) -> SparseAutoencoder:
     cfg_path = folder / "config.json"
     cfg = read_json(cfg_path, "dictionary_learning config.json")
     trainer = cfg.get("trainer") if isinstance(cfg.get("trainer"), dict) else cfg
-    cls = str(trainer.get("dict_class", "AutoEncoder"))
+    f = Fields(trainer, f"{cfg_path} trainer")
+    cls = trainer.get("dict_class", "AutoEncoder")
+    if not isinstance(cls, str):
+        raise InteropError(f"{cfg_path}: trainer.dict_class must be a class name, not {cls!r}"[:200])
+    D, F = f.integer("activation_dim", low=1, high=MAX_WIDTH), f.integer("dict_size", low=1, high=MAX_WIDTH)
     where = str(folder / "ae.pt")
     raw = load_tensors(folder / "ae.pt", "SAE weights")
-    try:
-        D, F = int(trainer["activation_dim"]), int(trainer["dict_size"])
-    except (KeyError, TypeError, ValueError):
-        raise InteropError(f"{cfg_path} lacks trainer.activation_dim / trainer.dict_size") from None
     src, k = f"dictionary_learning:{folder}", None
     if cls == "AutoEncoder":
         state, arch = _dl_linear(raw, D, F, where, "bias"), "relu"
@@ -169,9 +175,17 @@ def load_dictionary_learning(folder: Path) -> SparseAutoencoder:
         state = _dl_linear(raw, D, F, where, "b_dec")
         state["b_enc"] = _shape(raw, "encoder.bias", (F,), where)
         if cls == "AutoEncoderTopK":
-            arch, k = "topk", int(raw["k"]) if "k" in raw else trainer.get("k")
+            if "k" in raw:
+                if raw["k"].numel() != 1:
+                    raise InteropError(f"{where}: k must be one number, not a tensor of shape {list(raw['k'].shape)}")
+                k = Fields({"k": float(raw["k"])}, where).integer("k", low=1, high=F)
+            else:
+                k = f.integer("k", low=1, high=F, default=None) if trainer.get("k") is not None else None
+            arch = "topk"
         else:       # inference uses the learned scalar threshold: ReLU(pre)·[ReLU(pre) > θ]
             theta = raw.get("threshold")
+            if theta is not None and theta.numel() != 1:
+                raise InteropError(f"{where}: threshold must be one number, not a tensor of shape {list(theta.shape)}")
             if theta is None or float(theta) < 0:
                 raise InteropError(f"{where}: this {cls} has no inference threshold yet (threshold < 0: training "
                                    "did not reach the threshold phase)")
@@ -181,7 +195,7 @@ def load_dictionary_learning(folder: Path) -> SparseAutoencoder:
                  "W_dec": _shape(raw, "W_dec", (F, D), where), "b_dec": _shape(raw, "b_dec", (D,), where),
                  "threshold": _shape(raw, "threshold", (F,), where).clamp(min=0)}
         arch = "jumprelu"
-        if not trainer.get("apply_b_dec_to_input", False):
+        if not f.flag("apply_b_dec_to_input", default=False):
             _fold_input_bias(state, arch)
     elif cls == "GatedAutoEncoder":
         state, arch = _dl_linear(raw, D, F, where, "decoder_bias"), "gated"
@@ -199,34 +213,37 @@ def load_dictionary_learning(folder: Path) -> SparseAutoencoder:
 def load_sparsify(folder: Path) -> SparseAutoencoder:
     cfg_path = folder / "cfg.json"
     cfg = read_json(cfg_path, "sparsify cfg.json")
+    f = Fields(cfg, str(cfg_path))
     for key, bad in (("transcode", "a transcoder (it predicts the MLP's output, not its neurons)"),
                      ("skip_connection", "an SAE with a skip connection (W_skip)")):
         if cfg.get(key):
             raise InteropError(f"{cfg_path}: this is {bad}, which superpos's SAE cannot represent")
     if cfg.get("activation", "topk") != "topk":
         raise InteropError(f"{cfg_path}: activation {cfg.get('activation')!r} is not supported (topk only)")
+    D = f.integer("d_in", low=1, high=MAX_WIDTH)
+    if cfg.get("num_latents"):
+        F = f.integer("num_latents", low=1, high=MAX_WIDTH)
+    else:
+        F = D * f.integer("expansion_factor", default=32, low=1, high=MAX_WIDTH // D)
+    k = f.integer("k", default=32, low=1, high=F)
     where = str(folder / "sae.safetensors")
     raw = load_tensors(folder / "sae.safetensors", "SAE weights")
-    try:
-        D = int(cfg["d_in"])
-        F = int(cfg.get("num_latents") or D * int(cfg.get("expansion_factor", 32)))
-    except (KeyError, TypeError, ValueError):
-        raise InteropError(f"{cfg_path} lacks d_in") from None
     state = {"W_enc": _shape(raw, "encoder.weight", (F, D), where).t().contiguous(),
              "b_enc": _shape(raw, "encoder.bias", (F,), where), "W_dec": _shape(raw, "W_dec", (F, D), where),
              "b_dec": _shape(raw, "b_dec", (D,), where)}
-    return sae_from_tensors("topk", state, source=f"sparsify:{folder}", k=int(cfg.get("k", 32)), where=where)
+    return sae_from_tensors("topk", state, source=f"sparsify:{folder}", k=k, where=where)
 
 
 # ====================================================================== Neel Nanda's 1L SAEs
 def load_nnanda(weights: Path) -> SparseAutoencoder:
-    cfg = read_json(weights.with_name(weights.stem + "_cfg.json"), "SAE config")
+    cfg_path = weights.with_name(weights.stem + "_cfg.json")
+    cfg = read_json(cfg_path, "SAE config")
     raw = load_tensors(weights, "SAE weights")
     W_enc = raw.get("W_enc")
     if W_enc is None or W_enc.dim() != 2:
         raise InteropError(f"{weights} lacks W_enc (Neel Nanda's 1L SAE files hold W_enc, W_dec, b_enc, b_dec)")
     D, F = W_enc.shape
-    if "d_mlp" in cfg and int(cfg["d_mlp"]) != D:
+    if "d_mlp" in cfg and Fields(cfg, str(cfg_path)).integer("d_mlp", low=1, high=MAX_WIDTH) != D:
         raise InteropError(f"{weights}: W_enc is [{D}, {F}] but its config says d_mlp = {cfg['d_mlp']}")
     state = {"W_enc": W_enc, "b_enc": _shape(raw, "b_enc", (F,), str(weights)),
              "W_dec": _shape(raw, "W_dec", (F, D), str(weights)), "b_dec": _shape(raw, "b_dec", (D,), str(weights))}

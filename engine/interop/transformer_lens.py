@@ -24,11 +24,12 @@ with one line.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from engine.config import ConfigError, ModelConfig
-from engine.interop.files import InteropError, find_one, load_tensors, read_json
+from engine.interop.files import Fields, InteropError, check_finite, find_one, load_tensors, read_json
 
 __all__ = ["load_tl_model", "tl_model_config", "tl_state_to_superpos", "TL_WEIGHT_PATTERNS"]
 
@@ -36,45 +37,41 @@ TL_WEIGHT_PATTERNS = ("*final.pth", "*.safetensors", "*final.pt", "*.pth", "*.pt
 _NORMS = {"LN": "LN", "LNPre": "LNPre", None: None, "none": None}
 
 
-def _get(cfg: dict, *names: str, default: Any = None) -> Any:
-    for name in names:
-        if name in cfg:
-            return cfg[name]
-    return default
-
-
 def tl_model_config(cfg: dict[str, Any], where: str = "config.json") -> tuple[ModelConfig, str | None]:
-    """(ModelConfig, normalization "LN" / "LNPre" / None) for a TransformerLens config dict."""
-    if _get(cfg, "attn_only", default=False):
+    """(ModelConfig, normalization "LN" / "LNPre" / None) for a TransformerLens config dict, read field
+    by field (type, range, finiteness: a bad field is one line naming the file and the key)."""
+    f = Fields(cfg, where)
+    if f.flag("attn_only", default=False):
         raise InteropError(f"{where}: this is an attention-only model (attn_only true): it has no MLP "
                            "neurons for an SAE to decompose; superpos needs a model with an MLP layer")
-    n_layers = _get(cfg, "n_layers", default=1)
+    n_layers = f.integer("n_layers", default=1, low=0, high=1 << 16)
     if n_layers != 1:
         raise InteropError(f"{where}: superpos reads one-layer models; this one has n_layers = {n_layers}")
     missing = [k for k in ("d_model", "d_mlp", "n_heads", "n_ctx", "d_vocab") if k not in cfg]
     if missing:
         raise InteropError(f"{where} lacks {', '.join(missing)} (a TransformerLens config needs them)")
-    norm = _get(cfg, "normalization_type", "normalization", default="LN")
-    if norm not in _NORMS:
-        raise InteropError(f"{where}: normalization {norm!r} is not supported (LN or LNPre)")
-    pos_type = _get(cfg, "positional_embedding_type", default=None)
-    shortformer = bool(_get(cfg, "shortformer_pos", default=False)) or pos_type == "shortformer"
-    if pos_type not in (None, "standard", "shortformer"):
-        raise InteropError(f"{where}: positional_embedding_type {pos_type!r} is not supported (standard or shortformer)")
+    d_model = f.integer("d_model", low=1, high=1 << 16)
+    n_heads = f.integer("n_heads", low=1, high=1 << 10)
+    d_mlp = f.integer("d_mlp", low=1, high=1 << 20)
+    n_ctx = f.integer("n_ctx", low=1, high=1 << 20)
+    d_vocab = f.integer("d_vocab", low=1, high=1 << 22)
+    d_head = f.integer("d_head", default=d_model // n_heads, low=1, high=1 << 16)
+    norm = f.choice("normalization_type", "normalization", options=tuple(_NORMS), default="LN")
+    pos_type = f.choice("positional_embedding_type", options=(None, "standard", "shortformer"), default=None)
+    shortformer = f.flag("shortformer_pos", default=False) or pos_type == "shortformer"
     for key, ok in (("gated_mlp", False), ("use_attn_scale", True), ("final_rms", False),
                     ("use_normalization_before_and_after", False)):
-        value = cfg.get(key, ok)
-        if value != ok:
-            raise InteropError(f"{where}: {key} = {value!r} is not supported by superpos's one-layer model")
-    eps = float(_get(cfg, "eps", "ln_eps", default=1e-5))
+        if f.flag(key, default=ok) != ok:
+            raise InteropError(f"{where}: {key} = {cfg[key]!r} is not supported by superpos's one-layer model")
+    eps = f.number("eps", "ln_eps", default=1e-5, low=0.0, high=1.0)
     if abs(eps - 1e-5) > 1e-12:
         raise InteropError(f"{where}: LayerNorm eps {eps} is not supported (superpos uses 1e-5, TransformerLens's default)")
-    act = _get(cfg, "act_fn", default="relu")
-    d_head = int(_get(cfg, "d_head", default=int(cfg["d_model"]) // int(cfg["n_heads"])))
+    act = cfg.get("act_fn", "relu")
+    if not isinstance(act, str):
+        raise InteropError(f"{where}: act_fn must be a name such as 'relu' or 'gelu', not {act!r}"[:200])
     try:
-        model_cfg = ModelConfig(vocab_size=int(cfg["d_vocab"]), n_ctx=int(cfg["n_ctx"]), d_model=int(cfg["d_model"]),
-                                n_heads=int(cfg["n_heads"]), d_mlp=int(cfg["d_mlp"]), act_fn=str(act),
-                                d_head=d_head, shortformer=shortformer, unembed_bias=True)
+        model_cfg = ModelConfig(vocab_size=d_vocab, n_ctx=n_ctx, d_model=d_model, n_heads=n_heads, d_mlp=d_mlp,
+                                act_fn=act, d_head=d_head, shortformer=shortformer, unembed_bias=True)
     except (ConfigError, TypeError, ValueError) as exc:
         raise InteropError(f"{where}: {exc}") from None
     return model_cfg, _NORMS[norm]
@@ -92,7 +89,7 @@ def tl_state_to_superpos(state: dict, cfg: ModelConfig, norm: str | None, where:
         t = state[name]
         if tuple(t.shape) != shape:
             raise InteropError(f"{where}: {name} has shape {list(t.shape)}, config.json says {list(shape)}")
-        return t.float()
+        return check_finite(t.float(), name, where)
 
     def ln(prefix: str, width: int):
         if norm == "LN":
@@ -129,7 +126,7 @@ def load_tl_model(path: str | Path):
     from engine.model import OneLayerTransformer
 
     weights, cfg_path = _weights_and_config(Path(path))
-    if not cfg_path.exists():
+    if not os.path.lexists(cfg_path):          # a dangling or looping link is read (and named) by read_json
         raise InteropError(f"{cfg_path.parent} has no config.json next to the weights (a TransformerLens "
                            "model folder holds config.json and *final.pth or .safetensors)")
     model_cfg, norm = tl_model_config(read_json(cfg_path, "model config"), str(cfg_path))

@@ -252,6 +252,12 @@ def train_model(
         yield Progress("model", done=step * tokens_per_step, total=total_steps * tokens_per_step, step=step,
                        metrics={"val_loss": val_loss}, unit="tokens")
     checkpoint()
+    uniform = math.log(model_cfg.vocab_size)
+    if math.isfinite(val_loss) and val_loss > uniform:      # finite but useless: a too-high learning rate
+        yield Message(f"the model learned nothing: its validation loss {val_loss:.2f} is above a uniform guess's "
+                      f"ln V = {uniform:.2f}; its features will be noise. The learning rate {train_cfg.lr:g} is "
+                      f"likely too high (the default is {TrainConfig.lr:g}); rerun with a lower --lr",
+                      level="warning")
     seconds = elapsed_before + time.perf_counter() - t_start
     yield StageFinished("model", seconds=seconds, summary={"val_loss": val_loss})
     model = model.to("cpu").eval()

@@ -10,6 +10,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel, QWidget
 
+from superpos_app.plain_text import TOOLTIP_LIMIT, plain
+
 __all__ = ["ExplanationLabel", "explanation_text", "score_source_box", "SCORE_SOURCES"]
 
 # which score the compare pane's population view shows: (Bundle.columns key, axis title)
@@ -24,12 +26,17 @@ _SCORES = (("detection", "detection"), ("fuzzing", "fuzzing"), ("simulation", "s
 def explanation_text(record: dict | None) -> str:
     if not record:
         return ""
+    # every field is a model's or a file's text: control characters shown (␛), bidi overrides and CR dropped
     if record.get("status") != "ok":
-        return f"LLM explanation {record.get('status', 'failed')}: {record.get('error', '')}"
-    scores = "  ·  ".join(f"{name} {record[key]:.2f}" for key, name in _SCORES if record.get(key) is not None)
-    when = str(record.get("date", ""))[:10]
-    return (f"LLM: {record.get('explanation', '')}\n{scores}  —  {record.get('model', '')}, "
-            f"{record.get('prompt_version', '')}, {when}")
+        return f"LLM explanation {plain(record.get('status', 'failed'))}: {plain(record.get('error', ''), TOOLTIP_LIMIT)}"
+    scores = "  ·  ".join(f"{name} {record[key]:.2f}" for key, name in _SCORES if _is_number(record.get(key)))
+    when = plain(str(record.get("date", ""))[:10])
+    return (f"LLM: {plain(record.get('explanation', ''), TOOLTIP_LIMIT)}\n{scores}  —  {plain(record.get('model', ''))}, "
+            f"{plain(record.get('prompt_version', ''))}, {when}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class ExplanationLabel(QLabel):

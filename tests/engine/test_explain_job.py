@@ -154,3 +154,23 @@ def test_journal_survives_a_torn_line_and_a_read_only_bundle_keeps_it(bundle, sr
     assert journal_path(bundle).exists()
     monkeypatch.undo()
     assert fold_journal(bundle) == 2 and not journal_path(bundle).exists()
+
+
+def test_a_crashed_runs_journal_is_folded_by_a_rerun_with_nothing_left_to_do(bundle, srv, capsys):
+    units = _live(bundle, n=2)
+    collect(explain_job(bundle, "feature", units, Endpoint(base_url=srv.url, model="fake")))   # no fold: a "crash"
+    assert journal_path(bundle).exists()
+    select = ",".join(map(str, units))
+    assert main(["explain", str(bundle), "--endpoint", srv.url, "--model", "fake", "--select", select]) == 0
+    err = capsys.readouterr().err
+    assert "0 to do" in err and "wrote 2 explanations" in err and not journal_path(bundle).exists()
+    with open_bundle(bundle) as b:
+        assert sorted(b.explanations("feature")) == sorted(units)
+
+
+def test_an_empty_answer_to_the_estimate_probe_does_not_abort(bundle, srv, capsys):
+    srv.script = ["empty"]
+    args = ["explain", str(bundle), "--endpoint", srv.url, "--model", "fake", "--select", "first:1", "--estimate-only"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "the timed request gave no usable answer" in err and "estimate: 1 units" in err

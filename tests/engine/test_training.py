@@ -80,3 +80,16 @@ def test_live_metric_names_are_the_stored_curve_names():
     for key in keys:
         shown = [(p.done, p.metrics[key]) for p in progress if key in p.metrics]
         np.testing.assert_allclose(result.curves[f"model/{key}"], np.asarray(shown))
+
+
+def test_a_model_worse_than_uniform_is_said_not_passed_silently():
+    from engine.events import Message
+
+    tokens = _tokens()
+    wild = TRAIN.replace(lr=10.0, warmup_steps=1)            # the accepted maximum: finite, useless
+    result, events = collect(train_model(MODEL, wild, tokens[:18000], tokens[18000:], device="cpu"))
+    warnings = [e.text for e in events if isinstance(e, Message) and e.level == "warning"]
+    assert result.final_val_loss > np.log(MODEL.vocab_size)
+    assert any("learned nothing" in w and "--lr" in w for w in warnings)
+    good, events = collect(train_model(MODEL, TRAIN, tokens[:18000], tokens[18000:], device="cpu"))
+    assert not any(isinstance(e, Message) and "learned nothing" in e.text for e in events)
