@@ -12,13 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-import h5py
 import numpy as np
 
 from engine.analysis.family_match import match_family_job
 from engine.analysis.feature_map import embed_decoders
 from engine.analysis.universality import DEFAULT_MIN_ACTIVE
 from engine.bundle.family import link_shared, replace_matches, write_family_group
+from engine.bundle.h5target import rewrite_h5
+from engine.bundle.schema import H5_LOCK, open_h5
 from engine.events import run_to_completion
 from engine.testing.synthetic import write_synthetic_bundle
 
@@ -37,7 +38,7 @@ def write_synthetic_family(path: str | os.PathLike, sizes: Sequence[int] = (64, 
     write_synthetic_bundle(path, sizes[0], n_neurons, vocab_size, seed, n_tokens, harvest=harvest, chunk=chunk)
     rng = np.random.default_rng(seed + 101)
     infos = [{"name": "A/0", "d_sae": int(sizes[0]), "group": ""}]
-    with tempfile.TemporaryDirectory() as tmp, h5py.File(path, "a") as f:
+    with tempfile.TemporaryDirectory() as tmp, rewrite_h5(path) as f:
         prev = np.asarray(f["sae/W_dec"][()], np.float32)
         for i, n in enumerate(sizes[1:], start=1):
             part = Path(tmp) / f"d{i}.h5"
@@ -45,7 +46,7 @@ def write_synthetic_family(path: str | os.PathLike, sizes: Sequence[int] = (64, 
             W = prev[rng.integers(0, len(prev), size=n)] + (0.6 / np.sqrt(n_neurons)) * rng.standard_normal((n, n_neurons)).astype(np.float32)
             W /= np.linalg.norm(W, axis=1, keepdims=True)
             g = f.create_group(f"dictionaries/{i}")
-            with h5py.File(part, "r") as src:
+            with H5_LOCK, open_h5(part) as src:
                 for name in OWN:
                     src.copy(src[name], g, name=name)
                 g.attrs.update(dict(src.attrs))
@@ -60,7 +61,7 @@ def write_synthetic_family(path: str | os.PathLike, sizes: Sequence[int] = (64, 
     if second_seed:
         n = len(sizes)
         perm = rng.permutation(n_neurons)
-        with h5py.File(path, "a") as f:
+        with rewrite_h5(path) as f:
             g = f.create_group("models/1")
             f.copy(f["model"], g, name="model")
             f.copy(f["neurons"], g, name="neurons")
@@ -87,7 +88,7 @@ def write_synthetic_family(path: str | os.PathLike, sizes: Sequence[int] = (64, 
     matches, neuron_matches, metrics, map_decoders = run_to_completion(match_family_job(
         [model] * len(saes), saes, neuron_acts=acts, k=match_k, min_active=min_active))
     fmap = embed_decoders(map_decoders, method=map_method, seed=seed)
-    with h5py.File(path, "a") as f:
+    with rewrite_h5(path) as f:
         write_family_group(f, infos, {}, None)       # the members; then what a rematch writes
         replace_matches(f, matches, neuron_matches, metrics, fmap)
     return path
@@ -96,7 +97,7 @@ def write_synthetic_family(path: str | os.PathLike, sizes: Sequence[int] = (64, 
 def _load_member_sae(path: Path, i: int, infos):
     from engine.bundle.sae_file import read_sae_group, sae_from_state
 
-    with h5py.File(path, "r") as f:
+    with H5_LOCK, open_h5(path) as f:
         group = f[infos[i]["group"]] if infos[i]["group"] else f
         state, cfg = read_sae_group(group["sae"], str(path))
     return sae_from_state(state, cfg, str(path))
