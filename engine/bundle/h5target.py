@@ -29,7 +29,7 @@ from typing import Iterator
 import h5py
 
 from engine.bundle.schema import FORMAT, H5_LIBVER, H5_LOCK, open_h5
-from engine.fileio import AtomicWrite, write_error
+from engine.fileio import atomic_path
 
 __all__ = ["GuardedFile", "create_h5", "finish_h5", "guarded_h5", "rewrite_h5"]
 
@@ -105,11 +105,12 @@ class GuardedFile:
             self.error = self.error or exc
 
 
-def create_h5(path: str | os.PathLike) -> tuple[h5py.File, GuardedFile]:
-    """A new HDF5 file at ``path`` written through a ``GuardedFile``."""
-    guard = GuardedFile(path)
+def create_h5(path: str | os.PathLike, mode: str = "w") -> tuple[h5py.File, GuardedFile]:
+    """The HDF5 file at ``path`` written through a ``GuardedFile``: a new one (``mode`` "w") or an
+    existing one to change ("r+": only ever a temporary copy, see ``rewrite_h5``)."""
+    guard = GuardedFile(path, {"w": "w+b", "r+": "r+b"}[mode])
     try:
-        return h5py.File(guard, "w", libver=H5_LIBVER), guard
+        return h5py.File(guard, mode, libver=H5_LIBVER), guard
     except BaseException:
         guard.close()
         raise
@@ -125,10 +126,10 @@ def finish_h5(file: h5py.File, guard: GuardedFile) -> None:
 
 
 @contextlib.contextmanager
-def guarded_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
+def guarded_h5(path: str | os.PathLike, mode: str = "w") -> Iterator[h5py.File]:
     """``create_h5`` as a context manager: a clean exit raises the kept write error (``finish_h5``);
     an exception in the body closes quietly and propagates unchanged."""
-    file, guard = create_h5(path)
+    file, guard = create_h5(path, mode)
     try:
         yield file
     except BaseException:
@@ -147,25 +148,7 @@ def rewrite_h5(path: str | os.PathLike, what: str = "the bundle",
     path = Path(path)
     with H5_LOCK:
         open_h5(path, accept).close()
-    target = AtomicWrite(path, what=what, size=path.stat().st_size)
-    try:
-        shutil.copyfile(path, target.tmp)
-        guard = GuardedFile(target.tmp, "r+b")
-        try:
-            file = h5py.File(guard, "r+", libver=H5_LIBVER)
-        except BaseException:
-            guard.close()
-            raise
-        try:
+    with atomic_path(path, what=what, size=path.stat().st_size) as tmp:
+        shutil.copyfile(path, tmp)
+        with guarded_h5(tmp, "r+") as file:
             yield file
-        except BaseException:
-            with contextlib.suppress(OSError):
-                finish_h5(file, guard)
-            raise
-        finish_h5(file, guard)
-    except BaseException as exc:
-        target.abort()
-        if isinstance(exc, OSError):
-            raise write_error(exc, path, what) from exc
-        raise
-    target.commit()
