@@ -24,30 +24,24 @@ __all__ = ["data_dir", "cache_dir", "config_dir", "demo_bundle_path", "run_workd
 APP_NAME = "superpos"
 
 
-def _home() -> Path | None:
+def _user_dir(kind: str, platform_dir) -> Path:
+    """``$SUPERPOS_HOME/<kind>`` if set, else the platform's folder of that kind; created if missing."""
     value = os.environ.get("SUPERPOS_HOME")
-    return Path(value).expanduser() if value else None
+    path = Path(value).expanduser() / kind if value else Path(platform_dir(APP_NAME, appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def data_dir() -> Path:
-    home = _home()
-    path = home / "data" if home else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _user_dir("data", platformdirs.user_data_dir)
 
 
 def cache_dir() -> Path:
-    home = _home()
-    path = home / "cache" if home else Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _user_dir("cache", platformdirs.user_cache_dir)
 
 
 def config_dir() -> Path:
-    home = _home()
-    path = home / "config" if home else Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _user_dir("config", platformdirs.user_config_dir)
 
 
 def demo_bundle_path() -> Path:

@@ -11,12 +11,9 @@ leaves the old bundle intact. The statistics, labels and explanations are kept.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Generator
-
-import h5py
 
 from engine.events import CancelToken, Cancelled, Message, StageFinished, StageStarted
 from engine.pipeline import _blocking_stage, staged
@@ -53,8 +50,8 @@ def rematch_job(path, *, n_tokens: int | None = None, min_active: int | None = N
     from engine.analysis.feature_map import embed_decoders
     from engine.analysis.universality import DEFAULT_MATCH_TOKENS, DEFAULT_MIN_ACTIVE
     from engine.bundle.family import replace_matches
+    from engine.bundle.h5target import rewrite_h5
     from engine.data.token_cache import tokenize_corpus
-    from engine.fileio import AtomicWrite
 
     path = Path(path)
     n = len(REMATCH_STAGES)
@@ -69,15 +66,8 @@ def rematch_job(path, *, n_tokens: int | None = None, min_active: int | None = N
         raise Cancelled("rematch cancelled; the bundle is unchanged")
     yield StageStarted("bundle", total=0, index=3, n_stages=n)
     t1 = time.perf_counter()
-    write = AtomicWrite(path, what="the bundle", size=path.stat().st_size)
-    try:
-        shutil.copyfile(path, write.tmp)
-        with h5py.File(write.tmp, "r+", locking=False) as f:
-            replace_matches(f, matches, neuron_matches, metrics, feature_map)
-    except BaseException:
-        write.abort()
-        raise
-    write.commit()
+    with rewrite_h5(path) as f:
+        replace_matches(f, matches, neuron_matches, metrics, feature_map)
     yield StageFinished("bundle", seconds=time.perf_counter() - t1)
     if len(models) > 1:
         yield Message(universality_line(metrics, [int(s.cfg.d_sae) for s in saes[0]]))

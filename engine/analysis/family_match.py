@@ -1,9 +1,10 @@
 """All the matches of a family, from its models, dictionaries and held-out tokens.
 
 ``match_family_job(models, saes, tokens, ...)`` (a job: Progress per step, cancellable between
-steps) and ``match_family_models`` (the same, run to the end) are the one computation behind both
-``superpos run --d-sae ... [--model-seeds a,b]`` and ``superpos family BUNDLE --rematch`` (which
-re-does it on a bundle without retraining). ``saes[m]`` are model m's dictionaries, smallest first;
+steps; ``engine.events.run_to_completion`` runs it without events) is the one computation behind
+``superpos run --d-sae ... [--model-seeds a,b]``, ``superpos family BUNDLE --rematch`` (which
+re-does it on a bundle without retraining) and the synthetic families of the tests
+(``engine.testing.synthetic_family``, which give the neurons' activations instead of tokens). ``saes[m]`` are model m's dictionaries, smallest first;
 members are numbered model 0's first, then model 1's (the bundle's order). It returns the matches in
 the layout ``engine.bundle.family.write_family_group`` writes:
 
@@ -14,48 +15,48 @@ the layout ``engine.bundle.family.write_family_group`` writes:
 
 Every correlation is on the same matching sample (``engine.analysis.universality``): random whole
 contexts spread over ``tokens``, each model's MLP activations encoded by its own dictionaries.
+Features are correlated sparsely (``universality.sparse_correlation_matches``), neurons densely
+(``matching.correlation_matches``: a model has few of them).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import time
+from typing import Sequence
 
 import numpy as np
 
 from engine.events import CancelToken, Cancelled, Progress, RateMeter, StageFinished, StageStarted
 from engine.analysis.matching import best_match_summary, correlation_matches, decoder_matches
 from engine.analysis.universality import (DEFAULT_MATCH_TOKENS, DEFAULT_MIN_ACTIVE, feature_acts,
-                                          logit_weight_correlations, neuron_acts, sparse_correlation_matches,
+                                          logit_weight_correlations, sparse_correlation_matches,
                                           spread_windows)
+from engine.analysis.universality import neuron_acts as model_neuron_acts
 
-__all__ = ["match_family_job", "match_family_models", "universality_line", "neuron_alignment"]
-
-
-def match_family_models(models: Sequence, saes: Sequence[Sequence], tokens: np.ndarray, **options):
-    """``match_family_job`` run to the end, its events dropped (tests, scripts)."""
-    job = match_family_job(models, saes, tokens, **options)
-    while True:
-        try:
-            next(job)
-        except StopIteration as stop:
-            return stop.value
+__all__ = ["match_family_job", "universality_line", "neuron_alignment"]
 
 
-def match_family_job(models: Sequence, saes: Sequence[Sequence], tokens: np.ndarray, *,
+def match_family_job(models: Sequence, saes: Sequence[Sequence], tokens: np.ndarray | None = None, *,
+                     neuron_acts: Sequence[np.ndarray] | None = None,
                      n_tokens: int = DEFAULT_MATCH_TOKENS, min_active: int = DEFAULT_MIN_ACTIVE,
                      seed: int = 0, k: int = 5, device: str = "cpu", cancel: CancelToken | None = None,
                      stage: str = "matching"):
     """A job (StageStarted, a Progress after each model's forwards, each dictionary's encoding and each
     comparison, StageFinished) returning (matches {(a, b): {kind: (ids, values)}}, neuron_matches
     {(ma, mb): (ids, values)}, metrics, decoders for the map: every member's W_dec in model 0's neuron
-    basis, in member order). Cancelling stops it between steps (``Cancelled``)."""
+    basis, in member order). Cancelling stops it between steps (``Cancelled``).
+
+    ``neuron_acts``: instead of ``tokens``, each model's MLP activations [N, M] on the same N tokens
+    (a synthetic family, whose neurons are invented): they are the matching sample, and the
+    models' forwards are skipped (the models still give the logit weights)."""
+    if (tokens is None) == (neuron_acts is None):
+        raise ValueError("give either tokens or neuron_acts")
     n_models = len(models)
     n_dicts = sum(len(s) for s in saes)
     size_pairs = sum(max(0, len(s) - 1) for s in saes)
     seed_pairs = min(len(saes[0]), len(saes[1])) if n_models > 1 else 0
-    total = n_models + n_dicts + size_pairs + seed_pairs + (1 if n_models > 1 else 0)
+    forwards = n_models if neuron_acts is None else 0
+    total = forwards + n_dicts + size_pairs + seed_pairs + (1 if n_models > 1 else 0)
     yield StageStarted(stage, total=total, unit="steps")
     t0 = time.perf_counter()
     meter = RateMeter(total)
@@ -69,11 +70,14 @@ def match_family_job(models: Sequence, saes: Sequence[Sequence], tokens: np.ndar
         rate, eta = meter.update(done)
         return Progress(stage, done=done, total=total, rate=rate, eta_s=eta, unit="steps")
 
-    windows = spread_windows(tokens, n_tokens, models[0].cfg.n_ctx, seed)
-    x = []
-    for m in models:
-        x.append(neuron_acts(m, windows, device=device))
-        yield step()
+    if neuron_acts is None:
+        windows = spread_windows(tokens, n_tokens, models[0].cfg.n_ctx, seed)
+        x = []
+        for m in models:
+            x.append(model_neuron_acts(m, windows, device=device))
+            yield step()
+    else:
+        x = [np.asarray(a, np.float32) for a in neuron_acts]
     acts = []
     for xm, model_saes in zip(x, saes):
         acts.append([])
@@ -83,7 +87,7 @@ def match_family_job(models: Sequence, saes: Sequence[Sequence], tokens: np.ndar
     decoders = [[s.W_dec.detach().cpu().numpy() for s in model_saes] for model_saes in saes]
     first = np.cumsum([0] + [len(s) for s in saes])
     matches, neuron_matches = {}, {}
-    metrics = {"match_tokens": float(windows.size), "match_min_active": float(min_active)}
+    metrics = {"match_tokens": float(len(x[0])), "match_min_active": float(min_active)}
     for m in range(n_models):
         for d in range(len(saes[m]) - 1):
             for i, j in ((d, d + 1), (d + 1, d)):

@@ -6,11 +6,12 @@ that would be 64 GiB). On a GPU pass ``device="cuda"``; the blocks are plain mat
 
 - ``decoder_matches(W_a, W_b)``: cosine of decoder rows (feature directions in neuron space).
 - ``correlation_matches(acts_a, acts_b)``: Pearson correlation of dense activations on the same
-  tokens (a run uses it for the two models' neurons; the features' correlation is the sparse
-  ``engine.analysis.universality.sparse_correlation_matches`` on the matching sample, see
+  tokens (a family's matching uses it for the two models' neurons; the features' correlation is the
+  sparse ``engine.analysis.universality.sparse_correlation_matches`` on the matching sample, see
   ``engine.analysis.family_match``). A unit that never varies on those tokens (dead there) gets no
-  matches (-1 / NaN) and is never anyone's match. ``match_family`` / ``sae_activations``: the dense
-  version for small synthetic families (``engine.testing.synthetic_family``).
+  matches (-1 / NaN) and is never anyone's match.
+- ``standardised(x, dim)``: x centred and scaled to unit variance along ``dim`` (the one helper:
+  the correlations here and the logit-weight correlation in ``universality``).
 - ``best_match_summary``: the median best-match value, the figure the paper compares (features 0.72
   vs neurons 0.46 across two model seeds).
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["decoder_matches", "correlation_matches", "sae_activations", "best_match_summary", "match_family", "duplicate_copies"]
+__all__ = ["decoder_matches", "correlation_matches", "standardised", "best_match_summary", "duplicate_copies"]
 
 
 def _top_k(score_block, k: int, valid_rows: torch.Tensor | None = None):
@@ -71,14 +72,15 @@ def duplicate_copies(W_FD, threshold: float = 0.95, k: int = 32, chunk: int = 40
     return earlier.any(axis=1)
 
 
-def _standardised(acts_NF, device: str):
-    x = torch.as_tensor(np.asarray(acts_NF), dtype=torch.float32, device=device)
-    x = x - x.mean(0, keepdim=True)
-    std = x.pow(2).mean(0).sqrt()
+def standardised(x: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, live): x centred and divided by its standard deviation along ``dim``, so the mean of
+    z_a * z_b along ``dim`` is Pearson's r; a slice that does not vary (std <= 1e-8) is all 0 in z
+    and False in ``live`` (it correlates with nothing)."""
+    x = x - x.mean(dim, keepdim=True)
+    std = x.pow(2).mean(dim, keepdim=True).sqrt()
     live = std > 1e-8
-    x = x / torch.where(live, std, torch.ones_like(std))
-    x[:, ~live] = 0.0
-    return x, live
+    z = torch.where(live, x / torch.where(live, std, torch.ones_like(std)), torch.zeros_like(x))
+    return z, live.squeeze(dim)
 
 
 def correlation_matches(acts_a_NF, acts_b_NG, k: int = 5, chunk: int = 2048, device: str = "cpu"):
@@ -86,8 +88,8 @@ def correlation_matches(acts_a_NF, acts_b_NG, k: int = 5, chunk: int = 2048, dev
     over the N shared tokens (rows of both arrays are the same tokens)."""
     if np.shape(acts_a_NF)[0] != np.shape(acts_b_NG)[0]:
         raise ValueError("both activation arrays must hold the same tokens (rows)")
-    za, live_a = _standardised(acts_a_NF, device)
-    zb, live_b = _standardised(acts_b_NG, device)
+    za, live_a = standardised(torch.as_tensor(np.asarray(acts_a_NF), dtype=torch.float32, device=device))
+    zb, live_b = standardised(torch.as_tensor(np.asarray(acts_b_NG), dtype=torch.float32, device=device))
     n = max(1, za.shape[0])
     cols = zb / n                            # dead columns are 0 here and -inf below: never picked
     dead_penalty = torch.where(live_b, 0.0, float("-inf"))
@@ -104,33 +106,8 @@ def correlation_matches(acts_a_NF, acts_b_NG, k: int = 5, chunk: int = 2048, dev
     return ids, values
 
 
-def sae_activations(sae, x_ND, chunk: int = 4096) -> np.ndarray:
-    """float32 [N, F]: the SAE's feature activations on the rows of x (e.g. the paired sample)."""
-    x = torch.as_tensor(np.asarray(x_ND), dtype=torch.float32)
-    out = []
-    with torch.no_grad():
-        for start in range(0, x.shape[0], chunk):
-            out.append(sae.encode(x[start:start + chunk]).float().cpu().numpy())
-    if not out:
-        return np.zeros((0, sae.cfg.d_sae), np.float32)
-    return np.concatenate(out)
-
-
 def best_match_summary(values_FK: np.ndarray) -> dict[str, float]:
     """{"median": median of each unit's best match (NaN rows skipped), "n": units with a match}."""
     best = np.asarray(values_FK, np.float64)[:, 0] if np.size(values_FK) else np.zeros(0)
     best = best[np.isfinite(best)]
     return {"median": float(np.median(best)) if best.size else float("nan"), "n": float(best.size)}
-
-
-def match_family(saes, x_ND, k: int = 5, device: str = "cpu") -> dict[tuple[int, int], dict]:
-    """Each dictionary against the next size, both ways: {(a, b): {"decoder": (ids, cos), "corr":
-    (ids, corr)}}, the correlations on the rows of ``x_ND`` (the paired sample's MLP activations)."""
-    acts = [sae_activations(s, x_ND) for s in saes]
-    decoders = [s.W_dec.detach().cpu().numpy() for s in saes]
-    out = {}
-    for a in range(len(saes) - 1):
-        for i, j in ((a, a + 1), (a + 1, a)):
-            out[(i, j)] = {"decoder": decoder_matches(decoders[i], decoders[j], k=k, device=device),
-                           "corr": correlation_matches(acts[i], acts[j], k=k, device=device)}
-    return out

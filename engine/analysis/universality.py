@@ -127,6 +127,7 @@ def logit_weight_correlations(model_a, W_dec_a: np.ndarray, model_b, W_dec_b: np
                               ids_FK: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """float32 [F, K]: for each feature f of A and each matched feature ids[f, j] of B (-1: NaN), the
     correlation over the vocabulary of their logit weights, each through its own model."""
+    from engine.analysis.matching import standardised
     from engine.analysis.weights import logit_projection
 
     ids_FK = np.asarray(ids_FK)
@@ -137,20 +138,16 @@ def logit_weight_correlations(model_a, W_dec_a: np.ndarray, model_b, W_dec_b: np
     with torch.no_grad():
         for s in range(0, len(ids_FK), chunk):
             e = min(len(ids_FK), s + chunk)
-            la = _standardise(proj_a(Wa[s:e]))                                   # (f, V)
+            la = standardised(proj_a(Wa[s:e]), dim=1)[0]                                 # (f, V)
             block = ids_FK[s:e]
             valid = block >= 0
             if not valid.any():
                 continue
             uniq, inverse = np.unique(block[valid], return_inverse=True)
-            lb = _standardise(proj_b(Wb[torch.from_numpy(uniq.astype(np.int64))]))   # (u, V)
+            lb = standardised(proj_b(Wb[torch.from_numpy(uniq.astype(np.int64))]), dim=1)[0]   # (u, V)
             rows = np.nonzero(valid)[0]
             corr = (la[torch.from_numpy(rows)] * lb[torch.from_numpy(inverse)]).mean(dim=1)
             tmp = out[s:e]
             tmp[valid] = corr.numpy()
     return out
 
-
-def _standardise(x: torch.Tensor) -> torch.Tensor:
-    x = x - x.mean(dim=1, keepdim=True)
-    return x / x.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-12)

@@ -24,13 +24,14 @@ Which module holds what:
     write.py     BundleWriter, write_bundle_job (progress + cancel), write_bundle; atomic through
                  engine.fileio (temporary file, fsync, rename)
     validate.py  open-time validation of the metadata (no bulk reads)
-    read.py      open_bundle and Bundle: metadata at open, everything else sliced on demand
+    read.py      open_bundle and Bundle: metadata at open, everything else sliced on demand;
+                 FamilyMembers: a family's other dictionaries, each opened once
     sae_file.py  the /sae group and the standalone SAE file: write_sae_file, read_sae, load_sae_file
 
 No pickle, no eval: only numbers, strings and JSON. The SAELens export lives in engine.interop.saelens.
 """
 
-from engine.bundle.read import Bundle, open_bundle
+from engine.bundle.read import Bundle, FamilyMembers, open_bundle
 from engine.bundle.sae_file import load_sae_file, read_sae, write_sae_file
 from engine.bundle.schema import (
     FORMAT, SAE_FORMAT, SAE_KEYS, SCHEMA_VERSION, TOKEN_PAD_I32, TOKEN_PAD_U16, BundleError,
@@ -41,6 +42,6 @@ from engine.bundle.write import BundleWriter, write_bundle, write_bundle_job
 __all__ = [
     "SCHEMA_VERSION", "FORMAT", "SAE_FORMAT", "SAE_KEYS", "TOKEN_PAD_U16", "TOKEN_PAD_I32",
     "BundleError", "UnitKindError", "UnitIndexError", "expected_model_shapes",
-    "token_storage_dtype", "Bundle", "open_bundle", "BundleWriter", "write_bundle", "write_bundle_job",
+    "token_storage_dtype", "Bundle", "FamilyMembers", "open_bundle", "BundleWriter", "write_bundle", "write_bundle_job",
     "write_sae_file", "read_sae", "load_sae_file",
 ]

@@ -7,12 +7,17 @@ bundle while the job runs) cannot also be opened for writing in the same process
 1. While a job runs, each unit's record is one JSON line appended to ``<bundle>.explain-journal``
    (written, flushed and fsynced per unit: a crash loses at most the unit in flight; a torn last
    line is ignored when read). This is also what ``--resume`` reads.
-2. ``fold_journal`` (the CLI after its job; the app after closing its read handle) opens the bundle
-   in append mode, writes the journal's records as one new dataset ``/explanations/<features|
-   neurons>/_pending``, flushes, renames it to ``batch_NNNNNN`` (a metadata-only change), sets the
-   root ``schema_version`` to 2, closes the file and only then deletes the journal. Readers ignore
-   ``_pending``; a crash before the rename leaves the journal, which is folded again next time.
-   A record that is in both (a crash between the rename and the journal's removal) is read once.
+2. ``fold_journal`` (the CLI after its job; the app after closing its read handle) rewrites the
+   bundle the one guarded way (``engine.bundle.h5target.rewrite_h5``: a copy under a temporary
+   name, changed through the write guard, fsynced and renamed over the bundle): the journal's
+   records become one new dataset ``/explanations/<features|neurons>/batch_NNNNNN``, the root
+   ``schema_version`` is raised to the current one, and only after the rename is the journal
+   deleted. A crash before the rename leaves the bundle as it was and the journal, which is folded
+   again next time; a record that is in both (a crash between the rename and the journal's removal)
+   is read once. Readers ignore a ``_pending`` dataset (older versions folded in place through one).
+
+Reads go through an open ``Bundle`` (``Bundle.explanations``: under ``H5_LOCK``, on a validated
+file), which passes its own handle to ``read_explanations``.
 
 A record: kind, unit, status ("ok" | "refused" | "failed"), explanation, detection, fuzzing,
 simulation (NaN as null), model, endpoint host, prompt_version, date (ISO UTC), error, requests,
@@ -32,6 +37,7 @@ from typing import Any, Iterable
 import h5py
 import numpy as np
 
+from engine.bundle.h5target import rewrite_h5
 from engine.bundle.schema import GROUP_OF_KIND, READ_ERRORS, SCHEMA_VERSION, BundleError, describe
 
 __all__ = ["journal_path", "append_journal", "read_journal", "read_explanations", "fold_journal",
@@ -109,19 +115,11 @@ def explanation_group_records(f: h5py.File, kind: str) -> list[dict[str, Any]]:
     return out
 
 
-def read_explanations(bundle_path: str | os.PathLike, kind: str, f: h5py.File | None = None) -> dict[int, dict]:
-    """The latest record per unit of ``kind``: folded ones (read through ``f`` if given), then the journal."""
-    folded: list[dict] = []
-    if f is not None:
-        folded = explanation_group_records(f, kind)
-    else:
-        try:
-            with h5py.File(bundle_path, "r", locking=False) as fh:
-                folded = explanation_group_records(fh, kind)
-        except READ_ERRORS as exc:
-            raise BundleError(f"{bundle_path}: cannot read its explanations ({describe(exc)})") from exc
+def read_explanations(bundle_path: str | os.PathLike, kind: str, f: h5py.Group) -> dict[int, dict]:
+    """The latest record per unit of ``kind``: folded ones (read through ``f``, the bundle as a
+    ``Bundle`` holds it open: callers use ``Bundle.explanations``), then the journal's."""
     latest: dict[int, dict] = {}
-    for rec in folded + read_journal(bundle_path):
+    for rec in explanation_group_records(f, kind) + read_journal(bundle_path):
         if rec["kind"] == kind:
             latest[int(rec["unit"])] = rec
     return latest
@@ -130,8 +128,9 @@ def read_explanations(bundle_path: str | os.PathLike, kind: str, f: h5py.File | 
 def fold_journal(bundle_path: str | os.PathLike) -> int:
     """Move the journal's records into the bundle (see the module docstring); returns how many.
 
-    The bundle must not be open in this process. A read-only bundle raises BundleError and keeps the
-    journal (whose records every reader still sees).
+    A reader that holds the bundle open keeps reading the file as it was: reopen it to see the new
+    records as folded (it sees them already through the journal). A read-only bundle raises
+    BundleError and keeps the journal (whose records every reader still sees).
     """
     bundle_path = Path(bundle_path)
     records = read_journal(bundle_path)
@@ -142,22 +141,20 @@ def fold_journal(bundle_path: str | os.PathLike) -> int:
         raise BundleError(f"{bundle_path} is read-only: its {len(records)} new explanations stay in "
                           f"{journal_path(bundle_path).name} beside it (every reader sees them)")
     try:
-        with h5py.File(bundle_path, "a", locking=False) as f:
+        with rewrite_h5(bundle_path, "the bundle with its explanations") as f:
             for kind, group_name in GROUP_OF_KIND.items():
                 mine = [json.dumps(_clean(r), ensure_ascii=False) for r in records if r["kind"] == kind]
                 if not mine:
                     continue
                 g = f.require_group(f"{GROUP}/{group_name}")
-                if "_pending" in g:
-                    del g["_pending"]
                 done = [int(n[6:]) for n in g if n.startswith("batch_") and n[6:].isdigit()]
-                ds = g.create_dataset("_pending", data=np.array(mine, dtype=object), dtype=h5py.string_dtype())
+                ds = g.create_dataset(f"batch_{(max(done) + 1 if done else 0):06d}",
+                                      data=np.array(mine, dtype=object), dtype=h5py.string_dtype())
                 ds.attrs["written"] = now_iso()
-                f.flush()
-                g.move("_pending", f"batch_{(max(done) + 1 if done else 0):06d}")
-                f.flush()
             if int(f.attrs.get("schema_version", 1)) < SCHEMA_VERSION:
                 f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+    except BundleError as exc:
+        raise BundleError(f"{exc}; the explanations stay in {journal_path(bundle_path).name}") from exc
     except READ_ERRORS as exc:
         raise BundleError(f"could not write explanations into {bundle_path} ({describe(exc)}); they stay in "
                           f"{journal_path(bundle_path).name}") from exc

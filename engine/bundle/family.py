@@ -5,7 +5,7 @@ one-dictionary bundle reads dictionary 0 of a family unchanged. Dictionary i > 0
 /dictionaries/<i> with the same layout — its own config, metrics, curves, sae, features, harvest,
 density_hist and sample — and HDF5 soft links to the shared /model, /tokenizer and /neurons, so
 ``read.Bundle(path, dictionary=i)`` reads it with the one reader. /family holds what spans the
-members: the ``members`` attribute (JSON list of {"name", "d_sae", "group"}), the matches between
+members: the ``members`` attribute (JSON list of {"name", "d_sae", "group", "model", "seed"}), the matches between
 members (/family/matches/<a>_<b>/{decoder,corr}_{ids,values}: the top matches in b of each feature of
 a, both ways stored) and the feature map (/family/map/{xy,member,unit}, attribute ``method``).
 

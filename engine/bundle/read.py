@@ -37,7 +37,7 @@ from engine.bundle.inputs import text, texts
 from engine.bundle.validate import damaged, read_metadata
 from engine.stats import ULTRALOW_DENSITY, Dashboard, DeadCount, dead_count
 
-__all__ = ["Bundle", "open_bundle", "H5_LOCK"]
+__all__ = ["Bundle", "open_bundle", "FamilyMembers", "H5_LOCK"]
 
 
 def _guarded(what: str) -> Callable:
@@ -375,3 +375,27 @@ def open_bundle(path: str | os.PathLike, dictionary: int = 0) -> Bundle:
     """Open a bundle for reading (metadata only); raises ``BundleError`` with a readable message.
     ``dictionary``: which dictionary of a family (``Bundle.family``; 0, the default, is /sae + /features)."""
     return Bundle(path, dictionary)
+
+
+class FamilyMembers:
+    """The dictionaries of ``bundle``'s family, each opened at most once on first use: ``get(d)`` is
+    ``bundle`` itself for its own dictionary, else ``open_bundle(bundle.path, d)`` (kept). For views
+    that read a few labels of any member; ``close()`` closes the ones it opened (not ``bundle``).
+    The thread rule of ``Bundle`` holds for all of them."""
+
+    def __init__(self, bundle: Bundle | None = None):
+        self.bundle = bundle
+        self._opened: dict[int, Bundle] = {}
+
+    def get(self, d: int) -> Bundle:
+        d = int(d)
+        if d == getattr(self.bundle, "dictionary", 0):
+            return self.bundle
+        if d not in self._opened:
+            self._opened[d] = open_bundle(self.bundle.path, d)
+        return self._opened[d]
+
+    def close(self) -> None:
+        for member in self._opened.values():
+            member.close()
+        self._opened = {}

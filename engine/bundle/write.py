@@ -102,13 +102,17 @@ class BundleWriter:
             raise write_error(exc, self.path, "the bundle") from exc
 
     # -------------------------------------------------------------- header, model, SAE
-    def write_header(self, *, config: RunConfig, tokenizer_json: str, metrics: Mapping[str, Any],
-                     curves: Mapping[str, np.ndarray], extra_info: Mapping[str, Any] | None = None) -> None:
+    def write_header(self, *, config: RunConfig, metrics: Mapping[str, Any], curves: Mapping[str, np.ndarray],
+                     extra_info: Mapping[str, Any] | None = None, tokenizer_json: str | None = None) -> None:
+        """The format attributes, config, metrics and curves (and the tokenizer, which a family's
+        dictionaries i > 0 link to instead of storing)."""
         f = self.file
         f.attrs.update(root_attrs(FORMAT))
         f.attrs["extra_info"] = dumps(dict(extra_info or {}))
-        for name, text in (("config", dumps(config.to_dict())), ("tokenizer", str(tokenizer_json)),
-                           ("metrics", dumps(dict(metrics)))):
+        texts = [("config", dumps(config.to_dict())), ("metrics", dumps(dict(metrics)))]
+        if tokenizer_json is not None:
+            texts.insert(1, ("tokenizer", str(tokenizer_json)))
+        for name, text in texts:
             f.create_dataset(name, data=text, dtype=h5py.string_dtype("utf-8"))
         self.write_curves(curves)
 
@@ -275,7 +279,6 @@ def write_bundle_job(
         V, C = tuple(model_state["tok_emb.weight"].shape)
         model_cfg = model_cfg.replace(vocab_size=int(V), d_model=int(C))
     F, M = len(harvest.features), len(harvest.neurons)
-    sae_cfg = config.sae.replace(d_in=M, d_sae=F)
     if model_cfg.d_mlp != M:
         raise ValueError(f"the model has {model_cfg.d_mlp} MLP neurons but the harvest has {M}")
     if "W_enc" in sae_state and tuple(sae_state["W_enc"].shape) != (M, F):
@@ -285,9 +288,7 @@ def write_bundle_job(
     for kind, stats in units:
         if stats.kind != kind:
             raise ValueError(f"harvest.{GROUP_OF_KIND[kind]} has kind {stats.kind!r}")
-    sample_bytes = sum(np.asarray(getattr(harvest, f"sample_{name}")).nbytes for name in
-                       ("token_ids", "neuron_acts", "feature_indptr", "feature_token", "feature_value"))
-    total = (_tensor_bytes(model_state) + _tensor_bytes(sae_state) + sample_bytes
+    total = (_tensor_bytes(model_state) + _tensor_bytes(sae_state) + _sample_bytes(harvest)
              + sum(_column_bytes(stats, name) for _, stats in units for name in UNIT_COLUMNS))
     meter = RateMeter(total)
     done = 0
@@ -308,28 +309,18 @@ def write_bundle_job(
     try:
         # the weights are stored uncompressed: the file needs at least their bytes (checked up front)
         with BundleWriter(path, size=_tensor_bytes(model_state) + _tensor_bytes(sae_state)) as w:
-            w.write_header(config=config, tokenizer_json=tokenizer_json, metrics=metrics, curves=curves,
-                           extra_info=extra_info)
+            w.set_vocab_size(model_cfg.vocab_size)
+            yield from _dictionary_writes(w, config=config, metrics=metrics, curves=curves, sae_state=sae_state,
+                                          harvest=harvest, extra_info=extra_info, tokenizer_json=tokenizer_json,
+                                          step=step, check=check_cancel)
             check_cancel()
             w.write_model(model_state, model_cfg)
             yield step(_tensor_bytes(model_state))
-            check_cancel()
-            w.write_sae(sae_state, sae_cfg)
-            yield step(_tensor_bytes(sae_state))
-            w.set_vocab_size(model_cfg.vocab_size)
-            for kind, stats in units:
-                w.create_units(kind, len(stats), _dims_of(stats))
-                for name in UNIT_COLUMNS:
-                    check_cancel()
-                    w.write_column(kind, name, 0, stats)
-                    yield step(_column_bytes(stats, name))
-            check_cancel()
-            w.write_harvest_info(n_tokens=harvest.n_tokens, harvest_config=config.harvest,
-                                 top_center=harvest.features.top_center,
-                                 density_hist_edges=harvest.density_hist_edges,
-                                 density_hist_counts=harvest.density_hist_counts)
-            w.write_sample(harvest)
-            yield step(sample_bytes)
+            w.create_units("neuron", M, _dims_of(harvest.neurons))
+            for name in UNIT_COLUMNS:
+                check_cancel()
+                w.write_column("neuron", name, 0, harvest.neurons)
+                yield step(_column_bytes(harvest.neurons, name))
             if extra is not None:
                 check_cancel()
                 yield from extra(w)
@@ -340,26 +331,40 @@ def write_bundle_job(
     return path
 
 
-def write_dictionary(w: BundleWriter, parts) -> None:
-    """Write one dictionary's own pieces (``engine.bundle.family.MemberParts``) through ``w`` (a
-    ``BundleWriter.within`` a family group): the header less the tokenizer, the SAE, the feature
-    columns, the harvest attributes and the sample. Shared pieces (model, tokenizer, neurons) are links."""
-    harvest, config = parts.harvest, parts.config
+def _dictionary_writes(w: BundleWriter, *, config: RunConfig, metrics: Mapping[str, Any],
+                       curves: Mapping[str, np.ndarray], sae_state: Mapping[str, Any], harvest: HarvestResult,
+                       step: Callable[[int], Any], check: Callable[[], None],
+                       extra_info: Mapping[str, Any] | None = None, tokenizer_json: str | None = None):
+    """One dictionary's own pieces through ``w``, the one sequence every dictionary is written by
+    (dictionary 0 at the root by ``write_bundle_job``, with the tokenizer; dictionary i > 0 of a
+    family under /dictionaries/<i> by ``write_dictionary``): the header, the SAE, the feature
+    columns, the harvest's attributes and density histogram, the sample. ``check()`` runs before
+    each dataset; after each, this yields ``step(bytes written)``."""
     F, M = len(harvest.features), len(harvest.neurons)
-    g = w.file
-    g.attrs.update(root_attrs(FORMAT))
-    g.attrs["extra_info"] = dumps({})
-    for name, value in (("config", dumps(config.to_dict())), ("metrics", dumps(dict(parts.metrics)))):
-        g.create_dataset(name, data=value, dtype=h5py.string_dtype("utf-8"))
-    w.write_curves(parts.curves)
-    w.write_sae(parts.sae_state, config.sae.replace(d_in=M, d_sae=F))
+    w.write_header(config=config, metrics=metrics, curves=curves, extra_info=extra_info, tokenizer_json=tokenizer_json)
+    check()
+    w.write_sae(sae_state, config.sae.replace(d_in=M, d_sae=F))
+    yield step(_tensor_bytes(sae_state))
     w.create_units("feature", F, _dims_of(harvest.features))
     for name in UNIT_COLUMNS:
+        check()
         w.write_column("feature", name, 0, harvest.features)
+        yield step(_column_bytes(harvest.features, name))
+    check()
     w.write_harvest_info(n_tokens=harvest.n_tokens, harvest_config=config.harvest,
                          top_center=harvest.features.top_center, density_hist_edges=harvest.density_hist_edges,
                          density_hist_counts=harvest.density_hist_counts)
     w.write_sample(harvest)
+    yield step(_sample_bytes(harvest))
+
+
+def write_dictionary(w: BundleWriter, parts) -> None:
+    """Write one dictionary's own pieces (``engine.bundle.family.MemberParts``) through ``w`` (a
+    ``BundleWriter.within`` a family group), as dictionary 0's are written (``_dictionary_writes``).
+    Shared pieces (model, tokenizer, neurons) are links."""
+    run_to_completion(_dictionary_writes(w, config=parts.config, metrics=parts.metrics, curves=parts.curves,
+                                         sae_state=parts.sae_state, harvest=parts.harvest,
+                                         step=lambda n_bytes: None, check=w.check))
     w.check()
 
 
@@ -372,6 +377,11 @@ def write_bundle(path: str | os.PathLike, **parts: Any) -> Path:
 def _tensor_bytes(state: Mapping[str, Any]) -> int:
     """Bytes of a state dict stored as float32 (from the shapes alone: nothing is converted)."""
     return sum(4 * int(np.prod(tuple(v.shape))) for v in state.values())
+
+
+def _sample_bytes(harvest: HarvestResult) -> int:
+    return sum(np.asarray(getattr(harvest, f"sample_{name}")).nbytes for name in
+               ("token_ids", "neuron_acts", "feature_indptr", "feature_token", "feature_value"))
 
 
 def _column_bytes(stats: UnitStats, name: str) -> int:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Generator, Sequence
 import numpy as np
 
 from engine.bundle import open_bundle
-from engine.bundle.explanations import SCORE_NAMES, append_journal, now_iso, read_explanations
+from engine.bundle.explanations import SCORE_NAMES, append_journal, now_iso
 from engine.errors import UserError
 from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter, StageFinished, StageStarted
 from engine.explain.client import ChatClient, Endpoint, EndpointError, LLMError, dumps_messages
@@ -197,10 +197,14 @@ def _medians(records: list[dict]) -> dict[str, float]:
 
 def pending_units(bundle_path, kind: str, units: Sequence[int], model: str, force: bool = False,
                   existing: dict[int, dict] | None = None) -> list[int]:
-    """``units`` less those already explained by ``model`` with this prompt version."""
+    """``units`` less those already explained by ``model`` with this prompt version (``existing``:
+    ``Bundle.explanations(kind)`` of the bundle, read here if not given)."""
     if force:
         return list(units)
-    have = read_explanations(bundle_path, kind) if existing is None else existing
+    if existing is None:
+        with open_bundle(bundle_path) as b:
+            existing = b.explanations(kind)
+    have = existing
     return [u for u in units if not (u in have and have[u].get("status") == "ok" and have[u].get("model") == model
                                      and have[u].get("prompt_version") == PROMPT_VERSION)]
 
@@ -210,9 +214,14 @@ def explain_job(bundle_path, kind: str, units: Sequence[int], endpoint: Endpoint
                 client_factory: Callable[[Endpoint], ChatClient] = ChatClient,
                 ) -> Generator[object, None, dict[str, float]]:
     """Generator job (see the module docstring); returns the medians of this run's scores and counts."""
-    todo = pending_units(bundle_path, kind, units, endpoint.model, force)
-    skipped = len(units) - len(todo)
     bundle = open_bundle(bundle_path)
+    try:
+        todo = pending_units(bundle_path, kind, units, endpoint.model, force,
+                             None if force else bundle.explanations(kind))
+    except BaseException:
+        bundle.close()
+        raise
+    skipped = len(units) - len(todo)
     client = client_factory(endpoint)
     client.cancel = cancel
     records: list[dict] = []

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QCheckBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSplitter, QVBoxLayout, QWidget,
 )
 
-from engine.bundle import open_bundle
+from engine.bundle import FamilyMembers
 from superpos_app.faults import contain_faults
 from superpos_app.widgets.point_cloud import PointCloudItem
 
@@ -49,7 +49,7 @@ class FeatureMapPane(QWidget):
         self.xy = np.zeros((0, 2), np.float32)
         self.member = np.zeros(0, np.int16)
         self.unit = np.zeros(0, np.int32)
-        self._members: dict[int, object] = {}      # dictionary -> Bundle (label reads on hover)
+        self._members = FamilyMembers()            # the other dictionaries (label reads on hover)
         self.scatters: list[PointCloudItem] = []
 
         self.note = QLabel("")
@@ -98,7 +98,8 @@ class FeatureMapPane(QWidget):
 
     # -------------------------------------------------------------- data
     def set_bundle(self, bundle) -> None:
-        self._close_members()
+        self._members.close()
+        self._members = FamilyMembers(bundle)
         self.bundle = bundle
         for item in self.scatters:
             self.plot.removeItem(item)
@@ -143,21 +144,8 @@ class FeatureMapPane(QWidget):
         self.legend.setText(" &nbsp; ".join(parts))
         self.plot.autoRange()
 
-    def _close_members(self) -> None:
-        for b in self._members.values():
-            b.close()
-        self._members = {}
-
-    def member_bundle(self, d: int):
-        """Dictionary d of the shown bundle (opened once, for label reads)."""
-        if d == getattr(self.bundle, "dictionary", 0):
-            return self.bundle
-        if d not in self._members:
-            self._members[d] = open_bundle(self.bundle.path, d)
-        return self._members[d]
-
     def label_of(self, d: int, f: int) -> str:
-        member = self.member_bundle(d)
+        member = self._members.get(d)
         if not 0 <= f < member.n_features:
             return f"(no feature {f}: the stored map does not match this dictionary)"
         return str(member.column("feature", "labels", int(f)))

@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
-from engine.bundle import open_bundle
+from engine.bundle import FamilyMembers
 from engine.bundle.family import FamilyTree
 from engine.bundle.schema import BundleError
 from superpos_app.faults import contain_faults
@@ -41,7 +41,7 @@ class SplittingPane(QWidget):
         self.selection = selection
         self.bundle = None
         self.family: FamilyTree | None = None
-        self._members: dict[int, object] = {}
+        self._members = FamilyMembers()
         self._corr: dict[int, tuple] = {}       # d + 1 -> stored corr matches of d + 1 against d
         self.note = QLabel("Select a feature")
         self.note.setObjectName("splittingNote")
@@ -71,9 +71,8 @@ class SplittingPane(QWidget):
         selection.cleared.connect(self.tree.clear)
 
     def set_bundle(self, bundle) -> None:
-        for b in self._members.values():
-            b.close()
-        self._members, self._corr = {}, {}
+        self._members.close()
+        self._members, self._corr = FamilyMembers(bundle), {}
         self.bundle = bundle
         self.tree.clear()
         self.family = FamilyTree(bundle) if bundle is not None else None
@@ -89,13 +88,6 @@ class SplittingPane(QWidget):
             if current is not None:
                 self.show_feature(*current)
 
-    def _member(self, d: int):
-        if d == getattr(self.bundle, "dictionary", 0):
-            return self.bundle
-        if d not in self._members:
-            self._members[d] = open_bundle(self.bundle.path, d)
-        return self._members[d]
-
     def _corr_to_parent(self, d: int, f: int, parent: int) -> float:
         if d not in self._corr:
             self._corr[d] = self.bundle.matches(d, d - 1, "corr")
@@ -107,7 +99,7 @@ class SplittingPane(QWidget):
         return float(values[f, hit[0]]) if hit.size else math.nan
 
     def _item(self, d: int, f: int, cos: float | None, parent: int | None) -> QTreeWidgetItem:
-        member = self._member(d)
+        member = self._members.get(d)
         if not 0 <= f < member.n_features:
             raise BundleError(f"{self.bundle.path}: the stored matches name feature {f} of dictionary {d}, "
                               f"which has {member.n_features}; the file may be damaged")

@@ -240,6 +240,52 @@ def test_matching_is_a_job_with_progress_that_cancels_between_steps(family_bundl
     assert seen == 1
 
 
+def test_given_neuron_activations_match_like_the_tokens_they_came_from(family_bundle):
+    """One matcher: activations handed in (the synthetic families' way) are matched exactly as the
+    model's own forwards on the matching sample are (the run's and --rematch's way)."""
+    from engine.analysis.family_match import match_family_job
+    from engine.analysis.universality import neuron_acts, spread_windows
+    from engine.events import run_to_completion
+    from engine.rematch import _load_family
+
+    config, _, models, saes = _load_family(family_bundle)
+    tokens = np.random.default_rng(0).integers(0, config.model.vocab_size, 20_000)
+    options = dict(n_tokens=4_000, min_active=3, seed=5)
+    by_tokens = run_to_completion(match_family_job(models, saes, tokens, **options))
+    windows = spread_windows(tokens, 4_000, models[0].cfg.n_ctx, 5)
+    given = run_to_completion(match_family_job(models, saes, neuron_acts=[neuron_acts(m, windows) for m in models],
+                                               **options))
+    (m1, n1, metrics1, maps1), (m2, n2, metrics2, maps2) = by_tokens, given
+    assert metrics1 == metrics2 and m1.keys() == m2.keys() and n1.keys() == n2.keys()
+    for key in m1:
+        for kind in m1[key]:
+            for a, b in zip(m1[key][kind], m2[key][kind]):
+                np.testing.assert_array_equal(a, b)
+    for a, b in zip(maps1, maps2):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        run_to_completion(match_family_job(models, saes))
+
+
+def test_synthetic_families_are_matched_by_the_product_matcher(tmp_path):
+    """The synthetic families the app tests use store what ``match_family_job`` computes on their
+    sample: sparse feature correlation (positive matches only, rare units unmatched) and its metrics."""
+    from engine.analysis.universality import feature_acts, sparse_correlation_matches
+    from engine.testing.synthetic_family import write_synthetic_family
+
+    path = write_synthetic_family(tmp_path / "f.h5", sizes=(16, 48), n_neurons=24, n_tokens=5000, second_seed=True)
+    with open_bundle(path) as b:
+        x = b.sample_neurons()[1]
+        saes = [open_bundle(path, i).load_sae() for i in range(2)]
+        want = sparse_correlation_matches(feature_acts(saes[0], x), feature_acts(saes[1], x))
+        got = b.matches(0, 1, "corr")
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], atol=1e-6)
+        assert "universality_feature_median_16" in b.metrics and b.metrics["match_tokens"] == len(x)
+        assert b.matches(0, 2, "logit") is not None and b.neuron_matches(0, 1) is not None
+        assert len(b.feature_map()[0]) == 2 * (16 + 48)        # the second seed's features are on the map
+
+
 def test_old_bundles_open_as_families_of_one(written, tmp_path):
     import h5py
 
