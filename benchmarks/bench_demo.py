@@ -1,6 +1,6 @@
 """The whole demo, timed: `superpos run --preset demo` in a fresh folder, then its science.
 
-    python benchmarks/bench_demo.py [--warm] [--keep DIR] [--json FILE] [-- extra superpos run flags]
+    python benchmarks/bench_demo.py [--warm] [--keep DIR] [--json FILE] [--preset tiny] [-- extra superpos run flags]
 
 Cold by default: a fresh ``SUPERPOS_HOME`` (no token cache, no earlier run) and a fresh work folder,
 so tokenizer training and corpus tokenisation are counted. ``--warm`` keeps one home across
@@ -35,9 +35,9 @@ def matmul_rate(when: str) -> float:
     return rate
 
 
-def run_demo(home: Path, out: Path, extra: list[str]) -> float:
+def run_demo(home: Path, out: Path, extra: list[str], preset: str = "demo") -> float:
     env = {**os.environ, "SUPERPOS_HOME": str(home)}
-    cmd = [sys.executable, "-m", "engine.cli", "run", "--preset", "demo", "--out", str(out),
+    cmd = [sys.executable, "-m", "engine.cli", "run", "--preset", preset, "--out", str(out),
            "--workdir", str(out.parent / "work"), "--quiet", *extra]
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, check=True)
@@ -78,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warm", action="store_true", help="reuse one SUPERPOS_HOME (token cache) across runs")
     parser.add_argument("--keep", type=Path, help="folder for the home, work folder and bundle (kept)")
+    parser.add_argument("--preset", default="demo", help="another preset (tiny: seconds, for run_all.py --quick)")
     parser.add_argument("extra", nargs="*", help="more `superpos run` flags, after --")
     add_json_flag(parser)
     args = parser.parse_args()
@@ -87,13 +88,13 @@ def main() -> None:
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
     print(f"{'warm' if args.warm else 'cold'} run in {run_dir} (SUPERPOS_HOME {home})")
     start = matmul_rate("start")
-    wall = run_demo(home, run_dir / "demo.h5", args.extra)
+    wall = run_demo(home, run_dir / "demo.h5", args.extra, args.preset)
     end = matmul_rate("end")
     ratio = end / start
     print(f"matmul end/start {ratio:.2f}" + ("  (far from 1: the machine was busy during the run)"
                                              if abs(ratio - 1) > 0.15 else "  (steady: a quiet machine)"))
     figures = report(run_dir / "demo.h5", wall)
-    write_json(args.json, {**figures, "warm": args.warm, "matmul_gflops": [start, end]})
+    write_json(args.json, {**figures, "preset": args.preset, "warm": args.warm, "matmul_gflops": [start, end]})
 
 
 if __name__ == "__main__":

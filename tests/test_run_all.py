@@ -1,0 +1,115 @@
+"""benchmarks/run_all.py's table on fake results: every row has its command, kept rows say where they
+came from, and the README block is replaced between its markers only. No benchmark runs here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def run_all():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("run_all", BENCH / "run_all.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["run_all"] = module            # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("run_all", None)
+        sys.path.remove(str(BENCH))
+
+
+FAKE = {
+    "quick-pipeline": {"wall_s": 31.4, "stage_s": {"model": 10.0, "sae": 5.0}, "loss_recovered": 0.91,
+                       "kl_recovered": 0.9, "l0": 12.0, "dead": 3, "n_features": 256,
+                       "class_features": {"dna": 1, "base64": 0}},
+    "quick-model": {"matmul_gflops": 80.0, "rows": [{"impl": "fused", "allocator": "glibc", "tokens_per_s": 9000.0,
+                                                      "gflops": 40.0, "fraction": 0.5}]},
+    "quick-sae": {"recipes": {"topk": {"per_s": 5000.0, "bound_per_s": 2000.0, "ratio": 2.5, "l0": 20.0}}},
+    "quick-bundle": {"open_s": 0.02, "dash_median_ms": 3.0, "peak_rss_mb": 90.0},
+    "quick-search": {"median_ms": 4.0, "p90_ms": 6.0},
+    "quick-cli": {"import_torch_s": 2.2, "seconds": {"superpos --help": 0.3, "superpos info BUNDLE": 0.4,
+                                                     "superpos eval BUNDLE": 0.45}},
+    "quick-fuzz": {"variants": 30, "crashes": 0, "hangs": 0, "mishandled": 0, "ms_per_variant": 170.0},
+    "quick-write-guard": {"cpu_ratio": 1.05, "mb": 20.0, "rounds": 2},
+    "sae-vs-saelens": {"warmup": 32, "timed": 6, "recipes": {"topk": {
+        "ratio": 6.0, "superpos_l0": 20.0, "saelens_l0": 20.0, "superpos_nmse": 0.1, "saelens_nmse": 0.12}}},
+    "ablation": {"new_ms": 200.0, "cached_ms": 8.0, "per_position_ms": 17000.0},
+    "labels": {"feature": {"after": {"median_score": 0.6, "bare_token": 0.134}}},
+    "harvest": {"ratio": 0.87, "harvest_per_s": 50000.0},
+}
+
+HEADER = {"command": "python benchmarks/run_all.py --quick", "date": "2026-12-07 12:00 UTC",
+          "machine": "Linux x86_64, 2 CPUs", "load_average": [3.0, 4.5], "note": "Shared CPU."}
+
+
+def measured(run_all):
+    by_key = {f.key: f for f in run_all.FIGURES}
+    return {key: run_all.Row(by_key[key].what, by_key[key].render(raw), by_key[key].command, "this run", raw)
+            for key, raw in FAKE.items()}
+
+
+def test_every_figure_has_a_command_and_a_unique_key(run_all):
+    keys = [f.key for f in run_all.FIGURES]
+    assert len(keys) == len(set(keys))
+    assert all(f.command.strip() and f.what.strip() for f in run_all.FIGURES)
+    assert any(f.quick for f in run_all.FIGURES) and any(not f.quick for f in run_all.FIGURES)
+
+
+def test_every_renderer_reads_its_fake_result(run_all):
+    fake_of = {f.render: FAKE[f.key] for f in run_all.FIGURES if f.key in FAKE}
+    for fig in run_all.FIGURES:
+        if fig.render:
+            assert fig.render in fake_of, f"no fake result for {fig.key}'s renderer"
+            assert fig.render(fake_of[fig.render]).strip()
+    rows = measured(run_all)
+    assert rows["quick-fuzz"].figure.startswith("30 variants: 0 crashes, 0 hangs")
+    assert "dead 3/256" in rows["quick-pipeline"].figure
+    assert "both after 38 steps" in rows["sae-vs-saelens"].figure
+
+
+def test_table_has_the_header_and_every_row_with_its_command(run_all):
+    kept = {"figures": {"universality": {"what": "universality", "figure": "0.69 / 0.66 / 0.66",
+                                         "command": "superpos family demo_family.h5", "source": "509b2ef"}}}
+    rows = run_all.merge(measured(run_all), kept)
+    table = run_all.render_table(rows, HEADER)
+    lines = table.splitlines()
+    assert "2026-12-07 12:00 UTC" in lines[0] and "3.0 and 4.5" in lines[0] and "Shared CPU." in lines[0]
+    body = [line for line in lines if line.startswith("| ") and not line.startswith("| what")]
+    assert len(body) == len(rows) == len(FAKE) + 1
+    for line in body:
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        assert len(cells) == 4 and cells[2].startswith("`") and len(cells[2]) > 2, line
+    assert "| 509b2ef |" in table                      # a kept row says where it was measured
+    assert list(rows) == [f.key for f in run_all.FIGURES if f.key in rows]    # FIGURES order
+
+
+def test_a_row_without_a_command_is_refused(run_all):
+    rows = {"x": run_all.Row("what", "1 s", "", "this run")}
+    with pytest.raises(ValueError, match="no command"):
+        run_all.render_table(rows, HEADER)
+
+
+def test_readme_block_replaced_between_markers_only(run_all, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\nbefore\n{run_all.START}\nold table\n{run_all.END}\nafter\n", encoding="utf-8")
+    run_all.write_readme(readme, "new table")
+    assert readme.read_text(encoding="utf-8") == f"# t\nbefore\n{run_all.START}\nnew table\n{run_all.END}\nafter\n"
+    (tmp_path / "plain.md").write_text("no markers\n")
+    with pytest.raises(SystemExit, match="figures:start"):
+        run_all.write_readme(tmp_path / "plain.md", "x")
+
+
+def test_kept_figures_file_covers_the_full_set(run_all):
+    kept = json.loads((BENCH / "figures-509b2ef.json").read_text())
+    full = {f.key for f in run_all.FIGURES if not f.quick}
+    assert full <= set(kept["figures"])
+    assert all(row["command"] and row["source"] for row in kept["figures"].values())
