@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [f for f in FIGURES if f.quick == args.quick]
     kept = json.loads(args.keep.read_text()) if args.keep else {}
 
-    header = {"command": shlex.join(["python", "benchmarks/run_all.py", *(argv if argv is not None else sys.argv[1:])]),
+    shown = ["--quick"] * args.quick + ["--only", args.only] * bool(args.only) + ["--keep", str(args.keep)] * bool(args.keep)
+    header = {"command": shlex.join(["python", "benchmarks/run_all.py", *shown]),
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": machine(), "note": args.note, "load_average": [load_average(), None]}
     log_path = args.log or Path(tempfile.mkstemp(prefix="superpos-run-all-", suffix=".log")[1])
