@@ -109,6 +109,14 @@ def labels_figure(r: dict) -> str:
     return f"{f['median_score']:.3f} / {f['bare_token']:.1%}"
 
 
+def feature_map_figure(r: dict) -> str:
+    return f"{r['first_paint_ms']:.0f} ms first paint of {r['points']:,} points (a pan {r['pan_ms']:.0f} ms)"
+
+
+def family_figure(r: dict) -> str:
+    return f"{r['one_pass_s']:.1f} vs {r['separate_s']:.1f} s ({r['ratio']:.2f}x)"
+
+
 def write_guard_figure(r: dict) -> str:
     return f"{r['cpu_ratio']:.2f}x the CPU ({r['mb']:.0f} MB, {r['rounds']} rounds)"
 
@@ -150,6 +158,8 @@ FIGURES: tuple[Figure, ...] = (
            _b("bench_cli_start.py", "--repeat", "3"), cli_figure, quick=True),
     Figure("quick-fuzz", "damaged and hostile bundles through `superpos info` and the app",
            _b("fuzz_open.py", "--variants", "30"), fuzz_figure, quick=True),
+    Figure("quick-feature-map", "feature map first paint, 2,560 points (512 + 2,048)",
+           _b("bench_feature_map.py", "--sizes", "512,2048"), feature_map_figure, quick=True),
     Figure("quick-write-guard", "bundle write through the full-disk guard vs HDF5's own driver",
            _b("bench_write_guard.py", "--mb", "20", "--rounds", "2"), write_guard_figure, quick=True),
     # the full set, at the sizes the README speaks of
@@ -177,10 +187,10 @@ FIGURES: tuple[Figure, ...] = (
     Figure("interop-harvest", "harvest of a foreign gelu-1l-shaped model (d_model 512, d_mlp 2,048, vocab 48k, "
            "16,384 features)", _b("bench_interop_harvest.py")),
     Figure("family", "three SAE sizes from one pass vs three runs (tiny model, 64/128/256)",
-           _b("bench_family.py", "--sizes", "64,128,256")),
+           _b("bench_family.py", "--sizes", "64,128,256"), family_figure),
     Figure("universality", "universality across two model seeds, `demo-family` (512 / 2,048 / 4,096 L1 features)",
            ("superpos", "family", "demo_family.h5")),
-    Figure("feature-map", "feature map first paint, 149,504 points", _b("bench_feature_map.py")),
+    Figure("feature-map", "feature map first paint, 149,504 points", _b("bench_feature_map.py"), feature_map_figure),
     Figure("write-guard", "bundle write through the full-disk guard vs HDF5's own driver",
            _b("bench_write_guard.py"), write_guard_figure),
     Figure("labels", "offline labels: median held-out score / bare \"the token\" labels (features)",

@@ -45,6 +45,8 @@ FAKE = {
     "ablation": {"new_ms": 200.0, "cached_ms": 8.0, "per_position_ms": 17000.0},
     "labels": {"feature": {"after": {"median_score": 0.6, "bare_token": 0.134}}},
     "harvest": {"ratio": 0.87, "harvest_per_s": 50000.0},
+    "quick-feature-map": {"points": 2560, "first_paint_ms": 80.0, "pan_ms": 40.0, "hover_ms": 1.0},
+    "family": {"one_pass_s": 53.7, "separate_s": 140.7, "ratio": 2.62},
 }
 
 HEADER = {"command": "python benchmarks/run_all.py --quick", "date": "2026-12-07 12:00 UTC",
