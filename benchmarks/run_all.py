@@ -117,6 +117,16 @@ def family_figure(r: dict) -> str:
     return f"{r['one_pass_s']:.1f} vs {r['separate_s']:.1f} s ({r['ratio']:.2f}x)"
 
 
+def lens_figure(r: dict) -> str:
+    return f"{r['keystroke_256_ms']:.1f} ms median ({r['bundle']})"
+
+
+def lens_paths_figure(r: dict) -> str:
+    big = {row["path"]: row for row in r["paths"] if row["features"] == max(x["features"] for x in r["paths"])}
+    return (f"analyse {big['sparse']['analyze_ms']:.0f} vs {big['dense']['analyze_ms']:.0f} ms, keystroke "
+            f"{big['sparse']['keystroke_ms']:.0f} vs {big['dense']['keystroke_ms']:.0f} ms")
+
+
 def write_guard_figure(r: dict) -> str:
     return f"{r['cpu_ratio']:.2f}x the CPU ({r['mb']:.0f} MB, {r['rounds']} rounds)"
 
@@ -174,8 +184,10 @@ FIGURES: tuple[Figure, ...] = (
            _b("bench_harvest.py", "--bundle", DEMO), harvest_figure, needs_demo=True),
     Figure("bundle", "131,072-feature bundle: open / one dashboard / peak RSS", _b("bench_bundle.py"), bundle_figure),
     Figure("search", "search keystroke over 131,072 features", _b("bench_search.py"), search_figure),
-    Figure("lens", "text lens, keystroke -> repaint, 256 tokens", _b("bench_lens.py")),
-    Figure("lens-paths", "text lens, TopK sparse vs dense path, 131,072 features", _b("bench_lens.py", "--paths")),
+    Figure("lens", "text lens, keystroke -> repaint, 256 tokens (the demo bundle, else a synthetic one of its sizes)",
+           _b("bench_lens.py"), lens_figure),
+    Figure("lens-paths", "text lens, TopK sparse vs dense path, 131,072 features", _b("bench_lens.py", "--paths"),
+           lens_paths_figure),
     Figure("lens-hostile", "text lens, 1 MB paste and hostile text (RTL, ZWJ emoji, combining marks, NUL, lone "
            "surrogates)", ("pytest", "tests/app/test_panes_lens.py", "-k", "hostile", "-s")),
     Figure("fuzz", "damaged and hostile bundles through `superpos info` and the app",

@@ -46,6 +46,11 @@ FAKE = {
     "labels": {"feature": {"after": {"median_score": 0.6, "bare_token": 0.134}}},
     "harvest": {"ratio": 0.87, "harvest_per_s": 50000.0},
     "quick-feature-map": {"points": 2560, "first_paint_ms": 80.0, "pan_ms": 40.0, "hover_ms": 1.0},
+    "lens": {"bundle": "demo", "keystroke_256_ms": 11.8, "windows_256": 256},
+    "lens-paths": {"bundle": "demo", "paths": [
+        {"features": 4096, "path": "dense", "analyze_ms": 30.0, "clamp_ms": 40.0, "keystroke_ms": 9.0},
+        {"features": 131072, "path": "dense", "analyze_ms": 537.0, "clamp_ms": 600.0, "keystroke_ms": 73.0},
+        {"features": 131072, "path": "sparse", "analyze_ms": 351.0, "clamp_ms": 400.0, "keystroke_ms": 11.0}]},
     "family": {"one_pass_s": 53.7, "separate_s": 140.7, "ratio": 2.62},
 }
 
