@@ -127,6 +127,19 @@ def lens_paths_figure(r: dict) -> str:
             f"{big['sparse']['keystroke_ms']:.0f} vs {big['dense']['keystroke_ms']:.0f} ms")
 
 
+def responsiveness_figure(r: dict) -> str:
+    return f"{r['max_ms']:.0f} ms max, {r['p99_ms']:.0f} ms p99 ({r['workload']} workload)"
+
+
+def act_cache_figure(r: dict) -> str:
+    return (f"{r['stream_s']:.1f} vs {r['cache_s']:.1f} s ({r['ratio']:.2f}x); memmap reads {r['read_per_s']:,.0f} "
+            f"activations/s, {r['headroom']:.0f}x what the SAE consumes")
+
+
+def interop_harvest_figure(r: dict) -> str:
+    return f"{r['ratio']:.2f} of a bare forward"
+
+
 def write_guard_figure(r: dict) -> str:
     return f"{r['cpu_ratio']:.2f}x the CPU ({r['mb']:.0f} MB, {r['rounds']} rounds)"
 
@@ -197,7 +210,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("cli", "`superpos --help` / `info` / `eval` start (demo bundle)",
            _b("bench_cli_start.py", "--bundle", DEMO), cli_figure, needs_demo=True),
     Figure("interop-harvest", "harvest of a foreign gelu-1l-shaped model (d_model 512, d_mlp 2,048, vocab 48k, "
-           "16,384 features)", _b("bench_interop_harvest.py")),
+           "16,384 features)", _b("bench_interop_harvest.py"), interop_harvest_figure),
     Figure("family", "three SAE sizes from one pass vs three runs (tiny model, 64/128/256)",
            _b("bench_family.py", "--sizes", "64,128,256"), family_figure),
     Figure("universality", "universality across two model seeds, `demo-family` (512 / 2,048 / 4,096 L1 features)",
@@ -208,8 +221,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("labels", "offline labels: median held-out score / bare \"the token\" labels (features)",
            _b("bench_labels.py"), labels_figure, needs_demo=True),
     Figure("act-cache", "3 TopK SAEs (512 -> 4,096, 100k activations each): from the model's stream vs one "
-           "activation cache + 3 trainings", _b("bench_act_cache.py")),
-    Figure("responsiveness", "GUI timer gap while training", _b("bench_responsiveness.py")),
+           "activation cache + 3 trainings", _b("bench_act_cache.py"), act_cache_figure),
+    Figure("responsiveness", "GUI timer gap while training", _b("bench_responsiveness.py"), responsiveness_figure),
 )
 
 

@@ -51,6 +51,9 @@ FAKE = {
         {"features": 4096, "path": "dense", "analyze_ms": 30.0, "clamp_ms": 40.0, "keystroke_ms": 9.0},
         {"features": 131072, "path": "dense", "analyze_ms": 537.0, "clamp_ms": 600.0, "keystroke_ms": 73.0},
         {"features": 131072, "path": "sparse", "analyze_ms": 351.0, "clamp_ms": 400.0, "keystroke_ms": 11.0}]},
+    "responsiveness": {"workload": "pipeline", "max_ms": 23.0, "p99_ms": 15.0, "median_ms": 10.0},
+    "act-cache": {"stream_s": 135.5, "cache_s": 119.4, "ratio": 1.13, "read_per_s": 405000.0, "headroom": 142.0},
+    "interop-harvest": {"ratio": 0.66},
     "family": {"one_pass_s": 53.7, "separate_s": 140.7, "ratio": 2.62},
 }
 
