@@ -90,7 +90,7 @@ def test_table_has_the_header_and_every_row_with_its_command(run_all):
     kept = {"figures": {"universality": {"what": "universality", "figure": "0.69 / 0.66 / 0.66",
                                          "command": "superpos family demo_family.h5", "source": "509b2ef"}}}
     rows = run_all.merge(measured(run_all), kept)
-    table = run_all.render_table(rows, HEADER)
+    table = run_all.render_table(rows, {**HEADER, "sources": {"509b2ef": "the dev machine"}})
     lines = table.splitlines()
     assert "2026-12-07 12:00 UTC" in lines[0] and "3.0 and 4.5" in lines[0] and "Shared CPU." in lines[0]
     body = [line for line in lines if line.startswith("| ") and not line.startswith("| what")]
@@ -98,7 +98,7 @@ def test_table_has_the_header_and_every_row_with_its_command(run_all):
     for line in body:
         cells = [c.strip() for c in line.strip("|").split(" | ")]
         assert len(cells) == 4 and cells[2].startswith("`") and len(cells[2]) > 2, line
-    assert "| 509b2ef |" in table                      # a kept row says where it was measured
+    assert "| 509b2ef |" in table and "- **509b2ef**: the dev machine" in table   # kept rows say where
     assert list(rows) == [f.key for f in run_all.FIGURES if f.key in rows]    # FIGURES order
 
 
@@ -122,4 +122,4 @@ def test_kept_figures_file_covers_the_full_set(run_all):
     kept = json.loads((BENCH / "figures-509b2ef.json").read_text())
     full = {f.key for f in run_all.FIGURES if not f.quick}
     assert full <= set(kept["figures"])
-    assert all(row["command"] and row["source"] for row in kept["figures"].values())
+    assert all(row["command"] and row["source"] in kept["header"]["sources"] for row in kept["figures"].values())
