@@ -123,3 +123,24 @@ def test_kept_figures_file_covers_the_full_set(run_all):
     full = {f.key for f in run_all.FIGURES if not f.quick}
     assert full <= set(kept["figures"])
     assert all(row["command"] and row["source"] in kept["header"]["sources"] for row in kept["figures"].values())
+
+
+def test_main_with_given_results_runs_nothing_and_rewrites_the_readme(run_all, tmp_path):
+    """--result takes a benchmark's --json made earlier; --json's rows, kept by a later run, keep their label."""
+    given = tmp_path / "guard.json"
+    given.write_text(json.dumps(FAKE["quick-write-guard"]))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{run_all.START}\n{run_all.END}\n", encoding="utf-8")
+    out = tmp_path / "figures.json"
+    rc = run_all.main(["--only", "quick-write-guard", "--result", f"quick-write-guard={given}",
+                       "--keep", str(BENCH / "figures-509b2ef.json"), "--json", str(out), "--readme", str(readme),
+                       "--log", str(tmp_path / "log")])
+    assert rc == 0
+    text = readme.read_text(encoding="utf-8")
+    assert "1.05x the CPU" in text and "| 509b2ef |" in text and text.startswith("intro\n")
+    saved = json.loads(out.read_text())
+    label = saved["figures"]["quick-write-guard"]["source"]
+    assert label.startswith("quick-write-guard ") and label in saved["header"]["sources"]
+
+    later = run_all.render_table(run_all.merge({}, saved), {**HEADER, "sources": saved["header"]["sources"]})
+    assert f"- **{label}**:" in later and "- **509b2ef**:" in later
