@@ -1,6 +1,6 @@
 """Run the benchmarks behind the README's figures and regenerate its figures table.
 
-    python benchmarks/run_all.py --quick                 # the fast ones, tiny configurations (~2 min)
+    python benchmarks/run_all.py --quick                 # the fast ones, tiny configurations (a few minutes)
     python benchmarks/run_all.py                         # the full set at the README's sizes (~30 min; the demo alone ~5)
     python benchmarks/run_all.py --quick --json out.json --keep benchmarks/figures-509b2ef.json
     python benchmarks/run_all.py --only demo,model       # some figures (keys: --list)
@@ -352,7 +352,7 @@ def write_readme(path: Path, block: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="only the fast figures (tiny configurations, ~2 min)")
+    ap.add_argument("--quick", action="store_true", help="only the fast figures (tiny configurations, a few minutes)")
     ap.add_argument("--only", help="comma-separated figure keys (see --list)")
     ap.add_argument("--list", action="store_true", help="print the figures and their commands, run nothing")
     ap.add_argument("--json", type=Path, metavar="FILE", help="write every row (and the run's header) here")
