@@ -1,7 +1,7 @@
 """Run the benchmarks behind the README's figures and regenerate its figures table.
 
     python benchmarks/run_all.py --quick                 # the fast ones, tiny configurations (a few minutes)
-    python benchmarks/run_all.py                         # the full set at the README's sizes (~30 min; the demo alone ~5)
+    python benchmarks/run_all.py                         # the full set at the README's sizes (under an hour; the demo alone ~5 min)
     python benchmarks/run_all.py --quick --json out.json --keep benchmarks/figures-509b2ef.json
     python benchmarks/run_all.py --only demo,model       # some figures (keys: --list)
 
