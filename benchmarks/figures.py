@@ -49,4 +49,4 @@ def write_json(path: Path | None, figures: dict) -> None:
         return
     from engine.fileio import write_bytes
 
-    write_bytes(path, (json.dumps(figures, indent=2, sort_keys=True) + "\n").encode(), what="the figures")
+    write_bytes(path, (json.dumps(figures, indent=2) + "\n").encode(), what="the figures")   # in the order printed
