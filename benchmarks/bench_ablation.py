@@ -1,6 +1,6 @@
 """Ablation underlines: milliseconds per dashboard of examples (engine.analysis.ablation).
 
-    python benchmarks/bench_ablation.py                    # /work/wt/demo.h5 (or --bundle run.h5)
+    python benchmarks/bench_ablation.py                    # the demo bundle (or --bundle run.h5)
     python benchmarks/bench_ablation.py --units 20
 
 A "dashboard" is what the detail pane underlines for one unit: its top examples plus its interval
@@ -31,6 +31,7 @@ import torch  # noqa: E402
 
 from engine.analysis.ablation import AblationEngine  # noqa: E402
 from engine.bundle import open_bundle  # noqa: E402
+from figures import add_json_flag, default_bundle, write_json  # noqa: E402
 
 
 def dashboard_windows(bundle, kind: str, index: int) -> np.ndarray:
@@ -55,10 +56,12 @@ def per_position(model, sae, index: int, windows: np.ndarray) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", default="/work/wt/demo.h5")
+    ap.add_argument("--bundle", help="default: the demo bundle (engine.paths.demo_bundle_path())")
     ap.add_argument("--units", type=int, default=12)
     ap.add_argument("--baseline-units", type=int, default=2)
+    add_json_flag(ap)
     args = ap.parse_args()
+    args.bundle = default_bundle(args.bundle)
     torch.set_num_threads(1)
     with open_bundle(args.bundle) as bundle:
         t0 = time.perf_counter()
@@ -93,6 +96,8 @@ def main() -> None:
     if base:
         print(f"  per position   {med(base):8.1f} ms per dashboard (median of {len(base)}; baseline) "
               f"-> batched engine {med(base) / med(new):.0f}x faster")
+    write_json(args.json, {"units": len(units), "examples": n_win, "tokens": W, "new_ms": med(new),
+                           "cached_ms": med(again), "per_position_ms": med(base) if base else None})
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from figures import add_json_flag, write_json  # noqa: E402
+
 
 def _model_and_tokens(path: Path | None):
     import numpy as np
@@ -70,6 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--workdir", type=Path, help="where the cache is written (default: a temporary folder)")
+    add_json_flag(parser)
     args = parser.parse_args(argv)
 
     import torch
@@ -124,6 +127,8 @@ def main(argv=None) -> int:
     consume = base.n_activations / statistics.median(cache_s)
     print(f"read throughput: {read_rate:,.0f} activations/s from the memmap (batch {B}, median of 3 passes) vs "
           f"the SAE's consumption {consume:,.0f} activations/s: {read_rate / consume:.1f}x headroom")
+    write_json(args.json, {"runs": args.runs, "stream_s": total_stream, "cache_s": total_cache,
+                           "ratio": total_stream / total_cache, "read_per_s": read_rate, "headroom": read_rate / consume})
     return 0
 
 

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+
+from figures import add_json_flag, write_json  # noqa: E402
 READER = r"""
 import json, resource, sys, time
 import numpy as np
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=25, help="random features whose dashboard is timed")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", metavar="PATH", help="write the bundle here and keep it")
+    add_json_flag(ap)
     args = ap.parse_args(argv)
 
     # Start the reader now, while this process is still small: ru_maxrss survives fork + exec, so a
@@ -124,6 +127,7 @@ def _run(args: argparse.Namespace, reader: subprocess.Popen) -> int:
     print(f"  sample_feature                       {r['sample_feature_ms']:8.1f} ms")
     print(f"  peak RSS of the reading process      {r['peak_rss_mb']:8.0f} MB   target <= 500 MB   "
           f"{verdict(r['peak_rss_mb'], 500)}" + (f"  (VmHWM {r['vm_hwm_mb']:.0f} MB)" if r["vm_hwm_mb"] else ""))
+    write_json(args.json, {**r, "features": args.features, "write_s": t_write, "size_mb": size / 1e6})
     return 0
 
 

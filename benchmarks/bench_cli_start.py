@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import add_json_flag, write_json  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TARGET_S = 1.0
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", help="bundle for info/eval (default: a synthetic one)")
     parser.add_argument("--repeat", type=int, default=5)
+    add_json_flag(parser)
     args = parser.parse_args(argv)
     bundle = args.bundle
     if bundle is None:
@@ -51,10 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'command':<24}{'wall s':>8}   target < {TARGET_S:.0f} s   (baseline: `import torch` alone "
           f"{baseline:.2f} s, what --help paid before)")
     worst = 0.0
+    figures = {"import_torch_s": baseline, "synthetic_bundle": args.bundle is None, "seconds": {}}
     for name, command in rows:
         seconds = wall(command, args.repeat)
         worst = max(worst, seconds)
+        figures["seconds"][name] = seconds
         print(f"{name:<24}{seconds:>8.2f}   {'ok' if seconds < TARGET_S else 'SLOW'}")
+    write_json(args.json, figures)
     return 0 if worst < TARGET_S else 1
 
 

@@ -26,16 +26,18 @@ from engine.events import collect  # noqa: E402
 from engine.explain.client import Endpoint  # noqa: E402
 from engine.explain.job import explain_job, select_units  # noqa: E402
 from engine.testing.fake_llm import FakeLLM  # noqa: E402
+from figures import default_bundle  # noqa: E402
 
-DEFAULT = os.environ.get("SUPERPOS_BENCH_BUNDLE", "/work/wt/demo.h5")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", default=DEFAULT)
+    ap.add_argument("--bundle", default=os.environ.get("SUPERPOS_BENCH_BUNDLE"),
+                    help="default: $SUPERPOS_BENCH_BUNDLE, else the demo bundle (engine.paths.demo_bundle_path())")
     ap.add_argument("--units", type=int, default=40, help="units of each kind (every k-th live one)")
     ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args(argv)
+    args.bundle = default_bundle(args.bundle)
     tmp = Path(tempfile.mkdtemp())
     path = tmp / "bench.h5"
     shutil.copy(args.bundle, path)

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import add_json_flag, write_json  # noqa: E402
+
 import torch
 
 from engine.config import preset
@@ -44,6 +46,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="256,1024,2048")
     ap.add_argument("--activations", type=int, default=200_000)
     ap.add_argument("--threads", type=int, default=0)
+    add_json_flag(ap)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,6 +76,8 @@ def main() -> None:
     print(f"one pass (train_sae_family): {one_pass:7.1f} s  ({one_pass_batches} batches drawn from the model)")
     print(f"three separate train_sae:    {separate:7.1f} s  ({separate_batches} batches drawn from the model)")
     print(f"ratio separate / one pass: {separate / one_pass:.2f}x")
+    write_json(args.json, {"sizes": sizes, "activations": args.activations, "one_pass_s": one_pass,
+                           "separate_s": separate, "ratio": separate / one_pass})
 
 
 if __name__ == "__main__":

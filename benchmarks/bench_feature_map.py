@@ -15,10 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import add_json_flag, write_json  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="2048,16384,131072")
+    add_json_flag(ap)
     args = ap.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(","))
 
@@ -58,6 +61,8 @@ def main() -> None:
             hover = time.perf_counter() - t0
             print(f"{len(pane.xy):,} points: first paint {first * 1000:.0f} ms (target <= 1000 ms), "
                   f"repaint after a pan {pan * 1000:.0f} ms, hover pick + label {hover * 1000:.1f} ms ({label!r})")
+            write_json(args.json, {"points": len(pane.xy), "first_paint_ms": first * 1000, "pan_ms": pan * 1000,
+                                   "hover_ms": hover * 1000})
             pane.set_bundle(None)
 
 

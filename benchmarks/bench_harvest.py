@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from figures import add_json_flag, write_json  # noqa: E402
+
 import numpy as np
 import torch
 
@@ -48,6 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=200_000)
     ap.add_argument("--preset", default="demo")
+    add_json_flag(ap)
     ap.add_argument("--bundle", default=None)
     ap.add_argument("--token-file", default=None)
     ap.add_argument("--device", default="cpu")
@@ -107,6 +110,9 @@ def main() -> None:
     print(f"peak RSS               : {rss:10,.0f} MB")
     live = result.features.density > 0
     print(f"features live {live.sum()}/{len(live)}, neuron density mean {result.neurons.density.mean():.3f}")
+    write_json(args.json, {"tokens": n, "bare_per_s": n / t_bare, "harvest_per_s": n / t_harvest,
+                           "ratio": t_bare / t_harvest, "labels_s": t_labels, "peak_rss_mb": rss,
+                           "bundle": args.bundle})
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from figures import add_json_flag, write_json  # noqa: E402
+
 from engine.analysis.harvest import harvest  # noqa: E402
 from engine.config import HarvestConfig  # noqa: E402
 from engine.events import Progress  # noqa: E402
@@ -73,6 +75,7 @@ def main() -> None:
     ap.add_argument("--d-sae", type=int, default=16_384)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=4, help="sequences per chunk for the bare forward")
+    add_json_flag(ap)
     args = ap.parse_args()
 
     gen = torch.Generator().manual_seed(0)
@@ -120,6 +123,8 @@ def main() -> None:
           f"{200_000 / (200_000 / (n / t_streamed) + t_fixed):,.0f} tokens/s extrapolated to 200,000 tokens")
     print(f"features live {int((result.features.density > 0).sum())}/{args.d_sae}, mean L0 "
           f"{float(result.features.density.sum()):.1f}; peak RSS {rss:,.0f} MB")
+    write_json(args.json, {"tokens": n, "bare_per_s": n / t_bare, "harvest_per_s": n / t_streamed,
+                           "ratio": t_bare / t_streamed, "peak_rss_mb": rss})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Offline labels on a real bundle: the labeller's median held-out score and its label mix, before/after.
 
-    python benchmarks/bench_labels.py                        # /work/wt/demo.h5 or SUPERPOS_BENCH_BUNDLE
+    python benchmarks/bench_labels.py                        # SUPERPOS_BENCH_BUNDLE, else the demo bundle
     python benchmarks/bench_labels.py --bundle my.h5
 
 "Before" is what the bundle stores (the labeller that wrote it); "after" relabels every unit with
@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.analysis.labels import HeldOutSample, RuleLabeller, label_units  # noqa: E402
 from engine.bundle import open_bundle  # noqa: E402
 from engine.stats import UnitStats  # noqa: E402
+from figures import add_json_flag, default_bundle, write_json  # noqa: E402
 
-DEFAULT = os.environ.get("SUPERPOS_BENCH_BUNDLE", "/work/wt/demo.h5")
 
 
 def stats_of(bundle, kind: str) -> UnitStats:
@@ -86,8 +86,12 @@ def mix(labels: list[str], scores: np.ndarray) -> dict[str, float]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", default=DEFAULT)
+    ap.add_argument("--bundle", default=os.environ.get("SUPERPOS_BENCH_BUNDLE"),
+                    help="default: $SUPERPOS_BENCH_BUNDLE, else the demo bundle (engine.paths.demo_bundle_path())")
+    add_json_flag(ap)
     args = ap.parse_args(argv)
+    args.bundle = default_bundle(args.bundle)
+    figures = {}
     with open_bundle(args.bundle) as bundle:
         table_owner = RuleLabeller(bundle.tokenizer())
         print(f"{args.bundle}: {bundle.n_features:,} features, {bundle.n_neurons:,} neurons")
@@ -98,11 +102,15 @@ def main(argv=None) -> int:
             labels, scores = label_units(stats, labeller=table_owner, held_out=held_out_of(bundle, kind))
             seconds = time.perf_counter() - t0
             after = mix(labels, scores)
+            figures[kind] = {when: {"median_score": m["median score"], "bare_token": m["'the token …'"],
+                                    "words": m["'words'"], "loose_fit": m["loose fit"]}
+                             for when, m in (("before", before), ("after", after))}
             print(f"\n{kind}s ({after['labelled']:,} labelled; relabelled in {seconds:.1f} s)")
             print(f"  {'':16}{'before':>10}{'after':>10}")
             for key in ("median score", "'the token …'", "'words'", "loose fit"):
                 fmt = "{:>10.3f}" if key == "median score" else "{:>10.1%}"
                 print(f"  {key:16}" + fmt.format(before[key]) + fmt.format(after[key]))
+    write_json(args.json, figures)
     return 0
 
 

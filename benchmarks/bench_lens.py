@@ -34,6 +34,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["SUPERPOS_SYNC_JOBS"] = "0"          # what is measured is the real worker thread
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from figures import add_json_flag, write_json  # noqa: E402
+
 PARAGRAPH = (
     "Superposition is when a neural network represents more independent features than it has "
     "neurons, by assigning each feature its own linear combination of neurons. A sparse autoencoder "
@@ -101,8 +103,8 @@ def median_ms(fn, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def sparse_vs_dense(model, tok, k: int, sizes=(4096, 131072)) -> None:
-    """Print the lens engine's dense and sparse (TopK) paths side by side, one row each per size."""
+def sparse_vs_dense(model, tok, k: int, sizes=(4096, 131072)) -> list[dict]:
+    """Print the lens engine's dense and sparse (TopK) paths side by side, one row each per size; the rows."""
     from engine.analysis.lens import LensEngine
     from engine.config import SAEConfig
     from engine.sae import SparseAutoencoder
@@ -113,6 +115,7 @@ def sparse_vs_dense(model, tok, k: int, sizes=(4096, 131072)) -> None:
           "torch on one thread as the lens worker runs; analyze = no reuse, +clamp = with a clamped "
           "second pass, keystroke = the incremental call the pane makes when one character is typed")
     print(f"{'features':>9} {'path':>7}  {'analyze':>9} {'+clamp':>9} {'keystroke':>10}")
+    out = []
     for F in sizes:
         sae = SparseAutoencoder(SAEConfig(recipe="topk", d_in=int(model.cfg.d_mlp), d_sae=F, k=k)).eval()
         repeats = 5 if F > 16384 else 20
@@ -130,8 +133,11 @@ def sparse_vs_dense(model, tok, k: int, sizes=(4096, 131072)) -> None:
                 return analyze, clamp, key
 
             analyze, clamp, key = in_single_thread(row)
+            out.append({"features": F, "path": "sparse" if sparse else "dense", "analyze_ms": analyze,
+                        "clamp_ms": clamp, "keystroke_ms": key})
             print(f"{F:>9,} {'sparse' if sparse else 'dense':>7}  {analyze:>7.1f}ms {clamp:>7.1f}ms {key:>8.1f}ms",
                   flush=True)
+    return out
 
 
 def main(argv=None) -> int:
@@ -140,6 +146,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--paths", action="store_true", help="only the sparse-vs-dense table (no GUI)")
+    add_json_flag(ap)
     args = ap.parse_args(argv)
 
     import torch
@@ -152,7 +159,8 @@ def main(argv=None) -> int:
         path, what = bundle_path(args.bundle)
         with open_bundle(path) as bundle:
             print(f"bundle: {path} [{what}]")
-            sparse_vs_dense(bundle.load_model(), bundle.tokenizer(), bundle.load_sae().k or 20)
+            paths = sparse_vs_dense(bundle.load_model(), bundle.tokenizer(), bundle.load_sae().k or 20)
+        write_json(args.json, {"bundle": what, "paths": paths})
         return 0
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
@@ -251,8 +259,9 @@ def main(argv=None) -> int:
           "of waiting for the user to pause, not included")
     lens.shutdown()
     print()
-    sparse_vs_dense(bundle.load_model(), tok, bundle.load_sae().k or 20)
+    paths = sparse_vs_dense(bundle.load_model(), tok, bundle.load_sae().k or 20)
     bundle.close()
+    write_json(args.json, {"bundle": what, "keystroke_256_ms": key256, "windows_256": rows[0][1], "paths": paths})
     return 0 if key256 <= 30 else 1
 
 

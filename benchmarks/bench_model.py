@@ -28,6 +28,8 @@ import time
 import numpy as np
 import torch
 
+from figures import add_json_flag, write_json  # noqa: E402
+
 
 def matmul_gflops(m: int, k: int, n: int, dtype=torch.float32, seconds: float = 1.5) -> float:
     a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--impl", nargs="+", choices=["plain", "fused"], default=["plain", "fused"])
     parser.add_argument("--allocator", nargs="+", choices=["glibc", "tuned"], default=["glibc", "tuned"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_json_flag(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -135,6 +138,9 @@ def main() -> None:
         print(f"impl {impl:5s} allocator {alloc:5s}: {r['tokens_per_s']:9,.0f} tokens/s = {r['gflops']:6.1f} "
               f"GFLOP/s = {r['gflops'] / peak:5.1%} of the matmul rate; the preset's "
               f"{preset(args.preset).train.tokens:,} tokens take {r['demo_model_minutes']:.1f} min")
+    write_json(args.json, {"preset": args.preset, "matmul_gflops": peak, "end_over_start": end / start,
+                           "rows": [{"impl": impl, "allocator": alloc, "tokens_per_s": r["tokens_per_s"],
+                                     "gflops": r["gflops"], "fraction": r["gflops"] / peak} for impl, alloc, r in rows]})
 
 
 if __name__ == "__main__":

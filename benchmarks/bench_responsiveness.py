@@ -25,6 +25,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["SUPERPOS_SYNC_JOBS"] = "0"          # what is measured is the real worker thread
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from figures import add_json_flag, write_json  # noqa: E402
+
 
 def model_job(seconds: float):
     import torch
@@ -68,6 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the model workload")
     parser.add_argument("--workload", choices=("auto", "pipeline", "model"), default="auto")
+    add_json_flag(parser)
     args = parser.parse_args()
 
     import numpy as np
@@ -120,6 +123,8 @@ def main() -> int:
           f"{os.cpu_count()} CPUs, {jobs.events_seen} events, {status_updates[0]} GUI status updates)")
     print(f"GUI timer (10 ms) ticks: {len(g)}; gap max {g.max():.0f} ms, p99 {np.percentile(g, 99):.0f} ms, "
           f"median {np.median(g):.0f} ms  (target max <= 100 ms)")
+    write_json(args.json, {"workload": workload, "seconds": seconds, "max_ms": float(g.max()),
+                           "p99_ms": float(np.percentile(g, 99)), "median_ms": float(np.median(g))})
     return 0
 
 

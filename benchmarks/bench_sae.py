@@ -64,6 +64,8 @@ import torch  # noqa: E402
 from engine.data.activations import ArrayActivationSource  # noqa: E402
 from engine.config import SAE_RECIPES, SAEConfig  # noqa: E402
 from engine.events import Progress  # noqa: E402
+
+from figures import add_json_flag, write_json  # noqa: E402
 from engine.train.sae_job import train_sae  # noqa: E402
 
 D, F, B = 512, 4096, 4096
@@ -132,6 +134,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=8, help="timed trainer steps per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="alternating trainer/bound measurements")
     parser.add_argument("--threads", type=int, default=0)
+    add_json_flag(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -143,6 +146,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     # sparse non-negative data, like MLP activations
     data = (rng.random((B * 8, D), dtype=np.float32) * (rng.random((B * 8, D)) < 0.1)).astype(np.float32)
+    figures = {"steps": args.steps, "rounds": args.rounds, "recipes": {}}
     for recipe in args.recipes.split(","):
         rates, bounds = [], []
         metrics = {}
@@ -157,6 +161,9 @@ def main(argv=None) -> int:
               f"fp32 5-matmul bound {bound_rate:,.0f} activations/s ({flop / bound_s / 1e9:.0f} GFLOP/s, "
               f"{bound_s * 1e3:.0f} ms/step) | ratio {rate / bound_rate:.2f} | "
               f"l0 {metrics.get('l0', float('nan')):.1f}")
+        figures["recipes"][recipe] = {"per_s": rate, "bound_per_s": bound_rate, "ratio": rate / bound_rate,
+                                      "l0": metrics.get("l0")}
+    write_json(args.json, figures)
     return 0
 
 

@@ -1,8 +1,11 @@
 """superpos's SAE trainers against SAELens's, recipe by recipe, in one run (issue 13, item 5).
 
-    python benchmarks/bench_sae_vs_saelens.py [--bundle /work/wt/demo.h5] [--rows 1048576]
-        [--recipes 2024-04,2023,topk,batchtopk,matryoshka,jumprelu] [--warmup 32] [--lens-warmup 4]
-        [--timed 6] [--threads 1] [--crossover]
+    python benchmarks/bench_sae_vs_saelens.py [--bundle demo.h5] [--rows 1048576]
+        [--recipes 2024-04,2023,topk,batchtopk,matryoshka,jumprelu] [--warmup 32]
+        [--timed 6] [--threads 1] [--crossover] [--json FILE]
+
+The bundle defaults to the demo bundle (``engine.paths.demo_bundle_path()``, made by
+``superpos-app --demo``).
 
 Needs sae-lens (``pip install -e .[bench]``). Both trainers train an SAE of d_sae 4,096 on the same
 in-memory activations: ``--rows`` MLP activations (d_in 512) of the bundle's model on real text
@@ -11,11 +14,10 @@ tokenizer), shuffled once. Both see the same batches in the same order (batch si
 same process (so the same allocator, glibc malloc unless MALLOC_* / LD_PRELOAD say otherwise;
 printed), with the same torch.set_num_threads, fp32, CPU.
 
-What is timed: the median time of one step over ``--timed`` steps, after untimed warm-up steps —
-``--warmup`` (32) for superpos, so that the L1 recipes' L0 has fallen (below), ``--lens-warmup`` (4)
-for SAELens, whose step does the same dense work whatever its state (dense autograd matmuls; its
-TopK variants decode densely), so that its later steps would not be faster; its warm-up only
-keeps the run short. Per step:
+What is timed: the median time of one step over ``--timed`` steps, after ``--warmup`` (32) untimed
+warm-up steps — the same number for both trainers, on the same batches, so that both are timed at
+the same point of training (the L1 recipes' L0 has fallen by then, below) and both end the run
+having trained the same number of steps (warm-up + timed) for the L0 / NMSE columns. Per step:
 
 - superpos: ``SAETrainer.step(batch)`` of the recipe (engine/train/recipes/): scaling, the
   hand-written forward and backward, the recipe's constraints, Adam, dead-latent bookkeeping and its
@@ -40,7 +42,8 @@ Recipe pairs (SAELens 6.x training SAEs; hyperparameters set to superpos's demo 
 
 Printed per recipe: activations/s of both and the ratio, then the L0 and the normalised MSE
 (Σ‖x - x̂‖² / Σ‖x - x̄‖² on the last timed batch; the input scale does not change it) of each
-at the end, to show they trained comparably (ours: the stored SAE, i.e. batchtopk and matryoshka
+after the same number of steps on the same batches, to show they trained comparably (ours: the
+stored SAE, i.e. batchtopk and matryoshka
 through their learned threshold; SAELens: its training forward). The L1 recipes' speed follows
 their L0 (the sparse step, engine/train/recipes/dense.py, once ≤ 10% of the latents fire): on the
 demo model with λ = 5 and lr 2e-3, 2023's L0 falls from ~2,000 to 451 by step 25 and to 22 by step
@@ -68,6 +71,7 @@ import torch  # noqa: E402
 
 from engine.config import SAEConfig, nested_widths  # noqa: E402
 from engine.train.recipes import make_trainer  # noqa: E402
+from figures import add_json_flag, default_bundle, write_json  # noqa: E402
 
 D_SAE, B, K = 4096, 4096, 20
 LR, L1 = 2e-3, 5.0
@@ -199,22 +203,23 @@ def crossover(d_in: int, sample: torch.Tensor) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", default="/work/wt/demo.h5", help="a superpos bundle: its model makes the activations")
+    ap.add_argument("--bundle", help="a superpos bundle: its model makes the activations (default: the demo bundle)")
     ap.add_argument("--rows", type=int, default=1 << 20, help="activations held in memory")
     ap.add_argument("--recipes", default="2024-04,2023,topk,batchtopk,matryoshka,jumprelu")
-    ap.add_argument("--warmup", type=int, default=32, help="untimed steps first (superpos)")
-    ap.add_argument("--lens-warmup", type=int, default=4, help="untimed steps first (SAELens)")
+    ap.add_argument("--warmup", type=int, default=32, help="untimed steps first (both trainers)")
     ap.add_argument("--timed", type=int, default=6, help="timed steps (both trainers)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--crossover", action="store_true", help="also time the L1 step's two paths")
+    add_json_flag(ap)
     args = ap.parse_args(argv)
+    args.bundle = default_bundle(args.bundle)
     import sae_lens
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     data_np = real_activations(args.bundle, args.rows)
     data = torch.from_numpy(data_np)
-    n_steps = max(args.warmup, args.lens_warmup) + args.timed
+    n_steps = args.warmup + args.timed
     if len(data) < B * n_steps:
         raise SystemExit(f"--rows {args.rows} holds fewer than {n_steps} batches of {B}")
     batches = [data[i * B:(i + 1) * B] for i in range(n_steps)]
@@ -224,18 +229,19 @@ def main(argv=None) -> int:
           f"{ {k: v for k, v in os.environ.items() if k.startswith('MALLOC') or k == 'LD_PRELOAD'} or 'none (glibc)'}")
     print(f"data: {len(data):,} x {data.shape[1]} MLP activations of {args.bundle} on stdlib source "
           f"({(data > 0).float().mean():.1%} nonzero), made in {time.perf_counter() - t0:.0f} s; "
-          f"d_sae {D_SAE}, batch {B}; {args.timed} timed steps after {args.warmup} (superpos) and "
-          f"{args.lens_warmup} (SAELens) warm-up steps, "
-          f"scheduled as a run of {total_steps} steps")
+          f"d_sae {D_SAE}, batch {B}; {args.timed} timed steps after {args.warmup} warm-up steps (both "
+          f"trainers), scheduled as a run of {total_steps} steps")
     if args.crossover:
         crossover(data.shape[1], data[:B * 2])
     print(f"{'recipe':>10} | {'superpos act/s':>14} | {'SAELens act/s':>13} | {'ratio':>5} | "
           f"superpos L0, NMSE | SAELens L0, NMSE")
+    figures = {"rows": args.rows, "warmup": args.warmup, "timed": args.timed, "threads": args.threads,
+               "sae_lens": sae_lens.__version__, "recipes": {}}
     for recipe in args.recipes.split(","):
         tr = superpos_trainer(recipe, data.shape[1], total_steps, data[:B * 2])
-        ours, _ = timed_run(tr.step, batches[:args.warmup + args.timed], args.warmup)
+        ours, _ = timed_run(tr.step, batches, args.warmup)
         l0_ours, nmse_ours = superpos_end_metrics(tr, batches[-1])
-        sparse_note = f" ({tr.sparse_steps_}/{args.warmup + args.timed} sparse steps)" if hasattr(tr, "sparse_steps_") else ""
+        sparse_note = f" ({tr.sparse_steps_}/{n_steps} sparse steps)" if hasattr(tr, "sparse_steps_") else ""
         del tr
         lens = saelens_trainer(recipe, data.shape[1], total_steps, data)
 
@@ -244,11 +250,15 @@ def main(argv=None) -> int:
             lens.n_training_steps += 1
             return out
 
-        theirs, out = timed_run(lens_step, batches[:args.lens_warmup + args.timed], args.lens_warmup)
+        theirs, out = timed_run(lens_step, batches, args.warmup)
         l0_lens, nmse_lens = saelens_end_metrics(out)
         del lens, out
         print(f"{recipe:>10} | {ours:14,.0f} | {theirs:13,.0f} | {ours / theirs:5.2f} | "
               f"{l0_ours:7.1f}, {nmse_ours:.3f}    | {l0_lens:7.1f}, {nmse_lens:.3f}{sparse_note}", flush=True)
+        figures["recipes"][recipe] = {"superpos_per_s": ours, "saelens_per_s": theirs, "ratio": ours / theirs,
+                                      "superpos_l0": l0_ours, "superpos_nmse": nmse_ours,
+                                      "saelens_l0": l0_lens, "saelens_nmse": nmse_lens}
+    write_json(args.json, figures)
     return 0
 
 

@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import add_json_flag, write_json  # noqa: E402
+
 import h5py
 import numpy as np
 
@@ -25,6 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--mb", type=int, default=100, help="megabytes of float32 data per file")
+    add_json_flag(ap)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     n = max(1, args.mb * (1 << 20) // (32768 * 64 * 4))
@@ -56,6 +59,7 @@ def main() -> None:
               f"{' '.join(f'{c:5.2f}' for _, c in rows)} s")
     (a, b) = (statistics.median(c for _, c in rows) for rows in times.values())
     print(f"  CPU ratio guarded / sec2 (medians): {b / a:.2f}")
+    write_json(args.json, {"mb": sum(a.nbytes for a in arrays) / 1e6, "rounds": args.rounds, "cpu_ratio": b / a})
 
 
 if __name__ == "__main__":

@@ -25,12 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]            # the package first: tests/engine/ must not shadow engine/
 sys.path.append(str(ROOT / "tests"))
 
+from figures import add_json_flag, write_json  # noqa: E402
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", help="folder to keep the variants and the children's stderr in")
+    add_json_flag(parser)
     args = parser.parse_args()
 
     from test_fuzz_open import HC, fuzz, problems
@@ -71,6 +74,9 @@ def main() -> int:
     print(f"{'all':<11}" + "".join(f"{total[c]:>13}" for c in cols))
     for line in bad_lines[:30]:
         print(line)
+    write_json(args.json, {"variants": len(variants), "seed": args.seed, "crashes": total["crash"],
+                           "hangs": total["hang"], "mishandled": total["mishandled"],
+                           "ms_per_variant": 1000 * seconds / max(1, len(variants))})
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
     return 1 if bad_lines else 0

@@ -2,7 +2,7 @@
 
 On the real tiny run (built-in corpus, seeded): features exist whose top-20 examples are at least
 80% DNA, and at least 80% base64, and whose labels say so. (Hex needs the demo's larger vocabulary:
-66 such hex features there; see the closing figures in docs/sae-results.md.)
+the demo row of README's figures table counts them, `python benchmarks/bench_demo.py`.)
 """
 
 from __future__ import annotations
