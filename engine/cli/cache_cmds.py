@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from engine.cli.flags import add_device_arguments
 from engine.cli.progress import ProgressPrinter, drive
 from engine.config import ConfigError
 from engine.events import CancelToken
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
                    help="storage type of the shards (read back as float32); default float32")
     p.add_argument("--shard-rows", type=int, default=65_536, metavar="ROWS", help="rows per shard file; default 65536")
     p.add_argument("--seed", type=int, help="the stream's seed (default: the model's SAE seed, else 0)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_device_arguments(p, precision=False)
     p.add_argument("--resume", action="store_true", help="finish an interrupted cache in --out")
     p.add_argument("--verify", action="store_true", help="afterwards, check every shard's checksum")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

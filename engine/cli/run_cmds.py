@@ -139,7 +139,8 @@ def cmd_train_model(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
     from engine.fileio import atomic_path
-    from engine.pipeline import prepare_data, staged
+    from engine.jobs import staged
+    from engine.pipeline import prepare_data
     from engine.train.distributed import is_writer
     from engine.train.model_job import train_model, unigram_entropy
 

@@ -65,7 +65,7 @@ def test_cli_refusals_are_one_line(cache_dir, real_tiny_bundle, tmp_path, capsys
 
 def test_run_with_an_activation_cache_writes_it_once_and_reuses_it(tmp_path):
     from engine.config import preset
-    from engine.events import collect
+    from engine.jobs import collect
     from engine.pipeline import run_pipeline
 
     cfg = preset("tiny").with_overrides(train={"tokens": 60_000}, sae={"n_activations": 20_480},

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.events import run_to_completion
+from engine.jobs import run_to_completion
 from engine.testing.distributed_jobs import TINY_SPEC, tiny_jobs
 
 CHILD = Path(__file__).resolve().parents[1] / "ddp_child.py"

@@ -9,7 +9,8 @@ import pytest
 
 from engine.cli.progress import ProgressPrinter
 from engine.config import preset, preset_description, preset_measurement
-from engine.events import Progress, StageFinished, StageStarted, collect
+from engine.events import Progress, StageFinished, StageStarted
+from engine.jobs import collect
 from engine.run_clock import STAGES, RunClock, expected_run_text, expected_stage_seconds, run_plan
 
 
