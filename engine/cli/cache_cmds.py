@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 def load_trained_model(path: str | Path):
     """(model in eval mode, RunConfig or None, Tokenizer) from a bundle, a train-model or a TransformerLens folder."""
-    from engine.bundle.inputs import regular_file
+    from engine.inputs import regular_file
     from engine.interop import InteropError, load_model, load_tokenizer
 
     path = Path(path)
@@ -77,7 +77,7 @@ def load_trained_model(path: str | Path):
 def open_cache(folder, seed: int = 0, **expect):
     """A ``ShardedActivationSource`` after checking its manifest and shards are regular files (FIFOs,
     devices and link loops are refused before anything opens them)."""
-    from engine.bundle.inputs import regular_file
+    from engine.inputs import regular_file
     from engine.data.act_cache import MANIFEST, ActivationCacheError, ShardedActivationSource, shard_name
 
     folder = Path(folder)
