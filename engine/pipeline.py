@@ -2,7 +2,8 @@
 evaluation -> harvest -> labels -> bundle.
 
 ``run_pipeline`` yields the stage jobs' events (each ``StageStarted`` stamped with its place in the
-pipeline so a driver can show "stage 4/8") and returns the bundle's path. Intermediate results live
+run's stage list, ``run_stages``, so a driver can show "stage 4/8"; a family run has more stages)
+and returns the bundle's path. Intermediate results live
 in a work folder (by default ``engine.paths.run_workdir(cfg)``, keyed by the settings), so
 ``resume=True`` after a cancel or a crash picks up the tokenizer, the cached tokens and the model / SAE checkpoints
 instead of starting again. The CLI (``superpos run``) and the app drive this same function.
