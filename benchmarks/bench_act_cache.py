@@ -41,7 +41,7 @@ def _model_and_tokens(path: Path | None):
     from engine.cli.cache_cmds import load_trained_model
     from engine.config import preset
     from engine.data.token_cache import tokenize_corpus
-    from engine.events import run_to_completion
+    from engine.jobs import run_to_completion
     from engine.model import OneLayerTransformer
 
     if path is None:
@@ -55,7 +55,7 @@ def _model_and_tokens(path: Path | None):
 
 
 def _train(cfg, source) -> float:
-    from engine.events import run_to_completion
+    from engine.jobs import run_to_completion
     from engine.train.sae_job import train_sae
 
     t0 = time.perf_counter()
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     from engine.data.act_cache import ShardedActivationSource
     from engine.data.act_cache_write import write_activation_cache
     from engine.data.activations import ModelActivationSource
-    from engine.events import run_to_completion
+    from engine.jobs import run_to_completion
 
     if args.threads:
         torch.set_num_threads(args.threads)

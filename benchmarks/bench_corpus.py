@@ -14,7 +14,7 @@ import argparse
 import tempfile
 import time
 
-from engine.events import run_to_completion
+from engine.jobs import run_to_completion
 from engine.config import preset
 from engine.data.languages import LANGUAGE_CLASSES, language
 from engine.data.spec import iter_texts, open_corpus

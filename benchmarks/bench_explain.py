@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.bundle import open_bundle  # noqa: E402
-from engine.events import collect  # noqa: E402
+from engine.jobs import collect  # noqa: E402
 from engine.explain.client import Endpoint  # noqa: E402
 from engine.explain.job import explain_job, select_units  # noqa: E402
 from engine.testing.fake_llm import FakeLLM  # noqa: E402

@@ -24,7 +24,7 @@ import torch
 
 from engine.config import preset
 from engine.data.activations import ModelActivationSource
-from engine.events import collect
+from engine.jobs import collect
 from engine.pipeline import prepare_data
 from engine.train.family_job import family_configs, train_sae_family
 from engine.train.model_job import train_model

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.events import run_to_completion  # noqa: E402
+from engine.jobs import run_to_completion  # noqa: E402
 from engine.config import preset  # noqa: E402
 from engine.analysis.harvest import harvest  # noqa: E402
 from engine.analysis.labels import label_harvest  # noqa: E402

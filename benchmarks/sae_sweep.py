@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     from engine.config import SAEConfig, preset
     from engine.data.token_cache import tokenize_corpus
     from engine.analysis.evaluate import evaluate
-    from engine.events import run_to_completion
+    from engine.jobs import run_to_completion
     from engine.train.sae_job import train_sae
 
     model, cfg, tokenizer = load_trained_model(args.model)

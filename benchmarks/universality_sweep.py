@@ -34,7 +34,7 @@ from engine.analysis.universality import (DEFAULT_MIN_ACTIVE, feature_acts, neur
 from engine.bundle import open_bundle  # noqa: E402
 from engine.data.activations import ModelActivationSource  # noqa: E402
 from engine.data.token_cache import tokenize_corpus  # noqa: E402
-from engine.events import collect  # noqa: E402
+from engine.jobs import collect  # noqa: E402
 from engine.train.family_job import train_sae_family  # noqa: E402
 
 

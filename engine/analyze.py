@@ -23,7 +23,8 @@ from engine.config import CorpusConfig, HarvestConfig, RunConfig, TokenizerConfi
 from engine.device import describe_device, resolve_device
 from engine.events import CancelToken, Message
 from engine.fileio import sweep_stale_partials
-from engine.pipeline import _blocking_stage, analyse_pair, staged
+from engine.jobs import StageNumbers, blocking_stage, numbered
+from engine.pipeline import RunContext, analyse_pair
 
 __all__ = ["analyze_job", "ANALYZE_STAGES", "load_pair"]
 
@@ -65,12 +66,17 @@ def analyze_job(model_path, sae_path, out_path, *, corpus: str | CorpusConfig = 
 
     t_run = time.perf_counter()
     out_path = Path(out_path)
-    n = len(ANALYZE_STAGES)
+    numbers = StageNumbers(ANALYZE_STAGES)
+
+    def stage(events):
+        return (yield from numbered(events, numbers))
+
     corpus_cfg = corpus if isinstance(corpus, CorpusConfig) else CorpusConfig(spec=str(corpus))
     swept = [p.name for p in sweep_stale_partials(out_path.parent)] if out_path.parent.is_dir() else []
     if swept:
         yield Message(f"removed {len(swept)} temporary file(s) left by an interrupted write: {', '.join(swept)}")
-    model, tokenizer, sae = yield from _blocking_stage("load", 0, n, load_pair, model_path, sae_path, tokenizer_path)
+    model, tokenizer, sae = yield from stage(blocking_stage("load", 0, 1, load_pair, model_path, sae_path,
+                                                            tokenizer_path))
     dev = resolve_device(device)
     yield Message(f"model: {model.cfg.d_model}-wide, {model.cfg.d_mlp} neurons ({model.cfg.act_fn}), vocabulary "
                   f"{model.cfg.vocab_size}; SAE: {sae.architecture}, {sae.cfg.d_sae} features; device: "
@@ -79,22 +85,22 @@ def analyze_job(model_path, sae_path, out_path, *, corpus: str | CorpusConfig = 
     tok_file = tokenizer_path or str(Path(model_path) / "tokenizer.json")
     cfg = _run_config(model, tokenizer, sae, str(tok_file), corpus_cfg, n_tokens,
                       eval_tokens or max(model.cfg.n_ctx, n_tokens // 2), name, device)
-    tokens = yield from staged(tokenize_corpus(cfg.corpus, tokenizer, cache_dir=cache_dir, cancel=cancel), 1, n)
+    tokens = yield from stage(tokenize_corpus(cfg.corpus, tokenizer, cache_dir=cache_dir, cancel=cancel))
     T = model.cfg.n_ctx
     for split, arr in (("validation", tokens.val), ("training", tokens.train)):
         if len(arr) < T + 2:
             raise CorpusError(f"the corpus's {split} split has {len(arr)} tokens of this model's tokenizer; "
                               f"analysing needs at least {T + 2} (one context window). Use a larger corpus")
-    metrics, stats = yield from analyse_pair(model, sae, tokenizer, tokens.val, tokens.train, cfg.harvest,
-                                             eos_id=tokens.eos_id, device=dev, first_stage=2, n_stages=n,
-                                             cancel=cancel)
+    ctx = RunContext(device=dev, wrap=stage, cancel=cancel)
+    metrics, stats = yield from analyse_pair(ctx, model, sae, tokenizer, tokens.val, tokens.train, cfg.harvest,
+                                             eos_id=tokens.eos_id)
     metrics["model_val_loss"] = float(metrics["loss_clean"])
     info = {"corpus": corpus_cfg.spec, "device": describe_device(dev), "platform": platform.platform(),
             "imported_model": str(Path(model_path).resolve()), "imported_sae": sae.cfg.source,
             "stage_seconds": json.dumps({})}
-    yield from staged(write_bundle_job(
+    yield from stage(write_bundle_job(
         out_path, config=cfg, tokenizer_json=tokenizer.to_json(), model_state=model.state_dict(),
         sae_state=sae.state_dict(), harvest=stats, metrics=metrics, curves={}, extra_info=info,
-        cancel=cancel), 5, n)
+        cancel=cancel))
     yield Message(f"wrote {out_path} in {time.perf_counter() - t_run:.0f} s")
     return out_path

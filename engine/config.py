@@ -14,7 +14,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Callable
 
 from engine.resources import read_text
 from engine.errors import UserError
@@ -23,7 +23,8 @@ __all__ = [
     "CorpusConfig", "TokenizerConfig", "ModelConfig", "TrainConfig", "SAEConfig",
     "HarvestConfig", "RunConfig", "preset", "preset_family", "parse_sizes", "parse_seeds", "preset_names",
     "ConfigError", "SAE_RECIPES", "RecipeInfo", "SAE_RECIPE_INFO", "SAE_ARCHITECTURES", "nested_widths",
-    "recipe_setting", "PRECISIONS",
+    "recipe_setting", "PRECISIONS", "RULES", "Rule", "Check", "check_section", "DEVICES",
+    "is_device_name",
 ]
 
 
@@ -135,20 +136,7 @@ class ModelConfig(_Config):
     unembed_bias: bool = False     # the unembedding has a bias b_U
 
     def __post_init__(self):
-        for name in ("vocab_size", "n_ctx", "d_model", "n_heads", "d_mlp"):
-            value = getattr(self, name)
-            if not _is_int(value) or value <= 0:
-                raise ConfigError(f"model.{name} must be a positive integer; got {value!r}", f"model.{name}")
-        if self.act_fn not in MODEL_ACT_FNS:
-            raise ConfigError(f"model.act_fn must be one of {', '.join(MODEL_ACT_FNS)}; got {self.act_fn!r}",
-                              "model.act_fn")
-        if not _is_int(self.d_head) or self.d_head < 0:
-            raise ConfigError(f"model.d_head must be a non-negative integer; got {self.d_head!r}", "model.d_head")
-        if self.d_head:
-            return
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads "
-                              f"({self.n_heads})", "model.n_heads")
+        check_section(self, "model", invariants_only=True)
 
     @property
     def head_dim(self) -> int:
@@ -204,30 +192,12 @@ class SAEConfig(_Config):
     source: str = ""               # e.g. "saelens:/path/to/folder"
 
     def __post_init__(self):
-        if self.architecture and self.architecture not in SAE_ARCHITECTURES:
-            raise ConfigError(f"unknown SAE architecture {self.architecture!r}; one of {', '.join(SAE_ARCHITECTURES)}")
-        if self.recipe not in SAE_RECIPES:
-            raise ConfigError(f"unknown SAE recipe {self.recipe!r}; choose one of {', '.join(SAE_RECIPES)}")
-        for name in ("d_in", "d_sae"):
-            value = getattr(self, name)
-            if not _is_int(value) or value <= 0:
-                raise ConfigError(f"sae.{name} must be a positive integer; got {value!r}", f"sae.{name}")
-        if SAE_RECIPE_INFO[self.recipe].knob == "k" and not (_is_int(self.k) and 0 < self.k <= self.d_sae):
-            raise ConfigError(f"sae.k must be an integer from 1 to sae.d_sae ({self.d_sae}); got {self.k!r}",
-                              "sae.k")
-        if self.recipe == "jumprelu":
-            bad = [name for name, ok in (("jumprelu_bandwidth", self.jumprelu_bandwidth > 0),
-                                         ("jumprelu_init_threshold", self.jumprelu_init_threshold >= 0),
-                                         ("l0_coeff", self.l0_coeff >= 0)) if not ok]
-            if bad:
-                raise ConfigError("jumprelu needs a positive bandwidth and non-negative l0_coeff and threshold; "
-                                  f"got sae.{bad[0]} = {getattr(self, bad[0])!r}", f"sae.{bad[0]}")
-        if self.recipe == "matryoshka":
-            nested_widths(self)                # raises ConfigError on bad widths
+        check_section(self, "sae", invariants_only=True)
 
     def validate(self) -> "SAEConfig":
-        """``RULES["sae"]`` and k <= d_sae, one step of budget; ``ConfigError`` naming the setting."""
-        _validate_section(self, "sae")
+        """Every rule of ``RULES["sae"]`` (ranges, k <= d_sae, one step of budget); ``ConfigError``
+        naming the setting. Returns self."""
+        check_section(self, "sae")
         return self
 
 
@@ -332,7 +302,20 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-# ====================================================================== the allowed ranges
+DEVICES = ("auto", "cpu", "cuda", "mps")    # and cuda:N
+
+
+def is_device_name(name: Any) -> bool:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (lower case): the one spelling of a device that
+    ``--device``, the config and ``engine.device.resolve_device`` accept."""
+    return isinstance(name, str) and (name in DEVICES or re.fullmatch(r"cuda:\d+", name) is not None)
+
+
+# ====================================================================== the rules, once
+# Every check of a setting lives in ``RULES`` below, once. A rule marked ``invariant`` is one the
+# dataclass cannot exist without (a zero head count would divide by zero later): ``__post_init__``
+# checks those; ``validate()`` checks all of them, before any work (the CLI, the Train dialog, the
+# pipeline). tests/engine/test_config_validation.py checks that no check is written twice.
 @dataclass(frozen=True)
 class Rule:
     """``key`` of a section is an integer (``integer=True``) or a finite number in [lo, hi]
@@ -344,6 +327,11 @@ class Rule:
     integer: bool = True
     lo_open: bool = False
     optional: bool = False
+    invariant: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.key
 
     def range_text(self) -> str:
         fmt = (lambda v: f"{int(v):,}") if self.integer else (lambda v: f"{v:g}")
@@ -356,7 +344,8 @@ class Rule:
             parts.append(f"at most {fmt(self.hi)}")
         return " and ".join(parts)
 
-    def check(self, section: str, value: Any) -> None:
+    def check(self, section: str, part: Any) -> None:
+        value = getattr(part, self.key)
         if value is None and self.optional:
             return
         ok = _is_int(value) if self.integer else (
@@ -371,16 +360,50 @@ class Rule:
                               f"got {value!r}", f"{section}.{self.key}")
 
 
+@dataclass(frozen=True)
+class Check:
+    """A rule a range cannot say: ``ok(part)`` must hold (``part``: the section's config; for the
+    ``"run"`` section the whole ``RunConfig``), else ``ConfigError(message(part), field)``. ``name``
+    tells checks of one field apart."""
+    field: str
+    name: str
+    ok: Callable[[Any], bool]
+    message: Callable[[Any], str]
+    invariant: bool = False
+
+    def check(self, section: str, part: Any) -> None:
+        if not self.ok(part):
+            raise ConfigError(self.message(part), self.field)
+
+
+def _k_fits(s: "SAEConfig") -> bool:
+    return SAE_RECIPE_INFO[s.recipe].knob != "k" or (_is_int(s.k) and 0 < s.k <= s.d_sae)
+
+
+def _matryoshka_ok(s: "SAEConfig") -> bool:
+    """``nested_widths`` raises the ConfigError itself, saying what is wrong with the widths."""
+    return s.recipe != "matryoshka" or bool(nested_widths(s))
+
+
 _SEED = Rule("seed", "random seed", 0, 2**32 - 1)
 _BIG = 10**13                     # budgets: far beyond any run, small enough to catch a typo'd exponent
-RULES: dict[str, tuple[Rule, ...]] = {
+RULES: dict[str, tuple[Rule | Check, ...]] = {
     "corpus": (_SEED, Rule("val_fraction", "held-out fraction", 0, 0.5, integer=False, lo_open=True),
                Rule("max_chars", "characters of the corpus used", 1, _BIG, optional=True)),
     "tokenizer": (Rule("vocab_size", "BPE vocabulary size", 258, 1 << 20),
                   Rule("train_chars", "characters used to train the BPE", 1, _BIG)),
-    "model": (Rule("vocab_size", "vocabulary size", 2, 1 << 20), Rule("n_ctx", "context length", 2, 1 << 16),
-              Rule("d_model", "residual width", 1, 1 << 16), Rule("n_heads", "attention heads", 1, 1 << 10),
-              Rule("d_mlp", "MLP neurons", 1, 1 << 20)),
+    "model": (Rule("vocab_size", "vocabulary size", 2, 1 << 20, invariant=True),
+              Rule("n_ctx", "context length", 2, 1 << 16, invariant=True),
+              Rule("d_model", "residual width", 1, 1 << 16, invariant=True),
+              Rule("n_heads", "attention heads", 1, 1 << 10, invariant=True),
+              Rule("d_mlp", "MLP neurons", 1, 1 << 20, invariant=True),
+              Rule("d_head", "per-head width, 0: d_model / n_heads", 0, 1 << 16, invariant=True),
+              Check("model.act_fn", "act_fn", lambda m: m.act_fn in MODEL_ACT_FNS,
+                    lambda m: f"model.act_fn must be one of {', '.join(MODEL_ACT_FNS)}; got {m.act_fn!r}",
+                    invariant=True),
+              Check("model.n_heads", "heads divide d_model", lambda m: bool(m.d_head) or m.d_model % m.n_heads == 0,
+                    lambda m: f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads})",
+                    invariant=True)),
     "train": (Rule("tokens", "training budget in tokens", 1, _BIG),
               Rule("batch_size", "sequences per step", 1, 1 << 20),
               Rule("lr", "peak learning rate", 0, 10, integer=False, lo_open=True),
@@ -390,16 +413,30 @@ RULES: dict[str, tuple[Rule, ...]] = {
               Rule("eval_every", "steps between validation estimates", 1, _BIG),
               Rule("eval_batches", "validation batches", 1, 1 << 20),
               Rule("checkpoint_every", "steps between checkpoints", 1, _BIG), _SEED),
-    "sae": (Rule("d_sae", "dictionary size", 1, 1 << 24), Rule("k", "active features per token", 1, 1 << 24),
+    "sae": (Check("sae.architecture", "architecture", lambda s: not s.architecture or s.architecture in SAE_ARCHITECTURES,
+                  lambda s: f"unknown SAE architecture {s.architecture!r}; one of {', '.join(SAE_ARCHITECTURES)}",
+                  invariant=True),
+            Check("sae.recipe", "recipe", lambda s: s.recipe in SAE_RECIPES,
+                  lambda s: f"unknown SAE recipe {s.recipe!r}; choose one of {', '.join(SAE_RECIPES)}", invariant=True),
+            Rule("d_in", "activation width", 1, 1 << 20, invariant=True),
+            Rule("d_sae", "dictionary size", 1, 1 << 24, invariant=True),
+            Check("sae.k", "k fits the dictionary", _k_fits,
+                  lambda s: f"sae.k must be an integer from 1 to sae.d_sae ({s.d_sae}); got {s.k!r}", invariant=True),
+            Rule("k", "active features per token", 1, 1 << 24),
             Rule("aux_k", "dead latents in the AuxK loss", 0, 1 << 24),
             Rule("aux_coeff", "AuxK loss weight", 0, 1e6, integer=False),
             Rule("l1_coeff", "sparsity penalty lambda", 0, 1e6, integer=False, lo_open=True),
-            Rule("l0_coeff", "JumpReLU L0 penalty lambda", 0, 1e6, integer=False),
-            Rule("jumprelu_bandwidth", "JumpReLU straight-through bandwidth", 0, 1e3, integer=False, lo_open=True),
-            Rule("jumprelu_init_threshold", "JumpReLU initial threshold", 0, 1e3, integer=False),
+            Rule("l0_coeff", "JumpReLU L0 penalty lambda", 0, 1e6, integer=False, invariant=True),
+            Rule("jumprelu_bandwidth", "JumpReLU straight-through bandwidth", 0, 1e3, integer=False, lo_open=True,
+                 invariant=True),
+            Rule("jumprelu_init_threshold", "JumpReLU initial threshold", 0, 1e3, integer=False, invariant=True),
+            Check("sae.matryoshka_widths", "nested widths", _matryoshka_ok, lambda s: "", invariant=True),
             Rule("lr", "learning rate", 0, 10, integer=False, lo_open=True),
             Rule("batch_size", "activation vectors per step", 1, 1 << 24),
             Rule("n_activations", "training budget in activation vectors", 1, _BIG),
+            Check("sae.n_activations", "one step of budget", lambda s: s.n_activations >= s.batch_size,
+                  lambda s: f"sae.n_activations (training budget in activation vectors) must be at least one step, "
+                            f"sae.batch_size = {s.batch_size:,}; got {s.n_activations:,}"),
             Rule("buffer_batches", "shuffling buffer, in batches", 1, 1 << 16),
             Rule("dead_window", "activations before a silent latent is dead", 1, _BIG),
             Rule("cooldown_fraction", "fraction of the run with a decaying learning rate", 0, 1, integer=False),
@@ -415,46 +452,34 @@ RULES: dict[str, tuple[Rule, ...]] = {
                 Rule("hist_bins", "histogram bins", 2, 100_000), Rule("n_logits", "logit effects shown", 1, 10_000),
                 Rule("n_align", "aligned units kept", 1, 10_000),
                 Rule("sample_tokens", "tokens in the scatter sample", 1, 10_000_000), _SEED),
+    # the rules that tie sections together, on the whole RunConfig
+    "run": (Check("device", "device", lambda c: is_device_name(c.device),
+                  lambda c: f"device must be auto, cpu, cuda, cuda:N or mps; got {c.device!r}"),
+            Check("precision", "precision", lambda c: c.precision in PRECISIONS,
+                  lambda c: f"precision must be one of {', '.join(PRECISIONS)}; got {c.precision!r}"),
+            Check("compile", "compile", lambda c: isinstance(c.compile, bool),
+                  lambda c: f"compile must be true or false; got {c.compile!r}"),
+            Check("train.tokens", "one step of budget", lambda c: c.train.tokens >= c.train.batch_size * c.model.n_ctx,
+                  lambda c: f"train.tokens (training budget in tokens) must be at least one step, train.batch_size x "
+                            f"model.n_ctx = {c.train.batch_size * c.model.n_ctx:,}; got {c.train.tokens:,}"),
+            *(Check(f"harvest.{key}", "one context window", lambda c, key=key: getattr(c.harvest, key) >= c.model.n_ctx,
+                    lambda c, key=key: f"harvest.{key} must be at least one context window, model.n_ctx = "
+                                       f"{c.model.n_ctx}; got {getattr(c.harvest, key):,}")
+              for key in ("n_tokens", "eval_tokens"))),
 }
 
 
-def _fail(message: str, field: str) -> None:
-    raise ConfigError(message, field)
-
-
-def _validate_section(part: Any, section: str) -> None:
+def check_section(part: Any, section: str, invariants_only: bool = False) -> None:
+    """Apply ``RULES[section]`` to ``part`` in table order (only the invariants, from ``__post_init__``);
+    the first failure raises ``ConfigError`` naming its setting."""
     for rule in RULES[section]:
-        rule.check(section, getattr(part, rule.key))
-    if section == "sae":
-        if SAE_RECIPE_INFO[part.recipe].knob == "k" and part.k > part.d_sae:
-            _fail(f"sae.k (active features per token) must be at most sae.d_sae ({part.d_sae:,}); "
-                  f"got {part.k:,}", "sae.k")
-        if part.n_activations < part.batch_size:
-            _fail(f"sae.n_activations (training budget in activation vectors) must be at least one step, "
-                  f"sae.batch_size = {part.batch_size:,}; got {part.n_activations:,}", "sae.n_activations")
+        if rule.invariant or not invariants_only:
+            rule.check(section, part)
 
 
 def _validate_run(cfg: "RunConfig") -> None:
     for section in RULES:
-        _validate_section(getattr(cfg, section), section)
-    m, t, h = cfg.model, cfg.train, cfg.harvest
-    if cfg.device not in ("auto", "cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+", str(cfg.device)):
-        _fail(f"device must be auto, cpu, cuda, cuda:N or mps; got {cfg.device!r}", "device")
-    if cfg.precision not in PRECISIONS:
-        _fail(f"precision must be one of {', '.join(PRECISIONS)}; got {cfg.precision!r}", "precision")
-    if not isinstance(cfg.compile, bool):
-        _fail(f"compile must be true or false; got {cfg.compile!r}", "compile")
-    if not m.d_head and (m.n_heads > m.d_model or m.d_model % m.n_heads):
-        _fail(f"model.n_heads (attention heads) must divide model.d_model ({m.d_model}); got {m.n_heads}",
-              "model.n_heads")
-    step_tokens = t.batch_size * m.n_ctx
-    if t.tokens < step_tokens:
-        _fail(f"train.tokens (training budget in tokens) must be at least one step, train.batch_size x "
-              f"model.n_ctx = {step_tokens:,}; got {t.tokens:,}", "train.tokens")
-    if h.n_tokens < m.n_ctx or h.eval_tokens < m.n_ctx:
-        key = "n_tokens" if h.n_tokens < m.n_ctx else "eval_tokens"
-        _fail(f"harvest.{key} must be at least one context window, model.n_ctx = {m.n_ctx}; got "
-              f"{getattr(h, key):,}", f"harvest.{key}")
+        check_section(cfg if section == "run" else getattr(cfg, section), section)
 
 
 def _presets() -> dict[str, dict[str, Any]]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import re
 import sys
 
 import torch
 
-from engine.config import ConfigError
+from engine.config import ConfigError, is_device_name
 
 _ALLOCATOR_TUNED = False
 
@@ -23,7 +22,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name not in ("cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+", name):
+    if not is_device_name(name):
         raise ConfigError(f"unknown device {name!r}; choose auto, cpu, cuda, cuda:N or mps", "device")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} was requested but no CUDA GPU is available; use --device auto or cpu",

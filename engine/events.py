@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 __all__ = ["Progress", "Message", "StageStarted", "StageFinished", "Glimpse", "Cancelled",
-           "CancelToken", "RateMeter", "collect", "run_to_completion"]
+           "CancelToken", "RateMeter"]
 
 
 @dataclass(frozen=True)
@@ -117,22 +117,3 @@ class RateMeter:
         if eta is not None and not math.isfinite(eta):
             eta = None
         return rate, eta
-
-
-def collect(job) -> tuple[object, list]:
-    """Drive a generator job to the end: its return value and every event it yielded (scripts, tests)."""
-    events = []
-    while True:
-        try:
-            events.append(next(job))
-        except StopIteration as stop:
-            return stop.value, events
-
-
-def run_to_completion(job):
-    """Drive a generator job to its return value, dropping the events."""
-    while True:
-        try:
-            next(job)
-        except StopIteration as stop:
-            return stop.value

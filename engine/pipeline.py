@@ -2,7 +2,8 @@
 evaluation -> harvest -> labels -> bundle.
 
 ``run_pipeline`` yields the stage jobs' events (each ``StageStarted`` stamped with its place in the
-pipeline so a driver can show "stage 4/8") and returns the bundle's path. Intermediate results live
+run's stage list, ``run_stages``, so a driver can show "stage 4/8"; a family run has more stages)
+and returns the bundle's path. Intermediate results live
 in a work folder (by default ``engine.paths.run_workdir(cfg)``, keyed by the settings), so
 ``resume=True`` after a cancel or a crash picks up the tokenizer, the cached tokens and the model / SAE checkpoints
 instead of starting again. The CLI (``superpos run``) and the app drive this same function.
@@ -15,20 +16,22 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any, Generator, Sequence
+from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
 
 from engine.config import RunConfig
 from engine.device import describe_device, resolve_device
 from engine.fileio import sweep_stale_partials
+from engine.jobs import StageNumbers, blocking_stage, clocked, numbered, record_seconds, staged
 from engine.paths import run_workdir
-from engine.events import CancelToken, Message, Progress, StageFinished, StageStarted
-from engine.run_clock import RunClock, expected_run_text, run_plan
+from engine.events import CancelToken, Message
+from engine.run_clock import STAGES, RunClock, expected_run_text, run_plan
 
-__all__ = ["run_pipeline", "prepare_data", "staged", "PIPELINE_STAGES", "PreparedData"]
+__all__ = ["run_pipeline", "prepare_data", "analyse_pair", "run_stages", "PIPELINE_STAGES", "PreparedData",
+           "RunContext"]
 
-PIPELINE_STAGES = ("tokenizer", "tokenize", "model", "sae", "evaluate", "harvest", "labels", "bundle")
+PIPELINE_STAGES = STAGES          # a single run's stages; a family repeats some (``run_stages``)
 
 
 @dataclasses.dataclass
@@ -39,46 +42,46 @@ class PreparedData:
     source_description: str
 
 
-def staged(events, index: int, n_stages: int):
-    """Re-yield a job's events as pipeline stage ``index`` of ``n_stages``: every job announces its
-    own stage (StageStarted ... Progress ... StageFinished); this only stamps the position on its
-    StageStarted so a driver can show "stage 4/8"."""
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(event, StageStarted):
-            event = dataclasses.replace(event, index=index, n_stages=n_stages)
-        yield event
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What every stage of one run shares: where it computes, what each stage job's events pass
+    through (numbering, the run's clock and stage timing), the cancel token, and for the pipeline
+    the prepared data, the work folder and whether to resume."""
+    device: Any                                      # a torch.device
+    wrap: Callable[[Any], Any] = lambda events: events
+    cancel: CancelToken | None = None
+    data: PreparedData | None = None
+    workdir: Path | None = None
+    resume: bool = False
 
 
-def _blocking_stage(stage: str, index: int, n_stages: int, fn, *args, **kwargs):
-    """Run a call that has no progress of its own as one stage (start, finish, timing)."""
-    yield StageStarted(stage, total=0, index=index, n_stages=n_stages)
-    t0 = time.perf_counter()
-    result = fn(*args, **kwargs)
-    yield StageFinished(stage, seconds=time.perf_counter() - t0)
-    return result
+def run_stages(cfg: RunConfig, sizes: Sequence[int] = (), seeds: Sequence[int] = (),
+               activation_cache: bool = False) -> list[str]:
+    """The stage names of a run in the order it runs them (``engine.run_clock.run_plan``'s order; the
+    activation cache's stage follows the first model): a family repeats model, sae, evaluate,
+    harvest and labels, so stage numbers come from here, never from literals."""
+    stages = [stage for stage, _ in run_plan(cfg, sizes, seeds)]
+    if activation_cache:
+        stages.insert(stages.index("model") + 1, "cache")
+    return stages
 
 
-def analyse_pair(model, sae, tokenizer, eval_tokens, harvest_tokens, hcfg, *, eos_id, device, first_stage: int,
-                 n_stages: int, cancel: CancelToken | None = None, wrap=lambda events: events):
-    """Evaluate, harvest and label one model + SAE as three consecutive stages from ``first_stage``
-    (``superpos run`` for each dictionary, ``superpos analyze``); ``wrap`` passes each stage's events
-    through the caller's timing. Returns (metrics without arrays, incl. harvest_tokens and the label
-    score medians; the harvested ``UnitStats``)."""
+def analyse_pair(ctx: RunContext, model, sae, tokenizer, eval_tokens, harvest_tokens, hcfg, eos_id: int):
+    """Evaluate, harvest and label one model + SAE as three consecutive stages (``superpos run`` for
+    each dictionary, ``superpos analyze``), each stage's events through ``ctx.wrap``. Returns (metrics
+    without arrays, incl. harvest_tokens and the label score medians; the harvested ``UnitStats``)."""
     from engine.analysis.evaluate import evaluate_job
     from engine.analysis.harvest import harvest
     from engine.analysis.labels import label_harvest, score_medians
 
+    device, cancel = ctx.device, ctx.cancel
     model, sae = model.to(device), sae.to(device)        # trained results come back on the CPU
-    metrics = yield from wrap(staged(evaluate_job(
-        model, sae, eval_tokens, hcfg.eval_tokens, device=str(device), cancel=cancel), first_stage, n_stages))
+    metrics = yield from ctx.wrap(evaluate_job(model, sae, eval_tokens, hcfg.eval_tokens, device=str(device),
+                                               cancel=cancel))
     metrics = {k: v for k, v in metrics.items() if not isinstance(v, np.ndarray)}
-    stats = yield from wrap(staged(harvest(model, sae, harvest_tokens, hcfg, device=str(device), cancel=cancel,
-                                           eos_id=eos_id), first_stage + 1, n_stages))
-    yield from wrap(staged(label_harvest(stats, tokenizer, seed=hcfg.seed, cancel=cancel), first_stage + 2, n_stages))
+    stats = yield from ctx.wrap(harvest(model, sae, harvest_tokens, hcfg, device=str(device), cancel=cancel,
+                                        eos_id=eos_id))
+    yield from ctx.wrap(label_harvest(stats, tokenizer, seed=hcfg.seed, cancel=cancel))
     metrics.update({"harvest_tokens": float(stats.n_tokens), **score_medians(stats)})
     return metrics, stats
 
@@ -110,9 +113,9 @@ def _prepare_data(cfg: RunConfig, workdir: Path, resume: bool, cancel: CancelTok
         workdir.mkdir(parents=True, exist_ok=True)
     tok_path = workdir / "tokenizer.json"
     if cfg.tokenizer.path:
-        tokenizer = yield from _blocking_stage("tokenizer", 0, n_stages, Tokenizer.load, cfg.tokenizer.path)
+        tokenizer = yield from blocking_stage("tokenizer", 0, n_stages, Tokenizer.load, cfg.tokenizer.path)
     elif resume and tok_path.exists():
-        tokenizer = yield from _blocking_stage("tokenizer", 0, n_stages, Tokenizer.load, tok_path)
+        tokenizer = yield from blocking_stage("tokenizer", 0, n_stages, Tokenizer.load, tok_path)
         yield Message(f"reusing the tokenizer in {tok_path}")
     else:
         train_chars = cfg.tokenizer.train_chars
@@ -180,14 +183,14 @@ def run_pipeline(
     out_path = Path(out_path)
     workdir = Path(workdir) if workdir is not None else run_workdir(cfg)
     device = distributed.rank_device(resolve_device(cfg.device))
-    n = len(PIPELINE_STAGES)
     stage_seconds: dict[str, float] = {}
     clock = RunClock(run_plan(cfg, sizes, seeds))       # a family's stages, each occurrence in run order
+    numbers = StageNumbers(run_stages(cfg, sizes, seeds, activation_cache is not None))
 
     def timed(events):
-        """Pass events through, recording each stage's duration and stamping the whole-run ETA."""
-        result = yield from _record_seconds(_clocked(events, clock), stage_seconds)
-        return result
+        """Pass a stage job's events through, numbering its stage in the run, recording its duration
+        and stamping the whole-run ETA."""
+        return (yield from record_seconds(clocked(numbered(events, numbers), clock), stage_seconds))
 
     yield Message(f"work folder: {workdir}; device: {describe_device(device)}")
     swept = [p.name for folder in {out_path.parent, workdir} for p in sweep_stale_partials(folder)] \
@@ -199,10 +202,11 @@ def run_pipeline(
         yield Message(f"expected run time: {expected}")
     data = yield from timed(prepare_data(cfg, workdir, resume=resume, cancel=cancel))
     cfg = data.config
+    ctx = RunContext(device=device, wrap=timed, cancel=cancel, data=data, workdir=workdir, resume=resume)
 
-    model_result = yield from timed(staged(train_model(
+    model_result = yield from timed(train_model(
         cfg.model, cfg.train, data.tokens.train, data.tokens.val, device=cfg.device,
-        checkpoint_dir=workdir, resume=resume, cancel=cancel, precision=cfg.precision, compile=cfg.compile), 2, n))
+        checkpoint_dir=workdir, resume=resume, cancel=cancel, precision=cfg.precision, compile=cfg.compile))
     model = model_result.model.to(device)       # the activation source runs it where the SAE trains
 
     source = ModelActivationSource(model, data.tokens.train, n_ctx=cfg.model.n_ctx,
@@ -211,25 +215,25 @@ def run_pipeline(
     if activation_cache is not None:    # the SAE stage's stream written once (or reused), then read from disk
         from engine.data.act_cache_write import run_cache_source
 
-        source = yield from staged(run_cache_source(activation_cache, model, data.tokens.train, cfg.sae,
-                                                    device=str(device), resume=resume, cancel=cancel), 3, n)
+        source = yield from timed(run_cache_source(activation_cache, model, data.tokens.train, cfg.sae,
+                                                   device=str(device), resume=resume, cancel=cancel))
     if len(sizes) > 1:
         from engine.train.family_job import family_configs, train_sae_family
 
-        family_results = yield from timed(staged(train_sae_family(
-            family_configs(cfg.sae, sizes), source, device=str(device), cancel=cancel), 3, n))
+        family_results = yield from timed(train_sae_family(
+            family_configs(cfg.sae, sizes), source, device=str(device), cancel=cancel))
         sae_result, family_results = family_results[0], family_results[1:]
     else:
         family_results = []
-        sae_result = yield from timed(staged(train_sae(
+        sae_result = yield from timed(train_sae(
             cfg.sae, source, device=str(device), checkpoint_dir=workdir, resume=resume, cancel=cancel,
-            precision=cfg.precision), 3, n))
+            precision=cfg.precision))
     sae = sae_result.sae
     if not distributed.is_writer():           # rank 0 alone evaluates, harvests and writes the bundle
         yield Message(f"rank {distributed.current().rank}: training done; rank 0 writes {out_path}")
         return out_path
 
-    metrics, stats = yield from _analyse_member(model, sae, data, cfg, device, timed, cancel)
+    metrics, stats = yield from _analyse_member(ctx, cfg, model, sae)
     metrics.update({
         "model_val_loss": float(model_result.final_val_loss),
         "model_tokens": float(model_result.tokens_seen),
@@ -238,41 +242,40 @@ def run_pipeline(
     curves = {**model_result.curves, **sae_result.curves}
     extra = None
     if family_results or len(seeds) > 1:
-        extra = yield from _family_parts(cfg, model, data, stats, sae, family_results, metrics, device, timed,
-                                         cancel, workdir, resume, seeds, sizes or (cfg.sae.d_sae,))
+        extra = yield from _family_parts(ctx, cfg, model, sae, family_results, metrics, seeds,
+                                         sizes or (cfg.sae.d_sae,))
     info = {
         "corpus": data.source_description,
         "device": describe_device(device),
         "platform": platform.platform(),
         "stage_seconds": json.dumps(stage_seconds),      # every stage but the bundle's own write
     }
-    yield from timed(staged(write_bundle_job(
+    yield from timed(write_bundle_job(
         out_path, config=cfg, tokenizer_json=data.tokenizer.to_json(), model_state=model.state_dict(),
         sae_state=sae.state_dict(), harvest=stats, metrics=metrics, curves=curves, extra_info=info,
-        cancel=cancel, extra=extra), 7, n))
+        cancel=cancel, extra=extra))
     yield Message(f"wrote {out_path} in {time.perf_counter() - t_run:.0f} s")
     return out_path
 
 
-def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, results, metrics0: dict,
-                  device, timed, cancel, workdir: Path, resume: bool, model_seeds: Sequence[int], sizes):
+def _family_parts(ctx: RunContext, cfg: RunConfig, model, sae0, results, metrics0: dict,
+                  model_seeds: Sequence[int], sizes):
     """Evaluate, harvest and label dictionaries 1..n; with ``model_seeds`` (a, b) also train model b
     and its dictionaries of the same sizes. Match them (``engine.analysis.family_match``: each size to
     the next, each of model a's dictionaries to model b's of its size, the neurons; correlations on
-    random contexts spread over the validation split) and embed model a's decoder rows; returns the
-    ``extra`` writes of ``write_bundle_job``."""
+    random contexts spread over the validation split, on the run's device) and embed model a's decoder
+    rows; returns the ``extra`` writes of ``write_bundle_job``."""
     from engine.analysis.family_match import match_family_job, universality_line
     from engine.analysis.feature_map import embed_decoders
     from engine.bundle.family import ModelParts, family_writes
     from engine.data.activations import ModelActivationSource
     from engine.train.model_job import train_model
 
-    n = len(PIPELINE_STAGES)
-    dev = "cuda" if str(device).startswith("cuda") else "cpu"
+    data, device, timed = ctx.data, ctx.device, ctx.wrap
     members = []
     a_saes = [sae0]
     for result in results:
-        parts = yield from _member_parts(cfg, model, data, result, device, timed, cancel, model_index=0)
+        parts = yield from _member_parts(ctx, cfg, model, result, model_index=0)
         members.append(parts)
         a_saes.append(result.sae)
     models, seeds, all_models, all_saes = [], [int(cfg.train.seed)], [model], [a_saes]
@@ -281,20 +284,20 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
         seed_b = int(model_seeds[1])
         cfg_b = cfg.with_overrides(train={"seed": seed_b})
         yield Message(f"model B: training a second model with seed {seed_b} and its dictionaries")
-        model_b = (yield from timed(staged(train_model(
+        model_b = (yield from timed(train_model(
             cfg_b.model, cfg_b.train, data.tokens.train, data.tokens.val, device=cfg.device,
-            checkpoint_dir=workdir / f"seed{seed_b}", resume=resume, cancel=cancel, precision=cfg.precision,
-            compile=cfg.compile), 2, n))).model.to(device)
+            checkpoint_dir=ctx.workdir / f"seed{seed_b}", resume=ctx.resume, cancel=ctx.cancel,
+            precision=cfg.precision, compile=cfg.compile))).model.to(device)
         source = ModelActivationSource(model_b, data.tokens.train, n_ctx=cfg.model.n_ctx,
                                        batch_size=cfg.sae.batch_size, buffer_batches=cfg.sae.buffer_batches,
                                        seed=cfg.sae.seed, device=str(device))
         from engine.train.family_job import family_configs, train_sae_family
 
-        b_results = yield from timed(staged(train_sae_family(
-            family_configs(cfg_b.sae, sizes), source, device=str(device), cancel=cancel), 3, n))
+        b_results = yield from timed(train_sae_family(
+            family_configs(cfg_b.sae, sizes), source, device=str(device), cancel=ctx.cancel))
         b_saes, b_stats = [], None
         for result in b_results:
-            parts = yield from _member_parts(cfg_b, model_b, data, result, device, timed, cancel, model_index=1)
+            parts = yield from _member_parts(ctx, cfg_b, model_b, result, model_index=1)
             members.append(parts)
             b_saes.append(result.sae)
             b_stats = b_stats or parts.harvest
@@ -303,9 +306,9 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
         names += [f"B/{i}" for i in range(len(b_saes))]
         all_models.append(model_b)
         all_saes.append(b_saes)
-    matches, neuron_matches, match_metrics, map_decoders = yield from timed(staged(match_family_job(
-        all_models, all_saes, data.tokens.val, seed=cfg.harvest.seed, device=dev, cancel=cancel), 6, n))
-    feature_map = yield from timed(_blocking_stage("map", 6, n, embed_decoders, map_decoders, seed=cfg.sae.seed))
+    matches, neuron_matches, match_metrics, map_decoders = yield from timed(match_family_job(
+        all_models, all_saes, data.tokens.val, seed=cfg.harvest.seed, device=str(device), cancel=ctx.cancel))
+    feature_map = yield from timed(blocking_stage("map", 0, 1, embed_decoders, map_decoders, seed=cfg.sae.seed))
     metrics0.update(match_metrics)
     if len(all_models) > 1:
         yield Message(universality_line(metrics0, [s.cfg.d_sae for s in a_saes]))
@@ -314,59 +317,19 @@ def _family_parts(cfg: RunConfig, model, data: PreparedData, stats0, sae0, resul
                          seeds=seeds)
 
 
-def _member_parts(cfg: RunConfig, model, data: PreparedData, result, device, timed, cancel, model_index: int):
+def _member_parts(ctx: RunContext, cfg: RunConfig, model, result, model_index: int):
     """One further dictionary: evaluated, harvested and labelled, as ``MemberParts``."""
     from engine.bundle.family import MemberParts
 
     sae = result.sae
     member_cfg = cfg.with_overrides(sae={"d_sae": sae.cfg.d_sae})
-    m, st = yield from _analyse_member(model, sae, data, cfg, device, timed, cancel)
+    m, st = yield from _analyse_member(ctx, cfg, model, sae)
     m["sae_activations"] = float(result.n_activations)
     return MemberParts(member_cfg, sae.state_dict(), st, m, result.curves, model=model_index)
 
 
-def _analyse_member(model, sae, data: PreparedData, cfg: RunConfig, device, timed, cancel):
-    """Stages 5-7 of a run for one dictionary: evaluated and harvested on the validation split."""
-    return (yield from analyse_pair(model, sae, data.tokenizer, data.tokens.val, data.tokens.val, cfg.harvest,
-                                    eos_id=data.tokens.eos_id, device=device, first_stage=4,
-                                    n_stages=len(PIPELINE_STAGES), cancel=cancel, wrap=timed))
-
-
-def _clocked(events, clock: RunClock):
-    """Stamp every Progress with the whole run's fraction and ETA (``engine.run_clock``)."""
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(event, StageStarted):
-            clock.stage_started(event.stage)
-        elif isinstance(event, Progress):
-            run_fraction, run_eta = clock.update(event.stage, event.fraction, event.eta_s)
-            event = dataclasses.replace(event, run_fraction=run_fraction, run_eta_s=run_eta)
-        yield event
-
-
-def _record_seconds(events, stage_seconds: dict[str, float]):
-    """Record each stage's seconds (its StageFinished, or the wall time until the job moves on), summed
-    over a stage's occurrences: a family run's ``stage_seconds`` are the time spent in each kind of stage."""
-    current: tuple[str, float] | None = None
-
-    def close_current():
-        if current is not None:
-            stage_seconds[current[0]] = stage_seconds.get(current[0], 0.0) + time.perf_counter() - current[1]
-
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            close_current()
-            return stop.value
-        if isinstance(event, StageStarted):
-            close_current()
-            current = (event.stage, time.perf_counter())
-        elif isinstance(event, StageFinished):
-            if current is not None and current[0] == event.stage:
-                current = None
-            stage_seconds[event.stage] = stage_seconds.get(event.stage, 0.0) + event.seconds
-        yield event
+def _analyse_member(ctx: RunContext, cfg: RunConfig, model, sae):
+    """A run's evaluate, harvest and labels stages for one dictionary, on the validation split."""
+    data = ctx.data
+    return (yield from analyse_pair(ctx, model, sae, data.tokenizer, data.tokens.val, data.tokens.val, cfg.harvest,
+                                    eos_id=data.tokens.eos_id))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Generator
 
 from engine.events import CancelToken, Cancelled, Message, StageFinished, StageStarted
-from engine.pipeline import _blocking_stage, staged
+from engine.jobs import blocking_stage, staged
 
 __all__ = ["rematch_job", "REMATCH_STAGES"]
 
@@ -53,15 +53,18 @@ def rematch_job(path, *, n_tokens: int | None = None, min_active: int | None = N
     from engine.bundle.h5target import rewrite_h5
     from engine.data.token_cache import tokenize_corpus
 
+    from engine.device import resolve_device
+
     path = Path(path)
+    device = str(resolve_device(device))        # cuda:N and mps as given (and "auto" resolved)
     n = len(REMATCH_STAGES)
     t0 = time.perf_counter()
-    config, tokenizer, models, saes = yield from _blocking_stage("load", 0, n, _load_family, path)
+    config, tokenizer, models, saes = yield from blocking_stage("load", 0, n, _load_family, path)
     tokens = yield from staged(tokenize_corpus(config.corpus, tokenizer, cancel=cancel), 1, n)
     matches, neuron_matches, metrics, map_decoders = yield from staged(match_family_job(
         models, saes, tokens.val, n_tokens=int(n_tokens or DEFAULT_MATCH_TOKENS),
         min_active=int(min_active or DEFAULT_MIN_ACTIVE), seed=config.harvest.seed, device=device, cancel=cancel), 2, n)
-    feature_map = yield from _blocking_stage("map", 2, n, embed_decoders, map_decoders, seed=config.sae.seed)
+    feature_map = yield from blocking_stage("map", 2, n, embed_decoders, map_decoders, seed=config.sae.seed)
     if cancel is not None and cancel.cancelled:
         raise Cancelled("rematch cancelled; the bundle is unchanged")
     yield StageStarted("bundle", total=0, index=3, n_stages=n)

@@ -23,12 +23,13 @@ family's, not its first dictionary's.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Mapping, Sequence
 
 from engine.config import RunConfig, preset, preset_measurement, preset_names
 
-__all__ = ["expected_stage_seconds", "expected_run_text", "run_plan", "RunClock", "STAGES"]
+__all__ = ["expected_stage_seconds", "expected_run_text", "run_plan", "RunClock", "STAGES", "format_eta"]
 
 STAGES = ("tokenizer", "tokenize", "model", "sae", "evaluate", "harvest", "labels", "bundle")
 
@@ -134,6 +135,16 @@ def expected_run_text(cfg: RunConfig, sizes: Sequence[int] = (), seeds: Sequence
     total = sum(s for _, s in run_plan(cfg, sizes, seeds))
     where = f" on {machine}" if machine else ""
     return f"about {_duration(total)}{where}; a slow laptop can take 2.5 times as long"
+
+
+def format_eta(seconds: float | None) -> str:
+    """Seconds left as a clock, "1:02:05" or "4:07" ("" when unknown): the CLI's bars and the app's status."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    seconds = int(round(max(0.0, seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _duration(seconds: float) -> str:

@@ -5,7 +5,7 @@
 - SPEC.json: trains the model, then an SAE per recipe, as the spec says
   (``engine.testing.distributed_jobs.tiny_jobs``, also the test's single-process reference), with checkpoints in the spec's folder, and stops dead after
   ``stop_model`` model steps and ``stop_sae`` SAE steps (a crash: no cancel, no final checkpoint).
-- ARGS: then ``engine.cli.main.main(ARGS)``, the entry point ``-m engine.cli`` runs, in-process.
+- ARGS: then ``engine.cli.main.main(ARGS)``, what the ``superpos`` command runs, in-process.
 
 On every rank but 0 an audit hook (``sys.addaudithook``) records each file opened for writing,
 renamed, removed or created as a (new) folder — every Python-level way to write — and the rank reports

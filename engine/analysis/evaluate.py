@@ -36,7 +36,8 @@ import torch.nn.functional as Fn
 
 from engine.analysis.metrics import METRIC_KEYS, json_safe
 from engine.data.sources import CorpusError
-from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted, run_to_completion
+from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted
+from engine.jobs import run_to_completion
 from engine.stats import ULTRALOW_DENSITY
 
 __all__ = ["evaluate", "evaluate_job", "json_safe", "METRIC_KEYS"]

@@ -1,7 +1,7 @@
 """All the matches of a family, from its models, dictionaries and held-out tokens.
 
 ``match_family_job(models, saes, tokens, ...)`` (a job: Progress per step, cancellable between
-steps; ``engine.events.run_to_completion`` runs it without events) is the one computation behind
+steps; ``engine.jobs.run_to_completion`` runs it without events) is the one computation behind
 ``superpos run --d-sae ... [--model-seeds a,b]``, ``superpos family BUNDLE --rematch`` (which
 re-does it on a bundle without retraining) and the synthetic families of the tests
 (``engine.testing.synthetic_family``, which give the neurons' activations instead of tokens). ``saes[m]`` are model m's dictionaries, smallest first;

@@ -11,7 +11,7 @@ copies. Every read — opening, each guarded method, closing — holds ``H5_LOCK
 for all bundle and SAE-file readers), so reads from worker threads are serialised as h5py requires.
 
 Strings leave the reader as valid Unicode: labels are decoded with replacement (invalid UTF-8 becomes
-U+FFFD; ``engine.bundle.inputs.text``), never as raw bytes.
+U+FFFD; ``engine.inputs.text``), never as raw bytes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from engine.bundle.schema import (
     GROUP_OF_KIND, H5_LOCK, READ_ERRORS, UNIT_COLUMNS, BundleError, CallerError, UnitIndexError,
     UnitKindError, as_str, decode_tokens, describe, expected_model_shapes, open_h5,
 )
-from engine.bundle.inputs import text, texts
+from engine.inputs import text, texts
 from engine.bundle.validate import damaged, read_metadata
 from engine.stats import ULTRALOW_DENSITY, Dashboard, DeadCount, dead_count
 

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from engine.bundle.inputs import check_alloc
+from engine.inputs import check_alloc
 from engine.bundle.schema import (
     FORMAT, H5_LOCK, READ_ERRORS, SAE_FORMAT, SAE_KEYS, BundleError, as_str, create_dataset, describe,
     dumps, open_h5, root_attrs, to_numpy, float_problem,

@@ -22,7 +22,7 @@ import numpy as np
 
 from engine import __version__
 from engine.config import ModelConfig
-from engine.bundle.inputs import regular_file, text
+from engine.inputs import regular_file, text
 from engine.errors import UserError
 from engine.fileio import is_partial
 

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import h5py
 import numpy as np
 
-from engine.bundle.inputs import MAX_UNITS, check_alloc
+from engine.inputs import MAX_UNITS, check_alloc
 from engine.bundle.schema import (
     FORMAT, GROUP_OF_KIND, SAMPLE_COLUMNS, STORAGE_KIND, UNIT_COLUMNS, BundleError, as_str, describe,
     expected_model_shapes, float_problem,
@@ -127,7 +127,7 @@ def _check_sizes(check: _Checker) -> None:
     """No dataset may need an absurd amount of memory to read (its shape is metadata: free to check).
 
     Sizes come from the datasets' real shapes, never from attributes; the bound is generous (see
-    ``engine.bundle.inputs.MAX_READ_BYTES``), so it refuses only shapes a damaged header invents."""
+    ``engine.inputs.MAX_READ_BYTES``), so it refuses only shapes a damaged header invents."""
     def visit(name: str, obj) -> None:
         if isinstance(obj, h5py.Dataset) and obj.shape:
             n = int(np.prod(obj.shape, dtype=np.float64))

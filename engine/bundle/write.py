@@ -24,9 +24,8 @@ from engine.bundle.schema import (
     token_storage_dtype,
 )
 from engine.config import HarvestConfig, ModelConfig, RunConfig, SAEConfig
-from engine.events import (
-    Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted, run_to_completion,
-)
+from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted
+from engine.jobs import run_to_completion
 from engine.fileio import AtomicWrite, write_error
 from engine.stats import HarvestResult, UnitStats
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from engine.cli.flags import add_device_arguments
 from engine.cli.progress import ProgressPrinter, drive
 from engine.events import CancelToken
 
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
                                                                        "default builtin)")
     p.add_argument("--tokens", type=int, default=200_000, metavar="N", help="tokens to harvest (default 200000); "
                                                                             "evaluation reads half as many")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_device_arguments(p, precision=False)
     p.add_argument("--out", required=True, metavar="BUNDLE.h5", help="where to write the bundle")
     p.add_argument("--resume", action="store_true", help="continue a cancelled analysis: the tokenized corpus is "
                                                          "reused (it always is, from the token cache); evaluation "
@@ -58,7 +59,7 @@ def register(subparsers) -> None:
     p.add_argument("--about", default="", metavar="TEXT",
                    help="only splits of features whose label contains TEXT, e.g. --about Arabic")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    add_device_arguments(p, precision=False, default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_family)
 

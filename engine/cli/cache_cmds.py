@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from engine.cli.flags import add_device_arguments
 from engine.cli.progress import ProgressPrinter, drive
 from engine.config import ConfigError
 from engine.events import CancelToken
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
                    help="storage type of the shards (read back as float32); default float32")
     p.add_argument("--shard-rows", type=int, default=65_536, metavar="ROWS", help="rows per shard file; default 65536")
     p.add_argument("--seed", type=int, help="the stream's seed (default: the model's SAE seed, else 0)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_device_arguments(p, precision=False)
     p.add_argument("--resume", action="store_true", help="finish an interrupted cache in --out")
     p.add_argument("--verify", action="store_true", help="afterwards, check every shard's checksum")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -48,7 +49,7 @@ def register(subparsers) -> None:
 
 def load_trained_model(path: str | Path):
     """(model in eval mode, RunConfig or None, Tokenizer) from a bundle, a train-model or a TransformerLens folder."""
-    from engine.bundle.inputs import regular_file
+    from engine.inputs import regular_file
     from engine.interop import InteropError, load_model, load_tokenizer
 
     path = Path(path)
@@ -76,7 +77,7 @@ def load_trained_model(path: str | Path):
 def open_cache(folder, seed: int = 0, **expect):
     """A ``ShardedActivationSource`` after checking its manifest and shards are regular files (FIFOs,
     devices and link loops are refused before anything opens them)."""
-    from engine.bundle.inputs import regular_file
+    from engine.inputs import regular_file
     from engine.data.act_cache import MANIFEST, ActivationCacheError, ShardedActivationSource, shard_name
 
     folder = Path(folder)

@@ -4,10 +4,9 @@ reported as ``--n-heads``, so the user sees the flag they typed (``engine.config
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Callable, Mapping, TypeVar
 
-from engine.config import PRECISIONS, ConfigError
+from engine.config import PRECISIONS, ConfigError, is_device_name
 
 __all__ = ["RUN_FLAGS", "SAE_FLAGS", "validated", "add_device_arguments"]
 
@@ -34,16 +33,16 @@ SAE_FLAGS: Mapping[str, str] = {
 
 def _device(text: str) -> str:
     name = text.strip().lower()
-    if name in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", name):
+    if is_device_name(name):
         return name
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, not {text!r}")
 
 
-def add_device_arguments(p, precision: bool = True, compile: bool = False) -> None:
+def add_device_arguments(p, precision: bool = True, compile: bool = False, default: str = "auto") -> None:
     """``--device`` (and ``--precision``, ``--compile``): where and how a command computes
-    (``engine.train.accel``; docs/gpu.md)."""
-    p.add_argument("--device", default="auto", type=_device, metavar="auto|cpu|cuda|cuda:N|mps",
-                   help="where to compute (auto: CUDA, then Apple MPS, then CPU)")
+    (``engine.train.accel``; docs/gpu.md). Every command's ``--device`` is this one."""
+    p.add_argument("--device", default=default, type=_device, metavar="auto|cpu|cuda|cuda:N|mps",
+                   help=f"where to compute (auto: CUDA, then Apple MPS, then CPU; default {default})")
     if precision:
         p.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="auto: bf16 autocast on a CUDA GPU with bf16 and TF32 matmuls, fp32 elsewhere; "

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from engine.events import CancelToken, Message, Progress, StageFinished, StageStarted
+from engine.run_clock import format_eta
 
 __all__ = ["ProgressPrinter", "drive"]
 
@@ -44,7 +45,7 @@ class ProgressPrinter:
             self.bar.n = event.done
             postfix = {k: _fmt(v) for k, v in (event.metrics or {}).items()}
             if event.run_eta_s is not None and self._stage.n_stages > 1:
-                postfix["run"] = f"{100 * (event.run_fraction or 0):.0f}%, {_clock(event.run_eta_s)} left"
+                postfix["run"] = f"{100 * (event.run_fraction or 0):.0f}%, {format_eta(event.run_eta_s)} left"
             if postfix:
                 self.bar.set_postfix(postfix, refresh=False)
             self.bar.refresh()
@@ -76,13 +77,6 @@ class ProgressPrinter:
         self._stage = None
 
     close = _close
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _fmt(value: float) -> str:

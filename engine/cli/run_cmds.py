@@ -139,7 +139,8 @@ def cmd_train_model(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
     from engine.fileio import atomic_path
-    from engine.pipeline import prepare_data, staged
+    from engine.jobs import StageNumbers, numbered
+    from engine.pipeline import prepare_data
     from engine.train.distributed import is_writer
     from engine.train.model_job import train_model, unigram_entropy
 
@@ -148,12 +149,14 @@ def cmd_train_model(args: argparse.Namespace) -> int:
     cancel = CancelToken()
     printer = ProgressPrinter(quiet=args.quiet)
 
+    numbers = StageNumbers(("tokenizer", "tokenize", "model"))
+
     def job():
-        data = yield from prepare_data(cfg, out, resume=args.resume, cancel=cancel, n_stages=3)
-        result = yield from staged(train_model(
+        data = yield from numbered(prepare_data(cfg, out, resume=args.resume, cancel=cancel), numbers)
+        result = yield from numbered(train_model(
             data.config.model, data.config.train, data.tokens.train, data.tokens.val,
             device=cfg.device, checkpoint_dir=out, resume=args.resume, cancel=cancel,
-            precision=cfg.precision, compile=cfg.compile), 2, 3)
+            precision=cfg.precision, compile=cfg.compile), numbers)
         return data, result
 
     data, result = drive(job(), cancel, printer)

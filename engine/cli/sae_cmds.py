@@ -62,7 +62,7 @@ def register(subparsers) -> None:
                    help="recompute on the held-out split of --corpus (default: the bundle's own corpus)")
     p.add_argument("--corpus", metavar="SPEC", help="with --recompute: builtin, a file, a folder, .jsonl or hf:NAME")
     p.add_argument("--n-tokens", type=int, help="with --recompute: held-out tokens to use")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_device_arguments(p, precision=False)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 

@@ -42,7 +42,7 @@ def load_model(path):
 def load_tokenizer(path, model_path=None):
     """The tokenizer for a model: ``path`` is a ``tokenizer.json`` (HF ``tokenizers`` format), a folder
     holding one, or a bundle; ``model_path`` names the model in the message when none is found."""
-    from engine.bundle.inputs import regular_file
+    from engine.inputs import regular_file
     from engine.data.tokenizer import Tokenizer
 
     path = _existing(path)

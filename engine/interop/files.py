@@ -3,7 +3,7 @@
 ``load_tensors(path)`` opens ``.safetensors`` with safetensors and ``.pt`` / ``.pth`` with
 ``torch.load(..., weights_only=True)`` only, so an untrusted checkpoint never runs code: a pickled
 object other than tensors, dicts, lists and numbers is refused with one line. Every path must be a
-regular file (``engine.bundle.inputs.regular_file``: FIFOs, devices, folders refused before opening).
+regular file (``engine.inputs.regular_file``: FIFOs, devices, folders refused before opening).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.bundle.inputs import regular_file
+from engine.inputs import regular_file
 from engine.errors import UserError
 
 __all__ = ["InteropError", "read_json", "load_tensors", "find_one", "Fields", "check_finite", "TENSOR_SUFFIXES"]

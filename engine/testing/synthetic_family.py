@@ -20,7 +20,7 @@ from engine.analysis.universality import DEFAULT_MIN_ACTIVE
 from engine.bundle.family import link_shared, replace_matches, write_family_group
 from engine.bundle.h5target import rewrite_h5
 from engine.bundle.schema import H5_LOCK, open_h5
-from engine.events import run_to_completion
+from engine.jobs import run_to_completion
 from engine.testing.synthetic import write_synthetic_bundle
 
 __all__ = ["write_synthetic_family"]

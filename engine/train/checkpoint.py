@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import torch
 
-from engine.bundle.inputs import regular_file
+from engine.inputs import regular_file
 from engine.errors import CheckpointError
 from engine.fileio import write_bytes
 

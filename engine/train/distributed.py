@@ -1,6 +1,6 @@
 """Training across processes under ``torchrun``: the one place that knows about process groups.
 
-``torchrun --nproc-per-node N -m engine.cli run ...`` starts N copies of the command with RANK,
+``torchrun --nproc-per-node N --no-python superpos run ...`` starts N copies of the command with RANK,
 WORLD_SIZE and LOCAL_RANK (and MASTER_ADDR / MASTER_PORT, or a c10d rendezvous across nodes) in
 their environment. ``session()`` (entered once by ``engine.cli.main``) joins the process group —
 gloo on the CPU, NCCL when the run trains on CUDA — and leaves it at the end; without those

@@ -23,6 +23,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from engine.events import CancelToken, Glimpse, Message, Progress, StageFinished, StageStarted
+from engine.run_clock import format_eta
 
 from superpos_app.workers.worker import DRAIN_MS, Worker
 
@@ -31,15 +32,6 @@ __all__ = ["JobController", "JobStatus", "format_eta", "DRAIN_MS"]
 MAX_POINTS_PER_DRAIN = 400
 
 JobFactory = Callable[[CancelToken], Generator[Any, None, Any]]
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None or not np.isfinite(seconds):
-        return ""
-    seconds = int(round(max(0.0, seconds)))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 @dataclass

@@ -317,7 +317,8 @@ def test_the_form_and_the_cli_agree_on_the_work_folder(dialog, tmp_path):
 def test_a_run_cancelled_in_the_app_resumes_from_the_cli(window, dialog, tmp_path, qtbot, monkeypatch):
     import superpos_app.dialogs.train_dialog as td
     from engine.cli.run_cmds import config_from_args
-    from engine.events import Progress, collect
+    from engine.events import Progress
+    from engine.jobs import collect
     from engine.pipeline import run_pipeline
 
     real = td.pipeline_job

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from engine.config import ConfigError, ModelConfig, TrainConfig, preset
-from engine.events import Message, collect
+from engine.events import Message
+from engine.jobs import collect
 from engine.train.accel import (Capabilities, HostToDevice, TokenBatcher, accel_policy, decide_policy,
                                 resident_tokens_fit)
 from engine.train.model_job import batch_at, train_model

@@ -16,7 +16,7 @@ from engine.data.act_cache import (MANIFEST, WRITING, ActivationCacheError, Shar
                                    rank_block, shard_name)
 from engine.data.act_cache_write import write_activation_cache
 from engine.data.activations import ModelActivationSource
-from engine.events import collect, run_to_completion
+from engine.jobs import collect, run_to_completion
 from engine.model import OneLayerTransformer
 from engine.train.sae_job import train_sae
 

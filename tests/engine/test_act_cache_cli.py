@@ -65,7 +65,7 @@ def test_cli_refusals_are_one_line(cache_dir, real_tiny_bundle, tmp_path, capsys
 
 def test_run_with_an_activation_cache_writes_it_once_and_reuses_it(tmp_path):
     from engine.config import preset
-    from engine.events import collect
+    from engine.jobs import collect
     from engine.pipeline import run_pipeline
 
     cfg = preset("tiny").with_overrides(train={"tokens": 60_000}, sae={"n_activations": 20_480},
@@ -74,7 +74,9 @@ def test_run_with_an_activation_cache_writes_it_once_and_reuses_it(tmp_path):
     out, evs = collect(run_pipeline(cfg, tmp_path / "a.h5", workdir=tmp_path / "work", activation_cache=cache))
     manifest = json.loads((cache / MANIFEST).read_text())
     assert out.exists() and manifest["rows"] == cfg.sae.n_activations + 4 * cfg.sae.batch_size
-    assert any(getattr(e, "stage", None) == "cache" for e in evs)
+    started = [e for e in evs if type(e).__name__ == "StageStarted"]
+    assert [e.stage for e in started][2:5] == ["model", "cache", "sae"]      # the cache is a stage of its own
+    assert [e.index for e in started] == list(range(len(started))) == list(range(started[0].n_stages))
     stamp = (cache / MANIFEST).stat().st_mtime_ns
     # the same settings resumed from the same work folder: the same model, so the same cache, reused
     out, evs = collect(run_pipeline(cfg, tmp_path / "b.h5", workdir=tmp_path / "work", resume=True,

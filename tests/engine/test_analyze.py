@@ -152,7 +152,7 @@ def test_harvest_of_gelu_neurons_counts_only_positive_activations(pair):
     (a negative one once landed in the previous neuron's bins, or crashed bincount for neuron 0)."""
     from engine.analysis.harvest import harvest
     from engine.config import HarvestConfig
-    from engine.events import run_to_completion
+    from engine.jobs import run_to_completion
     from engine.interop import load_model, load_sae
 
     model, sae = load_model(pair["model"]), load_sae(pair["sae"])

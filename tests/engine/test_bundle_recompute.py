@@ -14,7 +14,7 @@ import torch
 
 from engine.bundle import open_bundle, write_bundle
 from engine.config import HarvestConfig, ModelConfig, RunConfig, SAEConfig, TokenizerConfig
-from engine.events import collect
+from engine.jobs import collect
 from engine.analysis.harvest import harvest
 from engine.model import OneLayerTransformer
 from engine.sae import SparseAutoencoder

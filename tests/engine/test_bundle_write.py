@@ -17,7 +17,8 @@ from bundle_parts import copy_bundle as _copy, leftovers as _leftovers
 from engine.bundle import BundleError, open_bundle, write_bundle, write_bundle_job, write_sae_file
 from engine.bundle.schema import UNIT_COLUMNS
 from engine.errors import WriteError
-from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted, collect
+from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted
+from engine.jobs import collect
 from engine.stats import HarvestResult
 
 

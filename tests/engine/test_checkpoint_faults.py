@@ -12,7 +12,8 @@ import torch
 from engine.cli.main import main
 from engine.config import ModelConfig, TrainConfig
 from engine.errors import CheckpointError, TrainingDiverged
-from engine.events import Cancelled, CancelToken, Progress, collect
+from engine.events import Cancelled, CancelToken, Progress
+from engine.jobs import collect
 from engine.train.checkpoint import load_checkpoint
 from engine.train.model_job import CHECKPOINT_NAME, train_model
 

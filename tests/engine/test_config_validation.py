@@ -29,7 +29,7 @@ def no_pipeline(monkeypatch):
 
 # The arguments of the issue that used to crash (ZeroDivisionError), run untrained, or fail late.
 BAD_RUN_ARGS = [
-    (["--n-heads", "0"], "--n-heads: model.n_heads must be a positive integer; got 0"),
+    (["--n-heads", "0"], "--n-heads: model.n_heads (attention heads) must be an integer from 1 to 1,024; got 0"),
     (["--n-heads", "3"], "--n-heads: model.d_model (32) must be divisible by model.n_heads (3)"),
     (["--batch-size", "0"], "--batch-size: train.batch_size (sequences per step) must be an integer from 1"),
     (["--tokens", "0"], "--tokens: train.tokens (training budget in tokens) must be an integer from 1"),
@@ -49,13 +49,13 @@ BAD_RUN_ARGS = [
     (["--harvest-tokens", "5"], "--harvest-tokens: harvest.n_tokens must be at least one context window, "
                                 "model.n_ctx = 32; got 5"),
     (["--k", "0"], "--k: sae.k must be an integer from 1 to sae.d_sae (256); got 0"),
-    (["--d-sae", "-4"], "--d-sae: sae.d_sae must be a positive integer; got -4"),
+    (["--d-sae", "-4"], "--d-sae: sae.d_sae (dictionary size) must be an integer from 1 to 16,777,216; got -4"),
     (["--vocab-size", "10"], "--vocab-size: tokenizer.vocab_size (BPE vocabulary size) must be an integer from 258"),
     (["--max-chars", "0"], "--max-chars: corpus.max_chars (characters of the corpus used) must be an integer from 1"),
     (["--seed", "-1"], "--seed: corpus.seed (random seed) must be an integer from 0 to 4,294,967,295; got -1"),
     (["--n-ctx", "1"], "--n-ctx: model.n_ctx (context length) must be an integer from 2 to 65,536; got 1"),
-    (["--recipe", "jumprelu", "--l0", "-1"], "--l0: jumprelu needs a positive bandwidth and non-negative l0_coeff "
-                                             "and threshold; got sae.l0_coeff = -1.0"),
+    (["--recipe", "jumprelu", "--l0", "-1"], "--l0: sae.l0_coeff (JumpReLU L0 penalty lambda) must be a finite "
+                                             "number from 0 to 1e+06; got -1.0"),
     (["--recipe", "matryoshka", "--matryoshka-widths", "5,3"], "--matryoshka-widths: matryoshka widths [5, 3] must "
                                                                "increase strictly"),
 ]
@@ -98,12 +98,12 @@ def test_train_sae_flags_are_checked_before_the_activations_are_read(extra, expe
 
 
 def test_config_objects_refuse_zero_and_wrong_types_without_crashing():
-    with pytest.raises(ConfigError, match=r"model.n_heads must be a positive integer; got 0") as info:
+    with pytest.raises(ConfigError, match=r"model.n_heads \(attention heads\) must be an integer from 1 to 1,024; got 0") as info:
         ModelConfig(n_heads=0)                           # was ZeroDivisionError ("integer modulo by zero")
     assert info.value.field == "model.n_heads"
-    with pytest.raises(ConfigError, match="model.d_model must be a positive integer; got '128'"):
+    with pytest.raises(ConfigError, match=r"model.d_model \(residual width\) must be an integer from 1 to 65,536; got '128'"):
         ModelConfig(d_model="128")
-    with pytest.raises(ConfigError, match="sae.d_sae must be a positive integer"):
+    with pytest.raises(ConfigError, match=r"sae.d_sae \(dictionary size\) must be an integer from 1"):
         SAEConfig(d_sae=0)
     with pytest.raises(ConfigError, match=r"train.lr \(peak learning rate\)"):
         preset("tiny").with_overrides(train={"lr": math.nan}).validate()
@@ -129,3 +129,32 @@ def test_eval_refuses_a_zero_token_budget(tmp_path, capsys):
 def test_sizes_from_numpy_shapes_are_integers():
     import numpy as np
     assert SAEConfig(d_in=np.int64(16), d_sae=np.int64(32), k=4).validate().d_in == 16
+
+
+def test_each_rule_is_written_once():
+    """One table: the dataclasses' __post_init__ apply RULES' invariants, validate() all of RULES, and
+    neither writes a check of its own (a zero head count is refused by the one n_heads rule both use)."""
+    import inspect
+
+    import engine.config as config
+
+    for section, rules in config.RULES.items():
+        names = [(getattr(rule, "field", rule.name), rule.name) for rule in rules]
+        assert len(names) == len(set(names)), f"{section}: a rule written twice in {names}"
+    for cls in (config.ModelConfig, config.SAEConfig, config.RunConfig):
+        for method in ("__post_init__", "validate"):
+            if not hasattr(cls, method):
+                continue
+            source = inspect.getsource(getattr(cls, method)).split('"""')[-1]     # the code, not the docstring
+            assert "raise " not in source and "ConfigError(" not in source, f"{cls.__name__}.{method} checks by hand"
+    source = inspect.getsource(config)
+    for phrase in ("must be divisible by", "must be an integer from 1 to sae.d_sae", "must be auto, cpu, cuda"):
+        assert source.count(phrase) == 1, phrase
+    # an invariant is refused the same way at construction and by validate()
+    for make in (lambda: ModelConfig(n_heads=0), lambda: ModelConfig(d_model=30, n_heads=4),
+                 lambda: SAEConfig(d_sae=8, k=9)):
+        with pytest.raises(ConfigError) as built:
+            make()
+        assert built.value.field in ("model.n_heads", "sae.k")
+    with pytest.raises(ConfigError, match="must be divisible by"):
+        preset("tiny").with_overrides(model={"d_model": 30, "n_heads": 4}).validate()

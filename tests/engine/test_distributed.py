@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.events import run_to_completion
+from engine.jobs import run_to_completion
 from engine.testing.distributed_jobs import TINY_SPEC, tiny_jobs
 
 CHILD = Path(__file__).resolve().parents[1] / "ddp_child.py"
@@ -49,12 +49,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--nnodes", "1",
+STRAY_ENGINE = "raise ImportError('a stray engine.py in the working folder was imported instead of superpos')\n"
+
+
+def _stray_folder(root: Path) -> Path:
+    """A working folder holding an ``engine.py`` of its own, as many ML repositories have: torchrun is
+    started from there, so a launch path that the working folder can shadow fails."""
+    folder = root / "ml-repo"
+    folder.mkdir(exist_ok=True)
+    (folder / "engine.py").write_text(STRAY_ENGINE)
+    return folder
+
+
+def _torchrun(args: list[str], cwd: Path, timeout: float = 300, nproc: int = 2,
+              script: list[str] | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--nnodes", "1",
            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
-           "--max-restarts", "0", str(CHILD), *args]
+           "--max-restarts", "0", *(script or [str(CHILD)]), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
@@ -72,7 +85,8 @@ def two_processes(tmp_path_factory):
     (root / "audit").mkdir()
     (root / "spec.json").write_text(json.dumps({**SPEC, "ckpt": str(root / "ckpt")}))
     proc = _torchrun([str(root / "audit"), str(root / "spec.json"), "--", *FLAGS,
-                      "--out", str(root / "two" / "b.h5"), "--workdir", str(root / "two" / "work")])
+                      "--out", str(root / "two" / "b.h5"), "--workdir", str(root / "two" / "work")],
+                     cwd=_stray_folder(root))
     (root / "stdout.txt").write_text(proc.stdout)
     return root
 
@@ -96,8 +110,25 @@ def _same_model(state: dict, reference: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------- the CLI
+def test_the_documented_torchrun_line_is_not_shadowed_by_a_stray_engine_py(tmp_path):
+    """docs/distributed.md starts ``torchrun --no-python superpos ...``: the installed command, whose own
+    folder (not the working folder) comes first on its path. ``-m engine.cli`` from the same folder
+    imports the stray ``engine.py`` instead, which is why the docs no longer say it."""
+    import shutil
+
+    folder = _stray_folder(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    shadowed = subprocess.run([sys.executable, "-m", "engine.cli", "--version"], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert shadowed.returncode != 0 and "stray engine.py" in shadowed.stderr
+    if shutil.which("superpos") is None:
+        pytest.skip("the superpos command is not installed (pip install -e .)")
+    proc = _torchrun(["--version"], cwd=folder, nproc=1, script=["--no-python", "superpos"], timeout=120)
+    assert proc.stdout.startswith("superpos ")
+
+
 def test_torchrun_cli_run_equals_one_process(two_processes, tmp_path):
-    """``torchrun -m engine.cli run`` with the flags of a single process: the same model, SAE and
+    """torchrun of ``superpos run`` with the flags of a single process: the same model, SAE and
     curves, one bundle, reported by rank 0 alone."""
     from engine.bundle import open_bundle
     from engine.cli.main import main

@@ -10,7 +10,8 @@ import torch
 
 from engine.config import ModelConfig, SAEConfig
 from engine.analysis.evaluate import METRIC_KEYS, evaluate, evaluate_job, json_safe
-from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted, collect
+from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted
+from engine.jobs import collect
 from engine.model import OneLayerTransformer
 from engine.sae import SparseAutoencoder
 

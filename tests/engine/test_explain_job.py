@@ -12,7 +12,8 @@ import pytest
 from engine.bundle import open_bundle
 from engine.bundle.explanations import fold_journal, journal_path, read_journal
 from engine.cli.main import main
-from engine.events import Cancelled, CancelToken, Progress, StageFinished, collect
+from engine.events import Cancelled, CancelToken, Progress, StageFinished
+from engine.jobs import collect
 from engine.explain.client import Endpoint, EndpointError
 from engine.explain.job import SelectionError, explain_job, select_units
 from engine.explain.prompts import PROMPT_VERSION

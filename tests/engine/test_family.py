@@ -13,7 +13,7 @@ from engine.bundle.schema import SCHEMA_VERSION
 from engine.cli.main import build_parser
 from engine.config import SAEConfig, preset
 from engine.data.activations import ArrayActivationSource
-from engine.events import collect
+from engine.jobs import collect
 from engine.pipeline import run_pipeline
 from engine.train.family_job import train_sae_family
 
@@ -97,6 +97,54 @@ def family_run(tmp_path_factory):
                                         harvest={"n_tokens": 3_000, "eval_tokens": 1_500})
     return collect(run_pipeline(cfg, root / "fam.h5", workdir=root / "work", family_sizes=(32, 64, 128),
                                 model_seeds=(0, 1)))
+
+
+@pytest.mark.parametrize("device", ["cuda:1", "mps", "cpu"])
+def test_family_matching_runs_on_the_runs_device_index_and_all(device, monkeypatch):
+    """``--device cuda:1`` must match on cuda:1, not cuda:0 (nor mps on the CPU): the run's device
+    string reaches the matching stage whole. The matcher and the map are stand-ins, so no GPU is needed."""
+    import types
+
+    import torch
+
+    import engine.analysis.family_match as family_match
+    import engine.analysis.feature_map as feature_map
+    import engine.bundle.family as bundle_family
+    from engine.jobs import run_to_completion
+    from engine.pipeline import RunContext, _family_parts
+
+    seen = []
+
+    def fake_match(models, saes, tokens, *, device="cpu", **kwargs):
+        seen.append(device)
+        return {}, {}, {}, []
+        yield
+
+    monkeypatch.setattr(family_match, "match_family_job", fake_match)
+    monkeypatch.setattr(feature_map, "embed_decoders", lambda decoders, seed=0: ([], [], [], "PCA"))
+    monkeypatch.setattr(bundle_family, "family_writes", lambda *args, **kwargs: "writes")
+    data = types.SimpleNamespace(tokens=types.SimpleNamespace(val=None))
+    ctx = RunContext(device=torch.device(device), data=data)
+    sae = types.SimpleNamespace(cfg=types.SimpleNamespace(d_sae=8))
+    assert run_to_completion(_family_parts(ctx, preset("tiny"), object(), sae, [], {}, (), (8,))) == "writes"
+    assert seen == [device]
+
+
+def test_family_stage_numbers_follow_the_run(family_run):
+    """Every stage of a family run is numbered by its place in the run: 1/N, 2/N, ... N/N in order
+    (a repeated stage gets its own number; "matching" comes after both models, never "7/8" before
+    "model 3/8")."""
+    from engine.events import StageStarted
+    from engine.pipeline import run_stages
+
+    _, events = family_run
+    started = [e for e in events if isinstance(e, StageStarted)]
+    n = started[0].n_stages
+    assert [e.index for e in started] == list(range(n)) and {e.n_stages for e in started} == {n}
+    names = [e.stage for e in started]
+    assert names == run_stages(preset("tiny"), (32, 64, 128), (0, 1))
+    assert names.count("model") == 2 and names.index("matching") > max(i for i, s in enumerate(names) if s == "model")
+    assert names[-1] == "bundle"
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +293,7 @@ def test_given_neuron_activations_match_like_the_tokens_they_came_from(family_bu
     model's own forwards on the matching sample are (the run's and --rematch's way)."""
     from engine.analysis.family_match import match_family_job
     from engine.analysis.universality import neuron_acts, spread_windows
-    from engine.events import run_to_completion
+    from engine.jobs import run_to_completion
     from engine.rematch import _load_family
 
     config, _, models, saes = _load_family(family_bundle)

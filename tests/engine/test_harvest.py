@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from engine.config import HarvestConfig, ModelConfig, SAEConfig
-from engine.events import CancelToken, Cancelled, Progress, StageFinished, StageStarted, collect
+from engine.events import CancelToken, Cancelled, Progress, StageFinished, StageStarted
+from engine.jobs import collect
 from engine.analysis.harvest import HarvestError, harvest
 from engine.analysis.tallies import hash_key, top_token_ids, window_tokens
 from engine.model import OneLayerTransformer

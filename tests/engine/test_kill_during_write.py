@@ -21,7 +21,7 @@ from bundle_parts import copy_bundle
 from engine.bundle import BundleError, open_bundle, write_bundle
 from engine.cli.main import main
 from engine.config import preset
-from engine.events import collect
+from engine.jobs import collect
 from engine.pipeline import run_pipeline
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
@@ -45,7 +45,7 @@ CFG = dict(train={"tokens": 30_000}, sae={"n_activations": 40_000}, harvest={"n_
 RUN = SLOW_WRITES + f"""
 import sys
 from engine.config import preset
-from engine.events import run_to_completion
+from engine.jobs import run_to_completion
 from engine.pipeline import run_pipeline
 cfg = preset("tiny").with_overrides(**{CFG!r})
 run_to_completion(run_pipeline(cfg, sys.argv[1], workdir=sys.argv[2]))

@@ -245,7 +245,8 @@ def test_classes_survive_a_tokenizer_that_splits_into_letters():
 def test_label_harvest_cancels_between_chunks_and_matches_label_units(labelled):
     import copy
 
-    from engine.events import CancelToken, Cancelled, Progress, StageStarted, collect
+    from engine.events import CancelToken, Cancelled, Progress, StageStarted
+    from engine.jobs import collect
     from engine.stats import HarvestResult
 
     def result_of(stats):

@@ -16,7 +16,7 @@ from engine.data.languages import LANGUAGE_CLASSES, gen_language_text, language
 from engine.data.spec import iter_texts, open_corpus
 from engine.data.token_cache import tokenize_corpus
 from engine.data.tokenizer import Tokenizer
-from engine.events import run_to_completion
+from engine.jobs import run_to_completion
 
 
 TOTAL = 1_000_000

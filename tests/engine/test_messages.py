@@ -54,7 +54,7 @@ def test_zero_heads_in_a_file_is_named_not_a_modulo_by_zero(written, tmp_path):
         run["model"]["n_heads"] = 0
         del f["config"]
         f.create_dataset("config", data=json.dumps(run), dtype=h5py.string_dtype())
-    with pytest.raises(BundleError, match=r"model.n_heads must be a positive integer; got 0") as info:
+    with pytest.raises(BundleError, match=r"model.n_heads \(attention heads\) must be an integer from 1 to 1,024; got 0") as info:
         open_bundle(path)
     assert "modulo" not in str(info.value)
 

@@ -12,7 +12,8 @@ import pytest
 
 from engine.bundle import open_bundle
 from engine.config import preset
-from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted, collect
+from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted
+from engine.jobs import collect
 from engine.pipeline import PIPELINE_STAGES, prepare_data, run_pipeline
 from engine.train.model_job import train_model, unigram_entropy
 

@@ -1,4 +1,4 @@
-"""The read-side rules (engine.bundle.inputs) on bundles, SAE files and checkpoints: non-regular
+"""The read-side rules (engine.inputs) on bundles, SAE files and checkpoints: non-regular
 files are refused before opening, strings always decode, absurd sizes are refused at open, and every
 read holds the one HDF5 lock."""
 
@@ -15,7 +15,7 @@ import pytest
 
 from bundle_parts import copy_bundle
 from engine.bundle import BundleError, open_bundle, read_sae
-from engine.bundle.inputs import MAX_UNITS, regular_file, text
+from engine.inputs import MAX_UNITS, regular_file, text
 from engine.bundle.read import H5_LOCK
 from engine.errors import CheckpointError
 

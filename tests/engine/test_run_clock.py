@@ -9,7 +9,8 @@ import pytest
 
 from engine.cli.progress import ProgressPrinter
 from engine.config import preset, preset_description, preset_measurement
-from engine.events import Progress, StageFinished, StageStarted, collect
+from engine.events import Progress, StageFinished, StageStarted
+from engine.jobs import collect
 from engine.run_clock import STAGES, RunClock, expected_run_text, expected_stage_seconds, run_plan
 
 
@@ -109,3 +110,10 @@ def test_the_clock_walks_repeated_stages_in_order():
     assert eta == pytest.approx(150.0)             # 250 s for 250 expected: this machine's speed is 1
     clock.stage_started("sae")
     assert clock.update("sae", 0.0, None)[0] == pytest.approx(0.75)
+
+
+def test_one_eta_clock_for_the_cli_and_the_app():
+    from engine.run_clock import format_eta
+
+    assert format_eta(3725) == "1:02:05" and format_eta(247.4) == "4:07" and format_eta(-3) == "0:00"
+    assert format_eta(None) == "" and format_eta(float("inf")) == ""

@@ -15,7 +15,7 @@ from engine.data.activations import (ActivationFileError, ArrayActivationSource,
 from engine.config import ModelConfig, SAEConfig
 from engine.errors import TrainingDiverged
 from engine.model import OneLayerTransformer
-from engine.events import run_to_completion
+from engine.jobs import run_to_completion
 from engine.config import SAE_RECIPES
 from engine.train.optim import Adam
 from engine.train.recipes import RECIPES, SAETrainer, make_trainer

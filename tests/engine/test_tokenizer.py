@@ -13,7 +13,8 @@ from engine.config import CorpusConfig, TokenizerConfig, preset
 from engine.data.sources import CorpusError
 from engine.data.spec import iter_texts, open_corpus
 from engine.data.tokenizer import EOS_TOKEN, Tokenizer, TokenizerError, train_tokenizer_job
-from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted, collect
+from engine.events import Cancelled, CancelToken, Progress, StageFinished, StageStarted
+from engine.jobs import collect
 from engine.pipeline import prepare_data
 
 SAMPLES = [

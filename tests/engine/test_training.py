@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from engine.config import ModelConfig, TrainConfig
-from engine.events import Cancelled, CancelToken, Progress, collect
+from engine.events import Cancelled, CancelToken, Progress
+from engine.jobs import collect
 from engine.train.model_job import batch_at, lr_at, train_model, unigram_entropy
 
 MODEL = ModelConfig(vocab_size=64, n_ctx=16, d_model=16, n_heads=2, d_mlp=32)

@@ -172,7 +172,7 @@ def test_a_full_disk_while_tokenizing_names_the_token_cache_and_leaves_no_folder
     from engine.config import CorpusConfig
     from engine.data.tokenizer import Tokenizer
     from engine.errors import WriteError
-    from engine.events import run_to_completion
+    from engine.jobs import run_to_completion
     from engine.testing.synthetic import synthetic_text
 
     text = synthetic_text(0, 6000)
