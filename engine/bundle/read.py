@@ -80,27 +80,27 @@ class Bundle:
         # dictionary i > 0 of a family (schema 3): the same layout under /dictionaries/<i>
         self.dictionary = int(dictionary)
         self.family = None
+        self._columns_cache: dict[str, dict[str, Any]] = {}
+        self._tokenizer = None
         try:
             with H5_LOCK:
                 self.family = read_family(self._h5, self.path)
                 if self.dictionary:
                     self._file = dictionary_group(self._h5, self.family, self.dictionary, self.path)
-        except BaseException:
-            self.close()
-            raise
-        self._columns_cache: dict[str, dict[str, Any]] = {}
-        self._tokenizer = None
-        try:
-            with H5_LOCK:
                 meta = read_metadata(self._file, self.path)
         except BundleError:
             self.close()
             raise
-        except READ_ERRORS as exc:
+        except READ_ERRORS as exc:          # HDF5's own errors (a damaged object header, heap, ...)
             self.close()
+            if isinstance(exc, CallerError):
+                raise
             raise BundleError(
                 f"{self.path} is damaged or incomplete ({describe(exc)}). "
                 "Re-create it, e.g. with `superpos run`.") from exc
+        except BaseException:
+            self.close()
+            raise
         self.schema_version, self.info = meta.schema_version, meta.info
         self.config, self.model_config, self.metrics = meta.config, meta.model_config, meta.metrics
         self.sae_config_dict, self.harvest_config_dict = meta.sae_config_dict, meta.harvest_config_dict

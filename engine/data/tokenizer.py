@@ -188,7 +188,20 @@ class Tokenizer:
         return tuple(self._read_token_str(i) for i in range(self.vocab_size))
 
     def _read_token_str(self, token_id: int) -> str:
-        return self.token_bytes(token_id).decode("utf-8", errors="backslashreplace")
+        return self._shown_bytes(token_id, "backslashreplace")
+
+    def _shown_bytes(self, token_id: int, errors: str) -> str:
+        """A token's text for people, at most ``MAX_SHOWN_CHARS`` characters (then "…"): a tokenizer from a
+        file may hold a 10 MB "token", which every table, search key and example would otherwise carry."""
+        token = self._hf.id_to_token(int(token_id))
+        if token is not None and len(token) > MAX_SHOWN_CHARS and int(token_id) != self.eos_id:
+            head = token[:MAX_SHOWN_CHARS]
+            try:
+                raw = bytes(_UNICODE_TO_BYTE[c] for c in head)
+            except KeyError:
+                raw = head.encode("utf-8")
+            return raw.decode("utf-8", errors=errors) + "\u2026"
+        return self.token_bytes(token_id).decode("utf-8", errors=errors)
 
     def readable_strings(self) -> tuple[str, ...]:
         """Every token as the app shows it: like ``vocab_strings`` but a byte that is not complete
@@ -197,7 +210,7 @@ class Tokenizer:
 
     @cached_property
     def _readable_strings(self) -> tuple[str, ...]:
-        return tuple(self.token_bytes(i).decode("utf-8", errors=_READABLE_BYTES) for i in range(self.vocab_size))
+        return tuple(self._shown_bytes(i, _READABLE_BYTES) for i in range(self.vocab_size))
 
     def __len__(self) -> int:
         return self.vocab_size
@@ -222,6 +235,9 @@ def _untrained_bpe(vocab_size: int, min_frequency: int) -> tuple[_HFTokenizer, t
         show_progress=False,
     )
     return hf, trainer
+
+
+MAX_SHOWN_CHARS = 200        # a BPE token is rarely over 30 characters; this bounds a hostile one
 
 
 class _StopFeeding(Exception):

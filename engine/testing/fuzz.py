@@ -14,6 +14,9 @@ the same variants. Kinds, in rotation so that every run covers all of them:
 - ``strings``      labels holding invalid UTF-8, Qt markup (``<img src=…>``, ``<a href=…>``), control
                    characters and bidi overrides, 10 MB of text, encoded surrogates
 - ``irregular``    not a regular file: a FIFO, a folder, a symlink loop, a link to a device, an empty file
+- ``family``       a family whose members attribute, groups or links are wrong
+- ``inconsistent`` well-formed HDF5 whose contents disagree: no features or one, a non-finite maximum
+                   activation, correlation ids out of range, a 10 MB token in the tokenizer
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import numpy as np
 
 __all__ = ["Variant", "make_variants", "KINDS", "HOSTILE_LABELS"]
 
-KINDS = ("truncate", "bitflip", "shape", "dtype", "attribute", "huge", "strings", "irregular", "family")
+KINDS = ("truncate", "bitflip", "shape", "dtype", "attribute", "huge", "strings", "irregular", "family",
+         "inconsistent")
 
 HOSTILE_LABELS: tuple[bytes, ...] = (
     b"ok \xff\xfe\xfd invalid utf-8",
@@ -216,6 +220,41 @@ def _family(rng, f: h5py.File) -> str:
     return "/family members hold non-objects"
 
 
+def _inconsistent(rng, f: h5py.File) -> str:
+    choice = int(rng.integers(0, 5))
+    if choice in (0, 1):                      # every per-unit dataset of the features cut to n rows
+        n = choice
+        for name in _datasets(f):
+            if name.startswith("features/") and f[name].shape and f[name].shape[0] > n:
+                ds = f[name]
+                data, dtype, attrs = ds[:n], ds.dtype, dict(ds.attrs)
+                del f[name]
+                f.create_dataset(name, data=data, dtype=dtype, shape=(n, *ds.shape[1:])).attrs.update(attrs)
+        return f"the features cut to {n} unit{'s' if n != 1 else ''} (the SAE and the sample unchanged)"
+    kind = "features" if rng.random() < 0.5 else "neurons"
+    if choice == 2:
+        ds = f[f"{kind}/max_act"]
+        values = ds[:]
+        values[int(rng.integers(0, len(values)))] = np.inf if rng.random() < 0.5 else np.nan
+        ds[:] = values
+        return f"/{kind}/max_act holds a non-finite value"
+    if choice == 3:
+        ds = f[f"{kind}/corr_ids"]
+        ids = ds[:]
+        ids[int(rng.integers(0, ids.shape[0])), 0] = 1_000_000
+        ds[:] = ids
+        return f"/{kind}/corr_ids holds an id out of range"
+    tok = json.loads(f["tokenizer"][()])
+    vocab, merges = tok["model"]["vocab"], tok["model"].get("merges", [])
+    used = set()
+    for m in merges:
+        used.update(m.split(" ") if isinstance(m, str) else m)
+    spare = [t for t in vocab if t not in used and len(t) == 1] or [max(vocab, key=vocab.get)]
+    vocab["<b>" + "x" * (10 << 20)] = vocab.pop(spare[0])    # a byte no merge uses: the tokenizer still loads
+    _replace(f, "tokenizer", data=json.dumps(tok))
+    return "a 10 MB token in the tokenizer"
+
+
 def _irregular(rng, folder: Path, index: int, base_path: Path) -> tuple[Path, str]:
     choice = index // len(KINDS) % 5
     path = folder / f"v{index:04d}-irregular.h5"
@@ -257,6 +296,6 @@ def make_variants(base: str | os.PathLike, folder: str | os.PathLike, n: int, se
             shutil.copyfile(base, path)
             with h5py.File(path, "a") as f:
                 what = {"shape": _shape, "dtype": _dtype, "attribute": _attribute, "huge": _huge,
-                        "strings": _strings, "family": _family}[kind](rng, f)
+                        "strings": _strings, "family": _family, "inconsistent": _inconsistent}[kind](rng, f)
         out.append(Variant(i, kind, path, what))
     return out

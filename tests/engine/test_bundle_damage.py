@@ -170,3 +170,39 @@ def test_fuzz_truncation_and_corruption_only_raise_bundle_error(fuzz_base, tmp_p
         path.unlink()
     assert outcomes["BundleError"] >= 30, outcomes
 
+
+
+def test_hdf5_errors_while_reading_the_family_at_open_are_a_bundle_error(tmp_path, monkeypatch):
+    """A damaged object header surfaces as h5py's KeyError inside ``read_family``: one BundleError line."""
+    import engine.bundle.read as read_mod
+    from engine.bundle import BundleError, open_bundle
+    from engine.testing.synthetic import write_synthetic_bundle
+
+    path = write_synthetic_bundle(tmp_path / "b.h5", n_features=8, n_neurons=4, vocab_size=300, n_tokens=400)
+
+    def broken(*args, **kwargs):
+        raise KeyError("Unable to synchronously open object (bad object header version number)")
+
+    monkeypatch.setattr(read_mod, "read_family", broken)
+    with pytest.raises(BundleError, match="damaged or incomplete.*bad object header"):
+        open_bundle(path)
+
+
+def test_a_ten_megabyte_token_is_shown_bounded(tmp_path):
+    import h5py
+    import numpy as np
+
+    from engine.bundle import open_bundle
+    from engine.data.tokenizer import MAX_SHOWN_CHARS
+    from engine.testing import fuzz
+    from engine.testing.synthetic import write_synthetic_bundle
+
+    path = write_synthetic_bundle(tmp_path / "b.h5", n_features=8, n_neurons=4, vocab_size=300, n_tokens=400)
+    with h5py.File(path, "a") as f:
+        rng = np.random.default_rng(0)
+        while "10 MB" not in fuzz._inconsistent(rng, f):
+            pass
+    with open_bundle(path) as b:
+        tok = b.tokenizer()
+        longest = max(len(s) for s in tok.vocab_strings())
+        assert longest == MAX_SHOWN_CHARS + 1 and max(len(s) for s in tok.readable_strings()) == MAX_SHOWN_CHARS + 1
