@@ -71,7 +71,7 @@ def _utf16_len(s: str) -> int:
 class _Shaped:
     """One example as Qt lays it out; token ``t`` is the offsets ``starts[t]:starts[t + 1]``."""
 
-    __slots__ = ("layout", "starts", "width", "height", "_segments")
+    __slots__ = ("layout", "starts", "width", "height", "row_tops", "_segments")
 
     def __init__(self, shown: Sequence[str], breaks: Sequence[bool], font, isolate: bool) -> None:
         pieces, starts, pos = [], [0], 0
@@ -94,6 +94,7 @@ class _Shaped:
         self.starts = np.asarray(starts, np.int64)
         self.width = -1.0
         self.height = 0.0
+        self.row_tops = np.zeros(0)                 # y of each row's box (1 px above its text)
         self._segments: list = []
 
     def lay_out(self, width: float) -> float:
@@ -103,17 +104,27 @@ class _Shaped:
         layout = self.layout
         layout.beginLayout()
         y = 1.0
+        tops = []
         while True:
             line = layout.createLine()
             if not line.isValid():
                 break
             line.setLineWidth(width)
             line.setPosition(QPointF(0.0, y))
+            tops.append(y - 1.0)
             y += line.height() + _ROW_GAP
         layout.endLayout()
         self.width, self.height = width, y - _ROW_GAP + 1.0
+        self.row_tops = np.asarray(tops, np.float64)
         self._segments = [None] * layout.lineCount()
         return self.height
+
+    def rows_between(self, y0: float, y1: float) -> range:
+        """The rows whose boxes meet layout y in [y0, y1] (rows are at most a pitch apart)."""
+        tops = self.row_tops
+        pitch = float(tops[1] - tops[0]) if tops.size > 1 else self.height
+        return range(max(0, int(np.searchsorted(tops, y0 - pitch, side="right"))),
+                     int(np.searchsorted(tops, y1, side="right")))
 
     def segments(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Row ``k``'s pieces of tokens: (token index, x0, x1), x in layout coordinates. Computed when
@@ -410,11 +421,9 @@ class TokenView(QWidget):
         vals = line.values
         unders = line.underline
         mx = self._max_value
-        for k in range(layout.lineCount()):
+        for k in shaped.rows_between(clip.top() - origin.y(), clip.bottom() - origin.y()):
             row = layout.lineAt(k)
             top = origin.y() + row.y() - 1.0
-            if top > clip.bottom() or top + row.height() + 2.0 < clip.top():
-                continue
             toks, x0, x1 = shaped.segments(k)
             if not toks.size:
                 continue
@@ -463,7 +472,7 @@ class TokenView(QWidget):
             if shaped is None or not origin.y() - 1 <= y <= origin.y() + shaped.height + 1:
                 continue
             layout = shaped.layout
-            for k in range(layout.lineCount()):
+            for k in shaped.rows_between(y - origin.y(), y - origin.y()):
                 row = layout.lineAt(k)
                 top = origin.y() + row.y() - 1.0
                 if top <= y <= top + row.height() + 2.0:
