@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
 
 __all__ = ["plain", "html_text", "tooltip", "display_token", "LABEL_LIMIT", "TOOLTIP_LIMIT"]
 
@@ -73,6 +74,7 @@ def tooltip(value, limit: int = TOOLTIP_LIMIT) -> str:
     return f"<qt>{html_text(value, limit, newlines=True)}</qt>"
 
 
+@lru_cache(maxsize=1 << 16)              # token strings repeat (a vocabulary): the lens draws thousands
 def display_token(s: str) -> str:
     """Token text as drawn: newlines as ↵ (the break itself is handled by the layout), tabs as →,
     control characters as their pictures (␀ ␛) and bidi overrides as U+FFFD, as ``plain`` shows them
