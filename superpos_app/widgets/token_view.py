@@ -270,6 +270,9 @@ class TokenView(QWidget):
     def line_tokens(self, i: int) -> list[str]:
         return list(self._lines[i].tokens)
 
+    def line_prefix(self, i: int) -> str:
+        return self._lines[i].prefix
+
     def line_values(self, i: int) -> np.ndarray:
         return self._lines[i].values.copy()
 
