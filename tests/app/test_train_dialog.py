@@ -4,7 +4,6 @@ opens its bundle, and a cancelled run stops promptly and resumes from its checkp
 from __future__ import annotations
 
 import re
-
 import time
 from pathlib import Path
 
