@@ -20,6 +20,7 @@ value, or whatever ``tooltip_fn(line, token)`` returns) and emits ``tokenHovered
 
 from __future__ import annotations
 
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -68,12 +69,26 @@ def _utf16_len(s: str) -> int:
     return len(s) if s.isascii() else len(s.encode("utf-16-le")) // 2
 
 
+def _first_strong_is_rtl(text: str) -> bool:
+    """The paragraph direction of the Unicode bidi algorithm (rules P2-P3): its first strong letter."""
+    for ch in text:
+        if ch.isascii() and not ch.isalpha():
+            continue
+        kind = unicodedata.bidirectional(ch)
+        if kind == "L":
+            return False
+        if kind in ("R", "AL"):
+            return True
+    return False
+
+
 class _Shaped:
     """One example as Qt lays it out; token ``t`` is the offsets ``starts[t]:starts[t + 1]``."""
 
     __slots__ = ("layout", "starts", "width", "height", "row_tops", "_segments")
 
-    def __init__(self, shown: Sequence[str], breaks: Sequence[bool], font, isolate: bool) -> None:
+    def __init__(self, shown: Sequence[str], breaks: Sequence[bool], font, isolate: bool,
+                 leading: bool = True) -> None:
         pieces, starts, pos = [], [0], 0
         for s, brk in zip(shown, breaks):
             piece = f"{_FSI}{s}{_PDI}" if isolate else s
@@ -82,13 +97,17 @@ class _Shaped:
             pieces.append(piece)
             pos += _utf16_len(piece)
             starts.append(pos)
-        self.layout = QTextLayout("".join(pieces), font)
+        text = "".join(pieces)
+        self.layout = QTextLayout(text, font)
         opt = QTextOption()
         opt.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         # separate items (isolate) read left to right, each in its own direction; an example takes
-        # the direction of its first strong letter, and a right-to-left one is right-aligned
-        opt.setTextDirection(Qt.LayoutDirection.LeftToRight if isolate else Qt.LayoutDirection.LayoutDirectionAuto)
-        opt.setAlignment(Qt.AlignmentFlag.AlignLeft)
+        # the direction of its first strong letter (Qt's Auto does not align by it, so it is found
+        # here). A right-to-left paragraph starts at the right edge (``leading``: the lens), or at
+        # the left one beside its prefix (a dashboard's short lines stay next to their activation).
+        rtl = not isolate and _first_strong_is_rtl(text)
+        opt.setTextDirection(Qt.LayoutDirection.RightToLeft if rtl else Qt.LayoutDirection.LeftToRight)
+        opt.setAlignment(Qt.AlignmentFlag.AlignRight if rtl and leading else Qt.AlignmentFlag.AlignLeft)
         self.layout.setTextOption(opt)
         self.layout.setCacheEnabled(True)
         self.starts = np.asarray(starts, np.int64)
@@ -200,17 +219,17 @@ class TokenView(QWidget):
             self._shaped.clear()
             for line in self._lines:
                 if line.shaped is not None:
-                    line.shaped = self._shape(line.tokens)
+                    line.shaped = self._shape(line.tokens, not line.prefix)
             self._relayout()
         super().changeEvent(event)
 
-    def _shape(self, tokens: Sequence[str]) -> _Shaped:
+    def _shape(self, tokens: Sequence[str], leading: bool = True) -> _Shaped:
         shown = tuple(display_token(t) for t in tokens)
         breaks = tuple("\n" in t for t in tokens)
-        key = (shown, breaks)
+        key = (shown, breaks, leading)
         shaped = self._shaped.get(key)
         if shaped is None:
-            shaped = self._shaped[key] = _Shaped(shown, breaks, self.font(), self._isolate)
+            shaped = self._shaped[key] = _Shaped(shown, breaks, self.font(), self._isolate, leading)
             while len(self._shaped) > _LAYOUTS_KEPT:
                 self._shaped.popitem(last=False)
         else:
@@ -227,7 +246,7 @@ class TokenView(QWidget):
             toks = list(toks)
             self._lines.append(_Line(toks, np.asarray(vals, np.float32).reshape(-1), prefix,
                                      centers[i] if centers else -1,
-                                     shaped=self._shape(toks) if toks or not prefix else None))
+                                     shaped=self._shape(toks, not prefix) if toks or not prefix else None))
         self._set_max(max_value)
         self._hover = (-1, -1)
         self._relayout()
@@ -407,10 +426,11 @@ class TokenView(QWidget):
                 continue
             if line.prefix:
                 p.setPen(dim)
-                r = self._prefix_rects[li]
-                shown = fm.elidedText(line.prefix, Qt.TextElideMode.ElideLeft, r.width() - fm.horizontalAdvance("  "))
-                p.drawText(r, int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
-                           f"{_FSI}{shown}{_PDI}  ")
+                r = self._prefix_rects[li].adjusted(0, 0, -fm.horizontalAdvance("  "), 0)
+                # elided at its logical start (a guess's context keeps its end)
+                shown = fm.elidedText(line.prefix, Qt.TextElideMode.ElideLeft, r.width())
+                # drawText finds the prefix's own direction (forcing one misplaces a leading "…")
+                p.drawText(r, int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), shown)
             self._paint_line(p, li, line, clip)
             p.setPen(text_pen)
             shaped.layout.draw(p, origin, [], clip)

@@ -47,6 +47,16 @@ def test_right_to_left_examples_read_right_to_left_and_clicks_find_their_token(q
             qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=_center(view, 0, t))
         assert clicked.args == [0, t]
     assert view.token_at(QPoint(view.width() - 2, 190)) == (-1, -1)
+    assert view.token_rects(0, 0)[0].right() > view.width() - 10     # a right-to-left paragraph starts at the right
+
+
+def test_dashboard_lines_stay_beside_their_prefix(qtbot):
+    view = TokenView()
+    qtbot.addWidget(view)
+    view.resize(600, 200)
+    view.set_lines([ARABIC], [np.ones(4, np.float32)], prefixes=["4.00"])
+    rects = [view.token_rects(0, t)[0] for t in range(4)]
+    assert rects[0].right() > rects[1].right() and min(r.left() for r in rects) < 150
 
 
 def test_shading_follows_the_drawn_token(qtbot):
