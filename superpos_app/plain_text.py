@@ -10,12 +10,14 @@ such string goes through one of these before it reaches a widget:
   NUL or ESC is seen, not obeyed), lone surrogates dropped, and elided to ``limit`` characters (…).
 - ``html_text(s, limit)``: ``plain`` escaped for a rich-text context (``<b>`` around it is ours).
 - ``tooltip(s, limit)``: a tooltip that Qt shows as text whatever ``s`` holds.
+- ``display_token(s)``: a token as the token views draw it (the same symbols, ↵ for a newline).
 """
 
 from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
 
 __all__ = ["plain", "html_text", "tooltip", "display_token", "LABEL_LIMIT", "TOOLTIP_LIMIT"]
 
@@ -35,17 +37,23 @@ def _picture(m: re.Match) -> str:
     return "\u2421" if c == 0x7F else "\u2370"
 
 
-def plain(value, limit: int = LABEL_LIMIT, newlines: bool = False) -> str:
-    """``value`` as safe plain text of at most ``limit`` characters (newlines kept only if asked)."""
-    s = value if isinstance(value, str) else ("" if value is None else str(value))
-    if len(s) > 4 * limit + 16:                 # never scan megabytes for a 200-character label
-        s = s[: 4 * limit + 16]
+def _visible(s: str) -> str:
+    """``s`` with control characters as their pictures, reordering characters as U+FFFD, lone
+    surrogates dropped: the one place that decides how an unprintable character looks."""
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:                  # lone surrogates cannot reach Qt as UTF-16 pairs
         s = s.encode("utf-8", errors="ignore").decode("utf-8")
     s = _CONTROLS.sub(_picture, s)
-    s = _INVISIBLE.sub("\ufffd", s)
+    return _INVISIBLE.sub("\ufffd", s)
+
+
+def plain(value, limit: int = LABEL_LIMIT, newlines: bool = False) -> str:
+    """``value`` as safe plain text of at most ``limit`` characters (newlines kept only if asked)."""
+    s = value if isinstance(value, str) else ("" if value is None else str(value))
+    if len(s) > 4 * limit + 16:                 # never scan megabytes for a 200-character label
+        s = s[: 4 * limit + 16]
+    s = _visible(s)
     if not newlines:
         s = s.replace("\r", "").replace("\n", "\u21b5").replace("\t", " ")
     if len(s) > limit:
@@ -66,6 +74,9 @@ def tooltip(value, limit: int = TOOLTIP_LIMIT) -> str:
     return f"<qt>{html_text(value, limit, newlines=True)}</qt>"
 
 
+@lru_cache(maxsize=1 << 16)              # token strings repeat (a vocabulary): the lens draws thousands
 def display_token(s: str) -> str:
-    """Token text as drawn: newlines as ↵ (the break itself is handled by the layout), tabs as →."""
-    return s.replace("\r", "").replace("\n", "↵").replace("\t", "→")
+    """Token text as drawn: newlines as ↵ (the break itself is handled by the layout), tabs as →,
+    control characters as their pictures (␀ ␛) and bidi overrides as U+FFFD, as ``plain`` shows them
+    (a token's U+202E must not reverse the rest of its example)."""
+    return _visible(s.replace("\r", "").replace("\n", "↵").replace("\t", "→"))

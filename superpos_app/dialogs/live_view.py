@@ -6,7 +6,9 @@ Fed by the engine's ``Glimpse`` events (engine/train/glimpse.py) and the run's P
   saying what they mean (the validation loss of count tables: a transformer below the bigram line
   uses more than the previous token);
 * the model's current next-token predictions at fixed validation positions (context → its top 3
-  with probabilities, the actual token marked), refreshed at each validation estimate;
+  with probabilities, the actual token marked), refreshed at each validation estimate; drawn by the
+  token view, each context and guess an isolated piece of text, so a Hebrew guess reads right to
+  left without reordering the row around it;
 * during SAE training, the latest L0, dead fraction and reconstruction MSE in words.
 
 Only plain data arrives; each update formats a few lines of text (well under a millisecond), so
@@ -16,14 +18,16 @@ work folder when the first predictions arrive (``set_tokenizer_source``).
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from superpos_app.plain_text import display_token
+import numpy as np
+
+from superpos_app.plain_text import display_token, tooltip
+from superpos_app.widgets.token_view import TokenView
 
 __all__ = ["LiveView"]
 
@@ -45,12 +49,15 @@ class LiveView(QWidget):
         self._vocab: tuple[str, ...] | None = None
         self.baseline_label = _label("liveBaselines")
         self.predictions_label = _label("livePredictions")
+        self.predictions_view = TokenView(isolate_tokens=True, line_gap=2.0)
+        self.predictions_view.setObjectName("livePredictionsView")
+        self.predictions_view.tooltip_fn = self._guess_tooltip
         self.sae_label = _label("liveSae")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        for lab in (self.baseline_label, self.predictions_label, self.sae_label):
-            layout.addWidget(lab)
+        for w in (self.baseline_label, self.predictions_label, self.predictions_view, self.sae_label):
+            layout.addWidget(w)
         self.clear()
 
     def clear(self) -> None:
@@ -60,6 +67,8 @@ class LiveView(QWidget):
         for lab in (self.baseline_label, self.predictions_label, self.sae_label):
             lab.setText("")
             lab.setVisible(False)
+        self.predictions_view.clear()
+        self.predictions_view.setVisible(False)
 
     def set_tokenizer_source(self, path: Path | None) -> None:
         """Where the run's tokenizer is (or will be) saved; read when predictions first need it."""
@@ -119,7 +128,7 @@ class LiveView(QWidget):
     def _token(self, i: int, visible_spaces: bool = False) -> str:
         vocab = self._load_vocab()
         s = display_token(vocab[i] if vocab is not None and 0 <= i < len(vocab) else f"#{i}")
-        return html.escape(s.replace(" ", "␣") if visible_spaces else s)
+        return s.replace(" ", "␣") if visible_spaces else s
 
     def _load_vocab(self):
         if self._vocab is None and self._tokenizer_path is not None and self._tokenizer_path.is_file():
@@ -132,21 +141,32 @@ class LiveView(QWidget):
         return self._vocab
 
     def _show_predictions(self) -> None:
-        rows = []
+        """One row per position: ``…context`` (the prefix column) → guesses with their probabilities;
+        the actual token shaded orange where guessed, blue where missed."""
+        rows, values, prefixes = [], [], []
         for context, actual, preds in self.predictions:
-            ctx = "".join(self._token(t) for t in context)
-            guesses = []
-            for i, p in preds:
-                tok = f"<code>{self._token(i, True)}</code> {100 * p:.0f}%"
-                guesses.append(f"<b style='color:#2f7a2f'>{tok}</b>" if i == actual else tok)
-            hit = any(i == actual for i, _ in preds)
-            mark = "" if hit else f" <span style='color:#b33b2f'>(actual <code>{self._token(actual, True)}</code>)</span>"
-            rows.append(f"<tr><td align='right' style='color:#555'><code>…{ctx}</code></td>"
-                        f"<td>&nbsp;→&nbsp;{' · '.join(guesses)}{mark}</td></tr>")
+            items, vals = ["→ "], [0.0]
+            for k, (i, p) in enumerate(preds):
+                items += [" · "] if k else []
+                vals += [0.0] if k else []
+                items += [self._token(i, True), f" {100 * p:.0f}%"]
+                vals += [1.0 if i == actual else 0.0, 0.0]
+            if not any(i == actual for i, _ in preds):
+                items += [" (actual ", self._token(actual, True), ")"]
+                vals += [0.0, -1.0, 0.0]
+            rows.append(items)
+            values.append(np.asarray(vals, np.float32))
+            prefixes.append("…" + "".join(self._token(t) for t in context))
         self.predictions_label.setText(
-            f"<b>The model's next-token guesses now</b> (step {self.step}, validation text; green = the actual "
-            f"next token):<table cellspacing='0' cellpadding='1'>{''.join(rows)}</table>")
+            f"<b>The model's next-token guesses now</b> (step {self.step}, validation text; "
+            "<span style='background:#ffc080'>orange</span> = it guessed the actual next token, "
+            "<span style='background:#a8c4ff'>blue</span> = the actual one it missed):")
         self.predictions_label.setVisible(bool(rows))
+        self.predictions_view.set_lines(rows, values, max_value=1.0, prefixes=prefixes)
+        self.predictions_view.setVisible(bool(rows))
+
+    def _guess_tooltip(self, line: int, token: int) -> str:
+        return tooltip(f"{self.predictions_view.line_tokens(line)[token]!r}")
 
 
 def _label(name: str) -> QLabel:

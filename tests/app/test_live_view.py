@@ -28,8 +28,12 @@ def test_glimpses_fill_the_live_view(qtbot, tmp_path):
     ids = tok.encode("def f(x):\n    return x")
     rows = ((tuple(ids[:-1]), ids[-1], ((ids[-1], 0.61), (7, 0.2))), (tuple(ids[:3]), 5, ((9, 0.3),)))
     live.on_glimpse(Glimpse("model", "predictions", step=40, done=999, rows=rows))
-    text = live.predictions_label.text()
-    assert "step 40" in text and "61%" in text and "return" in text and "(actual" in text
+    assert "step 40" in live.predictions_label.text()
+    view = live.predictions_view
+    first, second = view.line_tokens(0), view.line_tokens(1)
+    assert " 61%" in first and " (actual " in second and "return" in view.line_prefix(0)
+    assert view.line_values(0)[first.index(" 61%") - 1] > 0              # the guessed actual token: shaded
+    assert view.line_values(1)[second.index(" (actual ") + 1] < 0        # the missed one: the other colour
     live.on_metrics("sae", [(10, {"l0": 12.0, "dead_fraction": 0.05, "mse": 0.01})])
     assert "L0 12.0" in live.sae_label.text() and "5.0% of features dead" in live.sae_label.text()
     live.on_metrics("model", [(10, {"train_loss": 4.0})])              # model metrics: no SAE sentence change
@@ -38,3 +42,4 @@ def test_glimpses_fill_the_live_view(qtbot, tmp_path):
     live.clear()                                                          # a new run starts clean
     assert not [i for i in curves.plots["Model loss"].items if isinstance(i, pg.InfiniteLine)]
     assert not live.predictions_label.isVisibleTo(live) and not live.baselines
+    assert not live.predictions_view.isVisibleTo(live) and live.predictions_view.n_lines() == 0
