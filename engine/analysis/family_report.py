@@ -73,6 +73,7 @@ class SplitChildren:
         self.min_density = float(min_density)
         self._columns: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._decoders: dict[int, np.ndarray] = {}
+        self._all: dict[tuple[int, int], list[Child]] = {}
 
     def columns(self, d: int) -> tuple[np.ndarray, np.ndarray]:
         """(labels, densities) of dictionary d's features."""
@@ -99,7 +100,13 @@ class SplitChildren:
         return duplicate_copies(self._decoders[d][:max(rows) + 1], rows=rows)
 
     def all(self, d: int, f: int) -> list[Child]:
-        kids = self.tree.children(d, int(f))
+        key = (int(d), int(f))
+        if key not in self._all:
+            self._all[key] = self._judge(*key)
+        return self._all[key]
+
+    def _judge(self, d: int, f: int) -> list[Child]:
+        kids = self.tree.children(d, f)
         if not kids:
             return []
         labels, density = self.columns(d + 1)

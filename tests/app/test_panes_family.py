@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine.bundle import open_bundle
+from engine.analysis.family_report import SplitChildren, splits
 from engine.bundle.family import FamilyTree
 from engine.testing.synthetic_family import write_synthetic_family
 from superpos_app.panes.feature_map import FeatureMapPane
@@ -39,7 +40,7 @@ def test_map_shows_every_dictionary_and_clicks_open_the_nearest_feature(qtbot, f
     assert len(pane.scatters) == 3
     assert [len(s) for s in pane.scatters] == [16, 48, 144]
     assert "PCA" in pane.note.text() and "umap-learn" in pane.note.text()     # the fallback is stated
-    assert "A/2 (144)" in pane.legend.text()
+    assert pane.legend_boxes[2].text() == "A/2 (144)"
     xy, member, unit, _ = family.feature_map()
     row = 100
     assert pane.nearest(float(xy[row, 0]), float(xy[row, 1]), radius=1e-9) == row
@@ -71,14 +72,14 @@ def test_map_of_a_one_dictionary_bundle_says_how_to_make_a_family(qtbot, tiny_bu
 
 def test_splitting_tree_shows_ancestors_and_children_and_navigates(qtbot, family, family_path):
     tree = FamilyTree(family)
-    parent = next(f for f in range(16) if len(tree.children(0, f)) >= 2)
+    parent = next(f for f in range(16) if len(SplitChildren(family).children(0, f)) >= 2)
     pane = _pane(qtbot, SplittingPane)
     pane.set_bundle(family)
     pane.selection.select("feature", parent)
     root = pane.tree.topLevelItem(0)
     assert root.data(0, 0x0100) == (0, parent)
     kids = [root.child(i).data(0, 0x0100) for i in range(root.childCount())]
-    assert kids == [(1, g) for g, _ in tree.children(0, parent)]
+    assert kids == [(1, c.feature) for c in pane.rule.children(0, parent)]
     cos = [float(root.child(i).text(2)) for i in range(root.childCount())]
     assert cos == sorted(cos, reverse=True)
     assert root.child(0).text(5) == open_bundle(family_path, 1).column("feature", "labels", kids[0][1])
