@@ -20,7 +20,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
-    QCheckBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSplitter, QToolTip, QVBoxLayout, QWidget,
+    QCheckBox, QGridLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSplitter, QToolTip, QVBoxLayout, QWidget,
 )
 
 from engine.analysis.family_report import SplitChildren
@@ -84,8 +84,10 @@ class FeatureMapPane(QWidget):
         self.note.setStyleSheet("color: #555;")
         self.legend = QWidget()
         self.legend.setObjectName("mapLegend")
-        self.legend_row = QHBoxLayout(self.legend)
-        self.legend_row.setContentsMargins(0, 0, 0, 0)
+        self.legend_grid = QGridLayout(self.legend)       # a row per model (seed), a column per size
+        self.legend_grid.setContentsMargins(0, 0, 0, 0)
+        self.legend_grid.setHorizontalSpacing(10)
+        self.legend_grid.setVerticalSpacing(0)
         self.legend_boxes: dict[int, QCheckBox] = {}
         self.hover = QLabel("")
         self.hover.setObjectName("mapHover")
@@ -119,8 +121,9 @@ class FeatureMapPane(QWidget):
         self.listed.hide()
 
         top = QHBoxLayout()
-        top.addWidget(self.legend, 1)
-        top.addWidget(self.region_box)
+        top.addWidget(self.legend)
+        top.addStretch(1)
+        top.addWidget(self.region_box, 0, Qt.AlignmentFlag.AlignTop)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.plot)
         split.addWidget(self.listed)
@@ -143,6 +146,8 @@ class FeatureMapPane(QWidget):
             self.plot.removeItem(item)
         self.scatters, self.scatter_of, self.row_of = [], {}, {}
         for box in self.legend_boxes.values():
+            self.legend_grid.removeWidget(box)
+            box.setParent(None)
             box.deleteLater()
         self.legend_boxes = {}
         self.listed.clear()
@@ -201,7 +206,9 @@ class FeatureMapPane(QWidget):
                 font.setBold(True)
                 box.setFont(font)
             box.toggled.connect(lambda on, d=d: self._on_legend(d, on))
-            self.legend_row.insertWidget(self.legend_row.count(), box)
+            m = bundle.family.members[d]
+            sizes = sorted({int(x["d_sae"]) for x in bundle.family.members if x["model"] == m["model"]})
+            self.legend_grid.addWidget(box, int(m["model"]), sizes.index(int(m["d_sae"])))
             self.legend_boxes[d] = box
         self.plot.autoRange()
         if self.region_box.isChecked():            # the region stays; its list follows the new dictionary
