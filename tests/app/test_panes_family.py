@@ -188,6 +188,7 @@ def test_switching_dictionaries_keeps_the_layout_names_the_dictionary_and_raises
     try:
         assert win.open_bundle(family_path)
         qtbot.wait_until(lambda: win.docks["featureMap"].isVisible())
+        assert win.width() <= 1280           # no pane (e.g. the map's legend) widens the window
         bar = win.dictionary_bar
         assert bar.isVisible() and bar.combo.count() == 3
         assert bar.combo.itemText(1) == "A/1 · 48 features · seed 0"
