@@ -35,8 +35,10 @@ DICTIONARY_COLORS = ("#d0742b", "#2f6db5", "#3a9a3a", "#c2368a", "#8a5a2b", "#14
 MAX_LISTED = 2000
 METHOD_TEXT = {
     "umap-cosine": "UMAP (cosine metric) of the decoder directions",
-    "pca": "PCA of the decoder directions — umap-learn was not installed when this bundle was built "
-           "(pip install 'superpos[map]' and run again for the UMAP map)",
+    "pca": "PCA of the decoder directions, a linear view (clusters overlap; the paper's map is UMAP). UMAP needs "
+           "the optional umap-learn (pip install 'superpos[map]': numba, scikit-learn, ~290 MB), not installed when "
+           "this bundle was built; on a 2-core CPU it took 8 minutes for demo-family's 13,312 directions "
+           "(scripts/time_feature_map.py), so it is not a default",
 }
 
 

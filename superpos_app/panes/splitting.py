@@ -126,6 +126,8 @@ class SplittingPane(QWidget):
             str(member.column("feature", "labels", f)),
         ])
         item.setData(0, ROLE, (d, f))
+        item.setToolTip(5, item.text(5))             # a long label elides in its column: hover reads it whole
+        item.setToolTip(0, f"{self.family.names[d]} feature {f}: double-click to open it in Feature Detail")
         item.setForeground(0, QBrush(QColor(dictionary_color(d))))
         if self.rule.children(d, f):
             item.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
