@@ -5,10 +5,10 @@
 
 Measured 2026-12 on the shared 2-core CPU of the development machine (load ~10): importing umap
 137 s, UMAP 482 s wall (the whole script 83 CPU-seconds by ps: numba compiling, the neighbour
-search), PCA well under a second of CPU. The reason the map is PCA unless the extra is installed
+search), PCA 24 s wall under the same load. The reason the map is PCA unless the extra is installed
 (superpos_app/panes/feature_map.py says so).
 """
-import sys, time
+import time
 import numpy as np
 t0 = time.perf_counter()
 import umap  # noqa
