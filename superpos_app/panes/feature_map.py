@@ -33,12 +33,14 @@ __all__ = ["FeatureMapPane", "DICTIONARY_COLORS", "dictionary_color"]
 # strong, distinct on white (each readable as a 3 px dot): orange, blue, green, magenta, brown, teal, violet
 DICTIONARY_COLORS = ("#d0742b", "#2f6db5", "#3a9a3a", "#c2368a", "#8a5a2b", "#14968f", "#6a4bc4")
 MAX_LISTED = 2000
+WHY_PCA = ("UMAP comes with the optional extra superpos[map] (pip install 'superpos[map]': umap-learn with numba, "
+           "llvmlite, scikit-learn, pynndescent, about 290 MB) and a build with it draws the UMAP map. It is not a "
+           "default: on a 2-core CPU it took 8 minutes for demo-family's 13,312 decoder directions, PCA seconds "
+           "(scripts/time_feature_map.py).")
 METHOD_TEXT = {
     "umap-cosine": "UMAP (cosine metric) of the decoder directions",
-    "pca": "PCA of the decoder directions, a linear view (clusters overlap; the paper's map is UMAP). UMAP needs "
-           "the optional umap-learn (pip install 'superpos[map]': numba, scikit-learn, ~290 MB), not installed when "
-           "this bundle was built; on a 2-core CPU it took 8 minutes for demo-family's 13,312 directions "
-           "(scripts/time_feature_map.py), so it is not a default",
+    "pca": "PCA of the decoder directions: a linear view where clusters overlap (the paper's is UMAP: the "
+           "optional umap-learn, not installed at build time; hover here for why)",
 }
 
 
@@ -184,6 +186,7 @@ class FeatureMapPane(QWidget):
             note += (". Model A's dictionaries only (a map drawn before the seed alignment; superpos family "
                      "BUNDLE --rematch adds the other seed's)")
         self.note.setText(note)
+        self.note.setToolTip(WHY_PCA if method == "pca" else "")
         for d, name in enumerate(names):
             rows = np.flatnonzero(self.member == d)
             if not len(rows):          # e.g. the other seed's dictionaries: not in model A's map

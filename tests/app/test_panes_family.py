@@ -40,6 +40,7 @@ def test_map_shows_every_dictionary_and_clicks_open_the_nearest_feature(qtbot, f
     assert len(pane.scatters) == 3
     assert [len(s) for s in pane.scatters] == [16, 48, 144]
     assert "PCA" in pane.note.text() and "umap-learn" in pane.note.text()     # the fallback is stated
+    assert "8 minutes" in pane.note.toolTip() and "superpos[map]" in pane.note.toolTip()     # and why
     assert pane.legend_boxes[2].text() == "A/2 (144)"
     xy, member, unit, _ = family.feature_map()
     row = 100
@@ -221,6 +222,10 @@ def test_switching_dictionaries_keeps_the_layout_names_the_dictionary_and_raises
         fmap.openFeature.emit(2, 5)                     # a feature of another size: switched, same layout
         assert win.bundle.dictionary == 2 and bar.combo.currentIndex() == 2 and detail.dashboard.index == 5
         assert _geometry(win)[0] == before[0]
+        win.reset_layout()
+        win.docks["featureMap"].raise_()
+        qtbot.wait_until(lambda: fmap.plot.isVisible())
+        assert fmap.plot.height() >= 200                  # after Reset Layout the map is usable
     finally:
         win.close_bundle()
         win.pane("textLens").shutdown()
