@@ -5,7 +5,8 @@ paper's comparison (median 0.72 for features, 0.46 for neurons).
 The matches are stored at build time (``superpos run --model-seeds 0,1``; engine.bundle.family):
 for the shown dictionary, its counterpart of the same size in the other model; for neurons, the
 other model's neurons; "correlation" is the activation correlation on the matching sample. Below,
-the pair side by side: the selected unit's dashboard (left) and its match's (right, a
+the pair side by side (one above the other in a dock under 600 px): the selected unit's dashboard
+(left) and its match's (right, a
 ``FeatureDetailPane`` of the other dictionary); "Open" makes the match the window's current feature
 (``openFeature(dictionary, feature)``).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from engine.bundle import open_bundle
 from engine.bundle.schema import BundleError
@@ -23,7 +24,7 @@ from superpos_app.faults import contain_faults
 from superpos_app.panes.detail import FeatureDetailPane
 from superpos_app.widgets.plots import FEATURE_COLOR, NEURON_COLOR, make_plot
 from superpos_app.selection import Selection
-from superpos_app.widgets.fit import scrolled
+from superpos_app.widgets.fit import ReflowRow, scrolled
 
 __all__ = ["UniversalityPane", "best_match_histogram"]
 
@@ -99,11 +100,9 @@ class UniversalityPane(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.match_label, 1)
         row.addWidget(self.open_button)
-        self.pair = QSplitter(Qt.Orientation.Horizontal)
+        # side by side from 600 px; one above the other in a narrower dock (nothing cut off)
+        self.pair = ReflowRow([(column(self.own_label, self.own), 1), (column(row, self.detail), 1)], min_width=300)
         self.pair.setObjectName("universalityPair")
-        self.pair.setChildrenCollapsible(False)
-        self.pair.addWidget(column(self.own_label, self.own))
-        self.pair.addWidget(column(row, self.detail))
         body = QWidget()
         inner = QVBoxLayout(body)
         inner.setContentsMargins(0, 0, 0, 0)
