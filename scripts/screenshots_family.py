@@ -5,7 +5,9 @@
 Writes ``family-map.png`` (every dictionary's decoder directions), ``family-splitting.png`` (the
 clearest split whose parent's label contains ``--about``, from ``superpos family``'s report) and
 ``family-universality.png`` (a feature of model A beside its best match in model B, and the
-populations of best-match correlation for features and neurons).
+populations of best-match correlation for features and neurons) and ``family-window.png`` (the
+whole window at 1280×820: the dictionary switcher, the split's parent selected in Feature Detail and
+ringed on the map with its children).
 """
 
 from __future__ import annotations
@@ -84,6 +86,20 @@ def main(argv=None) -> int:
             pane.selection.select("feature", int(pick))
             _settle(app, 1.0)
             shots.append(("family-universality", pane.grab()))
+    if found:
+        from superpos_app import create_window
+        from superpos_app.settings import AppSettings
+
+        win = create_window(settings=AppSettings(Path(tempfile.mkdtemp()) / "settings.ini"))
+        win.resize(1280, 820)
+        win.show()
+        win.open_bundle(args.bundle, found[0].member)
+        win.docks["featureMap"].raise_()
+        win.pane("featureMap").openFeature.emit(found[0].member, found[0].feature)
+        _settle(app, 1.0)
+        shots.append(("family-window", win.grab()))
+        win.close_bundle()
+        win.pane("textLens").shutdown()
     for name, pixmap in shots:
         target = out / f"{name}.png"
         pixmap.save(str(target))

@@ -44,6 +44,7 @@ class DockLayout:
         self.window.addDockWidget(DOCK_AREAS[area] if isinstance(area, str) else area, dock)
         toggle = dock.toggleViewAction()
         toggle.setText(title)
+        toggle.triggered.connect(lambda checked: checked and dock.raise_())   # a tabbed pane comes to the front
         if shortcut:
             toggle.setShortcut(QKeySequence(shortcut))
         self.menu.insertAction(self.before, toggle)

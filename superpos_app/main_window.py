@@ -4,6 +4,9 @@ What other parts of the app use (the panes in ``superpos_app/panes`` in particul
 
 - ``window.bundle``: the open ``engine.bundle.Bundle`` or ``None``;
   ``bundleOpened(bundle)`` / ``bundleClosed()`` signals.
+- ``window.switch_dictionary(d)``: another dictionary of the open family in every pane (the
+  toolbar's ``DictionaryBar`` calls it; ``open_bundle(same path, d)`` too), emitting ``bundleOpened``
+  without a close: the docks keep their geometry.
 - ``window.selection``: the shared ``Selection`` (``unitSelected(kind, index)``, back/forward).
 - ``window.jobs``: the ``JobController`` that runs engine jobs in the background.
 - ``window.add_pane(widget, title, area, object_name)`` -> QDockWidget: registers a pane as a
@@ -30,6 +33,7 @@ from engine.bundle import open_bundle as read_bundle
 from engine.fileio import atomic_path
 from engine.interop.saelens import export_saelens
 from superpos_app.dialogs import about
+from superpos_app.dictionary_bar import DictionaryBar, dictionary_name
 from superpos_app.docking import DockLayout
 from superpos_app.errors import show_error
 from superpos_app.workers.jobs import JobController
@@ -84,6 +88,9 @@ class MainWindow(QMainWindow):
 
         install_menus(self)
         install_status_bar(self)
+        self.dictionary_bar = DictionaryBar(self)           # a family's dictionary switcher
+        self.dictionary_bar.dictionaryChosen.connect(self.switch_dictionary)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.dictionary_bar)
         self.docking = DockLayout(self, self.view_menu, self.pane_separator, self.settings)
         self.selection.historyChanged.connect(self._update_history_actions)
         self._update_history_actions()
@@ -145,10 +152,11 @@ class MainWindow(QMainWindow):
         ``dictionary``: which dictionary of a family every pane shows (``Bundle.family``)."""
         path = Path(path)
         # realpath, not Path.resolve(): a symlink loop must be refused by open_bundle, not raise here
-        if self.bundle is not None and os.path.realpath(self.bundle.path) == os.path.realpath(path) \
-                and getattr(self.bundle, "dictionary", 0) == dictionary:
-            self.show_overview()
-            return True
+        if self.bundle is not None and os.path.realpath(self.bundle.path) == os.path.realpath(path):
+            if getattr(self.bundle, "dictionary", 0) == dictionary:
+                self.show_overview()
+                return True
+            return self.switch_dictionary(dictionary)
         try:
             bundle = read_bundle(path, dictionary)
         except Exception as exc:  # noqa: BLE001 - BundleError and OS errors alike: tell the user
@@ -163,6 +171,28 @@ class MainWindow(QMainWindow):
         self._refresh_recent()
         self._set_bundle_ui(bundle)
         self.bundleOpened.emit(bundle)
+        return True
+
+    def switch_dictionary(self, dictionary: int) -> bool:
+        """Show another dictionary of the open family in every pane. The window and its docks keep
+        their size and place (no close, no re-layout); the selection starts empty (indices belong
+        to one dictionary)."""
+        if self.bundle is None or dictionary == getattr(self.bundle, "dictionary", 0):
+            return self.bundle is not None
+        try:
+            bundle = read_bundle(self.bundle.path, dictionary)
+        except Exception as exc:  # noqa: BLE001
+            show_error(self, "Could not open that dictionary", exc)
+            return False
+        old, self.bundle = self.bundle, bundle
+        self.selection.clear()
+        self._show_bundle_names(bundle)
+        self.overview.set_bundle(bundle)
+        self.bundleOpened.emit(bundle)
+        try:
+            old.close()
+        except Exception:  # noqa: BLE001 - closing a handle must never take the app down
+            pass
         return True
 
     def close_bundle(self) -> None:
@@ -186,21 +216,30 @@ class MainWindow(QMainWindow):
         if has:
             self.overview.set_bundle(bundle)
             self.stack.setCurrentWidget(self.overview)
-            where = Path(str(bundle.path)).resolve()
-            self.setWindowTitle(f"{plain(where.name, 120)} — {plain(str(where.parent), 200)} — superpos")
-            self.setWindowFilePath(str(where))                          # where the bundle lives
-            self.bundle_label.setText(f"{plain(str(bundle.path), 300)}  ·  {int(bundle.n_features):,} features, "
-                                      f"{int(bundle.n_neurons):,} neurons")
+            self._show_bundle_names(bundle)
         else:
             self.overview.set_bundle(None)
+            self.dictionary_bar.set_bundle(None)
             self.stack.setCurrentWidget(self.welcome)
             self.setWindowTitle("superpos")
             self.setWindowFilePath("")
             self.bundle_label.setText("No bundle open")
         self.docking.show_for_bundle(has)
+        self.dictionary_bar.set_bundle(bundle)        # after the restored state: a family shows it
         for action in (self.close_action, self.export_copy_action, self.export_saelens_action,
                        self.overview_action, self.show_in_folder_action, self.explain_action):
             action.setEnabled(has)
+
+    def _show_bundle_names(self, bundle) -> None:
+        """The title and status bar name the file and, in a family, the active dictionary."""
+        where = Path(str(bundle.path)).resolve()
+        name = dictionary_name(bundle)
+        which = f" [{name}]" if name else ""
+        self.setWindowTitle(f"{plain(where.name, 120)}{which} — {plain(str(where.parent), 200)} — superpos")
+        self.setWindowFilePath(str(where))                          # where the bundle lives
+        self.bundle_label.setText(f"{plain(str(bundle.path), 300)}  ·  {name + ': ' if name else ''}"
+                                  f"{int(bundle.n_features):,} features, {int(bundle.n_neurons):,} neurons")
+        self.dictionary_bar.set_bundle(bundle)
 
     def show_in_folder(self) -> bool:
         """Open the open bundle's folder in the system file manager (File → Show in Folder)."""

@@ -6,10 +6,11 @@
   features with model B's dictionary of that size, how many features it counts, and the median
   logit-weight correlation of those matches; the neurons' median (the paper's comparison: features
   0.72 vs neurons 0.46);
-- ``splits``: features of one size whose decoder direction is the best match of at least two
-  features of the next size, each child close to it (cosine >= ``min_cosine``), live (density above
-  ``min_density``), labelled and not a near-identical copy of another feature of its dictionary
-  (``matching.duplicate_copies``), the children's labels all different: the paper's feature splitting. Ranked by how close the parent's
+- ``splits``: features of one size with at least two children in the next size by the one rule
+  ``SplitChildren`` (which the app's splitting tree uses too): the best decoder match in the smaller
+  size is the parent, cosine >= ``min_cosine``, live (density above ``min_density``), labelled, not
+  a near-identical copy (``matching.duplicate_copies``), one child per label: the paper's feature
+  splitting. Ranked by how close the parent's
   ``min_children``-th closest child is (a split is at least two close children, not one close child
   and loose ones), then by the number of children; each with the parent's and children's labels and densities.
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from engine.bundle.family import FamilyTree
 
-__all__ = ["Split", "family_report", "report_lines"]
+__all__ = ["Split", "Child", "SplitChildren", "SPLIT_RULE", "family_report", "report_lines"]
 
 
 @dataclass
@@ -40,42 +41,106 @@ class Split:
     children: list[tuple[int, float, str, float]] = field(default_factory=list)
 
 
-def _columns(bundle, d: int) -> tuple[np.ndarray, np.ndarray]:
-    from engine.bundle import open_bundle
+@dataclass(frozen=True)
+class Child:
+    """A feature of the next size whose parent is the feature asked about (``FamilyTree``), with its
+    decoder cosine to the parent, label and density; ``counted`` by the split rule, or ``reason`` why not."""
+    feature: int
+    cosine: float
+    label: str
+    density: float
+    counted: bool
+    reason: str = ""
 
-    if d == 0:
-        cols = bundle.columns("feature")
-        return np.asarray(cols["label"]).astype(str), np.asarray(cols["density"], np.float64)
-    with open_bundle(bundle.path, d) as member:
-        cols = member.columns("feature")
-        return np.asarray(cols["label"]).astype(str), np.asarray(cols["density"], np.float64)
+
+class SplitChildren:
+    """The one rule for which features are a feature's children, used by ``superpos family`` and the
+    app's splitting tree alike (the paper's feature splitting, ``SPLIT_RULE``):
+
+    a child of feature f of size d is a feature g of size d + 1 (the same model) whose best decoder
+    match in size d is f (``FamilyTree``), with decoder cosine to f >= ``min_cosine`` (default 0.5),
+    live (density > ``min_density``), labelled, not a near-identical copy of an earlier feature of its
+    dictionary (``matching.duplicate_copies``), and the closest of the children that share its label.
+
+    ``all(d, f)`` lists every feature whose parent is f, each marked counted or not (and why);
+    ``children(d, f)`` the counted ones, most similar first. Each dictionary's labels, densities and
+    decoder rows are read once, on first use."""
+
+    def __init__(self, bundle, min_cosine: float = 0.5, min_density: float = 0.0):
+        self.bundle = bundle
+        self.tree = FamilyTree(bundle)
+        self.min_cosine = float(min_cosine)
+        self.min_density = float(min_density)
+        self._columns: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._decoders: dict[int, np.ndarray] = {}
+        self._all: dict[tuple[int, int], list[Child]] = {}
+
+    def columns(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, densities) of dictionary d's features."""
+        if d not in self._columns:
+            cols = self._read(d, lambda m: m.columns("feature"))
+            self._columns[d] = (np.asarray(cols["label"]).astype(str), np.asarray(cols["density"], np.float64))
+        return self._columns[d]
+
+    def _read(self, d: int, what):
+        from engine.bundle import open_bundle
+
+        if d == getattr(self.bundle, "dictionary", 0):
+            return what(self.bundle)
+        with open_bundle(self.bundle.path, d) as member:
+            return what(member)
+
+    def _copies(self, d: int, rows: list[int]) -> np.ndarray:
+        from engine.analysis.matching import duplicate_copies
+
+        if not rows:
+            return np.zeros(0, bool)
+        if d not in self._decoders:
+            self._decoders[d] = self._read(d, lambda m: m.decoder_rows(slice(None)))
+        return duplicate_copies(self._decoders[d][:max(rows) + 1], rows=rows)
+
+    def all(self, d: int, f: int) -> list[Child]:
+        key = (int(d), int(f))
+        if key not in self._all:
+            self._all[key] = self._judge(*key)
+        return self._all[key]
+
+    def _judge(self, d: int, f: int) -> list[Child]:
+        kids = self.tree.children(d, f)
+        if not kids:
+            return []
+        labels, density = self.columns(d + 1)
+        copies = self._copies(d + 1, [g for g, _ in kids])
+        out, seen = [], set()
+        for (g, cos), copy in zip(kids, copies):          # most similar first: the first of a label counts
+            label = str(labels[g])
+            reason = (f"decoder cosine {cos:.2f} < {self.min_cosine:g}" if not cos >= self.min_cosine else
+                      "dead (never fires)" if not density[g] > self.min_density else
+                      "unlabelled" if not label.strip() else
+                      "a near-identical copy of an earlier feature" if copy else
+                      "repeats a closer child's label" if label in seen else "")
+            if not reason:
+                seen.add(label)
+            out.append(Child(int(g), float(cos), label, float(density[g]), not reason, reason))
+        return out
+
+    def children(self, d: int, f: int) -> list[Child]:
+        return [c for c in self.all(d, f) if c.counted]
+
+
+SPLIT_RULE = SplitChildren.__doc__
 
 
 def splits(bundle, min_cosine: float = 0.5, min_children: int = 2, limit: int = 10,
            min_density: float = 0.0, about: str = "") -> list[Split]:
-    """The family's clearest splits (see module doc), within each model; ``about``: only parents whose
-    label contains it (case-insensitive), e.g. "Arabic"."""
+    """The family's clearest splits (see module doc): parents with at least ``min_children`` children
+    by ``SplitChildren``'s rule, within each model; ``about``: only parents whose label contains it
+    (case-insensitive), e.g. "Arabic"."""
     fam = bundle.family
     if len(fam) < 2:
         return []
-    tree = FamilyTree(bundle)
+    rule = SplitChildren(bundle, min_cosine=min_cosine, min_density=min_density)
     found: list[tuple[tuple, Split]] = []
-    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def cols(d):
-        if d not in cache:
-            cache[d] = _columns(bundle, d)
-        return cache[d]
-
-    def copies(d):          # a child that is a near-identical copy of another is not another child
-        from engine.analysis.matching import duplicate_copies
-        from engine.bundle import open_bundle
-
-        if ("copies", d) not in cache:
-            with open_bundle(bundle.path, d) as member:
-                cache[("copies", d)] = duplicate_copies(member.load_sae().W_dec.detach().cpu().numpy())
-        return cache[("copies", d)]
-
     for d in range(len(fam) - 1):
         if fam.members[d]["model"] != fam.members[d + 1]["model"]:
             continue
@@ -88,22 +153,14 @@ def splits(bundle, min_cosine: float = 0.5, min_children: int = 2, limit: int = 
         candidates = np.flatnonzero(counts >= min_children)
         if not len(candidates):
             continue
-        labels, density = cols(d)
-        child_labels, child_density = cols(d + 1)
+        labels, density = rule.columns(d)
         for f in candidates:
             if not density[f] > min_density or (about and about.lower() not in labels[f].lower()):
                 continue
-            kids = [(g, c) for g, c in tree.children(d, int(f)) if c >= min_cosine
-                    and child_density[g] > min_density and child_labels[g].strip()    # live, labelled,
-                    and not copies(d + 1)[g]]                                          # not a copy
-            names = [child_labels[g] for g, _ in kids]
-            distinct = {}
-            for (g, c), name in zip(kids, names):     # one child per distinct label, the closest
-                distinct.setdefault(name, (g, c))
-            if len(distinct) < min_children:
+            kids = rule.children(d, int(f))
+            if len(kids) < min_children:
                 continue
-            children = [(g, c, child_labels[g], float(child_density[g])) for g, c in distinct.values()]
-            children.sort(key=lambda t: -t[1])
+            children = [(c.feature, c.cosine, c.label, c.density) for c in kids]
             split = Split(d, int(f), str(labels[f]), float(density[f]), children)
             found.append(((-children[min_children - 1][1], -len(children), d, int(f)), split))
     found.sort(key=lambda t: t[0])

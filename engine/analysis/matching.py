@@ -59,17 +59,24 @@ def decoder_matches(W_a_FD, W_b_GD, k: int = 5, chunk: int = 4096, device: str =
     return _blocked(a, b.T.contiguous(), k, chunk)
 
 
-def duplicate_copies(W_FD, threshold: float = 0.95, k: int = 32, chunk: int = 4096) -> np.ndarray:
-    """bool [F]: True for a decoder row that is a copy of an earlier one (cosine above ``threshold``
-    with a row of lower index among its ``k`` nearest): keeping the False rows keeps one feature per
-    group of near-identical ones. L1 SAEs grow such copies (splitting a feature's activation over
-    two identical rows costs the same penalty); TopK ones hardly do. Chunked: no F x F matrix."""
+def duplicate_copies(W_FD, threshold: float = 0.95, rows=None, chunk: int = 1024) -> np.ndarray:
+    """bool [F] (or [len(rows)] for the given rows): True for a decoder row that is a copy of an
+    earlier one (cosine above ``threshold`` with a row of lower index): keeping the False rows keeps
+    one feature per group of near-identical ones. L1 SAEs grow such copies (splitting a feature's
+    activation over two identical rows costs the same penalty); TopK ones hardly do. Exact and
+    chunked (no F x F matrix); asking about a few ``rows`` costs a few rows' products."""
     W = np.asarray(W_FD, np.float32)
-    if len(W) < 2:
-        return np.zeros(len(W), bool)
-    ids, cos = decoder_matches(W, W, k=min(k + 1, len(W)), chunk=chunk)
-    earlier = (ids >= 0) & (ids < np.arange(len(W))[:, None]) & (cos > threshold)
-    return earlier.any(axis=1)
+    W = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
+    rows = np.arange(len(W)) if rows is None else np.asarray(rows, np.int64).reshape(-1)
+    out = np.zeros(len(rows), bool)
+    for i0 in range(0, len(rows), chunk):
+        r = rows[i0:i0 + chunk]
+        if not len(r) or r.max() == 0:
+            continue
+        sims = W[r] @ W[:r.max()].T                                   # (chunk, rows before the last)
+        earlier = np.arange(sims.shape[1])[None, :] < r[:, None]
+        out[i0:i0 + chunk] = ((sims > threshold) & earlier).any(axis=1)
+    return out
 
 
 def standardised(x: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

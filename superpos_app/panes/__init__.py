@@ -13,6 +13,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 
+from superpos_app.dictionary_bar import dictionary_name
 from superpos_app.faults import clear_fault, report_fault
 from superpos_app.panes.compare import NeuronComparePane
 from superpos_app.panes.detail import FeatureDetailPane
@@ -63,13 +64,16 @@ def install_panes(window) -> dict:
     docks["textLens"].raise_()
 
     def open_family_feature(d: int, f: int) -> None:
-        """A feature of dictionary d of the family: every pane switches to that dictionary first."""
+        """A feature of dictionary d of the family, chosen in any family pane: every pane switches
+        to that dictionary (the docks stay where they are), and Feature Detail shows it, raised."""
         b = window.bundle
         if b is None:
             return
-        if getattr(b, "dictionary", 0) != d and not window.open_bundle(b.path, d):
+        if getattr(b, "dictionary", 0) != d and not window.switch_dictionary(d):
             return
         window.selection.select("feature", f)
+        docks["featureDetail"].show()
+        docks["featureDetail"].raise_()
 
     feature_map.openFeature.connect(open_family_feature)
     splitting.openFeature.connect(open_family_feature)
@@ -86,7 +90,13 @@ def install_panes(window) -> dict:
     widen(docks["featureSearch"], 420)
     widen(docks["featureDetail"], 500)
 
+    titles = {name: dock.windowTitle() for name, dock in docks.items()}
+
     def feed(bundle):
+        which = dictionary_name(bundle)          # "A/1" in a family: every pane header names it
+        for name, dock in docks.items():
+            dock.setWindowTitle(f"{titles[name]} · {which}" if which else titles[name])
+            dock.toggleViewAction().setText(titles[name])        # the View menu keeps the pane's name
         for name, p in panes.items():
             clear_fault(p)
             try:

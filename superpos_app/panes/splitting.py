@@ -2,10 +2,13 @@
 
 The tree's root is the selected feature's farthest ancestor (its best decoder match in each smaller
 dictionary in turn, ``engine.bundle.family.FamilyTree``); under every node are its children in the
-next size — the features there whose best match it is — with the decoder cosine to the parent, the
-activation correlation with it on the harvest's shared tokens (when it is among the stored top
-matches), the density and the label. Deeper levels fill in when expanded. Activating a row opens
-that feature (``openFeature(dictionary, feature)``), so the tree is navigable up and down.
+next size by the one rule ``superpos family`` prints too (``engine.analysis.family_report.
+SplitChildren``: best match, decoder cosine >= 0.5, live, labelled, not a copy, one per label), with
+the decoder cosine to the parent, the activation correlation with it on the matching sample (when
+it is among the stored top matches), the density and the label; the note says how many weaker
+matches the rule leaves out. A selected feature the rule does not count is still shown under its
+parent, in grey, with the reason. Deeper levels fill in when expanded. Activating a row opens that
+feature (``openFeature(dictionary, feature)``), so the tree is navigable up and down.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
+from engine.analysis.family_report import SplitChildren
 from engine.bundle import FamilyMembers
 from engine.bundle.family import FamilyTree
 from engine.bundle.schema import BundleError
@@ -24,9 +28,13 @@ from superpos_app.panes.feature_map import dictionary_color
 
 __all__ = ["SplittingPane"]
 
-COLUMNS = ("dict", "feature", "cos", "corr", "density", "label")
-TIPS = ("dictionary", "feature index", "decoder cosine to the parent", "activation correlation with the parent "
-        "(blank: not among its stored top matches)", "fraction of harvested tokens it fires on", "label")
+COLUMNS = ("dict", "feature", "dec. cos", "act. corr", "density", "label")
+TIPS = ("dictionary", "feature index", "cos = decoder cosine: how close this feature's direction is to its parent's",
+        "corr = activation correlation with the parent on the matching sample (blank: not among its stored "
+        "top matches)", "fraction of harvested tokens it fires on", "label")
+LEGEND = ("dec. cos = decoder cosine to the parent · act. corr = activation correlation with the parent on the "
+          "matching sample · children: best match, cos ≥ {cos:g}, live, labelled, not a copy, one per label "
+          "(as superpos family counts them)")
 ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -41,6 +49,7 @@ class SplittingPane(QWidget):
         self.selection = selection
         self.bundle = None
         self.family: FamilyTree | None = None
+        self.rule: SplitChildren | None = None
         self._members = FamilyMembers()
         self._corr: dict[int, tuple] = {}       # d + 1 -> stored corr matches of d + 1 against d
         self.note = QLabel("Select a feature")
@@ -67,6 +76,11 @@ class SplittingPane(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.note)
         layout.addWidget(self.tree, 1)
+        self.legend = QLabel(LEGEND.format(cos=0.5))
+        self.legend.setObjectName("splittingLegend")
+        self.legend.setWordWrap(True)
+        self.legend.setStyleSheet("color: #555;")
+        layout.addWidget(self.legend)
         selection.unitSelected.connect(self.show_feature)
         selection.cleared.connect(self.tree.clear)
 
@@ -75,7 +89,8 @@ class SplittingPane(QWidget):
         self._members, self._corr = FamilyMembers(bundle), {}
         self.bundle = bundle
         self.tree.clear()
-        self.family = FamilyTree(bundle) if bundle is not None else None
+        self.rule = SplitChildren(bundle) if bundle is not None else None
+        self.family = self.rule.tree if self.rule is not None else None
         if bundle is None:
             self.note.setText("")
         elif self.family is None or len(self.family) < 2:
@@ -111,8 +126,10 @@ class SplittingPane(QWidget):
             str(member.column("feature", "labels", f)),
         ])
         item.setData(0, ROLE, (d, f))
+        item.setToolTip(5, item.text(5))             # a long label elides in its column: hover reads it whole
+        item.setToolTip(0, f"{self.family.names[d]} feature {f}: double-click to open it in Feature Detail")
         item.setForeground(0, QBrush(QColor(dictionary_color(d))))
-        if self.family.children(d, f):
+        if self.rule.children(d, f):
             item.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
         return item
 
@@ -121,8 +138,8 @@ class SplittingPane(QWidget):
         if item.childCount():
             return
         d, f = item.data(0, ROLE)
-        for g, cos in self.family.children(d, f):
-            item.addChild(self._item(d + 1, g, cos, f))
+        for child in self.rule.children(d, f):
+            item.addChild(self._item(d + 1, child.feature, child.cosine, f))
 
     def show_feature(self, kind: str, index: int) -> None:
         if self.bundle is None or self.family is None or len(self.family) < 2 or kind != "feature":
@@ -136,6 +153,7 @@ class SplittingPane(QWidget):
             chain[-1] = (chain[-1][0], chain[-1][1], up[1])
             chain.append((chain[-1][0] - 1, up[0], None))
         chain.reverse()
+
         self.tree.clear()
         parent_item, parent_f, selected = None, None, None
         for depth, (dd, f, cos) in enumerate(chain):
@@ -144,8 +162,15 @@ class SplittingPane(QWidget):
                 self.tree.addTopLevelItem(item)
             else:
                 self._fill(parent_item)                  # siblings too: the whole split is visible
-                item = next(parent_item.child(i) for i in range(parent_item.childCount())
-                            if parent_item.child(i).data(0, ROLE) == (dd, f))
+                item = next((parent_item.child(i) for i in range(parent_item.childCount())
+                             if parent_item.child(i).data(0, ROLE) == (dd, f)), None)
+                if item is None:                         # on the path but not a child by the rule: say why
+                    item = self._item(dd, f, cos, parent_f)
+                    why = next((c.reason for c in self.rule.all(dd - 1, parent_f) if c.feature == f), "")
+                    for c in range(len(COLUMNS)):
+                        item.setForeground(c, QBrush(QColor("#888")))
+                        item.setToolTip(c, f"not counted as a child: {why}")
+                    parent_item.addChild(item)
             parent_item, parent_f, selected = item, f, item
             item.setExpanded(True)
         self._fill(selected)
@@ -155,8 +180,10 @@ class SplittingPane(QWidget):
         for c in range(len(COLUMNS)):
             selected.setFont(c, font)
         self.tree.setCurrentItem(selected)
-        n = len(self.family.children(d, int(index)))
-        self.note.setText(f"{self.family.names[d]} feature {index}: {n} children in the next size"
+        every = self.rule.all(d, int(index))
+        n = sum(c.counted for c in every)
+        weaker = f"; {len(every) - n} weaker matches not counted" if len(every) > n else ""
+        self.note.setText(f"{self.family.names[d]} feature {index}: {n} children in the next size{weaker}"
                           if d + 1 < len(self.family) else f"{self.family.names[d]} feature {index} "
                           "(the largest dictionary)")
         for c in range(len(COLUMNS) - 1):

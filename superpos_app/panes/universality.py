@@ -4,8 +4,11 @@ paper's comparison (median 0.72 for features, 0.46 for neurons).
 
 The matches are stored at build time (``superpos run --model-seeds 0,1``; engine.bundle.family):
 for the shown dictionary, its counterpart of the same size in the other model; for neurons, the
-other model's neurons. The match's dashboard is shown below (a ``FeatureDetailPane`` of the other
-dictionary); "Open" makes it the window's current feature (``openFeature(dictionary, feature)``).
+other model's neurons; "correlation" is the activation correlation on the matching sample. Below,
+the pair side by side (one above the other in a dock under 600 px): the selected unit's dashboard
+(left) and its match's (right, a
+``FeatureDetailPane`` of the other dictionary); "Open" makes the match the window's current feature
+(``openFeature(dictionary, feature)``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from superpos_app.faults import contain_faults
 from superpos_app.panes.detail import FeatureDetailPane
 from superpos_app.widgets.plots import FEATURE_COLOR, NEURON_COLOR, make_plot
 from superpos_app.selection import Selection
-from superpos_app.widgets.fit import scrolled
+from superpos_app.widgets.fit import ReflowRow, scrolled
 
 __all__ = ["UniversalityPane", "best_match_histogram"]
 
@@ -78,19 +81,34 @@ class UniversalityPane(QWidget):
         self.open_button.setToolTip("Make the best match the current feature of every pane")
         self.open_button.clicked.connect(self._open)
         self.open_button.setEnabled(False)
-        self.detail = FeatureDetailPane(Selection())
+        self.detail = FeatureDetailPane(Selection())           # the match, in the other dictionary
         self.detail.setObjectName("universalityDetail")
+        self.own = FeatureDetailPane(Selection())              # the selected unit, in this one
+        self.own.setObjectName("universalityOwn")
+        self.own_label = QLabel("")
+        self.own_label.setObjectName("universalityOwnLabel")
+        self.own_label.setWordWrap(True)
+
+        def column(header, pane):
+            box = QWidget()
+            lay = QVBoxLayout(box)
+            lay.setContentsMargins(0, 0, 0, 0)
+            lay.addLayout(header) if isinstance(header, QHBoxLayout) else lay.addWidget(header)
+            lay.addWidget(pane, 1)
+            return box
 
         row = QHBoxLayout()
         row.addWidget(self.match_label, 1)
         row.addWidget(self.open_button)
+        # side by side from 600 px; one above the other in a narrower dock (nothing cut off)
+        self.pair = ReflowRow([(column(self.own_label, self.own), 1), (column(row, self.detail), 1)], min_width=300)
+        self.pair.setObjectName("universalityPair")
         body = QWidget()
         inner = QVBoxLayout(body)
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addWidget(self.note)
         inner.addWidget(self.plot)
-        inner.addLayout(row)
-        inner.addWidget(self.detail, 1)
+        inner.addWidget(self.pair, 1)
         scroll = scrolled(body)           # histograms above a whole dashboard: scroll, never force the dock taller
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -105,6 +123,8 @@ class UniversalityPane(QWidget):
         if self.other is not None:
             self.detail.set_bundle(None)
             self.other.close()
+        self.own.set_bundle(None)
+        self.own_label.setText("")
         self.bundle, self.other, self.other_index = bundle, None, None
         self.feature_matches = self.neuron_matches = self.logit = self.match = None
         self.match_label.setText("")
@@ -125,6 +145,7 @@ class UniversalityPane(QWidget):
         self.other_index = j
         self.other = open_bundle(bundle.path, j)
         self.detail.set_bundle(self.other)
+        self.own.set_bundle(bundle)
         names = bundle.family.names()
         model_a = bundle.family.members[me]["model"]
         model_b = bundle.family.members[j]["model"]
@@ -155,6 +176,10 @@ class UniversalityPane(QWidget):
     def show_unit(self, kind: str, index: int) -> None:
         if self.other is None:
             return
+        names = self.bundle.family.names()
+        me = int(getattr(self.bundle, "dictionary", 0))
+        self.own_label.setText(f"{names[me]} {kind} {index} (selected)")
+        self.own.selection.select(kind, index)
         matches = self.feature_matches if kind == "feature" else self.neuron_matches
         if matches is None or not 0 <= index < len(matches[0]) or matches[0][index, 0] < 0:
             self.match = None
@@ -172,8 +197,10 @@ class UniversalityPane(QWidget):
         logit = ""
         if kind == "feature" and self.logit is not None and index < len(self.logit[1]):
             logit = f", logit weights {float(self.logit[1][index, 0]):.2f}"
-        self.match_label.setText(f"Best match of {kind} {index} in {other}: {kind} {j}, correlation "
-                                 f"{corr:.2f}{logit} — {label}")
+        self.match_label.setText(f"Best match of {kind} {index} in {other}: {kind} {j}, activation correlation "
+                                 f"{corr:.2f} on the matching sample{logit} — {label}")
+        self.match_label.setToolTip("activation correlation: Pearson's r of the two units' activations over the "
+                                    "matching sample's tokens; logit weights: r of their direct effects on the logits")
         self.open_button.setEnabled(kind == "feature")
         self.detail.selection.select(kind, j)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine.bundle import open_bundle
+from engine.analysis.family_report import SplitChildren, splits
 from engine.bundle.family import FamilyTree
 from engine.testing.synthetic_family import write_synthetic_family
 from superpos_app.panes.feature_map import FeatureMapPane
@@ -39,7 +40,8 @@ def test_map_shows_every_dictionary_and_clicks_open_the_nearest_feature(qtbot, f
     assert len(pane.scatters) == 3
     assert [len(s) for s in pane.scatters] == [16, 48, 144]
     assert "PCA" in pane.note.text() and "umap-learn" in pane.note.text()     # the fallback is stated
-    assert "A/2 (144)" in pane.legend.text()
+    assert "8 minutes" in pane.note.toolTip() and "superpos[map]" in pane.note.toolTip()     # and why
+    assert pane.legend_boxes[2].text() == "A/2 (144)"
     xy, member, unit, _ = family.feature_map()
     row = 100
     assert pane.nearest(float(xy[row, 0]), float(xy[row, 1]), radius=1e-9) == row
@@ -71,14 +73,14 @@ def test_map_of_a_one_dictionary_bundle_says_how_to_make_a_family(qtbot, tiny_bu
 
 def test_splitting_tree_shows_ancestors_and_children_and_navigates(qtbot, family, family_path):
     tree = FamilyTree(family)
-    parent = next(f for f in range(16) if len(tree.children(0, f)) >= 2)
+    parent = next(f for f in range(16) if len(SplitChildren(family).children(0, f)) >= 2)
     pane = _pane(qtbot, SplittingPane)
     pane.set_bundle(family)
     pane.selection.select("feature", parent)
     root = pane.tree.topLevelItem(0)
     assert root.data(0, 0x0100) == (0, parent)
     kids = [root.child(i).data(0, 0x0100) for i in range(root.childCount())]
-    assert kids == [(1, g) for g, _ in tree.children(0, parent)]
+    assert kids == [(1, c.feature) for c in pane.rule.children(0, parent)]
     cos = [float(root.child(i).text(2)) for i in range(root.childCount())]
     assert cos == sorted(cos, reverse=True)
     assert root.child(0).text(5) == open_bundle(family_path, 1).column("feature", "labels", kids[0][1])
@@ -155,6 +157,9 @@ def test_universality_shows_the_best_match_and_both_populations(qtbot, two_seeds
         l_hist, l_med = best_match_histogram(logit)
         np.testing.assert_allclose(pane.logit_curve.getData()[1], l_hist)
         assert f"the logit weights of those matches {l_med:.2f}" in pane.note.text()
+        assert pane.own.dashboard.index == f and pane.own.bundle is b          # the pair side by side
+        assert "A/0 feature" in pane.own_label.text()
+        assert "activation correlation" in pane.match_label.text()
         with qtbot.waitSignal(pane.openFeature) as sig:
             pane.open_button.click()
         assert sig.args == [2, int(ids[f, 0])]
@@ -162,3 +167,125 @@ def test_universality_shows_the_best_match_and_both_populations(qtbot, two_seeds
         assert pane.match[0] == "neuron" and pane.match[1] == n_ids[4, 0]
         pane.set_bundle(None)
         assert pane.other is None
+
+
+def _geometry(win):
+    return (win.size().toTuple(), {name: dock.geometry().getRect() for name, dock in win.docks.items()
+                                   if dock.isVisible()})
+
+
+def test_switching_dictionaries_keeps_the_layout_names_the_dictionary_and_raises_the_detail(
+        qtbot, app_settings, family_path):
+    """The toolbar's combo switches dictionary in place: the window's size and every dock's geometry
+    are what they were; the title, status bar and every pane header name the active dictionary; a
+    feature chosen on the map opens in a raised Feature Detail and is ringed with its split parent
+    and children; View › Splitting brings its tab to the front."""
+    from superpos_app import create_window
+
+    win = create_window(settings=app_settings)
+    qtbot.addWidget(win)
+    win.resize(1280, 820)
+    win.show()
+    try:
+        assert win.open_bundle(family_path)
+        qtbot.wait_until(lambda: win.docks["featureMap"].isVisible())
+        assert win.width() <= 1280           # no pane (e.g. the map's legend) widens the window
+        bar = win.dictionary_bar
+        assert bar.isVisible() and bar.combo.count() == 3
+        assert bar.combo.itemText(1) == "A/1 · 48 features · seed 0"
+        assert "[A/0]" in win.windowTitle() and "A/0: 16 features" in win.bundle_label.text()
+        assert win.docks["featureDetail"].windowTitle() == "Feature Detail · A/0"
+        before = _geometry(win)
+        bar.combo.activated.emit(1)                     # what choosing an entry does
+        assert win.bundle.dictionary == 1 and win.pane("featureDetail").bundle is win.bundle
+        assert _geometry(win) == before
+        assert "[A/1]" in win.windowTitle() and "A/1: 48 features" in win.bundle_label.text()
+        assert all(dock.windowTitle().endswith("· A/1") for dock in win.docks.values())
+        assert win.docks["splitting"].toggleViewAction().text() == "Splitting"
+
+        splitting_dock = win.docks["splitting"]
+        splitting_dock.toggleViewAction().trigger()      # hide, then show again from the View menu: raised
+        splitting_dock.toggleViewAction().trigger()
+        qtbot.wait_until(lambda: not win.pane("splitting").visibleRegion().isEmpty())
+        assert win.pane("featureDetail").visibleRegion().isEmpty()
+
+        fmap, detail = win.pane("featureMap"), win.pane("featureDetail")
+        rule = SplitChildren(win.bundle)
+        g = next(f for f in range(48) if rule.children(1, f) and rule.tree.parent(1, f) is not None)
+        fmap.openFeature.emit(1, g)
+        assert _geometry(win)[0] == before[0]
+        qtbot.wait_until(lambda: not detail.visibleRegion().isEmpty())      # Feature Detail raised
+        assert detail.dashboard.index == g
+        assert fmap.highlighted[0] == (1, g) and fmap.highlighted[1] == (0, rule.tree.parent(1, g)[0])
+        assert fmap.highlighted[2:] == [(2, c.feature) for c in rule.children(1, g)]
+        assert len(fmap.rings.data) == len(fmap.highlighted)
+        fmap.openFeature.emit(2, 5)                     # a feature of another size: switched, same layout
+        assert win.bundle.dictionary == 2 and bar.combo.currentIndex() == 2 and detail.dashboard.index == 5
+        assert _geometry(win)[0] == before[0]
+        win.reset_layout()
+        win.docks["featureMap"].raise_()
+        qtbot.wait_until(lambda: fmap.plot.isVisible())
+        assert fmap.plot.height() >= 200                  # after Reset Layout the map is usable
+    finally:
+        win.close_bundle()
+        win.pane("textLens").shutdown()
+
+
+def test_map_legend_hides_a_dictionary_and_clicks_work_with_the_region_on(qtbot, family):
+    from PySide6.QtCore import QPoint, Qt
+
+    pane = _pane(qtbot, FeatureMapPane)
+    pane.set_bundle(family)
+    xy, member, unit, _ = family.feature_map()
+    pane.region_box.setChecked(True)
+    listed = pane.listed.count()
+    assert listed > 1
+    # a click on a point opens it although the region is on
+    vb = pane.plot.getPlotItem().getViewBox()
+    row = int(np.flatnonzero(member == 0)[0])
+    scene = vb.mapViewToScene(pg_point(xy[row]))
+    at = pane.plot.mapFromScene(scene)
+    with qtbot.waitSignal(pane.openFeature, timeout=2000) as sig:
+        qtbot.mouseClick(pane.plot.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(at.x(), at.y()))
+    d, f = sig.args
+    assert (d, f) in {(int(member[i]), int(unit[i])) for i in range(len(xy))
+                      if np.hypot(*(xy[i] - xy[row])) <= 8 * max(vb.viewPixelSize())}
+    # the legend hides a dictionary: its points are neither drawn, picked nor listed
+    pane.legend_boxes[2].setChecked(False)
+    assert not pane.scatter_of[2].isVisible()
+    assert not (member[pane.rows_in(-1e9, -1e9, 1e9, 1e9)] == 2).any()
+    assert pane.nearest(*map(float, xy[np.flatnonzero(member == 2)[0]]), radius=1e-9) in (None,) or \
+        member[pane.nearest(*map(float, xy[np.flatnonzero(member == 2)[0]]), radius=1e-9)] != 2
+    pane.legend_boxes[2].setChecked(True)
+    # a new dictionary of the family (a switch): the region's list is filled again, its features first
+    with open_bundle(family.path, 1) as b:
+        pane.set_bundle(b)
+        assert pane.region_box.isChecked() and pane.listed.count() > 1
+        rows = [pane.listed.item(i).data(0x0100) for i in range(1, pane.listed.count())]
+        kinds = [int(member[r]) == 1 for r in rows]
+        assert kinds == sorted(kinds, reverse=True)       # the active dictionary's first
+        pane.set_bundle(None)
+
+
+def pg_point(p):
+    from PySide6.QtCore import QPointF
+    return QPointF(float(p[0]), float(p[1]))
+
+
+def test_the_splitting_pane_lists_the_children_superpos_family_prints(qtbot, family):
+    """One rule: the tree's children of a split's parent are the report's children of it."""
+    found = splits(family, limit=5, min_cosine=0.0)
+    pane = _pane(qtbot, SplittingPane)
+    pane.set_bundle(family)
+    pane.rule = SplitChildren(family, min_cosine=0.0)      # the same bar as the report asked for
+    for split in found:
+        if split.member != 0:
+            continue
+        pane.selection.select("feature", split.feature)
+        root = pane.tree.topLevelItem(0)
+        assert [root.child(i).data(0, 0x0100)[1] for i in range(root.childCount())] == \
+            [g for g, _, _, _ in split.children]
+    header = pane.tree.headerItem()
+    assert "decoder cosine" in header.toolTip(2) and "activation correlation" in header.toolTip(3)
+    assert "dec. cos = decoder cosine" in pane.legend.text()
+    pane.set_bundle(None)

@@ -262,6 +262,35 @@ def test_the_family_report_reads_universality_and_splits_from_the_stored_matches
     assert "--rematch" in capsys.readouterr().err
 
 
+def test_the_report_and_the_splitting_tree_count_children_by_one_rule(family_bundle):
+    """``SplitChildren`` is the rule both ``superpos family`` and the app use: a split's printed
+    children are exactly the rule's counted children of its parent; every feature whose best match is
+    the parent is listed by ``all`` and the ones left out say why (a weak cosine, dead, unlabelled, a
+    copy, a repeated label)."""
+    from engine.analysis.family_report import SplitChildren, splits
+    from engine.bundle.family import FamilyTree
+
+    with open_bundle(family_bundle) as b:
+        loose = SplitChildren(b, min_cosine=0.0)         # a tiny family's children are not close
+        found = splits(b, limit=50, min_cosine=0.0)
+        assert found
+        for split in found:
+            counted = loose.children(split.member, split.feature)
+            assert [(c.feature, c.cosine, c.label) for c in counted] == \
+                [(g, pytest.approx(cos), label) for g, cos, label, _ in split.children]
+        rule, tree = SplitChildren(b), FamilyTree(b)
+        d, f = 0, max(range(32), key=lambda f: len(tree.children(0, f)))
+        every = rule.all(d, f)
+        assert [c.feature for c in every] == [g for g, _ in tree.children(d, f)]
+        for c in every:
+            assert c.counted == (c.reason == "")
+            if c.cosine < 0.5:
+                assert not c.counted and "cosine" in c.reason
+        labels = [c.label for c in every if c.counted]
+        assert len(labels) == len(set(labels))
+        assert {c.feature for c in rule.children(d, f)} <= {c.feature for c in loose.children(d, f)}
+
+
 def test_matching_is_a_job_with_progress_that_cancels_between_steps(family_bundle):
     """The matching stage reports each model's forwards, each dictionary's encoding and each
     comparison, so a family run's bar moves and Cancel stops it there, not after the whole stage."""
