@@ -35,6 +35,9 @@ __all__ = ["ToyConfig", "ToyBatch", "ToyResult", "ToyError", "train_toys", "trai
 
 MAX_FEATURES = 400
 MAX_HIDDEN = 200
+EVAL_ROWS = 8192            # inputs the final loss of every instance is measured on
+EVAL_CHUNK = 64             # instances evaluated at a time (bounds the memory of a big sweep)
+COOLDOWN_FRACTION = 0.5     # the learning rate falls linearly to 0 over the last half (settles sparse cells)
 PROGRESS_EVERY = 50          # steps between Progress events (a step is ~0.1 ms: an event each is too many)
 
 
@@ -101,7 +104,7 @@ class ToyResult:
 
     W_IMN: np.ndarray                  # (I, M, N) column i = feature i's direction in the hidden space
     b_IN: np.ndarray                   # (I, N)
-    loss_I: np.ndarray                 # (I,) the last steps' mean loss of each instance
+    loss_I: np.ndarray                 # (I,) each instance's loss on EVAL_ROWS fresh inputs (the same for all)
     seconds: float
     steps: int
 
@@ -121,8 +124,8 @@ def sample_features(density_I11: torch.Tensor, batch: int, n: int, gen: torch.Ge
     return torch.where(u_IBN < density_I11, u_IBN / density_I11, 0.0)
 
 
-def loss_and_gradients(x_IBN: torch.Tensor, W_IMN: torch.Tensor, b_IN: torch.Tensor,
-                       weight_I1N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def loss_and_gradients(x_IBN: torch.Tensor, W_IMN: torch.Tensor, b_IN: torch.Tensor, weight_I1N: torch.Tensor,
+                       grads: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(loss_I, dL/dW, dL/db) of the batch, by hand (a third of autograd's time at these sizes).
 
     pre = (x Wᵀ) W + b,  x' = ReLU(pre),  L = mean_{b,i} Iᵢ (x'ᵢ − xᵢ)²;  with
@@ -132,6 +135,8 @@ def loss_and_gradients(x_IBN: torch.Tensor, W_IMN: torch.Tensor, b_IN: torch.Ten
     pre_IBN = torch.baddbmm(b_IN[:, None, :], h_IBM, W_IMN)          # (I, B, N)
     err_IBN = pre_IBN.clamp_min(0.0) - x_IBN
     loss_I = (weight_I1N * err_IBN * err_IBN).sum(dim=(1, 2)) / (B * N)
+    if not grads:
+        return loss_I, None, None
     d_IBN = err_IBN.mul_(weight_I1N * (2.0 / (B * N))).mul_(pre_IBN > 0)
     grad_b_IN = d_IBN.sum(1)
     grad_W_IMN = torch.bmm(h_IBM.transpose(1, 2), d_IBN)                              # hᵀ d
@@ -142,18 +147,33 @@ def loss_and_gradients(x_IBN: torch.Tensor, W_IMN: torch.Tensor, b_IN: torch.Ten
 class _Adam:
     """Adam (β 0.9, 0.999; no weight decay: the paper's AdamW at decay 0) over a few tensors, in place."""
 
-    def __init__(self, params: list[torch.Tensor], lr: float) -> None:
-        self.params, self.lr, self.t = params, lr, 0
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        self.params, self.t = params, 0
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
 
-    def step(self, grads: list[torch.Tensor]) -> None:
+    def step(self, grads: list[torch.Tensor], lr: float) -> None:
         self.t += 1
         c1, c2 = 1 - 0.9 ** self.t, 1 - 0.999 ** self.t
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
             m.lerp_(g, 0.1)
             v.mul_(0.999).addcmul_(g, g, value=0.001)
-            p.addcdiv_(m, v.div(c2).sqrt_().add_(1e-8), value=-self.lr / c1)
+            p.addcdiv_(m, v.div(c2).sqrt_().add_(1e-8), value=-lr / c1)
+
+
+@torch.no_grad()
+def evaluate_loss(W_IMN: torch.Tensor, b_IN: torch.Tensor, density_I11: torch.Tensor, weight_I1N: torch.Tensor,
+                  gen: torch.Generator, rows: int = EVAL_ROWS) -> torch.Tensor:
+    """(I,) every instance's loss on the same ``rows`` uniforms (common random numbers: the restarts of
+    one setting are compared on identical inputs, not on their own noisy last batches)."""
+    I, N = b_IN.shape
+    out = torch.empty(I)
+    for start in range(0, I, EVAL_CHUNK):
+        sl = slice(start, start + EVAL_CHUNK)
+        u_1EN = torch.rand(1, rows, N, generator=gen)
+        x_IEN = torch.where(u_1EN < density_I11[sl], u_1EN / density_I11[sl], 0.0)
+        out[sl] = loss_and_gradients(x_IEN, W_IMN[sl], b_IN[sl], weight_I1N[sl], grads=False)[0]
+    return out
 
 
 def train_toys(spec: ToyBatch, cancel: events.CancelToken | None = None,
@@ -169,10 +189,9 @@ def train_toys(spec: ToyBatch, cancel: events.CancelToken | None = None,
     b_IN = torch.zeros(I, N)
     density_I11 = torch.as_tensor(1.0 - np.asarray(spec.sparsity_I), dtype=torch.float32).reshape(I, 1, 1)
     weight_I1N = torch.as_tensor(spec.importance_IN, dtype=torch.float32).reshape(I, 1, N)
-    opt = _Adam([W_IMN, b_IN], spec.lr)
+    opt = _Adam([W_IMN, b_IN])
+    cooldown = int(spec.steps * (1 - COOLDOWN_FRACTION))
     u_IBN = torch.empty(I, B, N)
-    tail = max(1, min(200, spec.steps // 10))           # the loss reported: mean of the last steps
-    loss_sum_I = torch.zeros(I)
     yield events.StageStarted(stage, total=spec.steps, unit="steps")
     t0 = time.perf_counter()
     for step in range(spec.steps):
@@ -180,14 +199,12 @@ def train_toys(spec: ToyBatch, cancel: events.CancelToken | None = None,
             raise events.Cancelled("toy-model training cancelled")
         x_IBN = sample_features(density_I11, B, N, gen, u_IBN)
         loss_I, grad_W, grad_b = loss_and_gradients(x_IBN, W_IMN, b_IN, weight_I1N)
-        opt.step([grad_W, grad_b])
-        if step >= spec.steps - tail:
-            loss_sum_I += loss_I
+        opt.step([grad_W, grad_b], spec.lr * min(1.0, (spec.steps - step) / max(1, spec.steps - cooldown)))
         if (step + 1) % PROGRESS_EVERY == 0 or step + 1 == spec.steps:
             yield events.Progress(stage=stage, done=step + 1, total=spec.steps, step=step + 1, unit="steps",
                                   metrics={"loss": float(loss_I.mean())})
+    loss_I = evaluate_loss(W_IMN, b_IN, density_I11, weight_I1N, gen).numpy().astype(np.float64)
     seconds = time.perf_counter() - t0
-    loss_I = (loss_sum_I / tail).numpy().astype(np.float64)
     yield events.StageFinished(stage, seconds=seconds, summary={"loss": float(loss_I.mean())})
     return ToyResult(W_IMN=W_IMN.numpy().copy(), b_IN=b_IN.numpy().copy(),
                      loss_I=loss_I, seconds=seconds, steps=spec.steps)
