@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
 
         install_menus(self)
         install_status_bar(self)
+        self.welcome.toyRequested.connect(self.toy_action.trigger)
         self.docking = DockLayout(self, self.view_menu, self.pane_separator, self.settings)
         self.selection.historyChanged.connect(self._update_history_actions)
         self._update_history_actions()
