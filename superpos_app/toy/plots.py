@@ -143,28 +143,29 @@ class DimensionalityPlot(ZoomPlot):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Feature dimensionality Dᵢ vs 1/(1−S)", parent)
-        self.setLogMode(x=True, y=False)
+        # x is drawn as log10(1/(1−S)) by hand: pyqtgraph's log mode does not reach a bare ScatterPlotItem
+        self.getAxis("bottom").setTicks([[(float(np.log10(v)), f"{v:g}") for v in (1, 3, 10, 30, 100, 300, 1000)]])
         for level in DIMENSIONALITY_LEVELS:
             self.addItem(pg.InfiniteLine(pos=float(level), angle=0, pen=pg.mkPen("#b0b6bf", width=1,
                                                                                 style=Qt.PenStyle.DashLine)))
             label = pg.TextItem(_fraction(level), color="#6b717a", anchor=(0, 1))
-            label.setPos(0.0, float(level))
+            label.setPos(-0.04, float(level))
             self.addItem(label)
         self.sweep = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(90, 90, 90, 140))
         self.current = pg.ScatterPlotItem(size=10, pen=pg.mkPen("w"), brush=pg.mkBrush(LATENT_COLOUR))
         self.addItem(self.sweep)
         self.addItem(self.current)
         self.setYRange(0.0, 1.1, padding=0)
-        self.setXRange(0.0, 2.6, padding=0)
+        self.setXRange(-0.05, 2.6, padding=0)
         self.setLabel("bottom", "1 / (1 − S)", **{"font-size": "8pt"})
         self.setLabel("left", "Dᵢ", **{"font-size": "8pt"})
 
     def set_current(self, sparsity: float, dimensionality_N: np.ndarray) -> None:
-        x = np.full(len(dimensionality_N), 1.0 / max(1e-6, 1.0 - sparsity))
+        x = np.full(len(dimensionality_N), -np.log10(max(1e-6, 1.0 - sparsity)))
         self.current.setData(x, dimensionality_N)
 
     def set_sweep(self, sparsity_I: np.ndarray, dimensionality_IN: np.ndarray) -> None:
-        x = np.repeat(1.0 / np.maximum(1e-6, 1.0 - sparsity_I), dimensionality_IN.shape[1])
+        x = np.repeat(-np.log10(np.maximum(1e-6, 1.0 - sparsity_I)), dimensionality_IN.shape[1])
         self.sweep.setData(x, dimensionality_IN.ravel())
 
 
