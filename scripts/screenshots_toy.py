@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     win = ToyWindow()
-    win.resize(1400, 1500)
+    win.resize(1400, 1950)
     win.show()
     idle = lambda: win.toy is not None and not win.runner.busy and not win._debounce.isActive()  # noqa: E731
     job_done = lambda: not win.job_running  # noqa: E731
@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     for name, widget in (("geometry", win.geometry_plot), ("gram", win.gram_plot), ("bars", win.bars_plot),
                          ("phase", win.phase_plot), ("sae", win.recovery_plot)):
         widget.grab().save(str(out / f"toy-{name}.png"))
+    win.scroll.verticalScrollBar().setValue(0)
     win.grab().save(str(out / "toy-window.png"))
     print(f"wrote {out}/toy-*.png")
     win.close()

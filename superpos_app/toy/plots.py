@@ -85,7 +85,7 @@ class GeometryPlot(ZoomPlot):
         brushes = []
         for i, line in enumerate(self.lines):
             if i < n:
-                colour = _colour(IMPORTANCE_MAP, 0.15 + 0.85 * rel[i])
+                colour = _colour(IMPORTANCE_MAP, 0.05 + 0.75 * rel[i])   # viridis' top yellow is too pale on white
                 line.setData([0.0, xy[i, 0]], [0.0, xy[i, 1]])
                 line.setPen(pg.mkPen(colour, width=3))
                 brushes.append(pg.mkBrush(colour))
@@ -114,6 +114,9 @@ class GramPlot(ZoomPlot):
     def set_gram(self, gram_NN: np.ndarray) -> None:
         self.image.setImage(gram_NN, levels=(-1.0, 1.0), autoLevels=False)
         self.image.setRect(QRectF(-0.5, -0.5, gram_NN.shape[1], gram_NN.shape[0]))
+        ticks = [[(float(i), str(i)) for i in _index_ticks(gram_NN.shape[0])]]
+        self.getAxis("left").setTicks(ticks)
+        self.getAxis("bottom").setTicks(ticks)
         self.setRange(xRange=(-0.5, gram_NN.shape[1] - 0.5), yRange=(-0.5, gram_NN.shape[0] - 0.5), padding=0.02)
 
 
@@ -135,6 +138,7 @@ class BarsPlot(ZoomPlot):
         self.bars.setOpts(x0=np.zeros(n), y=np.arange(n), width=norms_N, height=0.75, brushes=brushes,
                           pens=[pg.mkPen(None)] * n)
         self.setRange(xRange=(0, max(1.2, float(norms_N.max()) * 1.05)), yRange=(-0.6, n - 0.4), padding=0)
+        self.getAxis("left").setTicks([[(float(i), str(i)) for i in _index_ticks(n)]])
 
 
 class DimensionalityPlot(ZoomPlot):
@@ -148,15 +152,15 @@ class DimensionalityPlot(ZoomPlot):
         for level in DIMENSIONALITY_LEVELS:
             self.addItem(pg.InfiniteLine(pos=float(level), angle=0, pen=pg.mkPen("#b0b6bf", width=1,
                                                                                 style=Qt.PenStyle.DashLine)))
-            label = pg.TextItem(_fraction(level), color="#6b717a", anchor=(0, 1))
-            label.setPos(-0.04, float(level))
+            label = pg.TextItem(_fraction(level), color="#6b717a", anchor=(1, 0.5))
+            label.setPos(-0.03, float(level))          # in a margin left of the densest column (x = 1)
             self.addItem(label)
         self.sweep = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(90, 90, 90, 140))
         self.current = pg.ScatterPlotItem(size=10, pen=pg.mkPen("w"), brush=pg.mkBrush(LATENT_COLOUR))
         self.addItem(self.sweep)
         self.addItem(self.current)
         self.setYRange(0.0, 1.1, padding=0)
-        self.setXRange(-0.05, 2.6, padding=0)
+        self.setXRange(-0.3, 2.6, padding=0)
         self.setLabel("bottom", "1 / (1 − S)", **{"font-size": "8pt"})
         self.setLabel("left", "Dᵢ", **{"font-size": "8pt"})
 
@@ -167,6 +171,11 @@ class DimensionalityPlot(ZoomPlot):
     def set_sweep(self, sparsity_I: np.ndarray, dimensionality_IN: np.ndarray) -> None:
         x = np.repeat(-np.log10(np.maximum(1e-6, 1.0 - sparsity_I)), dimensionality_IN.shape[1])
         self.sweep.setData(x, dimensionality_IN.ravel())
+
+
+def _index_ticks(n: int) -> range:
+    """Feature indices to label on an axis of n features: all of them up to 12, else every k-th."""
+    return range(0, n, max(1, -(-n // 12)))
 
 
 def _fraction(level: Fraction) -> str:
@@ -187,7 +196,8 @@ class PhasePlot(ZoomPlot):
         self.setLabel("left", "extra feature's importance", **{"font-size": "8pt"})
         for axis, values in (("bottom", (0.01, 0.03, 0.1, 0.3, 1.0)), ("left", (0.1, 0.3, 1.0, 3.0, 10.0))):
             self.getAxis(axis).setTicks([[(float(np.log10(v)), f"{v:g}") for v in values]])
-        legend = self.addLegend(offset=(-6, 6), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 220))
+        legend = self.addLegend(offset=(-6, 6), labelTextSize="8pt", labelTextColor="#30343a",
+                                brush=pg.mkBrush(255, 255, 255, 230))
         for name, colour in zip(REGION_NAMES, REGION_COLOURS):
             swatch = pg.ScatterPlotItem(symbol="s", size=10, brush=pg.mkBrush(*colour), pen=pg.mkPen("#888"))
             legend.addItem(swatch, name)
@@ -226,7 +236,8 @@ class RecoveryPlot(QWidget):
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.PlainText)
         self.sweep = ZoomPlot("Recovery vs sparsity")
-        self.sweep.addLegend(offset=(6, -6), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 220))
+        self.sweep.addLegend(offset=(6, -6), labelTextSize="8pt", labelTextColor="#30343a",
+                             brush=pg.mkBrush(255, 255, 255, 230))
         self.mmcs_curve = self.sweep.plot([], [], pen=pg.mkPen(LATENT_COLOUR, width=2), symbol="o", symbolSize=6,
                                           symbolBrush=LATENT_COLOUR, name="MMCS (represented features)")
         self.recovered_curve = self.sweep.plot([], [], pen=pg.mkPen("#3b6ea8", width=2), symbol="s", symbolSize=6,
