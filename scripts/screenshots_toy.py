@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     win = ToyWindow()
-    win.resize(1400, 1950)
+    win.resize(1400, 1700)
     win.show()
     idle = lambda: win.toy is not None and not win.runner.busy and not win._debounce.isActive()  # noqa: E731
     job_done = lambda: not win.job_running  # noqa: E731

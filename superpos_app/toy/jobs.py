@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QObject
 
 from engine.events import CancelToken, run_to_completion
 from engine.toy.measures import ToyMeasures, measure
@@ -39,9 +38,6 @@ def _retrain(cfg: ToyConfig, token: CancelToken) -> tuple[TrainedToy, float]:
 
 class ToyRunner(LatestRunner):
     """Retrains the toy model for the newest slider setting; ``resultReady`` carries (TrainedToy, seconds)."""
-
-    def __init__(self, parent: QObject | None = None, sync: bool | None = None) -> None:
-        super().__init__(parent, sync)
 
     def submit(self, request_id: int, cfg: ToyConfig) -> None:
         self.submit_request(request_id, cfg)

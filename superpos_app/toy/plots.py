@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from engine.toy.measures import DIMENSIONALITY_LEVELS
@@ -37,6 +37,9 @@ class ZoomPlot(pg.PlotWidget):
         self.setMinimumHeight(260)
         self.getPlotItem().setTitle(title, size="9pt", color="#30343a")
         self.showGrid(x=True, y=True, alpha=0.15)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt name
+        return QSize(420, 300)               # pyqtgraph asks 640 × 480: the grid would not fit the window
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt name
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
@@ -250,6 +253,9 @@ class RecoveryPlot(QWidget):
         layout.addWidget(self.sweep, 2)
         self.n_shown = 0
         self.recovery = None
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt name
+        return QSize(420, 620)
 
     def set_recovery(self, W_MN: np.ndarray, recovery) -> None:
         true_xy = _hidden_xy(W_MN.T)
