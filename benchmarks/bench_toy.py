@@ -11,7 +11,8 @@ stays responsive while they do.
 2. The 20 × 20 phase diagram (n = 2, m = 1; 3 seeds a cell, 1000 steps of 256): seconds. Target ≤ 60 s.
 3. Slider → repaint while a retrain runs: the Toy Models window (offscreen) retrains on its worker
    thread (a long budget, so it is still running); the sparsity slider moves 20 times and each time
-   the wait from ``setValue`` to the slider label's next paint is timed. Target ≤ 100 ms.
+   ``setValue``, the event loop's pass over what it queued, and a paint of the slider's label
+   (``grab``) are timed together. Target ≤ 100 ms.
 
 Torch runs on one thread (as ``superpos toy`` and the window's jobs do: these tensors are too small
 for intra-op threads to pay). The machine may be shared: say so beside any figure quoted.
@@ -75,7 +76,6 @@ def bench_phase() -> None:
 
 
 def bench_repaint() -> None:
-    from PySide6.QtCore import QEvent, QObject
     from PySide6.QtWidgets import QApplication
 
     from superpos_app.toy.window import ToyWindow
@@ -84,35 +84,25 @@ def bench_repaint() -> None:
     win = ToyWindow(steps=200_000, sync=False)     # a retrain that outlasts the measurement
     win.show()
 
-    class PaintWatch(QObject):
-        painted_at = None
-
-        def eventFilter(self, obj, event):  # noqa: N802 - Qt name
-            if event.type() == QEvent.Type.Paint and self.painted_at is None:
-                self.painted_at = time.perf_counter()
-            return False
-
-    watch = PaintWatch()
     label = win.s_slider.label
-    label.installEventFilter(watch)
     end = time.perf_counter() + 30
     while not win.runner.busy and time.perf_counter() < end:
         app.processEvents()
         time.sleep(0.005)
+    label.grab()                              # the first paint of a widget loads fonts: not a slider's cost
     latencies, busy = [], 0
     for i in range(20):
-        watch.painted_at = None
         t0 = time.perf_counter()
         win.s_slider.slider.setValue(100 + (i % 2) * 10 + i)
-        while watch.painted_at is None and time.perf_counter() - t0 < 5:
-            app.processEvents()
-        latencies.append(1000 * (watch.painted_at - t0))
+        app.processEvents()                   # the queued work of the change, as the event loop runs it
+        label.grab()                          # the label painted with its new text
+        latencies.append(1000 * (time.perf_counter() - t0))
         busy += win.runner.busy
         pause = time.perf_counter() + 0.05
         while time.perf_counter() < pause:
             app.processEvents()
     print(f"slider → label repainted, retrain running in {busy} of 20: median {statistics.median(latencies):.1f} ms, "
-          f"max {max(latencies):.1f} ms (target ≤ 100 ms)")
+          f"90th percentile {sorted(latencies)[17]:.1f} ms, max {max(latencies):.1f} ms (target ≤ 100 ms)")
     win.close()
     win.runner.shutdown()
 
