@@ -22,7 +22,6 @@ import numpy as np
 
 from engine.cli.progress import ProgressPrinter, drive
 from engine.events import CancelToken
-from engine.toy.model import ToyConfig, ToyError
 
 __all__ = ["register", "cmd_toy"]
 
@@ -54,6 +53,7 @@ def register(subparsers) -> None:
 
 def cmd_toy(args: argparse.Namespace) -> int:
     from engine.toy.files import write_npz
+    from engine.toy.model import ToyError                 # torch: only once a toy command runs
 
     if not str(args.out).endswith(".npz"):
         raise ToyError(f"--out must name an .npz file; got {args.out!r}")
@@ -80,7 +80,7 @@ def cmd_toy(args: argparse.Namespace) -> int:
 def _model(args, cancel: CancelToken, printer: ProgressPrinter) -> dict:
     from engine.toy.dictionary import DictionaryConfig, recovery_sweep, train_dictionary
     from engine.toy.measures import measure, neighbour_angles
-    from engine.toy.model import train_toy
+    from engine.toy.model import ToyConfig, ToyError, train_toy
 
     cfg = ToyConfig(n_features=args.features, n_hidden=args.hidden, sparsity=args.sparsity,
                     importance_decay=args.importance_decay, seed=args.seed,
@@ -136,6 +136,8 @@ def _phase(args, cancel: CancelToken, printer: ProgressPrinter) -> dict:
 
 
 def _sparsities(text: str) -> list[float]:
+    from engine.toy.model import ToyError
+
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
