@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
         self.dictionary_bar = DictionaryBar(self)           # a family's dictionary switcher
         self.dictionary_bar.dictionaryChosen.connect(self.switch_dictionary)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.dictionary_bar)
+        self.welcome.toyRequested.connect(self.toy_action.trigger)
         self.docking = DockLayout(self, self.view_menu, self.pane_separator, self.settings)
         self.selection.historyChanged.connect(self._update_history_actions)
         self._update_history_actions()

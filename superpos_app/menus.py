@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QProgressBar, QP
 
 from superpos_app.workers.jobs import JobStatus
 from superpos_app.plain_text import tooltip
+from superpos_app.toy import show_toy_window
 
 __all__ = ["install_menus", "install_status_bar", "JobBox"]
 
@@ -30,7 +31,7 @@ def _action(window: QMainWindow, text: str, slot, shortcut=None, name: str = "",
 
 
 def install_menus(w) -> None:
-    """File (open, analyse a model and SAE, recent, show in folder, close, export, quit), Run (train, explain, cancel), View (history, overview, the
+    """File (open, analyse a model and SAE, recent, show in folder, close, export, quit), Run (train, explain, cancel, toy models), View (history, overview, the
     panes' toggles before ``w.pane_separator``, reset layout), Help (demo, about)."""
     bar = w.menuBar()
     file_menu = bar.addMenu("&File")
@@ -68,6 +69,10 @@ def install_menus(w) -> None:
     run_menu.addAction(w.train_action)
     run_menu.addAction(w.explain_action)
     run_menu.addAction(w.cancel_action)
+    run_menu.addSeparator()
+    w.toy_action = _action(w, "T&oy Models of Superposition…", lambda: show_toy_window(w), None, "toyModelsAction",
+                           "Train toy models of superposition live, and an SAE on their hidden layer")
+    run_menu.addAction(w.toy_action)
 
     w.view_menu = bar.addMenu("&View")
     w.back_action = _action(w, "&Back", w.selection.back, QKeySequence.StandardKey.Back, "backAction")

@@ -18,6 +18,7 @@ class WelcomeView(QWidget):
     trainRequested = Signal()         # "Train new…"
     demoRequested = Signal()          # "Open demo"
     recentRequested = Signal(str)     # a recent bundle's path
+    toyRequested = Signal()           # "Toy models…"
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -56,7 +57,10 @@ class WelcomeView(QWidget):
         self.demo_button = self._action("openDemoButton", "Open demo",
                                         "The demo run on the built-in corpus (trained on first use)",
                                         self.demoRequested)
-        for button in (self.open_button, self.train_button, self.demo_button):
+        self.toy_button = self._action("toyModelsButton", "Toy models of superposition…",
+                                       "Watch superposition happen in tiny models, then an SAE undo it",
+                                       self.toyRequested)
+        for button in (self.open_button, self.train_button, self.demo_button, self.toy_button):
             actions.addWidget(button)
         hint = QLabel("You can also drop a .h5 bundle on this window.")
         hint.setProperty("role", "muted")

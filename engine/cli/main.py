@@ -24,7 +24,7 @@ import sys
 import traceback
 
 from engine import __version__
-from engine.cli import analyze_cmds, bundle_cmds, cache_cmds, explain_cmds, run_cmds, sae_cmds
+from engine.cli import analyze_cmds, bundle_cmds, cache_cmds, explain_cmds, run_cmds, sae_cmds, toy_cmds
 from engine.cli.terminal import terminal_safe
 from engine.errors import USER_ERRORS
 from engine.events import Cancelled
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"superpos {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for commands in (run_cmds, analyze_cmds, sae_cmds, cache_cmds, bundle_cmds, explain_cmds):
+    for commands in (run_cmds, analyze_cmds, sae_cmds, cache_cmds, bundle_cmds, explain_cmds, toy_cmds):
         commands.register(sub)
     return parser
 
