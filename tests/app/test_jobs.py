@@ -86,7 +86,7 @@ def test_job_ignoring_its_token_is_stopped(qtbot):
         jobs.start("stubborn", stubborn)
         qtbot.waitUntil(lambda: jobs.status.done > 0, timeout=5000)
         jobs.cancel()
-    assert blocker.args[0].startswith("Stopped (the job did not reach a checkpoint")   # the worker closed it
+    assert blocker.args[0].startswith("Stopped without a new checkpoint")   # the worker closed it
     assert closed == [True] and not jobs.is_busy
 
 
