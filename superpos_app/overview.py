@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QBoxLayout, QFrame, QGridLayout, QLabel, QScrollA
 from engine.config import recipe_setting
 from engine.stats import ULTRALOW_DENSITY
 from superpos_app.widgets.curves import CurvePanel, configure_pyqtgraph
+from superpos_app.widgets.plots import make_plot
 from superpos_app.faults import contain_faults
 from superpos_app.plain_text import plain
 
@@ -152,15 +153,12 @@ class OverviewPane(QWidget):
         plots.setSpacing(14)
         left = QVBoxLayout()
         left.addWidget(_section("Feature density"))
-        self.density_plot = pg.PlotWidget()
+        self.density_plot = make_plot("", "log10(feature density)", "features", height=160)
         self.density_plot.setObjectName("densityHistogram")
         self.density_plot.setMenuEnabled(False)
-        self.density_plot.setMinimumHeight(160)
         # Ignored: the plots take what height is left instead of asking for their (large) size hint,
         # so the page fits the window without scrolling whenever it can.
         self.density_plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
-        self.density_plot.setLabel("bottom", "log10(feature density)")
-        self.density_plot.setLabel("left", "features")
         self.density_plot.showGrid(x=True, y=True, alpha=0.15)
         self.density_bars = pg.BarGraphItem(x=[0.0], height=[0.0], width=0.1, brush="#3b6ea8", pen=pg.mkPen("#2d5784"))
         self.density_plot.addItem(self.density_bars)
