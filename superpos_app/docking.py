@@ -4,6 +4,9 @@ Panes are shown only while a bundle is open. Closing a bundle remembers how the 
 (``QMainWindow.saveState``) and hides them; opening one brings that arrangement back, so a pane the
 user closed stays closed. On quit the arrangement and the window geometry go to the settings file,
 and the next session starts from them.
+
+Docks named in ``family_only`` (the feature map, splitting, universality) exist only for a bundle
+that holds a family of dictionaries: for any other they are hidden and so are their View toggles.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class DockLayout:
         self.settings = settings
         self.docks: dict[str, QDockWidget] = {}
         self._saved: QByteArray | None = None     # dock arrangement while a bundle is open
+        self.family_only: set[str] = set()         # docks shown only for a bundle with a family
+        self._has_family = False
+        self._hidden_no_family: set[str] = set()   # hidden because the bundle had no family: back for one
 
     def add(self, widget: QWidget, title: str, area, object_name: str | None, shortcut: str | None,
             visible: bool) -> QDockWidget:
@@ -52,8 +58,10 @@ class DockLayout:
         toggle.setEnabled(visible)
         return dock
 
-    def show_for_bundle(self, has_bundle: bool) -> None:
-        """Bring back the remembered arrangement (a bundle opened) or remember it and hide (closed)."""
+    def show_for_bundle(self, has_bundle: bool, has_family: bool = False) -> None:
+        """Bring back the remembered arrangement (a bundle opened) or remember it and hide (closed);
+        the family-only docks appear only when the bundle holds a family."""
+        self._has_family = has_bundle and has_family
         if has_bundle:
             if self._saved is not None:
                 self.window.restoreState(self._saved, STATE_VERSION)
@@ -65,14 +73,26 @@ class DockLayout:
                 self._saved = self.window.saveState(STATE_VERSION)
             for dock in self.docks.values():
                 dock.setVisible(False)
-        for dock in self.docks.values():
+        for name, dock in self.docks.items():
             dock.toggleViewAction().setEnabled(has_bundle)
+            if name in self.family_only:
+                dock.toggleViewAction().setVisible(self._has_family)
+                if has_bundle and not self._has_family and not dock.isHidden():
+                    dock.setVisible(False)
+                    self._hidden_no_family.add(name)
+                elif self._has_family and name in self._hidden_no_family:
+                    dock.setVisible(True)
+        if self._has_family:
+            self._hidden_no_family.clear()
+
+    def applies(self, name: str) -> bool:
+        return name not in self.family_only or self._has_family
 
     def reset(self, has_bundle: bool) -> None:
-        """Every dock back in the window (none floating), shown if a bundle is open."""
-        for dock in self.docks.values():
+        """Every dock back in the window (none floating), shown if a bundle is open and it applies."""
+        for name, dock in self.docks.items():
             dock.setFloating(False)
-            dock.setVisible(has_bundle)
+            dock.setVisible(has_bundle and self.applies(name))
         self._saved = None
 
     def restore_window_state(self) -> None:

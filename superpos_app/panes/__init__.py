@@ -55,6 +55,7 @@ def install_panes(window) -> dict:
         "universality": window.add_pane(universality, "Universality", Qt.DockWidgetArea.RightDockWidgetArea,
                                         "universality"),
     }
+    window.docking.family_only.update(("featureMap", "splitting", "universality"))   # a family's panes
     window.tabifyDockWidget(docks["featureDetail"], docks["neuronCompare"])
     window.tabifyDockWidget(docks["neuronCompare"], docks["splitting"])
     window.tabifyDockWidget(docks["splitting"], docks["universality"])

@@ -162,3 +162,27 @@ def test_universality_shows_the_best_match_and_both_populations(qtbot, two_seeds
         assert pane.match[0] == "neuron" and pane.match[1] == n_ids[4, 0]
         pane.set_bundle(None)
         assert pane.other is None
+
+
+def test_family_panes_appear_only_for_a_bundle_that_holds_a_family(qtbot, app_settings, family_path, tiny_bundle):
+    from superpos_app import create_window
+
+    family_docks = ("featureMap", "splitting", "universality")
+    win = create_window(settings=app_settings)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        assert win.open_bundle(tiny_bundle)                  # one dictionary: no family tabs, no toggles
+        for name in family_docks:
+            assert win.docks[name].isHidden() and not win.docks[name].toggleViewAction().isVisible(), name
+        assert win.docks["featureDetail"].isVisible()
+        win.reset_layout()
+        assert all(win.docks[name].isHidden() for name in family_docks)
+        assert win.open_bundle(family_path)                  # a family: they come back
+        for name in family_docks:
+            assert not win.docks[name].isHidden() and win.docks[name].toggleViewAction().isVisible(), name
+        assert win.open_bundle(tiny_bundle)
+        assert all(win.docks[name].isHidden() for name in family_docks)
+    finally:
+        win.close_bundle()
+        win.pane("textLens").shutdown()
