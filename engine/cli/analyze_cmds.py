@@ -103,6 +103,11 @@ def cmd_family(args: argparse.Namespace) -> int:
                           cancel=cancel), cancel, ProgressPrinter(quiet=args.quiet))
         print(f"bundle rewritten: {args.bundle}")
     with open_bundle(args.bundle) as bundle:
+        if len(bundle.family or ()) < 2:
+            from engine.errors import UserError
+            raise UserError(f"{args.bundle} holds one dictionary, not a family: nothing to split or match. "
+                            "Train a family with `superpos run --d-sae 512,2048,4096` (add --model-seeds 0,1 "
+                            "for universality).")
         report = family_report(bundle, limit=args.splits, min_cosine=args.min_cosine, about=args.about)
     if args.json:
         report["splits"] = [dataclasses.asdict(s) for s in report["splits"]]
