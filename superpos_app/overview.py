@@ -28,7 +28,10 @@ METRICS: list[tuple[str, str, str, str]] = [
     ("loss_recovered", "Loss recovered", "pct",
      "Share of the loss gap between zero-ablating the MLP and the clean model that the SAE's "
      "reconstruction recovers: (L_zero - L_sae) / (L_zero - L_clean)."),
-    ("mse", "Reconstruction MSE", "float", "Mean squared error of the SAE reconstruction of the MLP activations."),
+    ("mse", "MSE (raw activations)", "float",
+     "Mean squared error per element of the SAE reconstruction of the MLP activations, in their own units, on "
+     "held-out tokens. The training curve's 'normalised MSE' divides by the activations' mean squared size "
+     "(the scale the SAE trains at), so it is a larger number for the same error."),
     ("fvu", "Fraction of variance unexplained", "pct", "MSE divided by the variance of the activations."),
     ("l0", "L0 (features / token)", "float", "Average number of active features per token."),
     ("dead_fraction", "Dead features", "pct", "Features that never fired on any of the harvested tokens."),

@@ -7,7 +7,8 @@ Fed by the engine's ``Glimpse`` events (engine/train/glimpse.py) and the run's P
   uses more than the previous token);
 * the model's current next-token predictions at fixed validation positions (context → its top 3
   with probabilities, the actual token marked), refreshed at each validation estimate;
-* during SAE training, the latest L0, dead fraction and reconstruction MSE in words.
+* during SAE training, the latest L0, dead fraction and normalised MSE (the
+  trainer's, on inputs scaled to mean norm √D; the Overview's MSE is on raw activations) in words.
 
 Only plain data arrives; each update formats a few lines of text (well under a millisecond), so
 the GUI thread never waits. Token strings come from the run's tokenizer, read once from the run's
@@ -84,7 +85,7 @@ class LiveView(QWidget):
         if "dead_fraction" in m:
             bits.append(f"{100 * m['dead_fraction']:.1f}% of features dead (not fired in the recent window)")
         if "mse" in m:
-            bits.append(f"reconstruction MSE {m['mse']:.4g}")
+            bits.append(f"normalised MSE {m['mse']:.4g} (training scale)")
         if bits:
             self.sae_label.setText("<b>Sparse autoencoder now:</b> " + " · ".join(bits) +
                                    ". <span style='color:#777'>Fewer active features and few dead ones at a "

@@ -20,7 +20,9 @@ __all__ = ["CurvePanel", "PLOTS"]
 # plot title -> [(curve name, legend label, colour)]
 PLOTS: dict[str, list[tuple[str, str, str]]] = {
     "Model loss": [("model/train_loss", "train", "#3b6ea8"), ("model/val_loss", "validation", "#d0742b")],
-    "SAE reconstruction MSE": [("sae/mse", "MSE", "#3b6ea8")],
+    # the trainer's MSE is on inputs scaled to mean norm √D (recipes/base.py): squared error ÷ the
+    # activations' mean squared size per element; the Overview's "MSE (raw activations)" is unscaled
+    "SAE normalised MSE (training scale)": [("sae/mse", "normalised MSE", "#3b6ea8")],
     "SAE L0 (active features / token)": [("sae/l0", "L0", "#5a9a5a")],
     "Dead feature fraction": [("sae/dead_fraction", "dead", "#b5473a")],
 }
