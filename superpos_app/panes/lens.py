@@ -145,7 +145,8 @@ class TextLensPane(QWidget):
         rl.addWidget(self.feature_table, 1)
 
         # hover info, clamp, predictions
-        self.hover_info = QLabel("Hover a token to list its strongest features.")
+        self.hover_info = QLabel(HOVER_PROMPT)
+        self._hovered: tuple[str, int] | None = None       # (the text, token) the hover panel describes
         self.hover_info.setObjectName("lensHoverInfo")
         self.hover_info.setTextFormat(Qt.TextFormat.RichText)
         self.hover_info.setWordWrap(True)
@@ -329,6 +330,7 @@ class TextLensPane(QWidget):
             self.notice.setText(notice)
         self.tokens.set_lines([r.tokens], [self._unit_values()], max_value=self._shade_max())
         self._update_underlines()
+        self._refresh_hover()
         self.feature_model.set_result(r)
         self.pred_model.set_result(r)
         n = r.n_tokens
@@ -438,10 +440,24 @@ class TextLensPane(QWidget):
     def _on_hover(self, line: int, t: int) -> None:
         if self.result is None or t < 0 or t >= self.result.n_tokens:
             return
+        self._hovered = (self.result.text, t)
         self.hover_info.setText(self._hover_html(t))
+
+    def _refresh_hover(self) -> None:
+        """A new result: the hovered token again if the text is the same (a clamp changed), else the
+        prompt — never a token of text that was replaced."""
+        r = self.result
+        if self._hovered is not None and r is not None and self._hovered[0] == r.text and self._hovered[1] < r.n_tokens:
+            self.hover_info.setText(self._hover_html(self._hovered[1]))
+        else:
+            self._hovered = None
+            self.hover_info.setText(HOVER_PROMPT)
 
     def _token_tooltip(self, line: int, t: int) -> str:
         return self._hover_html(t) if self.result is not None and t < self.result.n_tokens else ""
+
+
+HOVER_PROMPT = "Hover a token to list its strongest features."
 
 
 def _analyze_job(engine: LensEngine, text: str, kwargs: dict):
