@@ -5,13 +5,17 @@ Panes are shown only while a bundle is open. Closing a bundle remembers how the 
 user closed stays closed. On quit the arrangement and the window geometry go to the settings file,
 and the next session starts from them.
 
+``default_sizes`` is the first-start arrangement's dock sizes (pixels for the 1280×820 window,
+scaled to the window's size); they are applied when a bundle first shows the docks with no
+remembered arrangement and again by View › Reset Layout, which puts sizes back as well as places.
+
 Docks named in ``family_only`` (the feature map, splitting, universality) exist only for a bundle
 that holds a family of dictionaries: for any other they are hidden and so are their View toggles.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QWidget
 
@@ -34,6 +38,9 @@ class DockLayout:
         self._saved: QByteArray | None = None     # dock arrangement while a bundle is open
         self.family_only: set[str] = set()         # docks shown only for a bundle with a family
         self._has_family = False
+        # [(dock names, sizes at 1280x820, Qt.Orientation)]: the default arrangement's sizes
+        self.default_sizes: list[tuple[tuple[str, ...], tuple[int, ...], Qt.Orientation]] = []
+        self.base_window = (1280, 820)
         self._hidden_no_family: set[str] = set()   # hidden because the bundle had no family: back for one
 
     def add(self, widget: QWidget, title: str, area, object_name: str | None, shortcut: str | None,
@@ -68,6 +75,7 @@ class DockLayout:
             else:
                 for dock in self.docks.values():
                     dock.setVisible(True)
+                QTimer.singleShot(0, self.apply_default_sizes)
         else:
             if any(not d.isHidden() for d in self.docks.values()):
                 self._saved = self.window.saveState(STATE_VERSION)
@@ -94,6 +102,20 @@ class DockLayout:
             dock.setFloating(False)
             dock.setVisible(has_bundle and self.applies(name))
         self._saved = None
+        if has_bundle:
+            self.apply_default_sizes()
+            QTimer.singleShot(0, self.apply_default_sizes)      # again once the re-docked layout settled
+
+    def apply_default_sizes(self) -> None:
+        """Resize the docks to the default arrangement's sizes, scaled to the window."""
+        w0, h0 = self.base_window
+        for names, sizes, orientation in self.default_sizes:
+            docks = [self.docks[n] for n in names if n in self.docks]
+            if len(docks) != len(names) or any(d.isHidden() or d.isFloating() for d in docks):
+                continue
+            scale = (self.window.width() / w0) if orientation == Qt.Orientation.Horizontal else \
+                (self.window.height() / h0)
+            self.window.resizeDocks(docks, [max(1, int(s * min(scale, 1.5))) for s in sizes], orientation)
 
     def restore_window_state(self) -> None:
         """Window geometry and, once there are docks, their arrangement, from the settings."""

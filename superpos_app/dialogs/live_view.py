@@ -47,11 +47,15 @@ class LiveView(QWidget):
         self.baseline_label = _label("liveBaselines")
         self.predictions_label = _label("livePredictions")
         self.sae_label = _label("liveSae")
+        self.placeholder = _label("livePlaceholder")
+        self.placeholder.setText("<span style='color:#777'>While it trains: the loss baselines, the model's "
+                                 "next-token guesses and the sparse autoencoder in words.</span>")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        for lab in (self.baseline_label, self.predictions_label, self.sae_label):
+        for lab in (self.placeholder, self.baseline_label, self.predictions_label, self.sae_label):
             layout.addWidget(lab)
+        layout.addStretch(1)
         self.clear()
 
     def clear(self) -> None:
@@ -61,6 +65,7 @@ class LiveView(QWidget):
         for lab in (self.baseline_label, self.predictions_label, self.sae_label):
             lab.setText("")
             lab.setVisible(False)
+        self.placeholder.setVisible(True)
 
     def set_tokenizer_source(self, path: Path | None) -> None:
         """Where the run's tokenizer is (or will be) saved; read when predictions first need it."""
@@ -91,6 +96,7 @@ class LiveView(QWidget):
                                    ". <span style='color:#777'>Fewer active features and few dead ones at a "
                                    "low MSE make a good dictionary.</span>")
             self.sae_label.setVisible(True)
+            self.placeholder.setVisible(False)
 
     # ------------------------------------------------------------------ pieces
     def _show_baselines(self, values: dict[str, float]) -> None:
@@ -111,6 +117,7 @@ class LiveView(QWidget):
             f"<span style='color:{_BI}'>{b:.2f}</span> (one token of context). Below the bigram line the "
             "transformer uses more than the previous token.")
         self.baseline_label.setVisible(True)
+        self.placeholder.setVisible(False)
 
     def _remove_lines(self) -> None:
         for line in self._lines:
@@ -148,6 +155,7 @@ class LiveView(QWidget):
             f"<b>The model's next-token guesses now</b> (step {self.step}, validation text; green = the actual "
             f"next token):<table cellspacing='0' cellpadding='1'>{''.join(rows)}</table>")
         self.predictions_label.setVisible(bool(rows))
+        self.placeholder.setVisible(self.placeholder.isVisibleTo(self) and not rows)
 
 
 def _label(name: str) -> QLabel:

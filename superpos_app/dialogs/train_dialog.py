@@ -42,6 +42,9 @@ def pipeline_job(cfg: RunConfig, out_path: str, workdir: str, resume: bool, canc
     return run_pipeline(cfg, out_path, workdir=workdir, resume=resume, cancel=cancel, **family)
 
 
+PLOT_MIN_PX = 170               # each training plot's height, whatever the live view shows
+
+
 class TrainDialog(QDialog):
     bundleReady = Signal(str)            # the finished bundle's path
 
@@ -138,8 +141,18 @@ class TrainDialog(QDialog):
         right.addWidget(self.progress)
         right.addWidget(self.stage_progress)
         right.addWidget(self.message)
-        right.addWidget(self.curves, 1)
-        right.addWidget(self.live)
+        # the four plots keep their height for the whole run (PLOT_MIN_PX each); the live view's text
+        # blocks, which appear during the run, scroll in the room left instead of squeezing them
+        self.curves.setMinimumHeight(2 * PLOT_MIN_PX + 30)
+        right.addWidget(self.curves, 3)
+        live_scroll = QScrollArea()
+        live_scroll.setObjectName("liveScroll")
+        live_scroll.setWidgetResizable(True)
+        live_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        live_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        live_scroll.setWidget(self.live)
+        live_scroll.setMinimumHeight(60)
+        right.addWidget(live_scroll, 2)
         right.addWidget(self.log)
         right.addLayout(buttons)
 
