@@ -281,6 +281,7 @@ class OverviewPane(QWidget):
         card.setToolTip(tip)
 
     def _show_density(self, bundle) -> None:
+        self.density_plot.reset_button.reset()       # a new bundle starts from the whole plot
         try:
             edges, counts = bundle.density_histogram()
         except Exception:  # noqa: BLE001 - an older bundle without one: leave the plot empty

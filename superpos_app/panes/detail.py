@@ -259,6 +259,8 @@ class FeatureDetailPane(QWidget):
                            f"mean act {dash.mean_act:.3g}")
         self.explanation.show_unit(kind, index)
 
+        for plot in (self.act_plot, self.logit_plot):
+            plot.reset_button.reset()                # a new unit starts from its whole plot, not the last zoom
         set_bars(self.act_hist_item, dash.act_hist_edges, dash.act_hist)
         hi = float(dash.act_hist_edges[-1]) if dash.act_hist_edges.size else 1.0
         self.act_plot.getPlotItem().setXRange(0, hi or 1.0, padding=0.02)
