@@ -111,7 +111,7 @@ def run_demo(args) -> int:
     print(f"  precision: {args.precision} -> the policy above")
     print(f"  science: loss recovered {metrics.get('loss_recovered', float('nan')):.4f}, "
           f"L0 {metrics.get('l0', float('nan')):.2f}, dead {metrics.get('dead_fraction', float('nan')):.2%} "
-          f"(over {metrics.get('dead_tokens', 0):,} harvested tokens)")
+          f"(over {metrics.get('dead_judged_on_tokens', 0):,} harvested tokens)")
     return 0
 
 

@@ -225,7 +225,7 @@ class MainWindow(QMainWindow):
             self.setWindowTitle("superpos")
             self.setWindowFilePath("")
             self.bundle_label.setText("No bundle open")
-        self.docking.show_for_bundle(has)
+        self.docking.show_for_bundle(has, has and len(getattr(bundle, "family", None) or ()) > 1)
         self.dictionary_bar.set_bundle(bundle)        # after the restored state: a family shows it
         for action in (self.close_action, self.export_copy_action, self.export_saelens_action,
                        self.overview_action, self.show_in_folder_action, self.explain_action):

@@ -97,7 +97,9 @@ def install_menus(w) -> None:
 
 
 class JobBox(QWidget):
-    """The running job in the status bar: its title, a progress bar and Cancel (shown while busy)."""
+    """The running job in the status bar: its title, a progress bar, the job's status text (stage,
+    percent, ETA: ``JobStatus.text``, the very text the Train dialog shows) beside the bar where it
+    has room, never clipped inside it, and Cancel (shown while busy)."""
 
     def __init__(self, cancel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -111,14 +113,18 @@ class JobBox(QWidget):
         self.progress = QProgressBar()
         self.progress.setObjectName("jobProgress")
         self.progress.setRange(0, 1000)
-        self.progress.setFixedWidth(290)
-        self.progress.setTextVisible(True)
+        self.progress.setFixedWidth(140)
+        self.progress.setTextVisible(False)
+        self.text = QLabel("")
+        self.text.setObjectName("jobStatusText")
+        self.text.setTextFormat(Qt.TextFormat.PlainText)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("cancelJobButton")
         self.cancel_button.setToolTip("Stop the job; its checkpoints are kept so it can resume (Esc)")
         self.cancel_button.clicked.connect(cancel)
         box.addWidget(self.label)
         box.addWidget(self.progress)
+        box.addWidget(self.text)
         box.addWidget(self.cancel_button)
 
     def set_busy(self, busy: bool) -> None:
@@ -137,7 +143,7 @@ class JobBox(QWidget):
             self.progress.setValue(int(1000 * status.fraction))
         else:
             self.progress.setRange(0, 0)       # busy indicator
-        self.progress.setFormat(status.text)
+        self.text.setText(status.text)
         self.progress.setToolTip(tooltip(status.text))
         self.cancel_button.setEnabled(not status.cancelling)
 

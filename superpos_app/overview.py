@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QBoxLayout, QFrame, QGridLayout, QLabel, QScrollA
 from engine.config import recipe_setting
 from engine.stats import ULTRALOW_DENSITY
 from superpos_app.widgets.curves import CurvePanel, configure_pyqtgraph
+from superpos_app.widgets.plots import make_plot
 from superpos_app.faults import contain_faults
 from superpos_app.plain_text import plain
 
@@ -27,7 +28,10 @@ METRICS: list[tuple[str, str, str, str]] = [
     ("loss_recovered", "Loss recovered", "pct",
      "Share of the loss gap between zero-ablating the MLP and the clean model that the SAE's "
      "reconstruction recovers: (L_zero - L_sae) / (L_zero - L_clean)."),
-    ("mse", "Reconstruction MSE", "float", "Mean squared error of the SAE reconstruction of the MLP activations."),
+    ("mse", "MSE (raw activations)", "float",
+     "Mean squared error per element of the SAE reconstruction of the MLP activations, in their own units, on "
+     "held-out tokens. The training curve's 'normalised MSE' divides by the activations' mean squared size "
+     "(the scale the SAE trains at), so it is a larger number for the same error."),
     ("fvu", "Fraction of variance unexplained", "pct", "MSE divided by the variance of the activations."),
     ("l0", "L0 (features / token)", "float", "Average number of active features per token."),
     ("dead_fraction", "Dead features", "pct", "Features that never fired on any of the harvested tokens."),
@@ -152,15 +156,12 @@ class OverviewPane(QWidget):
         plots.setSpacing(14)
         left = QVBoxLayout()
         left.addWidget(_section("Feature density"))
-        self.density_plot = pg.PlotWidget()
+        self.density_plot = make_plot("", "log10(feature density)", "features", height=160)
         self.density_plot.setObjectName("densityHistogram")
         self.density_plot.setMenuEnabled(False)
-        self.density_plot.setMinimumHeight(160)
         # Ignored: the plots take what height is left instead of asking for their (large) size hint,
         # so the page fits the window without scrolling whenever it can.
         self.density_plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
-        self.density_plot.setLabel("bottom", "log10(feature density)")
-        self.density_plot.setLabel("left", "features")
         self.density_plot.showGrid(x=True, y=True, alpha=0.15)
         self.density_bars = pg.BarGraphItem(x=[0.0], height=[0.0], width=0.1, brush="#3b6ea8", pen=pg.mkPen("#2d5784"))
         self.density_plot.addItem(self.density_bars)
@@ -280,6 +281,7 @@ class OverviewPane(QWidget):
         card.setToolTip(tip)
 
     def _show_density(self, bundle) -> None:
+        self.density_plot.reset_button.reset()       # a new bundle starts from the whole plot
         try:
             edges, counts = bundle.density_histogram()
         except Exception:  # noqa: BLE001 - an older bundle without one: leave the plot empty

@@ -96,11 +96,16 @@ def cmd_family(args: argparse.Namespace) -> int:
 
     from engine.analysis.family_report import family_report, report_lines
     from engine.bundle import open_bundle
+    from engine.errors import UserError
     from engine.rematch import rematch_job
 
     if not args.rematch and (args.match_tokens is not None or args.min_active is not None):
-        from engine.errors import UserError
         raise UserError("--match-tokens and --min-active take effect with --rematch (add it to recompute the matches)")
+    with open_bundle(args.bundle) as bundle:
+        if len(bundle.family or ()) < 2:
+            raise UserError(f"{args.bundle} holds one dictionary, not a family: nothing to split or match. "
+                            "Train a family with `superpos run --d-sae 512,2048,4096` (add --model-seeds 0,1 "
+                            "for universality).")
     if args.rematch:
         cancel = CancelToken()
         drive(rematch_job(args.bundle, n_tokens=args.match_tokens, min_active=args.min_active, device=args.device,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from engine.bundle import Bundle, open_bundle
 from engine.cli.terminal import terminal_safe as safe
 from engine.config import recipe_setting
 from engine.interop.saelens import export_saelens
+from engine.numbers import readable, seconds
 
 __all__ = ["register", "cmd_info", "cmd_export_saelens", "summary_lines", "shown_metrics"]
 
@@ -64,15 +64,18 @@ def _size(n_bytes: int) -> str:
 
 
 def _num(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
-    return str(value)
+    return str(value) if value is None else readable(value)
+
+
+def _extra_item(key: str, value: Any) -> str:
+    """An extra_info entry; the run's stage seconds (a JSON object) as ``stage 0.21 s`` pairs."""
+    if key == "stage_seconds":
+        try:
+            stages = json.loads(value) if isinstance(value, str) else dict(value)
+            return "stage seconds: " + ", ".join(f"{k} {seconds(v)}" for k, v in stages.items())
+        except (TypeError, ValueError, AttributeError):
+            pass
+    return f"{key} {_num(value) if isinstance(value, (int, float)) else value}"
 
 
 def _unit_summary(b: Bundle, kind: str) -> dict[str, Any]:
@@ -94,14 +97,14 @@ def _unit_summary(b: Bundle, kind: str) -> dict[str, Any]:
 
 def shown_metrics(b: Bundle) -> dict[str, Any]:
     """The stored metrics with "dead" in its one meaning: ``dead_fraction`` is the harvest's (never
-    fired on any of ``dead_tokens`` harvested tokens); the evaluation's own count over its fewer
+    fired on any of ``dead_judged_on_tokens`` harvested tokens); the evaluation's own count over its fewer
     tokens is ``eval_never_active_fraction``."""
     metrics = dict(b.metrics or {})
     if "dead_fraction" in metrics:
         metrics["eval_never_active_fraction"] = metrics.pop("dead_fraction")
     dead = b.dead_count("feature")
     metrics["dead_fraction"] = dead.fraction
-    metrics["dead_tokens"] = dead.n_tokens
+    metrics["dead_judged_on_tokens"] = dead.n_tokens
     return metrics
 
 
@@ -151,7 +154,7 @@ def summary_lines(b: Bundle) -> list[str]:
         lines.append("versions    " + _wrap([f"{k} {v}" for k, v in sorted(versions.items())]))
     extra = info.get("extra_info") or {}
     if extra:
-        lines.append("extra       " + _wrap([f"{k} {v}" for k, v in sorted(extra.items())]))
+        lines.append("extra       " + _wrap([_extra_item(k, v) for k, v in sorted(extra.items())]))
     return lines
 
 

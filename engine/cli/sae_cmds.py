@@ -25,6 +25,7 @@ from engine.cli.progress import ProgressPrinter, drive
 from engine.cli.recipe_args import add_recipe_arguments, recipe_changes
 from engine.config import SAE_RECIPES, ConfigError, SAEConfig
 from engine.events import CancelToken
+from engine.numbers import readable
 
 __all__ = ["register", "cmd_train_sae", "cmd_eval"]
 
@@ -123,17 +124,17 @@ def cmd_train_sae(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ eval
 def _print_metrics(metrics: dict, as_json: bool) -> None:
-    """The evaluation; "dead" means never fired on any of ``dead_tokens`` tokens (the harvest's, for
+    """The evaluation; "dead" means never fired on any of ``dead_judged_on_tokens`` tokens (the harvest's, for
     a stored evaluation: the count the app and `superpos info` show)."""
     keys = list(METRIC_KEYS)
     keys[keys.index("dead_fraction") + 1:1 + keys.index("dead_fraction")] = [
-        k for k in ("dead_tokens", "eval_never_active_fraction") if k in metrics]
+        k for k in ("dead_judged_on_tokens", "eval_never_active_fraction") if k in metrics]
     shown = {key: metrics.get(key) for key in keys}
     if as_json:
         print(json.dumps(json_safe(shown), indent=2))
         return
     for key, value in shown.items():
-        text = "n/a" if value is None else (f"{value:,}" if isinstance(value, int) else f"{value:.4g}")
+        text = readable(value)
         print(f"{key:>26}  {text}")
 
 
@@ -175,5 +176,5 @@ def _recompute(bundle, args: argparse.Namespace) -> dict:
     metrics = drive(evaluate_job(model, sae, data.val, n_tokens, device=str(device), cancel=cancel), cancel,
                     ProgressPrinter(quiet=args.quiet))
     metrics = {key: value for key, value in metrics.items() if key != "feature_density"}
-    metrics["dead_tokens"] = metrics["n_tokens"]          # dead: never fired on these tokens
+    metrics["dead_judged_on_tokens"] = metrics["n_tokens"]          # dead: never fired on these tokens
     return metrics

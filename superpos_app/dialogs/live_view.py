@@ -9,7 +9,8 @@ Fed by the engine's ``Glimpse`` events (engine/train/glimpse.py) and the run's P
   with probabilities, the actual token marked), refreshed at each validation estimate; drawn by the
   token view, each context and guess an isolated piece of text, so a Hebrew guess reads right to
   left without reordering the row around it;
-* during SAE training, the latest L0, dead fraction and reconstruction MSE in words.
+* during SAE training, the latest L0, dead fraction and normalised MSE (the
+  trainer's, on inputs scaled to mean norm √D; the Overview's MSE is on raw activations) in words.
 
 Only plain data arrives; each update formats a few lines of text (well under a millisecond), so
 the GUI thread never waits. Token strings come from the run's tokenizer, read once from the run's
@@ -53,11 +54,16 @@ class LiveView(QWidget):
         self.predictions_view.setObjectName("livePredictionsView")
         self.predictions_view.tooltip_fn = self._guess_tooltip
         self.sae_label = _label("liveSae")
+        self.placeholder = _label("livePlaceholder")
+        self.placeholder.setText("<span style='color:#777'>While it trains: the loss baselines, the model's "
+                                 "next-token guesses and the sparse autoencoder in words.</span>")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        for w in (self.baseline_label, self.predictions_label, self.predictions_view, self.sae_label):
+        for w in (self.placeholder, self.baseline_label, self.predictions_label, self.predictions_view,
+                  self.sae_label):
             layout.addWidget(w)
+        layout.addStretch(1)
         self.clear()
 
     def clear(self) -> None:
@@ -69,6 +75,7 @@ class LiveView(QWidget):
             lab.setVisible(False)
         self.predictions_view.clear()
         self.predictions_view.setVisible(False)
+        self.placeholder.setVisible(True)
 
     def set_tokenizer_source(self, path: Path | None) -> None:
         """Where the run's tokenizer is (or will be) saved; read when predictions first need it."""
@@ -93,12 +100,13 @@ class LiveView(QWidget):
         if "dead_fraction" in m:
             bits.append(f"{100 * m['dead_fraction']:.1f}% of features dead (not fired in the recent window)")
         if "mse" in m:
-            bits.append(f"reconstruction MSE {m['mse']:.4g}")
+            bits.append(f"normalised MSE {m['mse']:.4g} (training scale)")
         if bits:
             self.sae_label.setText("<b>Sparse autoencoder now:</b> " + " · ".join(bits) +
                                    ". <span style='color:#777'>Fewer active features and few dead ones at a "
                                    "low MSE make a good dictionary.</span>")
             self.sae_label.setVisible(True)
+            self.placeholder.setVisible(False)
 
     # ------------------------------------------------------------------ pieces
     def _show_baselines(self, values: dict[str, float]) -> None:
@@ -119,6 +127,7 @@ class LiveView(QWidget):
             f"<span style='color:{_BI}'>{b:.2f}</span> (one token of context). Below the bigram line the "
             "transformer uses more than the previous token.")
         self.baseline_label.setVisible(True)
+        self.placeholder.setVisible(False)
 
     def _remove_lines(self) -> None:
         for line in self._lines:
@@ -164,6 +173,7 @@ class LiveView(QWidget):
         self.predictions_label.setVisible(bool(rows))
         self.predictions_view.set_lines(rows, values, max_value=1.0, prefixes=prefixes)
         self.predictions_view.setVisible(bool(rows))
+        self.placeholder.setVisible(self.placeholder.isVisibleTo(self) and not rows)
 
     def _guess_tooltip(self, line: int, token: int) -> str:
         return tooltip(f"{self.predictions_view.line_tokens(line)[token]!r}")

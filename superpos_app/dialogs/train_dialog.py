@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QHBoxLayout, QLabel, QMessage
 
 from engine import paths
 from engine.config import ConfigError, RunConfig, preset_names
+from engine.numbers import readable
 from engine.run_clock import expected_run_text
 
 from superpos_app.widgets.curves import CurvePanel
@@ -39,6 +40,9 @@ def pipeline_job(cfg: RunConfig, out_path: str, workdir: str, resume: bool, canc
     from engine.pipeline import run_pipeline
 
     return run_pipeline(cfg, out_path, workdir=workdir, resume=resume, cancel=cancel, **family)
+
+
+PLOT_MIN_PX = 170               # each training plot's height, whatever the live view shows
 
 
 class TrainDialog(QDialog):
@@ -137,8 +141,18 @@ class TrainDialog(QDialog):
         right.addWidget(self.progress)
         right.addWidget(self.stage_progress)
         right.addWidget(self.message)
-        right.addWidget(self.curves, 1)
-        right.addWidget(self.live)
+        # the four plots keep their height for the whole run (PLOT_MIN_PX each); the live view's text
+        # blocks, which appear during the run, scroll in the room left instead of squeezing them
+        self.curves.setMinimumHeight(2 * PLOT_MIN_PX + 30)
+        right.addWidget(self.curves, 3)
+        live_scroll = QScrollArea()
+        live_scroll.setObjectName("liveScroll")
+        live_scroll.setWidgetResizable(True)
+        live_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        live_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        live_scroll.setWidget(self.live)
+        live_scroll.setMinimumHeight(60)
+        right.addWidget(live_scroll, 2)
         right.addWidget(self.log)
         right.addLayout(buttons)
 
@@ -305,7 +319,7 @@ class TrainDialog(QDialog):
     def _on_stage_finished(self, stage: str, seconds: float, summary: dict) -> None:
         if not self.running:
             return
-        bits = ", ".join(f"{k} {v:.4g}" for k, v in list(summary.items())[:4]
+        bits = ", ".join(f"{k} {readable(v)}" for k, v in list(summary.items())[:4]
                          if isinstance(v, (int, float)))
         self._log(f"    {stage} done in {seconds:.1f} s" + (f" ({bits})" if bits else ""))
 
@@ -322,8 +336,7 @@ class TrainDialog(QDialog):
         self.progress.setFormat("Done")
         self.stage_progress.setRange(0, 1000)
         self.stage_progress.setValue(1000)
-        self.state_label.setText(f"Finished: wrote {path}")
-        self._log(f"Wrote {path}")
+        self.state_label.setText(f"Finished: wrote {path}")     # the log has the pipeline's own "wrote …" line
         self.bundleReady.emit(path)
 
     def _on_cancelled(self, message: str) -> None:
@@ -337,7 +350,8 @@ class TrainDialog(QDialog):
         if self.resume_check.isEnabled():
             self.resume_check.setChecked(True)
             self._update_start_text()
-            self._log("Press “Resume training” to continue from the checkpoint.")
+            self._log("Press “Resume training” to continue from what the run's work folder holds "
+                      "(its last checkpoints, tokenizer and token cache).")
 
     def _on_failed(self, message: str, details: str) -> None:
         if not self.running:

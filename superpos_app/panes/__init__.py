@@ -56,12 +56,18 @@ def install_panes(window) -> dict:
         "universality": window.add_pane(universality, "Universality", Qt.DockWidgetArea.RightDockWidgetArea,
                                         "universality"),
     }
+    window.docking.family_only.update(("featureMap", "splitting", "universality"))   # a family's panes
     window.tabifyDockWidget(docks["featureDetail"], docks["neuronCompare"])
     window.tabifyDockWidget(docks["neuronCompare"], docks["splitting"])
     window.tabifyDockWidget(docks["splitting"], docks["universality"])
     docks["featureDetail"].raise_()
     window.tabifyDockWidget(docks["textLens"], docks["featureMap"])
     docks["textLens"].raise_()
+    # Feature Detail takes the right side top to bottom (its plots, logits and examples need the height);
+    # the lens runs under the search and the overview, tall enough for its predictions table
+    window.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+    window.docking.default_sizes = [(("featureSearch", "featureDetail"), (420, 500), Qt.Orientation.Horizontal),
+                                    (("textLens",), (410,), Qt.Orientation.Vertical)]
 
     def open_family_feature(d: int, f: int) -> None:
         """A feature of dictionary d of the family, chosen in any family pane: every pane switches

@@ -412,7 +412,7 @@ class NeuronComparePane(QWidget):
             prefixes.append(f"{float(acts[c]):.2f}")
             centers.append(int(np.sum(keep[:c])))
             windows.append(tokens)
-        what = ("its top examples: a polysemantic neuron fires in unrelated contexts" if kind == "neuron"
+        what = ("its top examples (if they share no theme, this neuron is polysemantic)" if kind == "neuron"
                 else "its top examples (compare with the best neuron's by clicking it)")
         self.examples_title.setText(f"<b>{html.escape(unit_name(kind, dash.index))}</b> — {what}")
         self.examples.set_lines(lines, values, max_value=max(dash.max_act, 1e-6), prefixes=prefixes, centers=centers)

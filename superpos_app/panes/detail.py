@@ -139,7 +139,7 @@ class FeatureDetailPane(QWidget):
         self.explanation = ExplanationLabel()
         tl.addWidget(self.explanation)
         # side by side while each plot keeps its title and axis numbers, stacked in a narrow dock
-        self.plots_row = ReflowRow([(self.act_plot, 3), (self.logit_plot, 2)], min_width=210, row_height=190)
+        self.plots_row = ReflowRow([(self.act_plot, 3), (self.logit_plot, 2)], min_width=210, row_height=165)
         tl.addWidget(self.plots_row)
         grid = QGridLayout()
         grid.setHorizontalSpacing(16)
@@ -259,6 +259,8 @@ class FeatureDetailPane(QWidget):
                            f"mean act {dash.mean_act:.3g}")
         self.explanation.show_unit(kind, index)
 
+        for plot in (self.act_plot, self.logit_plot):
+            plot.reset_button.reset()                # a new unit starts from its whole plot, not the last zoom
         set_bars(self.act_hist_item, dash.act_hist_edges, dash.act_hist)
         hi = float(dash.act_hist_edges[-1]) if dash.act_hist_edges.size else 1.0
         self.act_plot.getPlotItem().setXRange(0, hi or 1.0, padding=0.02)
@@ -328,8 +330,9 @@ class FeatureDetailPane(QWidget):
         for i, lo, hi, found in dash.interval_examples():
             items += [f"Subsample interval {i}: activation in ({lo:.2f}, {hi:.2f}]", *found]
         n = sum(1 for item in items if not isinstance(item, str))
-        self.examples_title.setText(f"Examples ({n}): background = activation, framed = the example's token; "
-                                    "drag the band on the histogram to filter by activation")
+        self.examples_title.setText(f"Examples ({n}): background = activation, framed = the example's token")
+        self.examples_title.setToolTip("Drag the band on the activation histogram to list only the examples "
+                                       "whose activation lies in that range")
         self._show_examples(items)
         self.examples_scroll.verticalScrollBar().setValue(0)
 

@@ -26,12 +26,13 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView, QFrame, QGridLayout, QHeaderView, QLabel, QPlainTextEdit, QScrollArea, QSplitter,
-    QTableView, QVBoxLayout, QWidget,
+    QSizePolicy, QTableView, QVBoxLayout, QWidget,
 )
 
 from engine.analysis.lens import MAX_TOKENS, LensEngine, LensResult, window_plan
 from superpos_app.faults import contain_faults
 from superpos_app.widgets.fast_table import FastTableView
+from superpos_app.widgets.fit import scrolled
 from superpos_app.widgets.lens_clamp import ClampControls
 from superpos_app.models.lens_models import LensFeatureModel, PredictionModel, quoted
 from superpos_app.widgets.token_view import TokenView
@@ -126,7 +127,7 @@ class TextLensPane(QWidget):
         tok_scroll.setWidgetResizable(True)
         tok_scroll.setFrameShape(QFrame.Shape.StyledPanel)
         tok_scroll.setWidget(self.tokens)
-        tok_scroll.setMinimumHeight(70)
+        tok_scroll.setMinimumHeight(40)
 
         # ranked features
         self.feature_model = LensFeatureModel(self)
@@ -145,10 +146,13 @@ class TextLensPane(QWidget):
         rl.addWidget(self.feature_table, 1)
 
         # hover info, clamp, predictions
-        self.hover_info = QLabel("Hover a token to list its strongest features.")
+        self.hover_info = QLabel(HOVER_PROMPT)
+        self._hovered: tuple[str, int] | None = None       # (the text, token) the hover panel describes
         self.hover_info.setObjectName("lensHoverInfo")
         self.hover_info.setTextFormat(Qt.TextFormat.RichText)
-        self.hover_info.setWordWrap(True)
+        # not word-wrapped (a wrapped label's height-for-width would make the column's scroll area
+        # scroll): its lines are short, a long one is cut at the edge (the token's tooltip has it all)
+        self.hover_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.hover_info.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.hover_info.setMinimumHeight(36)
 
@@ -173,23 +177,34 @@ class TextLensPane(QWidget):
 
         lower = self._lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(ranked)
-        lower.addWidget(right)
+        # in a scroll area: the hover text, clamp and predictions would otherwise set a minimum height
+        # that keeps the dock from being made shorter (they scroll instead when it is very short)
+        lower.addWidget(scrolled(right))
         lower.setStretchFactor(0, 2)
         lower.setStretchFactor(1, 3)
         lower.setSizes([380, 620])
         lower.setChildrenCollapsible(False)
+        # the text box, the shaded tokens (with the info row above them) and the tables share one
+        # splitter: each can be given more room, and the predictions table starts with several rows
+        shaded = QWidget()
+        sl = QVBoxLayout(shaded)
+        sl.setContentsMargins(0, 0, 0, 0)
+        sl.setSpacing(2)
+        sl.addLayout(info)
+        sl.addWidget(tok_scroll, 1)
         body = QSplitter(Qt.Orientation.Vertical)
-        body.addWidget(tok_scroll)
+        self.input.setMinimumHeight(40)          # two lines: the dock can be made short
+        body.addWidget(self.input)
+        body.addWidget(shaded)
         body.addWidget(lower)
-        body.setStretchFactor(0, 2)
-        body.setStretchFactor(1, 3)
-        body.setSizes([220, 380])
+        body.setStretchFactor(0, 0)
+        body.setStretchFactor(1, 1)
+        body.setStretchFactor(2, 3)
+        body.setSizes([56, 90, 400])
         body.setChildrenCollapsible(False)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
-        layout.addWidget(self.input)
-        layout.addLayout(info)
         self._fit(self.sizeHint().width())
         # below 700 px the narrow arrangement applies, which needs far less than the wide one's
         # minimum: an explicit minimum lets a side dock get that narrow at all
@@ -243,6 +258,7 @@ class TextLensPane(QWidget):
         self.pred_model.set_result(None)
         self.tokens.clear()
         self.notice.setText("")
+        self.notice.setVisible(False)
         if bundle is None:
             self.setEnabled(False)
             return
@@ -327,8 +343,10 @@ class TextLensPane(QWidget):
             notice = f"first {r.n_tokens:,} tokens of {max(self._pasted_chars, len(r.text)):,} characters (limit)"
         if notice != self.notice.text():
             self.notice.setText(notice)
+        self.notice.setVisible(bool(notice))     # an empty notice must not take the shading label's room
         self.tokens.set_lines([r.tokens], [self._unit_values()], max_value=self._shade_max())
         self._update_underlines()
+        self._refresh_hover()
         self.feature_model.set_result(r)
         self.pred_model.set_result(r)
         n = r.n_tokens
@@ -438,10 +456,24 @@ class TextLensPane(QWidget):
     def _on_hover(self, line: int, t: int) -> None:
         if self.result is None or t < 0 or t >= self.result.n_tokens:
             return
+        self._hovered = (self.result.text, t)
         self.hover_info.setText(self._hover_html(t))
+
+    def _refresh_hover(self) -> None:
+        """A new result: the hovered token again if the text is the same (a clamp changed), else the
+        prompt — never a token of text that was replaced."""
+        r = self.result
+        if self._hovered is not None and r is not None and self._hovered[0] == r.text and self._hovered[1] < r.n_tokens:
+            self.hover_info.setText(self._hover_html(self._hovered[1]))
+        else:
+            self._hovered = None
+            self.hover_info.setText(HOVER_PROMPT)
 
     def _token_tooltip(self, line: int, t: int) -> str:
         return self._hover_html(t) if self.result is not None and t < self.result.n_tokens else ""
+
+
+HOVER_PROMPT = "Hover a token to list its strongest features."
 
 
 def _analyze_job(engine: LensEngine, text: str, kwargs: dict):

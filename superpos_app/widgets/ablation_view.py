@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer
-from PySide6.QtWidgets import QCheckBox, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 from superpos_app.workers.latest_runner import LatestRunner, torch_on_one_thread
 from superpos_app.settings import AppSettings
@@ -93,9 +93,9 @@ class AblationUnderlines(QObject):
 
         self.bar = QWidget()
         self.bar.setObjectName("ablationBar")
-        row = QVBoxLayout(self.bar)
+        row = QHBoxLayout(self.bar)             # the legend beside the checkbox: one line where it fits
         row.setContentsMargins(0, 0, 0, 0)
-        row.setSpacing(0)
+        row.setSpacing(8)
         self.toggle = QCheckBox("Ablation underlines")
         self.toggle.setObjectName("ablationToggle")
         self.toggle.setToolTip("Underline each token by the effect of ablating this unit on its log-likelihood "
@@ -107,8 +107,8 @@ class AblationUnderlines(QObject):
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
         self.legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        row.addWidget(self.toggle)
-        row.addWidget(self.legend)
+        row.addWidget(self.toggle, 0, Qt.AlignmentFlag.AlignTop)
+        row.addWidget(self.legend, 1)
         view.tooltip_fn = self._tooltip
 
     # ------------------------------------------------------------------ the pane's calls
@@ -194,9 +194,11 @@ class AblationUnderlines(QObject):
                              "(it is silent on these examples)</span>")
             return
         self._set_legend(
-            f"<span style='color:{LEGEND_BLUE}'><b>▬</b></span> ablating lowers the token's log p (the unit "
-            f"helped predict it) · <span style='color:{LEGEND_RED}'><b>▬</b></span> raises it · "
-            f"darkest = |Δ log p| {scale:.3g} nats")
+            f"<span style='color:{LEGEND_BLUE}'><b>▬</b></span> lowers log p · "
+            f"<span style='color:{LEGEND_RED}'><b>▬</b></span> raises it · darkest |Δ| {scale:.3g} nats")
+        self.legend.setToolTip("Underlines: the change in each token's log-likelihood when this unit is ablated. "
+                               "Blue: ablating lowers it (the unit helped predict the token); red: raises it. "
+                               f"The darkest underline is |Δ log p| = {scale:.3g} nats.")
 
     def _set_legend(self, text: str) -> None:
         self.legend.setText(text)

@@ -13,12 +13,16 @@ import pyqtgraph as pg
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from superpos_app.widgets.plots import ZOOM_HINT, PaneViewBox, ResetViewButton, number_axes
+
 __all__ = ["CurvePanel", "PLOTS"]
 
 # plot title -> [(curve name, legend label, colour)]
 PLOTS: dict[str, list[tuple[str, str, str]]] = {
     "Model loss": [("model/train_loss", "train", "#3b6ea8"), ("model/val_loss", "validation", "#d0742b")],
-    "SAE reconstruction MSE": [("sae/mse", "MSE", "#3b6ea8")],
+    # the trainer's MSE is on inputs scaled to mean norm √D (recipes/base.py): squared error ÷ the
+    # activations' mean squared size per element; the Overview's "MSE (raw activations)" is unscaled
+    "SAE normalised MSE (training scale)": [("sae/mse", "normalised MSE", "#3b6ea8")],
     "SAE L0 (active features / token)": [("sae/l0", "L0", "#5a9a5a")],
     "Dead feature fraction": [("sae/dead_fraction", "dead", "#b5473a")],
 }
@@ -46,7 +50,9 @@ class CurvePanel(QWidget):
         self._x: dict[str, list[float]] = {}
         self._y: dict[str, list[float]] = {}
         for i, (title, curves) in enumerate(PLOTS.items()):
-            plot = self.view.addPlot(row=i // columns, col=i % columns)
+            plot = self.view.addPlot(row=i // columns, col=i % columns, viewBox=PaneViewBox(),
+                                     axisItems=number_axes())
+            plot.hideButtons()
             plot.setTitle(title, size="9pt", color="#30343a")
             plot.showGrid(x=True, y=True, alpha=0.15)
             plot.setMenuEnabled(False)
@@ -61,6 +67,8 @@ class CurvePanel(QWidget):
                 self.items[name] = plot.plot([], [], pen=pg.mkPen(colour, width=1.6), name=label)
                 self._plot_of[name] = plot
                 self._x[name], self._y[name] = [], []
+        self.view.setToolTip(ZOOM_HINT)
+        self.reset_button = ResetViewButton(self.view, [p.getViewBox() for p in self.plots.values()])
 
     # --- data ------------------------------------------------------------------------------------
     def clear_data(self) -> None:

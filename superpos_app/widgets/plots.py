@@ -1,5 +1,10 @@
 """Small pyqtgraph helpers shared by the panes: a styled plot, a bar item, and PNG/SVG export.
 
+Every plot in the app is made of ``PaneViewBox`` and ``NumberAxis``: the mouse wheel scrolls the
+pane the plot sits in (plots live in scrolled pages), Ctrl+wheel zooms, a drag pans, and a
+"Reset view" button (``ResetViewButton``) appears in the plot's corner once the view was changed;
+axes write large numbers as 500k / 1M (``engine.numbers.si``), never 500000 next to 1e+06.
+
 Each pane creates its plot items once and later only calls ``setOpts`` / ``setData`` on them.
 PNG export uses pyqtgraph's ImageExporter (as its right-click "Export..." menu does); SVG goes through
 Qt's QSvgGenerator because pyqtgraph 0.14's SVGExporter fails on Qt 6 path data. The
@@ -15,16 +20,135 @@ import numpy as np
 import pyqtgraph as pg
 
 from engine.errors import UserError
-from PySide6.QtCore import Qt
+from engine.numbers import si
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QFileDialog, QMenu, QToolButton, QWidget
 
 __all__ = ["make_plot", "TitledPlot", "bar_item", "set_bars", "export_plot", "ExportButton", "ACCENT", "NEURON_COLOR",
-           "FEATURE_COLOR", "link"]
+           "FEATURE_COLOR", "link", "PaneViewBox", "NumberAxis", "number_axes", "ResetViewButton", "ZOOM_HINT"]
+
+ZOOM_HINT = "Ctrl+wheel zooms, drag pans; the wheel alone scrolls the pane"
 
 ACCENT = "#d0742b"           # features / activations (orange, as the token shading)
 FEATURE_COLOR = "#d0742b"
 NEURON_COLOR = "#3b6ea8"     # neurons (blue)
+
+
+def _ctrl_held(event) -> bool:
+    return bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+
+
+class PaneViewBox(pg.ViewBox):
+    """A view box that lets the wheel scroll the pane around it: a wheel event without Ctrl is
+    ignored, so Qt hands it on to the enclosing scroll area; Ctrl+wheel zooms. The view before the
+    user's first zoom or pan is kept, and ``reset_view()`` goes back to it (auto-range included)."""
+
+    userChanged = Signal(bool)           # True: the user zoomed or panned; False: the view was reset
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._home = None
+
+    @property
+    def user_changed(self) -> bool:
+        return self._home is not None
+
+    def wheelEvent(self, ev, axis=None):  # noqa: N802 - pyqtgraph name
+        if not _ctrl_held(ev):
+            ev.ignore()
+            return
+        self._remember()
+        super().wheelEvent(ev, axis)
+
+    def mouseDragEvent(self, ev, axis=None):  # noqa: N802 - pyqtgraph name
+        if any(self.state["mouseEnabled"]):
+            self._remember()
+        super().mouseDragEvent(ev, axis)
+
+    def _remember(self) -> None:
+        if self._home is None:
+            self._home = (self.viewRange(), list(self.autoRangeEnabled()))
+            self.userChanged.emit(True)
+
+    def reset_view(self) -> None:
+        if self._home is None:
+            return
+        (x_range, y_range), auto = self._home
+        self._home = None
+        self.setRange(xRange=x_range, yRange=y_range, padding=0)
+        for axis, on in zip(("x", "y"), auto):
+            if on:
+                self.enableAutoRange(axis=axis, enable=on)
+        self.userChanged.emit(False)
+
+
+class NumberAxis(pg.AxisItem):
+    """Tick labels in the app's one number style (500k, 1M, 2.5M); the wheel over an axis scrolls the
+    pane as over the plot (Ctrl+wheel zooms that axis)."""
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph name
+        if values and max(abs(v * scale) for v in values) >= 1e4:
+            return [si(v * scale, 4) for v in values]
+        return super().tickStrings(values, scale, spacing)
+
+    def wheelEvent(self, event):  # noqa: N802 - Qt name
+        if not _ctrl_held(event):
+            event.ignore()
+            return
+        super().wheelEvent(event)
+
+
+def number_axes() -> dict[str, NumberAxis]:
+    return {name: NumberAxis(orientation=name) for name in ("left", "bottom")}
+
+
+class ResetViewButton(QToolButton):
+    """"Reset view" in the top-right corner of ``host`` (a plot widget), shown while any of
+    ``boxes`` is zoomed or panned; a click puts every one of them back."""
+
+    def __init__(self, host: QWidget, boxes: list[PaneViewBox]) -> None:
+        super().__init__(host)
+        self.setObjectName("resetViewButton")
+        self.setText("Reset view")
+        self.setToolTip("Back to the whole plot (" + ZOOM_HINT + ")")
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setStyleSheet("QToolButton { background: rgba(255,255,255,225); border: 1px solid #bbb; "
+                           "border-radius: 3px; padding: 1px 6px; font-size: 8pt; }")
+        self.boxes = list(boxes)
+        self.clicked.connect(self.reset)
+        for box in self.boxes:
+            box.userChanged.connect(self._update)
+        self._corner = _CornerKeeper(host, self)
+        self.hide()
+
+    def reset(self) -> None:
+        for box in self.boxes:
+            box.reset_view()
+
+    def _update(self, *_args) -> None:
+        self.setVisible(any(box.user_changed for box in self.boxes))
+        if self.isVisible():
+            self._corner.place()
+            self.raise_()
+
+
+class _CornerKeeper(QObject):
+    """Keeps ``button`` in the top-right corner of ``host`` as it resizes."""
+
+    def __init__(self, host: QWidget, button: QWidget) -> None:
+        super().__init__(button)
+        self.host, self.button = host, button
+        host.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt name
+        if event.type() == QEvent.Type.Resize:
+            self.place()
+        return False
+
+    def place(self) -> None:
+        self.button.adjustSize()
+        self.button.move(max(0, self.host.width() - self.button.width() - 4), 2)
 
 
 class PlotExportError(UserError, ValueError):
@@ -54,7 +178,7 @@ class TitledPlot(pg.PlotWidget):
         item = self.getPlotItem()
         if not self._title:
             item.setTitle(None)
-            super().setToolTip(self._tip)
+            super().setToolTip("\n".join(t for t in (self._tip, ZOOM_HINT) if t))
             return
         font = QFont(self.font())
         font.setPointSizeF(9)
@@ -62,7 +186,7 @@ class TitledPlot(pg.PlotWidget):
         room = self.width() - (left.width() if left.isVisible() else 0) - 24
         shown = QFontMetrics(font).elidedText(self._title, Qt.TextElideMode.ElideRight, max(40, int(room)))
         item.setTitle(shown, **self.TITLE_STYLE)
-        tips = [t for t in ((self._title if shown != self._title else ""), self._tip) if t]
+        tips = [t for t in ((self._title if shown != self._title else ""), self._tip, ZOOM_HINT) if t]
         super().setToolTip("\n".join(tips))
         item.layout.activate()                    # the shorter title lowers the plot's minimum width:
         super().resizeEvent(None)                 # fit the plot to the view again
@@ -74,9 +198,13 @@ class TitledPlot(pg.PlotWidget):
 
 
 def make_plot(title: str = "", x_label: str = "", y_label: str = "", height: int = 130) -> TitledPlot:
-    w = TitledPlot(background="w")
+    """A white plot with the app's axes: the wheel scrolls the pane, Ctrl+wheel zooms, "Reset view"
+    appears once zoomed (``plot.reset_button``)."""
+    w = TitledPlot(background="w", viewBox=PaneViewBox(), axisItems=number_axes())
     w.setMinimumHeight(height)
     item = w.getPlotItem()
+    item.hideButtons()                            # pyqtgraph's tiny "A": the reset button replaces it
+    w.reset_button = ResetViewButton(w, [item.getViewBox()])
     if title:
         w.set_title(title)
     axis_pen = pg.mkPen("#888")
@@ -91,7 +219,6 @@ def make_plot(title: str = "", x_label: str = "", y_label: str = "", height: int
         item.setLabel("left", y_label, **{"font-size": "8pt"})
     item.showGrid(x=False, y=True, alpha=0.15)
     item.setMenuEnabled(True)
-    w.setMouseEnabled(x=False, y=False)
     return w
 
 

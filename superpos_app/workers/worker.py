@@ -213,7 +213,8 @@ class Worker(QObject):
                 asked = self._cancel_requested_at
                 if asked is not None and time.monotonic() - asked > CANCEL_GRACE_S:
                     gen.close()              # the job ignored its token for too long: stop it here
-                    self._finish("cancelled", "Stopped (the job did not reach a checkpoint in time).")
+                    self._finish("cancelled", "Stopped without a new checkpoint (the job did not stop in time); "
+                                              "a resume starts from the last one it saved, if any.")
                     return
         except Cancelled as exc:
             self._finish("cancelled", f"Cancelled; checkpoint saved in {exc.checkpoint}." if exc.checkpoint

@@ -77,7 +77,7 @@ def test_underlines_are_the_engines_effects_computed_off_the_gui_thread(qtbot, d
     for u, w, d in zip(drawn, windows, want):
         np.testing.assert_allclose(u, d[w >= 0], atol=1e-5, equal_nan=True)
     assert any(np.nanmax(np.abs(u)) > 0 for u in drawn)       # the feature does something here
-    assert "nats" in pane.ablation.legend.text() and "helped predict" in pane.ablation.legend.text()
+    assert "nats" in pane.ablation.legend.text() and "helped predict" in pane.ablation.legend.toolTip()
     # the tooltip of an underlined token gives the value
     line = next(i for i, u in enumerate(_drawn(pane)) if u is not None and np.nanmax(np.abs(u)) > 0)
     tok = int(np.nanargmax(np.abs(pane.examples.line_underline(line))))

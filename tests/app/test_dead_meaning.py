@@ -49,5 +49,5 @@ def test_dead_is_one_count_everywhere(qtbot, app_settings, tiny_bundle, capsys):
 
     assert cli(["eval", str(tiny_bundle), "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
-    assert evaluated["dead_fraction"] == dead.fraction and evaluated["dead_tokens"] == n_tokens
+    assert evaluated["dead_fraction"] == dead.fraction and evaluated["dead_judged_on_tokens"] == n_tokens
     assert evaluated["eval_never_active_fraction"] == stored_eval       # the evaluation's own, named apart

@@ -289,3 +289,27 @@ def test_the_splitting_pane_lists_the_children_superpos_family_prints(qtbot, fam
     assert "decoder cosine" in header.toolTip(2) and "activation correlation" in header.toolTip(3)
     assert "dec. cos = decoder cosine" in pane.legend.text()
     pane.set_bundle(None)
+
+
+def test_family_panes_appear_only_for_a_bundle_that_holds_a_family(qtbot, app_settings, family_path, tiny_bundle):
+    from superpos_app import create_window
+
+    family_docks = ("featureMap", "splitting", "universality")
+    win = create_window(settings=app_settings)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        assert win.open_bundle(tiny_bundle)                  # one dictionary: no family tabs, no toggles
+        for name in family_docks:
+            assert win.docks[name].isHidden() and not win.docks[name].toggleViewAction().isVisible(), name
+        assert win.docks["featureDetail"].isVisible()
+        win.reset_layout()
+        assert all(win.docks[name].isHidden() for name in family_docks)
+        assert win.open_bundle(family_path)                  # a family: they come back
+        for name in family_docks:
+            assert not win.docks[name].isHidden() and win.docks[name].toggleViewAction().isVisible(), name
+        assert win.open_bundle(tiny_bundle)
+        assert all(win.docks[name].isHidden() for name in family_docks)
+    finally:
+        win.close_bundle()
+        win.pane("textLens").shutdown()

@@ -75,6 +75,19 @@ def test_typing_shades_tokens_with_engine_activations(lens, bundle, qtbot):
     assert f"F{int(np.argmax(f[fired]))} " in lens.hover_info.text()
 
 
+def test_the_hover_panel_forgets_a_token_of_replaced_text(lens, qtbot):
+    lens.set_text("zebra crossing")
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000):
+        lens.request_now()
+    lens._on_hover(0, 0)
+    assert lens.result.tokens[0].strip() and "(token 0)" in lens.hover_info.text()
+    lens.set_text("something else entirely")
+    with qtbot.waitSignal(lens.resultShown, timeout=10_000):
+        lens.request_now()
+    assert "(token 0)" not in lens.hover_info.text()           # the old token is gone
+    assert lens.hover_info.text().startswith("Hover a token")
+
+
 def test_latest_request_wins(lens, qtbot):
     lens.set_text("first text")
     lens.request_now()

@@ -379,3 +379,40 @@ def test_a_run_cancelled_from_the_cli_resumes_in_the_app(window, dialog, tmp_pat
         assert dialog.start()
     assert resumed == [True] and _first_model_fraction(events) == 1.0
     assert Path(str(window.bundle.path)).resolve() == (tmp_path / "from-app.h5").resolve()
+
+
+def test_the_plots_keep_their_height_for_the_whole_run(window, dialog, fake_pipeline, tmp_path, qtbot, monkeypatch):
+    """The guesses and SAE text blocks appear mid-run; the four plots must not shrink for them."""
+    from engine.events import Glimpse, Progress
+    from conftest import FakePipeline
+
+    class TalkativePipeline(FakePipeline):
+        def _run(self, cfg, out_path, workdir, resume, cancel, family):
+            rows = tuple(((1, 2, 3) * 8, 4, ((4, 0.6), (5, 0.2), (6, 0.1))) for _ in range(8))
+            for event in super()._run(cfg, out_path, workdir, resume, cancel, family):
+                yield event
+                if isinstance(event, Progress) and event.stage == "model" and event.done == 2:
+                    yield Glimpse("model", "baselines", values={"unigram": 5.5, "bigram": 3.9})
+                    yield Glimpse("model", "predictions", step=2, done=2, rows=rows)
+            return out_path
+
+    import superpos_app.dialogs.train_dialog as td
+    monkeypatch.setattr(td, "pipeline_job", TalkativePipeline(fake_pipeline.bundle, steps=30, step_s=0.01))
+    heights: list[float] = []
+
+    def measure(*_args):
+        heights.append(min(p.height() for p in dialog.curves.plots.values()))
+
+    window.jobs.statusChanged.connect(measure)
+    window.jobs.metricsReceived.connect(measure)
+    dialog.form.load_preset("tiny")
+    dialog.form.set_output(str(tmp_path / "runs" / "talk.h5"))
+    qtbot.waitUntil(lambda: dialog.curves.height() > 0)
+    measure()                                                     # before the first second
+    with qtbot.waitSignal(window.jobs.jobFinished, timeout=15000):
+        assert dialog.start()
+        qtbot.waitUntil(lambda: dialog.live.sae_label.isVisibleTo(dialog.live), timeout=10000)
+        qtbot.wait(50)                                             # a layout pass with every block shown
+        measure()
+    assert dialog.live.predictions_label.text() and dialog.live.baseline_label.text()
+    assert len(heights) > 5 and min(heights) >= 150, heights

@@ -86,8 +86,8 @@ def test_cli_eval_prints_the_issue_keys(tmp_path, capsys):
     path = write_synthetic_bundle(tmp_path / "b.h5", n_features=64, n_neurons=32, vocab_size=300, n_tokens=5000)
     assert main(["eval", str(path), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    extra = ("dead_tokens", "eval_never_active_fraction")          # what "dead" was counted on
-    assert [k for k in shown if k not in extra] == list(METRIC_KEYS) and shown["dead_tokens"] == 5000
+    extra = ("dead_judged_on_tokens", "eval_never_active_fraction")          # what "dead" was counted on
+    assert [k for k in shown if k not in extra] == list(METRIC_KEYS) and shown["dead_judged_on_tokens"] == 5000
     assert main(["eval", str(tmp_path / "missing.h5"), "--json"]) == 1
     assert "missing.h5" in capsys.readouterr().err
 

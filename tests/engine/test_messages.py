@@ -84,3 +84,22 @@ def test_utf16_text_is_named_utf16_not_binary(tmp_path):
     (folder / "a.txt").write_bytes(text.encode("utf-16"))
     with pytest.raises(CorpusError, match=r"1 file\(s\) skipped: .*a.txt: UTF-16 text, not UTF-8"):
         _documents(folder)
+
+
+def test_family_on_a_one_dictionary_bundle_says_so_and_fails(written, capsys):
+    """Not "splits: none found" with exit 0: the bundle holds one dictionary, which is a user's mistake."""
+    from engine.cli.main import main
+
+    assert main(["family", str(written)]) == 1
+    err = capsys.readouterr().err
+    assert "holds one dictionary" in err and "splits: none found" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_eval_names_the_tokens_dead_is_judged_on(written, capsys):
+    """Not `dead_tokens 199,936` (a count of dead tokens?): the name says what the number is."""
+    from engine.cli.bundle_cmds import shown_metrics
+
+    with open_bundle(written) as b:
+        shown = shown_metrics(b)
+    assert "dead_tokens" not in shown and shown["dead_judged_on_tokens"] == b.n_tokens

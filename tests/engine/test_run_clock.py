@@ -117,3 +117,26 @@ def test_one_eta_clock_for_the_cli_and_the_app():
 
     assert format_eta(3725) == "1:02:05" and format_eta(247.4) == "4:07" and format_eta(-3) == "0:00"
     assert format_eta(None) == "" and format_eta(float("inf")) == ""
+
+
+def test_a_log_that_is_not_a_terminal_gets_plain_lines_at_a_bounded_rate():
+    """No carriage-return bar updates in a log: start, a progress line per PLAIN_EVERY_S, the end."""
+    from engine.cli.progress import PLAIN_EVERY_S
+
+    now = [0.0]
+    out = io.StringIO()                                   # not a TTY
+    printer = ProgressPrinter(stream=out, clock=lambda: now[0])
+    printer(StageStarted("tokenize", total=6_000_000, unit="chars", index=1, n_stages=8))
+    for i in range(50):                                   # a 0.2 s stage's fifty updates
+        now[0] += 0.004
+        printer(Progress("tokenize", done=120_000 * (i + 1), total=6_000_000, unit="chars",
+                         metrics={"train_tokens": 4_521_000.0}))
+    now[0] += PLAIN_EVERY_S                               # a long stage: one more line per interval
+    printer(Progress("tokenize", done=6_000_000, total=6_000_000, unit="chars"))
+    printer(StageFinished("tokenize", seconds=0.2))
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert "\r" not in text and len(lines) == 4, lines
+    assert lines[0] == "[2/8] tokenize (6M chars)…"
+    assert "train_tokens 4.52M" in lines[1] and "e+06" not in text
+    assert lines[-1] == "[2/8] tokenize: done in 0.2 s"
