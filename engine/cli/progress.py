@@ -97,7 +97,7 @@ class ProgressPrinter:
                             f"{event.unit or self._stage.unit or 'steps'})")
             bits += [f"{k} {_fmt(v)}" for k, v in (event.metrics or {}).items()]
             if event.run_eta_s is not None and self._stage.n_stages > 1:
-                bits.append(f"run {100 * (event.run_fraction or 0):.0f}%, {_clock(event.run_eta_s)} left")
+                bits.append(f"run {100 * (event.run_fraction or 0):.0f}%, {format_eta(event.run_eta_s)} left")
             say(f"{self._prefix()}{self._stage.stage}: " + " · ".join(bits))
         elif isinstance(event, StageFinished):
             stage = self._stage if self._stage is not None and self._stage.stage == event.stage else None

@@ -113,7 +113,7 @@ class NeuronComparePane(QWidget):
 
         self.examples_title = QLabel("")
         self.examples_title.setWordWrap(True)
-        self.examples = TokenView()
+        self.examples = TokenView(wrap=False)
         self.examples.setObjectName("compareExamples")
         self.ablation = AblationUnderlines(self.examples, self)
         scroll = scrolled(self.examples)

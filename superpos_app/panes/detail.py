@@ -156,7 +156,7 @@ class FeatureDetailPane(QWidget):
         self.examples_title = QLabel("Examples")
         self.examples_title.setObjectName("examplesTitle")
         self.examples_title.setWordWrap(True)
-        self.examples = TokenView()
+        self.examples = TokenView(wrap=False)
         self.examples.setObjectName("detailExamples")
         self.examples.placeholder = "Select a feature or neuron to see the texts it fires on."
         self.ablation = AblationUnderlines(self.examples, self)

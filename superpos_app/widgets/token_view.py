@@ -88,7 +88,7 @@ class _Shaped:
     __slots__ = ("layout", "starts", "width", "height", "row_tops", "_segments")
 
     def __init__(self, shown: Sequence[str], breaks: Sequence[bool], font, isolate: bool,
-                 leading: bool = True) -> None:
+                 leading: bool = True, wrap: bool = True) -> None:
         pieces, starts, pos = [], [0], 0
         for s, brk in zip(shown, breaks):
             piece = f"{_FSI}{s}{_PDI}" if isolate else s
@@ -100,7 +100,9 @@ class _Shaped:
         text = "".join(pieces)
         self.layout = QTextLayout(text, font)
         opt = QTextOption()
-        opt.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        # a dashboard's example is one row, cut at the pane's edge as the paper's visualizer does (more
+        # examples fit); the lens wraps (its text is the user's)
+        opt.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere if wrap else QTextOption.WrapMode.NoWrap)
         # separate items (isolate) read left to right, each in its own direction; an example takes
         # the direction of its first strong letter (Qt's Auto does not align by it, so it is found
         # here). A right-to-left paragraph starts at the right edge (``leading``: the lens), or at
@@ -190,15 +192,18 @@ class TokenView(QWidget):
     tokenHovered = Signal(int, int)     # (line, token); (-1, -1) when leaving tokens
     tokenClicked = Signal(int, int)
 
-    def __init__(self, parent: QWidget | None = None, line_gap: float = 6.0, isolate_tokens: bool = False):
+    def __init__(self, parent: QWidget | None = None, line_gap: float = 6.0, isolate_tokens: bool = False,
+                 wrap: bool = True):
         """``isolate_tokens``: the tokens of a line are separate items (a guess, a percentage), not
-        one text: each is laid out in its own direction and the line reads left to right."""
+        one text: each is laid out in its own direction and the line reads left to right. ``wrap``:
+        a long line wraps (the lens) or stays one row cut at the edge (dashboards' examples)."""
         super().__init__(parent)
         self.setMouseTracking(True)
         # paintEvent fills its background itself: Qt need not repaint the parents beneath it
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
         self._isolate = isolate_tokens
+        self._wrap = wrap
         self._lines: list[_Line] = []
         self._max_value = 1.0
         self._underline_scale = 1.0
@@ -225,11 +230,11 @@ class TokenView(QWidget):
 
     def _shape(self, tokens: Sequence[str], leading: bool = True) -> _Shaped:
         shown = tuple(display_token(t) for t in tokens)
-        breaks = tuple("\n" in t for t in tokens)
+        breaks = tuple(self._wrap and "\n" in t for t in tokens)     # one-row examples show ↵, not a break
         key = (shown, breaks, leading)
         shaped = self._shaped.get(key)
         if shaped is None:
-            shaped = self._shaped[key] = _Shaped(shown, breaks, self.font(), self._isolate, leading)
+            shaped = self._shaped[key] = _Shaped(shown, breaks, self.font(), self._isolate, leading, self._wrap)
             while len(self._shaped) > _LAYOUTS_KEPT:
                 self._shaped.popitem(last=False)
         else:
