@@ -68,13 +68,14 @@ def population_job(path, chunk: int = _DECODER_CHUNK):
 
 def scatter_title(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, stored_r: float) -> str:
     """The scatter's title: r on the sample next to the stored r over the harvest (the list's number),
-    or which of the two never fires on the sample."""
+    or which of the two never fires on the sample. The numbers come first: a narrow plot elides the
+    end, and the axes name the two units."""
     harvest = f"{stored_r:+.2f} over the harvest"
     if x.std() > 0 and y.std() > 0:
         r = float(np.corrcoef(x, y)[0, 1])
-        return f"{y_name} vs best-correlated {x_name}: r = {r:+.2f} on the {x.size:,}-token sample · {harvest}"
+        return f"r = {r:+.2f} on the sample · {harvest} ({y_name} vs {x_name}, {x.size:,} sample tokens)"
     quiet = y_name if y.std() == 0 else x_name
-    return f"{quiet} never fires on the {x.size:,}-token sample (r = {harvest})"
+    return f"r = {harvest}: {quiet} never fires on the {x.size:,}-token sample"
 
 
 @contain_faults(also=("show_unit", "clear", "_on_population", "_on_population_failed", "_on_cos_clicked",

@@ -69,8 +69,8 @@ def test_the_scatter_title_and_the_list_beside_it_agree(qtbot, bundle):
     best, stored = int(dash.corr_ids[0]), float(dash.corr_values[0])
     title = pane.scatter_plot.title()
     x, y = pane.scatter_xy
-    assert f"r = {np.corrcoef(x, y)[0, 1]:+.2f} on the {x.size:,}-token sample" in title
-    assert f"{stored:+.2f} over the harvest" in title and f"neuron {best}" in title
+    assert title.startswith(f"r = {np.corrcoef(x, y)[0, 1]:+.2f} on the sample · {stored:+.2f} over the harvest")
+    assert f"neuron {best}, {x.size:,} sample tokens" in title
     assert f"r={stored:+.2f}" in pane.links.text()
     assert not pane.sample_note.isVisibleTo(pane)                  # the sample is random contexts (schema 5)
 
