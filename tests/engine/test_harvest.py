@@ -306,3 +306,30 @@ def test_harvest_announces_its_stage_and_keeps_inference_mode_to_itself():
     assert first.total == 2 * result.n_tokens
     assert isinstance(events[-1], StageFinished) and events[-1].summary["tokens"] == result.n_tokens
     assert sum(isinstance(e, (StageStarted, StageFinished)) for e in events) == 2
+
+
+def test_a_real_bundles_sample_agrees_with_its_stored_r(real_tiny_bundle):
+    """On the pipeline's tiny bundle (built-in corpus: code, prose, DNA, base64, ten languages) the
+    stored sample is whole contexts from across the harvest, the densest features fire on it, and r
+    on it between each and its best-correlated neuron agrees with the stored r over the harvest."""
+    from engine.bundle import open_bundle
+
+    with open_bundle(real_tiny_bundle) as b:
+        starts, (tok, acts) = b.sample_context_starts(), b.sample_neurons()
+        T, N = b.config.model.n_ctx, b.n_tokens
+        assert starts is not None and starts.size * T == tok.size
+        assert starts.max() >= N // 2 and not np.array_equal(starts, np.arange(starts.size) * T)
+        density = np.asarray(b.column("feature", "density"))
+        best = np.asarray(b.column("feature", "corr_ids"))[:, 0]
+        stored = np.asarray(b.column("feature", "corr_values"))[:, 0]
+        densest = np.argsort(-density, kind="stable")[:100]
+        active, delta = [], []
+        for i in densest:
+            idx, val = b.sample_feature(int(i))
+            y = np.zeros(tok.size)
+            y[idx] = val
+            x = acts[:, best[i]].astype(np.float64)
+            active.append(idx.size)
+            delta.append(abs(np.corrcoef(x, y)[0, 1] - stored[i]) if x.std() > 0 and y.std() > 0 else abs(stored[i]))
+    assert np.mean(np.array(active) >= 5) >= 0.9
+    assert np.median(delta) <= 0.10
