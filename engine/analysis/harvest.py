@@ -33,10 +33,10 @@ on about d·S sample tokens, and r on the sample estimates the stored r. Up to s
 the *first* tokens: one to three documents, on which most features never fired. The picks are
 known before the first chunk, so the sample is gathered in pass 1 as the chunks stream by; its
 memory is S·M float16 plus the features' nonzeros (the default 8,192 tokens x 512 neurons: 8 MB;
-on disk about 4 MB, gzip). 8,192 and not 4,096: on a demo-size run 4,096 random-context tokens
-already had 98% of the 300 densest features active on >= 5 of them and a median |r(sample) -
-r(stored)| of 0.03; 8,192 gives 99.7% and 0.02, a margin for sparser, better-trained features, for
-about 2 MB more per dictionary (``benchmarks/bench_sample.py``).
+2.4 MiB on disk, gzip). On the demo (``benchmarks/bench_sample.py``) the first 4,096 tokens had
+75% of the 300 densest features active on >= 5 of them and a median |r(sample) - r(stored)| of
+0.24; 4,096 tokens in random contexts 99.7% and 0.04; the default 8,192 100% and 0.025, a margin
+for sparser features for about 1 MiB more per dictionary.
 
 Shape legend: N harvested tokens, n chunk rows (tokens), T context, F features, M neurons,
 S sample tokens.
