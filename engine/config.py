@@ -239,7 +239,7 @@ class HarvestConfig(_Config):
     hist_bins: int = 40
     n_logits: int = 10             # top and bottom logit effects
     n_align: int = 8               # neuron alignment / correlated neurons / loading features
-    sample_tokens: int = 4096      # paired feature/neuron sample for scatter plots
+    sample_tokens: int = 8192      # paired feature/neuron sample (whole contexts at random) for scatter plots
     seed: int = 0
 
 

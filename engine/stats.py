@@ -100,6 +100,9 @@ class HarvestResult:
     sample_feature_indptr: np.ndarray    # int64 [F+1] CSR by feature over the sample
     sample_feature_token: np.ndarray     # int32 [nnz] sample index
     sample_feature_value: np.ndarray     # float16 [nnz]
+    # int64 [W]: harvest position of each sample context's first token (sample rows w·T … w·T+T-1);
+    # empty: not known (a sample made elsewhere)
+    sample_context_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass

@@ -245,6 +245,7 @@ class HeldOutSample:
     token_ids: np.ndarray          # int32 [S]
     acts_of: object                # callable unit -> float32 [S]
     positions: np.ndarray          # int64 [R] window centres
+    context: int = 0               # the sample is whole contexts of this many tokens (0: one stretch)
 
     @classmethod
     def from_result(cls, result: HarvestResult, kind: str, n_windows: int = 20, seed: int = 0) -> "HeldOutSample":
@@ -263,13 +264,17 @@ class HeldOutSample:
                 out = np.zeros(S, dtype=np.float32)
                 out[tok[ptr[i]:ptr[i + 1]]] = val[ptr[i]:ptr[i + 1]]
                 return out
-        return cls(result.sample_token_ids, acts_of, positions)
+        W = np.asarray(result.sample_context_starts).size
+        return cls(result.sample_token_ids, acts_of, positions, S // W if W else 0)
 
     def windows(self, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
-        """Token windows (R, W) and the sample indices they read (R, W) (-1 outside the sample)."""
+        """Token windows (R, W) and the sample indices they read (R, W) (-1 outside the sample or the
+        centre's context)."""
         off = np.arange(-left, right + 1)
         idx = self.positions[:, None] + off[None, :]
         inside = (idx >= 0) & (idx < len(self.token_ids))
+        if self.context:
+            inside &= idx // self.context == self.positions[:, None] // self.context
         idx = np.where(inside, idx, -1)
         toks = np.where(inside, self.token_ids[np.clip(idx, 0, max(len(self.token_ids) - 1, 0))], -1)
         return toks.astype(np.int64), idx

@@ -1,12 +1,14 @@
 """The family's matching sample and sparse activation correlation (universality, splitting).
 
-Why not the harvest's paired sample: that is the *first* ``sample_tokens`` tokens of the validation
-split, one stretch of text, so most features never fire in it and the rest fire a handful of
-times: their best-match correlations are noise (tiny runs gave features 0.25-0.31 vs neurons 0.44,
-the wrong way round). The matching sample is instead ``n_tokens`` tokens in random whole contexts
-spread over the split (``spread_windows``), the same windows for every model, and a unit is
-matched only when it is active on at least ``min_active`` of them (the paper likewise leaves out
-features too rare to measure); the units left out are NaN, not 0, and the counts are reported.
+Why not the harvest's paired sample: up to schema 4 that was the *first* ``sample_tokens`` tokens
+of the validation split, one stretch of text, so most features never fired in it and the rest a
+handful of times: their best-match correlations were noise (tiny runs gave features 0.25-0.31 vs
+neurons 0.44, the wrong way round). Since schema 5 the paired sample follows the same rule
+(``engine.analysis.spread``), but it is each member's own and smaller. The matching sample is
+``n_tokens`` tokens in random whole contexts spread over the split (``spread_windows``), the same
+windows for every model, and a unit is matched only when it is active on at least ``min_active``
+of them (the paper likewise leaves out features too rare to measure); the units left out are NaN,
+not 0, and the counts are reported.
 
 ``sparse_correlation_matches``: Pearson correlation of sparse activations without any dense
 N x F or F x G matrix. With mean m and standard deviation s over the N tokens,
@@ -32,6 +34,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from engine.analysis.spread import spread_contexts
+
 __all__ = ["spread_windows", "neuron_acts", "feature_acts", "sparse_correlation_matches",
            "logit_weight_correlations", "DEFAULT_MATCH_TOKENS", "DEFAULT_MIN_ACTIVE"]
 
@@ -44,11 +48,9 @@ def spread_windows(tokens: np.ndarray, n_tokens: int, n_ctx: int, seed: int = 0)
     random places of ``tokens`` (sorted, so reads stay local), the same for the same arguments."""
     tokens = np.asarray(tokens)
     T = max(1, min(int(n_ctx), len(tokens)))
-    slots = len(tokens) // T
-    if slots == 0:
+    picks = spread_contexts(len(tokens) // T, int(n_tokens) // T, seed)
+    if picks.size == 0:
         return np.zeros((0, T), np.int64)
-    W = max(1, min(slots, int(n_tokens) // T))
-    picks = np.sort(np.random.default_rng(seed).choice(slots, size=W, replace=False))
     return np.stack([tokens[p * T:(p + 1) * T] for p in picks]).astype(np.int64)
 
 

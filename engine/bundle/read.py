@@ -30,8 +30,8 @@ from engine.bundle.family import (
 )
 from engine.bundle.sae_file import read_sae_group, sae_from_state
 from engine.bundle.schema import (
-    GROUP_OF_KIND, H5_LOCK, READ_ERRORS, UNIT_COLUMNS, BundleError, CallerError, UnitIndexError,
-    UnitKindError, as_str, decode_tokens, describe, expected_model_shapes, open_h5,
+    GROUP_OF_KIND, H5_LOCK, READ_ERRORS, SAMPLE_CONTEXT_STARTS, UNIT_COLUMNS, BundleError, CallerError,
+    UnitIndexError, UnitKindError, as_str, decode_tokens, describe, expected_model_shapes, open_h5,
 )
 from engine.inputs import text, texts
 from engine.bundle.validate import damaged, read_metadata
@@ -276,6 +276,17 @@ class Bundle:
         """(token_ids int32 [S], neuron_acts float32 [S, M]) of the paired sample."""
         g = self._file["sample"]
         return np.asarray(g["token_ids"][()], np.int32), np.asarray(g["neuron_acts"][()], np.float32)
+
+    @_guarded("the activation sample")
+    def sample_context_starts(self) -> np.ndarray | None:
+        """int64 [W]: the harvest position of each sample context's first token (sample rows
+        w*T ... w*T+T-1 with T = S / W), the contexts drawn at random across the harvest (schema 5);
+        None for a bundle without them, whose sample is the first S harvested tokens (schema <= 4: a
+        few documents, so correlations on it may differ from the stored r)."""
+        g = self._file["sample"]
+        if SAMPLE_CONTEXT_STARTS not in g:
+            return None
+        return np.asarray(g[SAMPLE_CONTEXT_STARTS][()], np.int64)
 
     @_guarded("the activation sample")
     def sample_feature(self, i: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,14 +28,14 @@ from engine.fileio import is_partial
 
 __all__ = [
     "FORMAT", "SAE_FORMAT", "SCHEMA_VERSION", "TOKEN_PAD_U16", "TOKEN_PAD_I32", "UNIT_COLUMNS",
-    "SAMPLE_COLUMNS", "SAE_KEYS", "GROUP_OF_KIND", "BundleError", "UnitKindError", "UnitIndexError",
+    "SAMPLE_COLUMNS", "SAMPLE_CONTEXT_STARTS", "SAE_KEYS", "GROUP_OF_KIND", "BundleError", "UnitKindError", "UnitIndexError",
     "expected_model_shapes", "token_storage_dtype", "encode_tokens", "decode_tokens", "create_dataset",
     "open_h5", "H5_LOCK",
 ]
 
 FORMAT = "superpos-bundle"
 SAE_FORMAT = "superpos-sae"
-SCHEMA_VERSION = 4             # 4: the logit-weight correlation of the family's seed matches; 2: the /explanations group (engine.bundle.explanations); 3: imported models and SAEs (act_fn, gated, ...) and families (engine.bundle.family)
+SCHEMA_VERSION = 5             # 5: /sample is whole contexts at random across the harvest (was its first tokens), /sample/context_starts; 4: the logit-weight correlation of the family's seed matches; 2: the /explanations group (engine.bundle.explanations); 3: imported models and SAEs (act_fn, gated, ...) and families (engine.bundle.family)
 TOKEN_PAD_U16 = 65535          # stored token id meaning "outside the text" when tokens are uint16
 TOKEN_PAD_I32 = -1             # the same when tokens are int32 (vocab > 65535)
 UNIT_CHUNK = 64                # at most this many units per chunk of a per-unit (N, ...) dataset
@@ -83,6 +83,10 @@ SAMPLE_COLUMNS: dict[str, tuple[tuple[Any, ...], str]] = {
     "feature_token": (("nnz",), "index"),
     "feature_value": (("nnz",), "f16"),
 }
+# Optional in /sample: the harvest position of each sample context's first token, int64 [W], S = W * T.
+# Schema 5 writes it; without it (schema <= 4) /sample is the first S harvested tokens. Its presence,
+# not schema_version, tells the two apart: adding explanations or a family raises an old file's version.
+SAMPLE_CONTEXT_STARTS = "context_starts"
 SAE_KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
 
 # Errors that h5py, numpy and json raise on damaged files; all become BundleError when reading.

@@ -17,8 +17,8 @@ import numpy as np
 
 from engine.inputs import MAX_UNITS, check_alloc
 from engine.bundle.schema import (
-    FORMAT, GROUP_OF_KIND, SAMPLE_COLUMNS, STORAGE_KIND, UNIT_COLUMNS, BundleError, as_str, describe,
-    expected_model_shapes, float_problem,
+    FORMAT, GROUP_OF_KIND, SAMPLE_COLUMNS, SAMPLE_CONTEXT_STARTS, STORAGE_KIND, UNIT_COLUMNS, BundleError,
+    as_str, describe, expected_model_shapes, float_problem,
 )
 from engine.config import ModelConfig, RunConfig
 from engine.stats import UNIT_KINDS
@@ -199,6 +199,11 @@ def read_metadata(f: h5py.File, path: Path) -> Metadata:
     sample_dims = {"M": D, "F+1": F + 1}
     for name, (spec, storage) in SAMPLE_COLUMNS.items():
         check.shape(f"sample/{name}", spec, sample_dims, STORAGE_KIND[storage])
+    if SAMPLE_CONTEXT_STARTS in check.group("sample"):               # optional (schema 5 writes it)
+        starts = check.shape(f"sample/{SAMPLE_CONTEXT_STARTS}", ("contexts",), sample_dims, "iu")
+        if starts.shape[0] and sample_dims["S"] % starts.shape[0]:
+            check.fail(f"/sample/{SAMPLE_CONTEXT_STARTS} has {starts.shape[0]} contexts, which do not divide "
+                       f"the {sample_dims['S']} sample tokens")
     curve_names: list[str] = []
 
     def collect_curve(name: str, obj) -> None:

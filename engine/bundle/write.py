@@ -19,7 +19,7 @@ import numpy as np
 from engine.bundle.h5target import create_h5, finish_h5
 from engine.bundle.sae_file import create_sae_group, write_sae_group
 from engine.bundle.schema import (
-    COLUMN_CHUNK, FORMAT, GROUP_OF_KIND, STORAGE_DTYPE, UNIT_COLUMNS,
+    COLUMN_CHUNK, FORMAT, GROUP_OF_KIND, SAMPLE_CONTEXT_STARTS, STORAGE_DTYPE, UNIT_COLUMNS,
     create_dataset, dumps, encode_tokens, expected_model_shapes, root_attrs, to_numpy,
     token_storage_dtype,
 )
@@ -246,6 +246,11 @@ class BundleWriter:
                           ("feature_token", ftok), ("feature_value", fval)):
             if arr.size:
                 group[name][...] = arr
+        starts = np.asarray(harvest.sample_context_starts, np.int64)
+        if starts.size:
+            if starts.ndim != 1 or tok.shape[0] % starts.size:
+                raise ValueError(f"{starts.size} sample contexts do not divide the {tok.shape[0]} sample tokens")
+            create_dataset(group, SAMPLE_CONTEXT_STARTS, starts.shape, np.int64, compress=False)[...] = starts
 
 
 # ====================================================================== the whole bundle as a job

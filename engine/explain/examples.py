@@ -66,12 +66,15 @@ class UnitExamples:
 
 
 def sample_windows(tokens: np.ndarray, acts: np.ndarray, positions: np.ndarray, left: int,
-                   right: int) -> list[Example]:
-    """Windows of the sample around ``positions`` (padding -1 / 0 outside it)."""
+                   right: int, context: int = 0) -> list[Example]:
+    """Windows of the sample around ``positions`` (padding -1 / 0 outside it, and outside the
+    centre's context when the sample is whole contexts of ``context`` tokens; 0: one stretch)."""
     S = len(tokens)
     off = np.arange(-left, right + 1)
     idx = positions[:, None] + off[None, :]
     inside = (idx >= 0) & (idx < S)
+    if context:
+        inside &= idx // context == positions[:, None] // context
     safe = np.clip(idx, 0, max(S - 1, 0))
     tok = np.where(inside, tokens[safe], -1)
     act = np.where(inside, acts[safe], 0.0).astype(np.float32)
@@ -79,8 +82,9 @@ def sample_windows(tokens: np.ndarray, acts: np.ndarray, positions: np.ndarray, 
 
 
 def unit_examples(dash: Dashboard, sample_tokens: np.ndarray, sample_acts: np.ndarray,
-                  config: ExampleConfig = ExampleConfig()) -> UnitExamples:
-    """The examples of one unit (deterministic for a given config.seed, kind and index)."""
+                  config: ExampleConfig = ExampleConfig(), context: int = 0) -> UnitExamples:
+    """The examples of one unit (deterministic for a given config.seed, kind and index); ``context``:
+    the sample's context length when it is whole contexts (``sample_windows``)."""
     rng = np.random.default_rng([config.seed, 0 if dash.kind == "feature" else 1, dash.index])
     top = dash.top_examples()
     max_act = float(max([float(a[dash.top_center]) for _, a in top], default=dash.max_act) or dash.max_act)
@@ -106,7 +110,7 @@ def unit_examples(dash: Dashboard, sample_tokens: np.ndarray, sample_acts: np.nd
     S = len(sample_tokens)
     want = config.n_random + config.n_sim_random + 4 * config.n_detect
     positions = rng.choice(S, size=min(want, S), replace=False) if S else np.zeros(0, np.int64)
-    windows = sample_windows(sample_tokens, sample_acts, positions, c, W - 1 - c)
+    windows = sample_windows(sample_tokens, sample_acts, positions, c, W - 1 - c, context)
     ex.explain_random = windows[: config.n_random]
     sim_random = windows[config.n_random: config.n_random + config.n_sim_random]
     rest = windows[config.n_random + config.n_sim_random:]

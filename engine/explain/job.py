@@ -99,6 +99,8 @@ class UnitSource:
         self.vocab = bundle.tokenizer().vocab_strings()
         tokens, neuron_acts = bundle.sample_neurons()
         self.sample_tokens = tokens
+        starts = bundle.sample_context_starts()          # whole contexts (schema 5): windows stay in one
+        self.sample_context = len(tokens) // starts.size if starts is not None and starts.size else 0
         self._neuron_acts = neuron_acts if kind == "neuron" else None
 
     def examples(self, unit: int) -> UnitExamples:
@@ -108,7 +110,8 @@ class UnitSource:
             idx, values = self.bundle.sample_feature(unit)
             acts = np.zeros(len(self.sample_tokens), np.float32)
             acts[idx] = values
-        return unit_examples(self.bundle.dashboard(self.kind, unit), self.sample_tokens, acts, self.config)
+        return unit_examples(self.bundle.dashboard(self.kind, unit), self.sample_tokens, acts, self.config,
+                             self.sample_context)
 
 
 @dataclass

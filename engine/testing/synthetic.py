@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.analysis.spread import spread_contexts
 from engine.bundle import BundleWriter
+from engine.bundle.schema import SAMPLE_CONTEXT_STARTS, create_dataset
 from engine.config import HarvestConfig, ModelConfig, preset
 from engine.stats import UnitStats
 
@@ -269,4 +271,8 @@ def write_synthetic_bundle(
         if nnz:
             g["feature_token"][:] = rng.integers(0, S, size=nnz, dtype=np.int32)
             g["feature_value"][:] = rng.gamma(2.0, 1.0, size=nnz).astype(np.float16)
+        if S:   # whole contexts at random places, as the harvest draws them (one context if S is no multiple)
+            T = model_cfg.n_ctx if S % model_cfg.n_ctx == 0 else S
+            starts = spread_contexts(max(n_tokens // T, S // T), S // T, seed) * T
+            create_dataset(g, SAMPLE_CONTEXT_STARTS, starts.shape, np.int64, compress=False)[...] = starts
     return Path(path)

@@ -2,7 +2,11 @@
 
 For a feature: its decoder direction over the neurons (sorted bar plot — a monosemantic feature
 spread over many neurons, or concentrated on a few), its most correlated neurons, and a scatter of
-the feature's activation against the best-correlated neuron's on the stored sample.
+the feature's activation against the best-correlated neuron's on the stored sample. The scatter's
+title gives r on the sample next to the stored r over the whole harvest (the number the list of
+correlated units shows): since schema 5 the sample is whole contexts drawn at random across the
+harvest and the two agree closely; a bundle whose sample is its first tokens (schema <= 4, a few
+documents) says so in one line under the plots.
 For a neuron: the features that load on it, the scatter against its best-correlated feature, and its
 top examples (which, for a polysemantic neuron, mix unrelated contexts).
 Population view (computed once per bundle): label-score distributions of neurons vs features, and
@@ -38,7 +42,7 @@ from superpos_app.widgets.token_view import TokenView
 from superpos_app.plain_text import plain
 from superpos_app.workers.latest_runner import LatestRunner
 
-__all__ = ["NeuronComparePane", "population_job"]
+__all__ = ["NeuronComparePane", "population_job", "scatter_title"]
 
 _DECODER_CHUNK = 8192
 _N_RANDOM = 4096
@@ -62,6 +66,18 @@ def population_job(path, chunk: int = _DECODER_CHUNK):
     return job
 
 
+def scatter_title(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, stored_r: float) -> str:
+    """The scatter's title: r on the sample next to the stored r over the harvest (the list's number),
+    or which of the two never fires on the sample. The numbers come first: a narrow plot elides the
+    end, and the axes name the two units."""
+    harvest = f"{stored_r:+.2f} over the harvest"
+    if x.std() > 0 and y.std() > 0:
+        r = float(np.corrcoef(x, y)[0, 1])
+        return f"r = {r:+.2f} on the sample · {harvest} ({y_name} vs {x_name}, {x.size:,} sample tokens)"
+    quiet = y_name if y.std() == 0 else x_name
+    return f"r = {harvest}: {quiet} never fires on the {x.size:,}-token sample"
+
+
 @contain_faults(also=("show_unit", "clear", "_on_population", "_on_population_failed", "_on_cos_clicked",
                       "_on_link"))
 class NeuronComparePane(QWidget):
@@ -76,6 +92,7 @@ class NeuronComparePane(QWidget):
         self.unit: tuple[str, int] | None = None
         self._vocab: list[str] = []
         self._sample_neurons: np.ndarray | None = None      # [S, M]
+        self._sample_first_tokens = False                    # the schema <= 4 sample: the first S tokens
         self.max_cos: np.ndarray | None = None               # [F]
         self._population_pending = False
         self.population_runner = LatestRunner(self)
@@ -104,6 +121,12 @@ class NeuronComparePane(QWidget):
         self.scatter_plot.setObjectName("compareScatterPlot")
         self.scatter_item = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(208, 116, 43, 110))
         self.scatter_plot.addItem(self.scatter_item)
+        self.sample_note = QLabel("")            # one line, only for the old first-tokens sample
+        self.sample_note.setObjectName("compareSampleNote")
+        self.sample_note.setTextFormat(Qt.TextFormat.PlainText)
+        self.sample_note.setStyleSheet("color:#8a5a00;")
+        self.sample_note.setWordWrap(True)
+        self.sample_note.setVisible(False)
         self.links = QLabel("")
         self.links.setObjectName("compareLinks")
         self.links.setTextFormat(Qt.TextFormat.RichText)
@@ -164,7 +187,11 @@ class NeuronComparePane(QWidget):
         self.unit_plots = ReflowRow([(self.weights_plot, 1), (self.scatter_plot, 1)], min_width=250)
         self.population_plots = ReflowRow([(self.score_plot, 1), (self.cos_plot, 1)], min_width=250)
         grid.addWidget(self.unit_plots, 0, 0, 1, 2)
-        grid.addWidget(self.links, 1, 0, 1, 2)
+        links_box = QVBoxLayout()                 # the old-sample note (usually hidden) above the links
+        links_box.setSpacing(1)
+        links_box.addWidget(self.sample_note)
+        links_box.addWidget(self.links)
+        grid.addLayout(links_box, 1, 0, 1, 2)
         examples_head = QWidget()                 # the title and the ablation toggle + legend
         eh = QVBoxLayout(examples_head)
         eh.setContentsMargins(0, 0, 0, 0)
@@ -205,6 +232,8 @@ class NeuronComparePane(QWidget):
     def set_bundle(self, bundle) -> None:
         self.bundle = bundle
         self._sample_neurons = None
+        self._sample_first_tokens = False
+        self.sample_note.setVisible(False)
         self.max_cos = None
         self._population_pending = False
         self.population_runner.drop()            # a max |cos| still being computed is for the old bundle
@@ -291,8 +320,13 @@ class NeuronComparePane(QWidget):
         if self._sample_neurons is None and self.bundle is not None:
             try:
                 self._sample_neurons = self.bundle.sample_neurons()[1]
+                self._sample_first_tokens = self.bundle.sample_context_starts() is None
             except Exception:  # noqa: BLE001 - no sample: the scatter stays empty
                 self._sample_neurons = np.zeros((0, int(self.bundle.n_neurons)), np.float32)
+            S = self._sample_neurons.shape[0]
+            self.sample_note.setText(f"sample: the first {S:,} harvest tokens (schema 4), correlations on it "
+                                     "may differ from the stored r")
+            self.sample_note.setVisible(bool(self._sample_first_tokens and S))
         return self._sample_neurons
 
     def sample_feature_dense(self, i: int) -> np.ndarray:
@@ -388,13 +422,7 @@ class NeuronComparePane(QWidget):
             xl, yl = f"feature {best}", f"neuron {index}"
         self.scatter_item.setData(x, y)
         self.scatter_xy = (x, y)
-        if x.std() > 0 and y.std() > 0:
-            r = float(np.corrcoef(x, y)[0, 1])
-            title = f"{yl} vs best-correlated {xl}: r = {r:.2f} on {x.size:,} sample tokens"
-        else:
-            quiet = yl if y.std() == 0 else xl
-            title = f"{quiet} never fires on the {x.size:,}-token stored sample (too rare to compare here)"
-        self.scatter_plot.set_title(title)
+        self.scatter_plot.set_title(scatter_title(x, y, xl, yl, float(dash.corr_values[0])))
         sp.setLabel("bottom", xl, **{"font-size": "8pt"})
         sp.setLabel("left", yl, **{"font-size": "8pt"})
         sp.enableAutoRange()

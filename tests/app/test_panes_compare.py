@@ -52,3 +52,46 @@ def test_the_environment_switch_computes_it_inline(qtbot, bundle, monkeypatch):
     pane = _shown_pane(qtbot)
     pane.set_bundle(bundle)
     assert pane.max_cos is not None and pane.max_cos.shape == (bundle.n_features,)
+
+
+def _densest_feature(bundle) -> int:
+    cols = bundle.columns("feature")
+    return int(np.argmax(np.asarray(cols["density"])))             # the densest: active on the sample
+
+
+def test_the_scatter_title_and_the_list_beside_it_agree(qtbot, bundle):
+    """The title gives r on the sample next to the stored r, which is the number the list shows."""
+    pane = _shown_pane(qtbot)
+    pane.set_bundle(bundle)
+    i = _densest_feature(bundle)
+    pane.show_unit("feature", i)
+    dash = bundle.dashboard("feature", i)
+    best, stored = int(dash.corr_ids[0]), float(dash.corr_values[0])
+    title = pane.scatter_plot.title()
+    x, y = pane.scatter_xy
+    assert title.startswith(f"r = {np.corrcoef(x, y)[0, 1]:+.2f} on the sample · {stored:+.2f} over the harvest")
+    assert f"neuron {best}, {x.size:,} sample tokens" in title
+    assert f"r={stored:+.2f}" in pane.links.text()
+    assert not pane.sample_note.isVisibleTo(pane)                  # the sample is random contexts (schema 5)
+
+
+def test_an_old_first_tokens_sample_is_named_in_one_line(qtbot, tiny_bundle, tmp_path):
+    """A bundle without /sample/context_starts (schema <= 4) has the first tokens as its sample: said."""
+    import shutil
+
+    import h5py
+
+    old = tmp_path / "old.h5"
+    shutil.copy(tiny_bundle, old)
+    with h5py.File(old, "r+") as f:
+        del f["sample/context_starts"]
+    pane = _shown_pane(qtbot)
+    with open_bundle(old) as b:
+        pane.set_bundle(b)
+        pane.show_unit("feature", _densest_feature(b))
+        S = b.sample_neurons()[0].size
+        assert pane.sample_note.isVisibleTo(pane)
+        assert pane.sample_note.text() == (f"sample: the first {S:,} harvest tokens (schema 4), correlations on "
+                                           "it may differ from the stored r")
+        pane.set_bundle(None)
+    assert not pane.sample_note.isVisibleTo(pane)

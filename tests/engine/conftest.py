@@ -49,6 +49,7 @@ def parts(tokenizer_json):
         sample_feature_indptr=indptr,
         sample_feature_token=rng.integers(0, S, size=int(indptr[-1])).astype(np.int32),
         sample_feature_value=rng.random(int(indptr[-1])).astype(np.float16),
+        sample_context_starts=np.sort(rng.choice(10_000 // 10, S // 10, replace=False)).astype(np.int64) * 10,
     )
     curves = {"model/train_loss": np.stack([np.arange(5.0), np.linspace(5, 3, 5)], 1),
               "sae/l0": np.stack([np.arange(3.0), [4.0, 4.0, 4.0]], 1), "flat": np.zeros((0, 2))}

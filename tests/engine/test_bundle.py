@@ -81,6 +81,7 @@ def test_round_trip_every_field(parts, written):
         np.testing.assert_array_equal(edges, h.density_hist_edges)
         np.testing.assert_array_equal(counts, h.density_hist_counts)
         tok, acts = b.sample_neurons()
+        np.testing.assert_array_equal(b.sample_context_starts(), h.sample_context_starts)
         np.testing.assert_array_equal(tok, h.sample_token_ids)
         np.testing.assert_array_equal(acts, h.sample_neuron_acts.astype(np.float32))
         for i in range(N_F):
@@ -225,6 +226,7 @@ def test_bundle_written_with_plain_h5py_from_the_doc_opens(tmp_path, parts):
         np.testing.assert_array_equal(d.top_tokens, h.features.top_tokens[3])
         assert b.columns("neuron")["label"] == h.neurons.labels
         assert list(b.curves()) == ["model/train_loss"]
+        assert b.sample_context_starts() is None            # the first tokens (written before schema 5)
         b.load_model()
         b.load_sae()
 

@@ -175,7 +175,7 @@ def test_the_run_clock_covers_the_whole_family_not_its_first_dictionary(family_r
 
 def test_family_bundle_holds_every_dictionary_with_its_own_statistics(family_bundle):
     with open_bundle(family_bundle) as b:
-        assert b.schema_version == SCHEMA_VERSION == 4
+        assert b.schema_version == SCHEMA_VERSION == 5
         assert [m["d_sae"] for m in b.family.members] == [32, 64, 128] * 2
         assert b.n_features == 32 and b.family.has_map
         xy, member, unit, method = b.feature_map()

@@ -181,9 +181,13 @@ def test_logit_effects_and_alignment(case):
 
 def test_paired_sample_and_density_histogram(case):
     f, h, res, tokens = case["f"], case["h"], case["result"], case["tokens"]
-    S = CFG.sample_tokens
-    assert res.sample_token_ids.tolist() == tokens[:S].tolist()
-    np.testing.assert_allclose(res.sample_neuron_acts.astype(np.float64), h[:S], rtol=2e-3, atol=1e-4)
+    starts = res.sample_context_starts
+    W = CFG.sample_tokens // T                                 # whole contexts, rounded down
+    assert starts.shape == (W,) and (np.diff(starts) > 0).all() and (starts % T == 0).all()
+    rows = (starts[:, None] + np.arange(T)).reshape(-1)        # harvest positions of the sample's rows
+    S = rows.size
+    assert res.sample_token_ids.tolist() == tokens[rows].tolist()
+    np.testing.assert_allclose(res.sample_neuron_acts.astype(np.float64), h[rows], rtol=2e-3, atol=1e-4)
     dense = np.zeros((S, F))
     ptr = res.sample_feature_indptr
     assert ptr.shape == (F + 1,) and ptr[-1] == len(res.sample_feature_token) == len(res.sample_feature_value)
@@ -191,7 +195,7 @@ def test_paired_sample_and_density_histogram(case):
         tok = res.sample_feature_token[ptr[i]:ptr[i + 1]]
         assert (np.diff(tok) > 0).all()
         dense[tok, i] = res.sample_feature_value[ptr[i]:ptr[i + 1]]
-    np.testing.assert_allclose(dense, f[:S], rtol=2e-3, atol=1e-4)
+    np.testing.assert_allclose(dense, f[rows], rtol=2e-3, atol=1e-4)
     live = res.features.density > 0
     assert res.density_hist_counts.sum() == live.sum()
     assert res.density_hist_edges[0] <= np.log10(res.features.density[live]).min() + 1e-9
@@ -207,6 +211,41 @@ def test_cache_and_chunking_do_not_change_results(case):
             np.testing.assert_array_equal(a.interval_tokens, b.interval_tokens)
             np.testing.assert_allclose(a.top_acts.astype(float), b.top_acts.astype(float), rtol=2e-3, atol=1e-4)
             np.testing.assert_array_equal(a.act_hist.sum(1), b.act_hist.sum(1))
+        np.testing.assert_array_equal(ref.sample_context_starts, res.sample_context_starts)
+        np.testing.assert_array_equal(ref.sample_feature_indptr, res.sample_feature_indptr)
+        np.testing.assert_array_equal(ref.sample_feature_token, res.sample_feature_token)
+        np.testing.assert_allclose(ref.sample_neuron_acts.astype(float), res.sample_neuron_acts.astype(float),
+                                   rtol=2e-3, atol=1e-4)
+
+
+def _sample_r(res, i: int, j: int) -> float:
+    """r between feature i and neuron j on the paired sample (NaN if either is constant there)."""
+    x = res.sample_neuron_acts[:, j].astype(np.float64)
+    y = np.zeros(len(x))
+    a, b = res.sample_feature_indptr[i:i + 2]
+    y[res.sample_feature_token[a:b]] = res.sample_feature_value[a:b]
+    return float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
+
+
+def test_paired_sample_is_spread_over_the_harvest_and_agrees_with_the_stored_r():
+    """The sample is whole contexts from across the harvest (not its first tokens), and on it the
+    densest features' r with their best-correlated neuron agrees with the stored r (all N tokens)."""
+    model, sae, _ = _setup("topk")
+    tokens = np.random.default_rng(5).integers(0, V, size=T * 400).astype(np.uint16)
+    cfg = CFG.replace(n_tokens=T * 400, sample_tokens=T * 100, seed=4)
+    res, _ = collect(harvest(model, sae, tokens, cfg))
+    starts, N = res.sample_context_starts, T * 400
+    assert starts.size == 100 and starts.min() < N // 4 and starts.max() >= 3 * N // 4
+    assert not np.array_equal(starts, np.arange(100) * T)            # not the first contexts
+    assert np.median(np.diff(starts)) > T                             # spread, not one stretch
+    other, _ = collect(harvest(model, sae, tokens, cfg.replace(seed=5)))
+    assert not np.array_equal(other.sample_context_starts, starts)    # the seed draws them
+    feats = res.features
+    densest = np.argsort(-feats.density)[:20]
+    active = np.diff(res.sample_feature_indptr)[densest]
+    assert (active >= 5).mean() >= 0.9
+    delta = [abs(_sample_r(res, i, int(feats.corr_ids[i, 0])) - float(feats.corr_values[i, 0])) for i in densest]
+    assert np.nanmedian(delta) <= 0.10, delta
 
 
 def test_errors_and_cancel():
@@ -268,3 +307,30 @@ def test_harvest_announces_its_stage_and_keeps_inference_mode_to_itself():
     assert first.total == 2 * result.n_tokens
     assert isinstance(events[-1], StageFinished) and events[-1].summary["tokens"] == result.n_tokens
     assert sum(isinstance(e, (StageStarted, StageFinished)) for e in events) == 2
+
+
+def test_a_real_bundles_sample_agrees_with_its_stored_r(real_tiny_bundle):
+    """On the pipeline's tiny bundle (built-in corpus: code, prose, DNA, base64, ten languages) the
+    stored sample is whole contexts from across the harvest, the densest features fire on it, and r
+    on it between each and its best-correlated neuron agrees with the stored r over the harvest."""
+    from engine.bundle import open_bundle
+
+    with open_bundle(real_tiny_bundle) as b:
+        starts, (tok, acts) = b.sample_context_starts(), b.sample_neurons()
+        T, N = b.config.model.n_ctx, b.n_tokens
+        assert starts is not None and starts.size * T == tok.size
+        assert starts.max() >= N // 2 and not np.array_equal(starts, np.arange(starts.size) * T)
+        density = np.asarray(b.column("feature", "density"))
+        best = np.asarray(b.column("feature", "corr_ids"))[:, 0]
+        stored = np.asarray(b.column("feature", "corr_values"))[:, 0]
+        densest = np.argsort(-density, kind="stable")[:100]
+        active, delta = [], []
+        for i in densest:
+            idx, val = b.sample_feature(int(i))
+            y = np.zeros(tok.size)
+            y[idx] = val
+            x = acts[:, best[i]].astype(np.float64)
+            active.append(idx.size)
+            delta.append(abs(np.corrcoef(x, y)[0, 1] - stored[i]) if x.std() > 0 and y.std() > 0 else abs(stored[i]))
+    assert np.mean(np.array(active) >= 5) >= 0.9
+    assert np.median(delta) <= 0.10

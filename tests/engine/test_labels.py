@@ -271,3 +271,21 @@ def test_label_harvest_cancels_between_chunks_and_matches_label_units(labelled):
     for stats in (out.features, out.neurons):
         assert stats.labels == labels
         np.testing.assert_array_equal(stats.scores, scores)
+
+
+def test_windows_of_a_sample_of_whole_contexts_stay_in_their_context():
+    """The paired sample is whole contexts from different places: a window never joins two of them."""
+    from engine.explain.examples import sample_windows
+
+    tokens = np.arange(12, dtype=np.int32)                       # 3 contexts of 4 tokens
+    acts = np.arange(12, dtype=np.float32) + 1
+    pos = np.array([4, 7])                                      # the first and last token of context 1
+    held = HeldOutSample(token_ids=tokens, acts_of=lambda u: acts, positions=pos, context=4)
+    toks, idx = held.windows(2, 2)
+    assert toks.tolist() == [[-1, -1, 4, 5, 6], [5, 6, 7, -1, -1]]
+    assert idx.tolist() == [[-1, -1, 4, 5, 6], [5, 6, 7, -1, -1]]
+    (t0, a0), (t1, a1) = sample_windows(tokens, acts, pos, 2, 2, context=4)
+    assert t0.tolist() == [-1, -1, 4, 5, 6] and a0.tolist() == [0, 0, 5, 6, 7]
+    assert t1.tolist() == [5, 6, 7, -1, -1]
+    (t2, _), = sample_windows(tokens, acts, pos[:1], 2, 2)      # one stretch (schema <= 4): no cut
+    assert t2.tolist() == [2, 3, 4, 5, 6]
