@@ -88,17 +88,13 @@ def _float(ctx: Context, win, name: str, size=(1100, 760)):
 
 @shot("explore")
 def explore(ctx: Context):
-    from PySide6.QtCore import Qt
-
     win = _explore_window(ctx)
     unit = _lens_feature(win)
     if unit is not None:
         win.selection.select("feature", unit)    # shaded in the lens, shown in the detail
-    win.resize(1680, 1000)                     # the panes around the overview need a large screen
-    ctx.settle(0.3)
-    win.resizeDocks([win.docks["featureSearch"], win.docks["featureDetail"]], [440, 640], Qt.Orientation.Horizontal)
-    win.resizeDocks([win.docks["textLens"]], [330], Qt.Orientation.Vertical)
-    ctx.settle(0.4)
+    win.resize(1280, 820)                      # a laptop screen, the default layout (as a new user sees it)
+    win.reset_layout()
+    ctx.settle(0.6)
     return win
 
 

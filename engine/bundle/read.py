@@ -65,6 +65,10 @@ def _guarded(what: str) -> Callable:
     return wrap
 
 
+class _CallersIndex(Exception):
+    """A dictionary index the bundle does not have (re-raised as IndexError, not as damage)."""
+
+
 class Bundle:
     """A bundle opened for reading. Metadata is read at open; everything else on demand.
 
@@ -86,8 +90,14 @@ class Bundle:
             with H5_LOCK:
                 self.family = read_family(self._h5, self.path)
                 if self.dictionary:
-                    self._file = dictionary_group(self._h5, self.family, self.dictionary, self.path)
+                    try:
+                        self._file = dictionary_group(self._h5, self.family, self.dictionary, self.path)
+                    except IndexError as exc:          # the caller's index, not the file's damage
+                        raise _CallersIndex(str(exc)) from None
                 meta = read_metadata(self._file, self.path)
+        except _CallersIndex as exc:
+            self.close()
+            raise IndexError(str(exc)) from None
         except BundleError:
             self.close()
             raise
