@@ -39,9 +39,10 @@ from typing import Generator, Iterable, Protocol
 
 import numpy as np
 
-from engine.analysis.token_classes import (BASE64, DNA, HEX, KEYWORD, PAD, SCRIPT0, WHITESPACE, WORD, AfterRule,
-                                           ClassRule, Rule, TokenInClassRule, TokenRule, TokenTable, WeightedTokenRule,
-                                           AmidRule, near_class_count)
+from engine.analysis.token_classes import (BASE64, CODE_CONTEXTS, DNA, HEX, KEYWORD, LANGUAGES, PAD, SCRIPT0,
+                                           WHITESPACE, WORD, AfterRule, AmidRule, ClassRule, CodeContextRule, Rule,
+                                           TokenInClassRule, TokenRule, TokenTable, WeightedTokenRule, code_contexts,
+                                           near_class_count, quote_token)
 from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted
 from engine.stats import HarvestResult, UnitStats
 
@@ -49,7 +50,7 @@ __all__ = ["Labeller", "RuleLabeller", "UnitView", "HeldOutSample", "label_units
            "score_medians"]
 
 # classes that say more than the token's kind; a single dominating token beats only the others
-DISTINCTIVE = {DNA, HEX, BASE64, WHITESPACE}
+DISTINCTIVE = {DNA, HEX, BASE64, WHITESPACE, *LANGUAGES}
 
 
 @dataclass
@@ -74,7 +75,7 @@ class RuleLabeller:
     """Labels from the token classes of a ``TokenTable`` (the candidate rules: see the module docstring)."""
 
     def __init__(self, tokenizer=None, table: TokenTable | None = None, token_share: float = 0.5,
-                 context_share: float = 0.7, loose_fit: float = 0.2):
+                 context_share: float = 0.7, loose_fit: float = 0.2, context_slack: float = 0.005):
         if table is None:
             if tokenizer is None:
                 raise ValueError("RuleLabeller needs a tokenizer or a TokenTable")
@@ -83,6 +84,7 @@ class RuleLabeller:
         self.token_share = token_share
         self.context_share = context_share
         self.loose_fit = loose_fit
+        self.context_slack = context_slack
 
     def label(self, unit: UnitView) -> tuple[str, Rule]:
         center_tok = unit.tokens[:, unit.center]
@@ -111,9 +113,8 @@ class RuleLabeller:
         if same_share >= self.token_share:
             ids = same if same else frozenset([best_token])
             is_token = np.isin(unit.tokens, list(ids))
-            raw = self.table.strings[best_token]
-            name = (f"Python keyword {text!r}" if self.table.base[best_token] == KEYWORD
-                    else f"the token {raw!r}")
+            name = (f"Python keyword {quote_token(text)}" if self.table.base[best_token] == KEYWORD
+                    else f"the token {self.table.quoted(best_token)}")
             if (best_class in DISTINCTIVE | self._script_classes() and class_share >= 0.5
                     and self.table.base[best_token] != best_class):    # "'C' in DNA", not "'д' in Cyrillic"
                 candidates.append((f"{name} in {class_name}", TokenInClassRule(ids, best_class, self.table),
@@ -134,13 +135,33 @@ class RuleLabeller:
         label, rule, _ = next(c for c, f in zip(candidates, fit) if f >= best - 0.02)
         # the same rule in its context, if that fits as well: the more specific description is the true one
         chosen = fit[[c[1] for c in candidates].index(rule)]
-        for (lab, r, _), f in zip(candidates, fit):
-            if isinstance(r, (AfterRule, AmidRule)) and r.rule is rule and f >= chosen - 0.005:
-                label, rule = lab, r
-                break
+        in_context = [(f, lab, r) for (lab, r, _), f in zip(candidates, fit)
+                      if isinstance(r, (AfterRule, AmidRule, CodeContextRule)) and r.rule is rule
+                      and f >= chosen - self.context_slack]
+        if in_context:
+            _, label, rule = max(in_context, key=lambda x: x[0])
+        top = self._top_elsewhere(unit, rule, classes)
+        if top:
+            label += f" (top: {top})"
         if best < self.loose_fit:
             label += " (loose fit)"
         return label, rule
+
+    def _top_elsewhere(self, unit: UnitView, rule: Rule, classes: np.ndarray) -> str:
+        """What the top examples fire on when the rule misses most of them (the unit is polysemantic:
+        its label says what the bulk is, this what its strongest activations are); else ""."""
+        c = unit.center
+        top = unit.tokens[:3]
+        live = top[:, c] >= 0
+        if live.sum() < 2 or (rule.predict(top)[live, c] > 0).sum() * 2 > live.sum():
+            return ""
+        t = int(top[0, c])
+        name = (f"Python keyword {quote_token(self.table.stripped[t])}" if self.table.base[t] == KEYWORD
+                else self.table.quoted(t))
+        cls = int(classes[0, c])
+        if cls in DISTINCTIVE - {WHITESPACE} or cls >= SCRIPT0:
+            name += f" in {self.table.class_name(cls)}"
+        return name
 
     def _token_set(self, tokens: np.ndarray, by_token: np.ndarray, total: float, center_acts: np.ndarray,
                    inverse: np.ndarray):
@@ -153,7 +174,7 @@ class RuleLabeller:
         keep = order[:n]
         mean = np.array([center_acts[inverse == j].mean() for j in keep], np.float64)
         weights = {int(tokens[j]): float(m / mean.max()) for j, m in zip(keep, mean)}
-        names = ", ".join(repr(self.table.strings[int(tokens[j])]) for j in keep)
+        names = ", ".join(self.table.quoted(int(tokens[j])) for j in keep)
         return f"the tokens {names}", WeightedTokenRule(weights)
 
     def _in_context(self, unit: UnitView, classes: np.ndarray, ok: np.ndarray, w: np.ndarray, candidates: list):
@@ -183,11 +204,17 @@ class RuleLabeller:
             k_best = max(share, key=share.get)
             if share[k_best] >= self.context_share:
                 amid = k_best
+        contexts = code_contexts(self.table, unit.tokens)
+        for where in CODE_CONTEXTS:
+            inside = contexts[where]
+            if w[inside[ok, c]].sum() >= self.context_share * total:
+                out += [(f"{label} {where}", CodeContextRule(rule, self.table, where), pred * inside)
+                        for label, rule, pred in list(candidates)]
         if amid is not None:
             around = near_by_class[amid] >= 2
             for label, rule, pred in list(candidates):
                 if self.table.class_name(amid) not in label:
-                    out.append((f"{label} amid {self.table.class_name(amid)}", AmidRule(rule, self.table, amid),
+                    out.append((f"{label} in {self.table.class_name(amid)}", AmidRule(rule, self.table, amid),
                                 pred * around))
         after_class = np.zeros(unit.tokens.shape, bool)     # predictions on the labelling windows, from
         after_class[:, 1:] = classes[:, :-1] == pc           # the classes already known (no re-classify)
@@ -198,7 +225,7 @@ class RuleLabeller:
                 out.append((f"{label} after {self.table.class_name(pc)}",
                             AfterRule(rule, self.table, prev_classes=frozenset([pc])), pred * after_class))
             if pt_weight.max() >= self.context_share * total:
-                out.append((f"{label} after {self.table.strings[pt]!r}",
+                out.append((f"{label} after {self.table.quoted(pt)}",
                             AfterRule(rule, self.table, prev_tokens=frozenset([pt])), pred * after_token))
         return out
 

@@ -125,8 +125,7 @@ def test_known_units_get_their_label_and_a_high_score(labelled, name, expected):
 
 def test_context_and_token_sets(labelled):
     """The newline of DNA text is told from the newline of code; two tokens are named together."""
-    assert labelled["labels"]["dna_newline"] in ("the token '\\n' amid DNA (ACGT runs)",
-                                                 "whitespace / indentation amid DNA (ACGT runs)")
+    assert labelled["labels"]["dna_newline"] in ("the token '↵' in DNA", "whitespace / indentation in DNA")
     assert labelled["scores"]["dna_newline"] > 0.6
     assert labelled["labels"]["two_tokens"] in ("the tokens ' self', 'return'", "the tokens 'return', ' self'")
     assert labelled["scores"]["two_tokens"] > 0.6
@@ -237,7 +236,7 @@ def test_classes_survive_a_tokenizer_that_splits_into_letters():
     assert all("DNA" in c for c in classes(list("GATTACAGGCATTAGC")))
     assert all(c == "base64" for c in classes(list("Zb9x+Y3/dEa7FzXc")))
     assert set(classes(list("3fa0") + [" "] + list("9d1c") + [" "] + list("e4b0") + [" "] + list("00ff"))) \
-        <= {"hex digits", "whitespace / indentation"}
+        <= {"hex", "whitespace / indentation"}
     prose = classes([" the", " cat", " is", " a", " cat", "\n", " the", " a"])
     assert not any(c in ("DNA (ACGT runs)", "hex digits", "base64") for c in prose)
 
