@@ -39,10 +39,10 @@ from typing import Generator, Iterable, Protocol
 
 import numpy as np
 
-from engine.analysis.token_classes import (BASE64, CODE_CONTEXTS, DNA, HEX, KEYWORD, LANGUAGES, PAD, SCRIPT0,
-                                           WHITESPACE, WORD, AfterRule, AmidRule, ClassRule, CodeContextRule, Rule,
-                                           TokenInClassRule, TokenRule, TokenTable, WeightedTokenRule, code_contexts,
-                                           near_class_count, quote_token)
+from engine.analysis.token_classes import (BASE64, CODE_CONTEXTS, DIGITS, DNA, HEX, KEYWORD, LANGUAGES, OTHER, PAD,
+                                           PARTIAL, PUNCT, SCRIPT0, UPPER, WHITESPACE, WORD, AfterRule, AmidRule,
+                                           ClassRule, CodeContextRule, Rule, TokenInClassRule, TokenRule, TokenTable,
+                                           WeightedTokenRule, code_contexts, near_class_count, quote_token)
 from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted
 from engine.stats import HarvestResult, UnitStats
 
@@ -51,6 +51,8 @@ __all__ = ["Labeller", "RuleLabeller", "UnitView", "HeldOutSample", "label_units
 
 # classes that say more than the token's kind; a single dominating token beats only the others
 DISTINCTIVE = {DNA, HEX, BASE64, WHITESPACE, *LANGUAGES}
+# classes too common to say where a token is ("in words", "after punctuation" tell a reader nothing)
+VAGUE = {PAD, WORD, OTHER, PARTIAL, PUNCT, UPPER, DIGITS}
 
 
 @dataclass
@@ -75,7 +77,8 @@ class RuleLabeller:
     """Labels from the token classes of a ``TokenTable`` (the candidate rules: see the module docstring)."""
 
     def __init__(self, tokenizer=None, table: TokenTable | None = None, token_share: float = 0.5,
-                 context_share: float = 0.7, loose_fit: float = 0.2, context_slack: float = 0.005):
+                 context_share: float = 0.7, loose_fit: float = 0.2, context_slack: float = 0.02,
+                 class_slack: float = 0.05):
         if table is None:
             if tokenizer is None:
                 raise ValueError("RuleLabeller needs a tokenizer or a TokenTable")
@@ -85,6 +88,7 @@ class RuleLabeller:
         self.context_share = context_share
         self.loose_fit = loose_fit
         self.context_slack = context_slack
+        self.class_slack = class_slack
 
     def label(self, unit: UnitView) -> tuple[str, Rule]:
         center_tok = unit.tokens[:, unit.center]
@@ -133,6 +137,8 @@ class RuleLabeller:
         fit = [spearman(pred[valid], unit.acts[valid]) for _, _, pred in candidates]
         best = max(fit)
         label, rule, _ = next(c for c, f in zip(candidates, fit) if f >= best - 0.02)
+        if best_class not in VAGUE | {WHITESPACE} and fit[0] >= best - self.class_slack:
+            label, rule, _ = candidates[0]       # "base64", "French text": the kind of text, if it fits nearly as well
         # the same rule in its context, if that fits as well: the more specific description is the true one
         chosen = fit[[c[1] for c in candidates].index(rule)]
         in_context = [(f, lab, r) for (lab, r, _), f in zip(candidates, fit)
@@ -197,7 +203,7 @@ class RuleLabeller:
         pt = int(toks[np.argmax(pt_weight)])
         # the class that surrounds the unit's token (other than its own): "newline amid base64"
         near_by_class = {k: near_class_count(classes, k) for k in set(int(x) for x in np.unique(classes[ok]))
-                         | set(int(x) for x in np.unique(prev_cls)) if k not in (PAD, WHITESPACE)}
+                         | set(int(x) for x in np.unique(prev_cls)) if k not in VAGUE | {WHITESPACE}}
         amid = None
         if near_by_class:
             share = {k: w[near[ok, c] >= 2].sum() / total for k, near in near_by_class.items()}
@@ -221,7 +227,7 @@ class RuleLabeller:
         after_token = np.zeros(unit.tokens.shape, bool)
         after_token[:, 1:] = unit.tokens[:, :-1] == pt
         for label, rule, pred in list(candidates):
-            if pc_weight[pc] >= self.context_share * total and pc != PAD and self.table.class_name(pc) not in label:
+            if pc_weight[pc] >= self.context_share * total and pc not in VAGUE and self.table.class_name(pc) not in label:
                 out.append((f"{label} after {self.table.class_name(pc)}",
                             AfterRule(rule, self.table, prev_classes=frozenset([pc])), pred * after_class))
             if pt_weight.max() >= self.context_share * total:

@@ -31,6 +31,9 @@ class FakeTokenizer:
     def vocab_strings(self) -> tuple[str, ...]:
         return tuple(VOCAB)
 
+    def readable_strings(self) -> tuple[str, ...]:
+        return tuple(t.replace("\\xd8", "⟨0xD8⟩") for t in VOCAB)
+
 
 def _stream(rng, n=24_000):
     tokens, kinds = [], []
@@ -104,6 +107,7 @@ def labelled():
         "polysemantic": act(((kinds == "dna") & ~is_("\n")) | is_("(")) * np.where(is_("("), 1.5, 0.6),
         "dna_newline": act((kinds == "dna") & is_("\n")),          # line breaks of DNA, not of code
         "two_tokens": act(is_(" self", "return")),
+        "top_differs": act((kinds == "dna") & ~is_("\n")) + 5.0 * np.isin(np.arange(N), np.flatnonzero(is_("("))[:4]),
     }
     names = list(units)
     acts = np.stack([units[n] for n in names], axis=1)
@@ -269,3 +273,38 @@ def test_label_harvest_cancels_between_chunks_and_matches_label_units(labelled):
     for stats in (out.features, out.neurons):
         assert stats.labels == labels
         np.testing.assert_array_equal(stats.scores, scores)
+
+
+def test_labels_show_bytes_as_the_app_does_and_say_when_the_top_examples_differ(labelled):
+    assert not any("\\x" in lab for lab in labelled["labels"].values())
+    assert labelled["labels"]["top_differs"] == "DNA (top: '(')"          # the top examples are "(", the bulk DNA
+    assert "(top:" not in labelled["labels"]["dna"]
+
+
+def test_languages_are_named_from_their_words_and_scripts():
+    vocab = [" pour", " dans", " le", " monde", " toujours", " the", " of", " and", " und", " nicht", " jeweils",
+             " der", " было", " это", " від", " він", "的", "是", "の", "は", "日", " ", "\n", "def", "#", " x", "'"]
+    table = TokenTable.from_strings(vocab)
+    ids = {t.strip() or t: i for i, t in enumerate(vocab)}
+
+    def classes(words):
+        return [table.class_name(c) for c in table.classify(np.array([[ids[w] for w in words]]))[0]]
+
+    assert set(classes(["pour", "dans", "le", "monde", "toujours"])) == {"French text"}
+    assert set(classes(["und", "nicht", "jeweils", "der"])) == {"German text"}
+    assert set(classes(["the", "of", "the", "le", "of"])) == {"words"}             # English stays words
+    assert set(classes(["было", "это", "было"])) == {"Russian text"}
+    assert set(classes(["від", "він", "від"])) == {"Ukrainian text"}
+    assert set(classes(["的", "是", "的"])) == {"Chinese text"}
+    assert set(classes(["日", "の", "は"])) == {"Japanese text"}
+
+
+def test_code_contexts_from_the_window():
+    from engine.analysis.token_classes import code_contexts
+    vocab = ["#", " note", " here", "\n", "x", " =", " '", "abc", "'", "\n    ", "return"]
+    table = TokenTable.from_strings(vocab)
+    where = code_contexts(table, np.arange(len(vocab))[None])
+    assert list(np.flatnonzero(where["in comments"][0])) == [0, 1, 2, 3]
+    assert list(np.flatnonzero(where["in string literals"][0])) == [7, 8]
+    assert list(np.flatnonzero(where["after indentation"][0])) == [10]
+    assert list(np.flatnonzero(where["at line start"][0])) == [4]
