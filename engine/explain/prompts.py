@@ -16,7 +16,10 @@ Score:
   0–9 per token (the predicted activation). With logprobs the prediction is the expected digit.
 
 Every answer is digits, one per line, so one parser (``parse_digits``) reads all three scorers
-and, given logprobs, the probability of each digit.
+and, given logprobs, the probability of each digit. Asked for structured output
+(``engine.explain.ask``), the answers are ``{"answers": [digits]}`` and ``{"explanation": "…"}``,
+read by ``parse_digits_json`` (the logprobs of the digit tokens inside the JSON) and
+``parse_explanation_json``.
 """
 
 from __future__ import annotations
