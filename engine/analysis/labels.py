@@ -16,14 +16,22 @@ are the class with the largest activation-weighted share of the example tokens, 
 (≥ half the weight; "the token ' self'", "Python keyword 'def'"), that token only within its class
 ("the token 'C' in DNA (ACGT runs)"), a word family, the two to four tokens that carry 80% of the
 weight, each predicting its own mean activation ("the tokens ' self', ' cls'"), and each of those in
-context: after the class or the token that precedes most of the weight ("digits after punctuation",
-"… after '):'"), or amid text of one class ("whitespace / indentation amid base64": the line breaks
-of a base64 block, not of prose). The labeller keeps the one whose predictions best match every
-token of the labelling windows (Spearman again — the example's neighbours are the negatives),
-preferring the more general rule on near-ties, and then the rule's in-context form if it fits as
-well (the more specific description is the true one). A label whose best fit is below
-``loose_fit`` (0.2) says so: "… (loose fit)". ``benchmarks/bench_labels.py`` measures the labeller
-on a real bundle against the labels stored in it.
+context: after the class or the token that precedes most of the weight ("… after Greek script",
+"… after '):'"), in text of one class ("whitespace / indentation in base64": the line breaks of a
+base64 block, not of prose; "the token ' se' in Spanish text") or at one place in code ("… in
+comments", "… in string literals", "Python keyword 'return' after indentation"). Classes too common
+to say anything ("words", "punctuation") are never a context. The classes include languages
+(French, German, Spanish, Russian, Ukrainian, Bulgarian, Chinese, Japanese: from the words around a
+token, ``token_classes``) and scripts (Arabic, Hebrew, Greek, Korean). The labeller keeps the rule
+whose predictions best match every token of the labelling windows (Spearman again — the example's
+neighbours are the negatives), preferring the more general rule on near-ties (0.02) and an
+informative class ("base64", "French text") within ``class_slack`` (0.05), then the rule's
+in-context form if it fits within ``context_slack`` (0.02; the more specific description is the true
+one). Tokens are written as the app shows them (⟨0xD8⟩ for a byte of a partial character, ↵ for a
+newline). "… (top: ' >=')" marks a polysemantic unit: the rule misses most of its three strongest
+labelling examples, which fire on that token. A label whose best fit is below ``loose_fit`` (0.2)
+says so: "… (loose fit)". ``benchmarks/bench_labels.py`` measures the labeller on a real bundle
+against the labels stored in it.
 
 ``label_harvest`` is the pipeline's labelling job (progress in units labelled, cancellable);
 ``label_units`` labels one kind's units in one call.
