@@ -14,7 +14,7 @@ compare. ``Labeller`` is a protocol: an LLM labeller with its own rule can repla
 ``RuleLabeller`` reads the token classes of ``engine.analysis.token_classes``. Its candidate rules
 are the class with the largest activation-weighted share of the example tokens, a dominating token
 (≥ half the weight; "the token ' self'", "Python keyword 'def'"), that token only within its class
-("the token 'C' in DNA (ACGT runs)"), a word family, the two to four tokens that carry 80% of the
+("the token 'C' in DNA"), a word family, the two to four tokens that carry 80% of the
 weight, each predicting its own mean activation ("the tokens ' self', ' cls'"), and each of those in
 context: after the class or the token that precedes most of the weight ("… after Greek script",
 "… after '):'"), in text of one class ("whitespace / indentation in base64": the line breaks of a
@@ -209,7 +209,7 @@ class RuleLabeller:
         toks, inv = np.unique(prev_tok[live], return_inverse=True)
         pt_weight = np.bincount(inv, weights=w[live])
         pt = int(toks[np.argmax(pt_weight)])
-        # the class that surrounds the unit's token (other than its own): "newline amid base64"
+        # the class that surrounds the unit's token (other than its own): "newline in base64"
         near_by_class = {k: near_class_count(classes, k) for k in set(int(x) for x in np.unique(classes[ok]))
                          | set(int(x) for x in np.unique(prev_cls)) if k not in VAGUE | {WHITESPACE}}
         amid = None
