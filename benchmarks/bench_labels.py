@@ -7,7 +7,7 @@
 this checkout's ``RuleLabeller`` on the same examples and the same held-out windows (the paired
 sample's random windows, seed 0, as the pipeline draws them). Printed per kind, side by side: the
 median held-out Spearman score; the share of labels that are bare token lists ("the token ' self'",
-"the tokens '7', '1'", with no "… in …" / "… after …" context), of all "the token(s) …" labels, of
+"brackets '(', '['": tokens with no "… in …" / "… after …" / "base64: …" context), of all "the token(s) …" labels, of
 the bare label "words", of labels naming a language, of bare class labels ("base64", "DNA", "hex"),
 of code contexts ("in comments", "after indentation", …), of the polysemantic marker "(top: …)", of
 "(loose fit)", and of labels with escaped bytes ("\\xd8"). Nothing is written.
@@ -78,10 +78,15 @@ def _core(label: str) -> str:
     return label
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
 def _token_list(label: str) -> bool:
-    """Bare tokens, no context: "the token ' self'", "the tokens '7', '1'" (not "… in base64", "… after …")."""
+    """Tokens with no context: "the token ' self'", "the tokens '7', '1'", "brackets '(', '['", "Python
+    keyword 'def'" (not "base64: '7'", "… in comments", "… after '('")."""
     label = _core(label)
-    return label.startswith("the token") and " in " not in label and " after " not in label
+    bare = _QUOTED.sub("''", label)
+    return bare != label and not any(w in bare for w in (" in ", " after ", " amid ", ": "))
 
 
 def mix(labels: list[str], scores: np.ndarray) -> dict[str, float]:

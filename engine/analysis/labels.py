@@ -47,10 +47,10 @@ from typing import Generator, Iterable, Protocol
 
 import numpy as np
 
-from engine.analysis.token_classes import (BASE64, CODE_CONTEXTS, DIGITS, DNA, HEX, KEYWORD, LANGUAGES, OTHER, PAD,
-                                           PARTIAL, PUNCT, SCRIPT0, UPPER, WHITESPACE, WORD, AfterRule, AmidRule,
-                                           ClassRule, CodeContextRule, Rule, TokenInClassRule, TokenRule, TokenTable,
-                                           WeightedTokenRule, code_contexts, near_class_count, quote_token)
+from engine.analysis.token_classes import (BASE64, BRACKET, CODE_CONTEXTS, DIGITS, DNA, HEX, KEYWORD, LANGUAGES,
+                                           OTHER, PAD, PARTIAL, PUNCT, SCRIPT0, UPPER, WHITESPACE, WORD, AfterRule,
+                                           AmidRule, ClassRule, CodeContextRule, Rule, TokenInClassRule, TokenRule,
+                                           TokenTable, WeightedTokenRule, code_contexts, near_class_count, quote_token)
 from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted
 from engine.stats import HarvestResult, UnitStats
 
@@ -129,7 +129,7 @@ class RuleLabeller:
                     else f"the token {self.table.quoted(best_token)}")
             if (best_class in DISTINCTIVE | self._script_classes() and class_share >= 0.5
                     and self.table.base[best_token] != best_class):    # "'C' in DNA", not "'д' in Cyrillic"
-                candidates.append((f"{name} in {class_name}", TokenInClassRule(ids, best_class, self.table),
+                candidates.append((in_text_of(name, class_name), TokenInClassRule(ids, best_class, self.table),
                                    is_token & in_class))
             candidates.append((name, TokenRule(ids), is_token))
         if best_class == WORD:
@@ -189,6 +189,9 @@ class RuleLabeller:
         mean = np.array([center_acts[inverse == j].mean() for j in keep], np.float64)
         weights = {int(tokens[j]): float(m / mean.max()) for j, m in zip(keep, mean)}
         names = ", ".join(self.table.quoted(int(tokens[j])) for j in keep)
+        shared = {int(self.table.base[int(tokens[j])]) for j in keep}
+        if len(shared) == 1 and shared & {KEYWORD, BRACKET, DIGITS, PUNCT}:    # "brackets '(', '['"
+            return f"{self.table.class_name(shared.pop())} {names}", WeightedTokenRule(weights)
         return f"the tokens {names}", WeightedTokenRule(weights)
 
     def _in_context(self, unit: UnitView, classes: np.ndarray, ok: np.ndarray, w: np.ndarray, candidates: list):
@@ -228,7 +231,7 @@ class RuleLabeller:
             around = near_by_class[amid] >= 2
             for label, rule, pred in list(candidates):
                 if self.table.class_name(amid) not in label:
-                    out.append((f"{label} in {self.table.class_name(amid)}", AmidRule(rule, self.table, amid),
+                    out.append((in_text_of(label, self.table.class_name(amid)), AmidRule(rule, self.table, amid),
                                 pred * around))
         after_class = np.zeros(unit.tokens.shape, bool)     # predictions on the labelling windows, from
         after_class[:, 1:] = classes[:, :-1] == pc           # the classes already known (no re-classify)
@@ -262,6 +265,15 @@ class RuleLabeller:
         ids = frozenset(i for i, s in enumerate(self.table.stripped)
                         if s.lower().startswith(stem) and self.table.base[i] == WORD)
         return f"words starting {stem!r}", TokenRule(ids)
+
+
+def in_text_of(label: str, class_name: str) -> str:
+    """A rule's label restricted to text of one class, the class first as the paper writes them
+    ("Arabic script: '⟨0xD8⟩'", "base64: '7', '1'"); other labels take "… in <class>"."""
+    for head in ("the tokens ", "the token "):
+        if label.startswith(head):
+            return f"{class_name}: {label[len(head):]}"
+    return f"{label} in {class_name}"
 
 
 # --------------------------------------------------------------------------------------- scoring

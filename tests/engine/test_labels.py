@@ -129,7 +129,7 @@ def test_known_units_get_their_label_and_a_high_score(labelled, name, expected):
 
 def test_context_and_token_sets(labelled):
     """The newline of DNA text is told from the newline of code; two tokens are named together."""
-    assert labelled["labels"]["dna_newline"] in ("the token '↵' in DNA", "whitespace / indentation in DNA")
+    assert labelled["labels"]["dna_newline"] in ("DNA: '↵'", "whitespace / indentation in DNA")
     assert labelled["scores"]["dna_newline"] > 0.6
     assert labelled["labels"]["two_tokens"] in ("the tokens ' self', 'return'", "the tokens 'return', ' self'")
     assert labelled["scores"]["two_tokens"] > 0.6
@@ -308,3 +308,10 @@ def test_code_contexts_from_the_window():
     assert list(np.flatnonzero(where["in string literals"][0])) == [7, 8]
     assert list(np.flatnonzero(where["after indentation"][0])) == [10]
     assert list(np.flatnonzero(where["at line start"][0])) == [4]
+
+
+def test_tokens_in_text_of_a_class_read_class_first():
+    from engine.analysis.labels import in_text_of
+    assert in_text_of("the token '⟨0xD8⟩'", "Arabic script") == "Arabic script: '⟨0xD8⟩'"
+    assert in_text_of("the tokens '7', '1'", "base64") == "base64: '7', '1'"
+    assert in_text_of("whitespace / indentation", "DNA") == "whitespace / indentation in DNA"
