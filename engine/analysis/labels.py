@@ -155,7 +155,7 @@ class RuleLabeller:
         if in_context:
             _, label, rule = max(in_context, key=lambda x: x[0])
         top = self._top_elsewhere(unit, rule, classes)
-        if top:
+        if top and top.split(" in ")[0] not in label and top.split(" in ")[-1] not in label:
             label += f" (top: {top})"
         if best < self.loose_fit:
             label += " (loose fit)"
