@@ -184,16 +184,31 @@ def parse_digits(reply: Reply, n: int, top: int = 9) -> np.ndarray:
         if any(d > 9 for d in digits):
             raise MalformedReply(f"expected digits 0-9, got {lines[0].strip()[:40]!r}")
         lines = []
-    for ln in lines:
-        m = _DIGIT_LINE.match(ln)
-        if m is None:
+    read = [_read_line(ln, top) for ln in lines]
+    hits = [i for i, d in enumerate(read) if d is not None]
+    if hits:                  # words before the first answer line or after the last ("Here are my answers:")
+        lines, read = lines[hits[0]:hits[-1] + 1], read[hits[0]:hits[-1] + 1]
+    for ln, d in zip(lines, read):
+        if d is None:
             raise MalformedReply(f"expected one digit per line, got {ln.strip()[:40]!r}")
-        digits.append(int(m.group(1)))
+        digits.append(d)
     if len(digits) != n:
         raise MalformedReply(f"expected {n} lines of digits, got {len(digits)}")
     values = np.clip(np.asarray(digits, np.float64), 0, top)
     expected = _expected_digits(reply, n, top)
     return expected if expected is not None else values
+
+
+_YES_NO = re.compile(r"^\s*(?:[A-Za-z]+\s*)?(?:\d+\s*[:.)\t-]\s*)?(yes|no|true|false)\b[.!]?\s*$", re.I)
+
+
+def _read_line(line: str, top: int) -> int | None:
+    """One answer line's digit ("1", "3: 1", "Excerpt 2: 0"; for 0/1 answers also "yes" / "no"), else None."""
+    m = _DIGIT_LINE.match(line)
+    if m is not None:
+        return int(m.group(1))
+    m = _YES_NO.match(line) if top == 1 else None
+    return None if m is None else int(m.group(1).lower() in ("yes", "true"))
 
 
 def parse_explanation_json(data, reply: Reply) -> str:

@@ -100,3 +100,23 @@ def test_a_scorer_that_stays_malformed_keeps_the_others(unit, structured, failin
 def test_an_explanation_that_stays_malformed_fails_the_unit(unit):
     rec, requests, _ = _run(unit, structured="ignore", wrong={"explain": 2})
     assert rec["status"] == "failed" and len(requests) == 2 and all(rec[n] is None for n in SCORERS)
+
+
+@pytest.mark.parametrize("text,n,top,want", [
+    ("1\n0\n1", 3, 1, [1, 0, 1]),
+    ("Here are my answers:\n1. 1\n2. 0\n3. 1\nHope this helps.", 3, 1, [1, 0, 1]),
+    ("Excerpt 1: yes\nExcerpt 2: No.\nExcerpt 3: true", 3, 1, [1, 0, 1]),
+    ("0, 7, 9", 3, 9, [0, 7, 9]),
+])
+def test_the_free_text_parser_reads_what_small_models_write(text, n, top, want):
+    from engine.explain.client import Reply
+    from engine.explain.prompts import parse_digits
+    assert list(parse_digits(Reply(text, "stop", 0, 0), n, top=top)) == want
+
+
+@pytest.mark.parametrize("text", ["1\nThe next token is probably a word.\n0", "yes\nno\nyes", "1\n0"])
+def test_the_free_text_parser_refuses_what_it_cannot_read(text):
+    from engine.explain.client import MalformedReply, Reply
+    from engine.explain.prompts import parse_digits
+    with pytest.raises(MalformedReply):
+        parse_digits(Reply(text, "stop", 0, 0), 3, top=9)
