@@ -47,10 +47,11 @@ from typing import Generator, Iterable, Protocol
 
 import numpy as np
 
-from engine.analysis.token_classes import (BASE64, BRACKET, CODE_CONTEXTS, DIGITS, DNA, HEX, KEYWORD, LANGUAGES,
-                                           OTHER, PAD, PARTIAL, PUNCT, SCRIPT0, UPPER, WHITESPACE, WORD, AfterRule,
-                                           AmidRule, ClassRule, CodeContextRule, Rule, TokenInClassRule, TokenRule,
-                                           TokenTable, WeightedTokenRule, code_contexts, near_class_count, quote_token)
+from engine.analysis.token_classes import (BASE64, BRACKET, BULGARIAN, CODE_CONTEXTS, DIGITS, DNA, EUROPEAN, FRENCH,
+                                           GERMAN, HEX, KEYWORD, LANGUAGES, OTHER, PAD, PARTIAL, PUNCT, RUSSIAN,
+                                           SCRIPT0, SPANISH, UKRAINIAN, UPPER, WHITESPACE, WORD, AfterRule, AmidRule,
+                                           ClassRule, CodeContextRule, Rule, TokenInClassRule, TokenRule, TokenTable,
+                                           WeightedTokenRule, code_contexts, near_class_count, quote_token)
 from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted
 from engine.stats import HarvestResult, UnitStats
 
@@ -122,6 +123,11 @@ class RuleLabeller:
         class_name = self.table.class_name(best_class)
         in_class = classes == best_class
         candidates = [(class_name, ClassRule(frozenset([best_class]), self.table), in_class)]
+        languages = self._languages(by_class, total)
+        if languages:            # text of several languages, none alone ("pour dans le", "jeweils", "Desaparecer")
+            names = " / ".join(self.table.class_name(k).removesuffix(" text") for k in languages)
+            candidates.append((f"{names} text", ClassRule(frozenset(languages), self.table),
+                               np.isin(classes, list(languages))))
         if same_share >= self.token_share:
             ids = same if same else frozenset([best_token])
             is_token = np.isin(unit.tokens, list(ids))
@@ -147,6 +153,8 @@ class RuleLabeller:
         label, rule, _ = next(c for c, f in zip(candidates, fit) if f >= best - 0.02)
         if best_class not in VAGUE | {WHITESPACE} and fit[0] >= best - self.class_slack:
             label, rule, _ = candidates[0]       # "base64", "French text": the kind of text, if it fits nearly as well
+        if languages and fit[1] >= best - self.class_slack:
+            label, rule, _ = candidates[1]
         # the same rule in its context, if that fits as well: the more specific description is the true one
         chosen = fit[[c[1] for c in candidates].index(rule)]
         in_context = [(f, lab, r) for (lab, r, _), f in zip(candidates, fit)
@@ -176,6 +184,17 @@ class RuleLabeller:
         if cls in DISTINCTIVE - {WHITESPACE} or cls >= SCRIPT0:
             name += f" in {self.table.class_name(cls)}"
         return name
+
+    @staticmethod
+    def _languages(by_class: np.ndarray, total: float) -> list[int]:
+        """Two or more languages of one family (French, German, Spanish; Russian, Ukrainian, Bulgarian) that
+        together hold half of the examples' weight, each a tenth of it."""
+        for family in ((FRENCH, GERMAN, SPANISH, EUROPEAN), (RUSSIAN, UKRAINIAN, BULGARIAN)):
+            weight = {k: by_class[k] for k in family if k < len(by_class)}
+            some = [k for k, v in weight.items() if v >= 0.1 * total]
+            if len(some) >= 2 and sum(weight[k] for k in some) >= 0.5 * total:
+                return sorted(set(some) | ({FRENCH, GERMAN, SPANISH} if EUROPEAN in some else set()))
+        return []
 
     def _token_set(self, tokens: np.ndarray, by_token: np.ndarray, total: float, center_acts: np.ndarray,
                    inverse: np.ndarray):

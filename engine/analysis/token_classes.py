@@ -35,23 +35,23 @@ __all__ = ["TokenTable", "Rule", "ClassRule", "TokenRule", "TokenInClassRule", "
 # fixed token classes; scripts get ids from SCRIPT0 on, one per script seen in the vocabulary
 PAD, WHITESPACE, DNA, HEX, BASE64, DIGITS, KEYWORD, BRACKET, PUNCT, UPPER, WORD, OTHER, PARTIAL = range(13)
 # languages, decided from the words around a token (``_LANGUAGE_EVIDENCE``)
-FRENCH, GERMAN, SPANISH, RUSSIAN, UKRAINIAN, BULGARIAN, CHINESE, JAPANESE = range(13, 21)
-LANGUAGES = (FRENCH, GERMAN, SPANISH, RUSSIAN, UKRAINIAN, BULGARIAN, CHINESE, JAPANESE)
-SCRIPT0 = 21
+FRENCH, GERMAN, SPANISH, RUSSIAN, UKRAINIAN, BULGARIAN, CHINESE, JAPANESE, EUROPEAN = range(13, 22)
+LANGUAGES = (FRENCH, GERMAN, SPANISH, RUSSIAN, UKRAINIAN, BULGARIAN, CHINESE, JAPANESE, EUROPEAN)
+SCRIPT0 = 22
 CLASS_LABELS = {
     PAD: "", WHITESPACE: "whitespace / indentation", DNA: "DNA", HEX: "hex",
     BASE64: "base64", DIGITS: "digits", KEYWORD: "Python keywords", BRACKET: "brackets",
     PUNCT: "punctuation", UPPER: "upper-case words", WORD: "words", OTHER: "mixed tokens",
     PARTIAL: "partial characters", FRENCH: "French text", GERMAN: "German text", SPANISH: "Spanish text",
     RUSSIAN: "Russian text", UKRAINIAN: "Ukrainian text", BULGARIAN: "Bulgarian text", CHINESE: "Chinese text",
-    JAPANESE: "Japanese text",
+    JAPANESE: "Japanese text", EUROPEAN: "French / German / Spanish text",
 }
 _CONTEXT_RADIUS = 6
 _SCRIPT_NAMES = {"CJK": "CJK characters", "HANGUL": "Korean text", "HIRAGANA": "Japanese kana",
                  "KATAKANA": "Japanese kana"}
 # (class, wordfreq code, script of its words, letters only it uses among its neighbours); "en" has no class
-_LANGUAGE_EVIDENCE = ((None, "en", "LATIN", ""), (FRENCH, "fr", "LATIN", "èêçœàùâîôû"),
-                      (GERMAN, "de", "LATIN", "äöüß"), (SPANISH, "es", "LATIN", "ñ¿¡áíóú"),
+_LANGUAGE_EVIDENCE = ((None, "en", "LATIN", ""), (FRENCH, "fr", "LATIN", "èêçœàùâîôûé"),
+                      (GERMAN, "de", "LATIN", "äöüß"), (SPANISH, "es", "LATIN", "ñ¿¡áíóúé"),
                       (RUSSIAN, "ru", "CYRILLIC", "ыэё"), (UKRAINIAN, "uk", "CYRILLIC", "іїєґ"),
                       (BULGARIAN, "bg", "CYRILLIC", "ъ"))
 _ESCAPE = re.compile(r"\\x([0-9a-f]{2})")
@@ -200,7 +200,8 @@ class TokenTable:
 
     def _languages_(self, out: np.ndarray, ids: np.ndarray, valid: np.ndarray) -> None:
         """Word tokens in text of one language take its class (in place): Latin words where ≥ 2 of the
-        tokens within ±6 are words of French (German, Spanish) only and fewer are English only;
+        tokens within ±6 are French (German, Spanish) words that English lacks, more than of the other two and
+        than English-only words;
         Cyrillic the same among Russian, Ukrainian and Bulgarian; CJK characters are Japanese
         next to kana, else Chinese; kana are Japanese."""
         ev = np.where(valid[..., None], self.evidence[ids], False).astype(np.float32)        # (E, W, L)
@@ -214,9 +215,11 @@ class TokenTable:
             counts = near[..., [cols[c] for c in codes]]                                     # (E, W, 3)
             order = np.sort(counts, axis=-1)
             best = np.argmax(counts, axis=-1)
-            ok = (order[..., -1] >= 2) & (order[..., -1] > order[..., -2]) & np.isin(out, members)
+            ok = (order[..., -1] >= 2) & np.isin(out, members)
             if rival is not None:
                 ok &= order[..., -1] > rival
+                out[ok & (order[..., -1] == order[..., -2])] = EUROPEAN     # foreign, but which one is a tie
+            ok &= order[..., -1] > order[..., -2]
             for j, code in enumerate(codes):
                 out[ok & (best == j)] = next(c for c, k, _, _ in _LANGUAGE_EVIDENCE if k == code)
         cjk = self._script_class("CJK")
@@ -238,19 +241,26 @@ def quote_token(text: str) -> str:
 
 
 def _language_evidence(stripped: Sequence[str]) -> np.ndarray:
-    """[V, languages]: the token is a word of one language's frequent words and of no other language of
-    its script, or holds a letter only that language uses (wordfreq's lists, as the corpus samples them)."""
+    """[V, languages]: the token is one of a language's frequent words (wordfreq's lists, as the corpus
+    samples them) and not an English one (French, German, Spanish) or of no other language of its script
+    (English, Russian, Ukrainian, Bulgarian), or holds a letter that language uses and English does not."""
     from engine.data.languages import language     # wordfreq's lists: loaded once per process
 
     words = [frozenset(language(code, (script,)).words) for _, code, script, _ in _LANGUAGE_EVIDENCE]
     out = np.zeros((len(stripped), len(_LANGUAGE_EVIDENCE)), bool)
+    english = next(j for j, e in enumerate(_LANGUAGE_EVIDENCE) if e[1] == "en")
     for i, t in enumerate(stripped):
         w = t.lower()
         if not w.isalpha():
             continue
         for j, (_, _, script, letters) in enumerate(_LANGUAGE_EVIDENCE):
             if w in words[j]:
-                others = (k for k, e in enumerate(_LANGUAGE_EVIDENCE) if k != j and e[2] == script)
+                # a Latin word counts for each non-English language that has it, if English has not;
+                # English words and Cyrillic ones count only if no other language of their script has them
+                if script == "LATIN" and j != english:
+                    others = [english]
+                else:
+                    others = [k for k, e in enumerate(_LANGUAGE_EVIDENCE) if k != j and e[2] == script]
                 out[i, j] = not any(w in words[k] for k in others)
             if letters and any(ch in letters for ch in w):
                 out[i, j] = True
