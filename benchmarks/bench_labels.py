@@ -6,9 +6,11 @@
 "Before" is what the bundle stores (the labeller that wrote it); "after" relabels every unit with
 this checkout's ``RuleLabeller`` on the same examples and the same held-out windows (the paired
 sample's random windows, seed 0, as the pipeline draws them). Printed per kind, side by side: the
-median held-out Spearman score, the share of bare single-token labels ("the token ' self'", not
-"the tokens …" or "… after …" / "… amid …" / "… in DNA"), of the bare label "words", and of labels with a
-reservation ("(loose fit)"). Nothing is written.
+median held-out Spearman score; the share of labels that are bare token lists ("the token ' self'",
+"brackets '(', '['": tokens with no "… in …" / "… after …" / "base64: …" context), of all "the token(s) …" labels, of
+the bare label "words", of labels naming a language, of bare class labels ("base64", "DNA", "hex"),
+of code contexts ("in comments", "after indentation", …), of the polysemantic marker "(top: …)", of
+"(loose fit)", and of labels with escaped bytes ("\\xd8"). Nothing is written.
 """
 
 from __future__ import annotations
@@ -64,10 +66,27 @@ def held_out_of(bundle, kind: str, seed: int = 0) -> HeldOutSample:
     return HeldOutSample(tokens, acts_of, positions)
 
 
-def _bare_token(label: str) -> bool:
-    """A single token with no context: "the token ' self'" (not "the tokens …", "… after …", "… in …")."""
-    label = label.replace(" (loose fit)", "")
-    return label.startswith("the token ") and " after " not in label and " amid " not in label and not re.search(r"['\"] in ", label)
+LANGUAGE_NAMES = ("French", "German", "Spanish", "Chinese", "Japanese", "Korean", "Russian", "Ukrainian",
+                  "Bulgarian", "Greek", "Arabic", "Hebrew", "Cyrillic")
+_RESERVATION = re.compile(r" \((?:top: .*|loose fit)\)$")
+
+
+def _core(label: str) -> str:
+    """The label less its reservations ("(top: …)", "(loose fit)")."""
+    while _RESERVATION.search(label):
+        label = _RESERVATION.sub("", label)
+    return label
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _token_list(label: str) -> bool:
+    """Tokens with no context: "the token ' self'", "the tokens '7', '1'", "brackets '(', '['", "Python
+    keyword 'def'" (not "base64: '7'", "… in comments", "… after '('")."""
+    label = _core(label)
+    bare = _QUOTED.sub("''", label)
+    return bare != label and not any(w in bare for w in (" in ", " after ", " amid ", ": "))
 
 
 def mix(labels: list[str], scores: np.ndarray) -> dict[str, float]:
@@ -77,9 +96,17 @@ def mix(labels: list[str], scores: np.ndarray) -> dict[str, float]:
     s = s[np.isfinite(s)]
     return {
         "median score": float(np.median(s)) if s.size else float("nan"),
-        "'the token …'": sum(_bare_token(labels[i]) for i in live) / n,
-        "'words'": sum(labels[i] == "words" for i in live) / n,
+        "token lists": sum(_token_list(labels[i]) for i in live) / n,
+        "'the token(s)…'": sum(_core(labels[i]).startswith("the token") for i in live) / n,
+        "'words'": sum(_core(labels[i]) == "words" for i in live) / n,
+        "names a language": sum(any(w in labels[i] for w in LANGUAGE_NAMES) for i in live) / n,
+        "a class, bare": sum(_core(labels[i]) in ("DNA", "base64", "hex", "DNA (ACGT runs)", "hex digits")
+                             for i in live) / n,
+        "code context": sum(any(w in labels[i] for w in (" in comments", " in string literals", "after indentation",
+                                                         "at line start")) for i in live) / n,
+        "(top: …)": sum("(top: " in labels[i] for i in live) / n,
         "loose fit": sum("loose fit" in labels[i] for i in live) / n,
+        "escaped bytes": sum("\\x" in labels[i] for i in live) / n,
         "labelled": len(live),
     }
 
@@ -106,10 +133,10 @@ def main(argv=None) -> int:
                                     "words": m["'words'"], "loose_fit": m["loose fit"]}
                              for when, m in (("before", before), ("after", after))}
             print(f"\n{kind}s ({after['labelled']:,} labelled; relabelled in {seconds:.1f} s)")
-            print(f"  {'':16}{'before':>10}{'after':>10}")
-            for key in ("median score", "'the token …'", "'words'", "loose fit"):
+            print(f"  {'':18}{'before':>10}{'after':>10}")
+            for key in [k for k in after if k != "labelled"]:
                 fmt = "{:>10.3f}" if key == "median score" else "{:>10.1%}"
-                print(f"  {key:16}" + fmt.format(before[key]) + fmt.format(after[key]))
+                print(f"  {key:18}" + fmt.format(before[key]) + fmt.format(after[key]))
     write_json(args.json, figures)
     return 0
 

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.analysis.token_classes import SCRIPT0, TokenTable, DNA, HEX, BASE64  # noqa: E402
+from engine.analysis.token_classes import LANGUAGES, SCRIPT0, TokenTable, DNA, HEX, BASE64  # noqa: E402
 from engine.bundle import open_bundle  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def script_features(path: str, purity: float) -> tuple[TokenTable, dict[int, lis
         cls = classes[i][live[i]]
         best = int(np.bincount(cls).argmax())
         share = float((cls == best).mean())
-        if share >= purity and (best >= SCRIPT0 or best in (DNA, HEX, BASE64)):
+        if share >= purity and (best >= SCRIPT0 or best in (DNA, HEX, BASE64, *LANGUAGES)):
             distinct = len(set(centres[i][live[i]][cls == best].tolist()))
             found.setdefault(best, []).append((i, distinct, share))
     for rows in found.values():

@@ -32,7 +32,7 @@ def class_features(bundle, classes=tuple(HALLMARK_CLASSES), min_share: float = 0
     """{class key: features with >= min_share of their top examples in that class}: the highest share
     first, and among equals those labelled as the whole class (e.g. "base64", not "the token '0' in
     base64")."""
-    table = table or TokenTable.from_strings(bundle.tokenizer().vocab_strings())
+    table = table or TokenTable.from_tokenizer(bundle.tokenizer())
     wanted = {key: HALLMARK_CLASSES[key] for key in classes}
     labels = bundle.columns("feature")["label"]
     found: dict[str, list[ClassFeature]] = {key: [] for key in wanted}

@@ -14,16 +14,24 @@ compare. ``Labeller`` is a protocol: an LLM labeller with its own rule can repla
 ``RuleLabeller`` reads the token classes of ``engine.analysis.token_classes``. Its candidate rules
 are the class with the largest activation-weighted share of the example tokens, a dominating token
 (≥ half the weight; "the token ' self'", "Python keyword 'def'"), that token only within its class
-("the token 'C' in DNA (ACGT runs)"), a word family, the two to four tokens that carry 80% of the
+("the token 'C' in DNA"), a word family, the two to four tokens that carry 80% of the
 weight, each predicting its own mean activation ("the tokens ' self', ' cls'"), and each of those in
-context: after the class or the token that precedes most of the weight ("digits after punctuation",
-"… after '):'"), or amid text of one class ("whitespace / indentation amid base64": the line breaks
-of a base64 block, not of prose). The labeller keeps the one whose predictions best match every
-token of the labelling windows (Spearman again — the example's neighbours are the negatives),
-preferring the more general rule on near-ties, and then the rule's in-context form if it fits as
-well (the more specific description is the true one). A label whose best fit is below
-``loose_fit`` (0.2) says so: "… (loose fit)". ``benchmarks/bench_labels.py`` measures the labeller
-on a real bundle against the labels stored in it.
+context: after the class or the token that precedes most of the weight ("… after Greek script",
+"… after '):'"), in text of one class ("whitespace / indentation in base64": the line breaks of a
+base64 block, not of prose; "the token ' se' in Spanish text") or at one place in code ("… in
+comments", "… in string literals", "Python keyword 'return' after indentation"). Classes too common
+to say anything ("words", "punctuation") are never a context. The classes include languages
+(French, German, Spanish, Russian, Ukrainian, Bulgarian, Chinese, Japanese: from the words around a
+token, ``token_classes``) and scripts (Arabic, Hebrew, Greek, Korean). The labeller keeps the rule
+whose predictions best match every token of the labelling windows (Spearman again — the example's
+neighbours are the negatives), preferring the more general rule on near-ties (0.02) and an
+informative class ("base64", "French text") within ``class_slack`` (0.05), then the rule's
+in-context form if it fits within ``context_slack`` (0.02; the more specific description is the true
+one). Tokens are written as the app shows them (⟨0xD8⟩ for a byte of a partial character, ↵ for a
+newline). "… (top: ' >=')" marks a polysemantic unit: the rule misses most of its three strongest
+labelling examples, which fire on that token. A label whose best fit is below ``loose_fit`` (0.2)
+says so: "… (loose fit)". ``benchmarks/bench_labels.py`` measures the labeller on a real bundle
+against the labels stored in it.
 
 ``label_harvest`` is the pipeline's labelling job (progress in units labelled, cancellable);
 ``label_units`` labels one kind's units in one call.
@@ -39,9 +47,11 @@ from typing import Generator, Iterable, Protocol
 
 import numpy as np
 
-from engine.analysis.token_classes import (BASE64, DNA, HEX, KEYWORD, PAD, SCRIPT0, WHITESPACE, WORD, AfterRule,
-                                           ClassRule, Rule, TokenInClassRule, TokenRule, TokenTable, WeightedTokenRule,
-                                           AmidRule, near_class_count)
+from engine.analysis.token_classes import (BASE64, BRACKET, BULGARIAN, CODE_CONTEXTS, DIGITS, DNA, EUROPEAN, FRENCH,
+                                           GERMAN, HEX, KEYWORD, LANGUAGES, OTHER, PAD, PARTIAL, PUNCT, RUSSIAN,
+                                           SCRIPT0, SPANISH, UKRAINIAN, UPPER, WHITESPACE, WORD, AfterRule, AmidRule,
+                                           ClassRule, CodeContextRule, Rule, TokenInClassRule, TokenRule, TokenTable,
+                                           WeightedTokenRule, code_contexts, near_class_count, quote_token)
 from engine.events import Cancelled, CancelToken, Progress, RateMeter, StageFinished, StageStarted
 from engine.stats import HarvestResult, UnitStats
 
@@ -49,7 +59,9 @@ __all__ = ["Labeller", "RuleLabeller", "UnitView", "HeldOutSample", "label_units
            "score_medians"]
 
 # classes that say more than the token's kind; a single dominating token beats only the others
-DISTINCTIVE = {DNA, HEX, BASE64, WHITESPACE}
+DISTINCTIVE = {DNA, HEX, BASE64, WHITESPACE, *LANGUAGES}
+# classes too common to say where a token is ("in words", "after punctuation" tell a reader nothing)
+VAGUE = {PAD, WORD, OTHER, PARTIAL, PUNCT, UPPER, DIGITS}
 
 
 @dataclass
@@ -74,7 +86,8 @@ class RuleLabeller:
     """Labels from the token classes of a ``TokenTable`` (the candidate rules: see the module docstring)."""
 
     def __init__(self, tokenizer=None, table: TokenTable | None = None, token_share: float = 0.5,
-                 context_share: float = 0.7, loose_fit: float = 0.2):
+                 context_share: float = 0.7, loose_fit: float = 0.2, context_slack: float = 0.02,
+                 class_slack: float = 0.05):
         if table is None:
             if tokenizer is None:
                 raise ValueError("RuleLabeller needs a tokenizer or a TokenTable")
@@ -83,6 +96,8 @@ class RuleLabeller:
         self.token_share = token_share
         self.context_share = context_share
         self.loose_fit = loose_fit
+        self.context_slack = context_slack
+        self.class_slack = class_slack
 
     def label(self, unit: UnitView) -> tuple[str, Rule]:
         center_tok = unit.tokens[:, unit.center]
@@ -108,15 +123,19 @@ class RuleLabeller:
         class_name = self.table.class_name(best_class)
         in_class = classes == best_class
         candidates = [(class_name, ClassRule(frozenset([best_class]), self.table), in_class)]
+        languages = self._languages(by_class, total)
+        if languages:            # text of several languages, none alone ("pour dans le", "jeweils", "Desaparecer")
+            names = " / ".join(self.table.class_name(k).removesuffix(" text") for k in languages)
+            candidates.append((f"{names} text", ClassRule(frozenset(languages), self.table),
+                               np.isin(classes, list(languages))))
         if same_share >= self.token_share:
             ids = same if same else frozenset([best_token])
             is_token = np.isin(unit.tokens, list(ids))
-            raw = self.table.strings[best_token]
-            name = (f"Python keyword {text!r}" if self.table.base[best_token] == KEYWORD
-                    else f"the token {raw!r}")
+            name = (f"Python keyword {quote_token(text)}" if self.table.base[best_token] == KEYWORD
+                    else f"the token {self.table.quoted(best_token)}")
             if (best_class in DISTINCTIVE | self._script_classes() and class_share >= 0.5
                     and self.table.base[best_token] != best_class):    # "'C' in DNA", not "'д' in Cyrillic"
-                candidates.append((f"{name} in {class_name}", TokenInClassRule(ids, best_class, self.table),
+                candidates.append((in_text_of(name, class_name), TokenInClassRule(ids, best_class, self.table),
                                    is_token & in_class))
             candidates.append((name, TokenRule(ids), is_token))
         if best_class == WORD:
@@ -132,15 +151,50 @@ class RuleLabeller:
         fit = [spearman(pred[valid], unit.acts[valid]) for _, _, pred in candidates]
         best = max(fit)
         label, rule, _ = next(c for c, f in zip(candidates, fit) if f >= best - 0.02)
+        if best_class not in VAGUE | {WHITESPACE} and fit[0] >= best - self.class_slack:
+            label, rule, _ = candidates[0]       # "base64", "French text": the kind of text, if it fits nearly as well
+        if languages and fit[1] >= best - self.class_slack:
+            label, rule, _ = candidates[1]
         # the same rule in its context, if that fits as well: the more specific description is the true one
         chosen = fit[[c[1] for c in candidates].index(rule)]
-        for (lab, r, _), f in zip(candidates, fit):
-            if isinstance(r, (AfterRule, AmidRule)) and r.rule is rule and f >= chosen - 0.005:
-                label, rule = lab, r
-                break
+        in_context = [(f, lab, r) for (lab, r, _), f in zip(candidates, fit)
+                      if isinstance(r, (AfterRule, AmidRule, CodeContextRule)) and r.rule is rule
+                      and f >= chosen - self.context_slack]
+        if in_context:
+            _, label, rule = max(in_context, key=lambda x: x[0])
+        top = self._top_elsewhere(unit, rule, classes)
+        if top and top.split(" in ")[0] not in label and top.split(" in ")[-1] not in label:
+            label += f" (top: {top})"
         if best < self.loose_fit:
             label += " (loose fit)"
         return label, rule
+
+    def _top_elsewhere(self, unit: UnitView, rule: Rule, classes: np.ndarray) -> str:
+        """What the top examples fire on when the rule misses most of them (the unit is polysemantic:
+        its label says what the bulk is, this what its strongest activations are); else ""."""
+        c = unit.center
+        top = unit.tokens[:3]
+        live = top[:, c] >= 0
+        if live.sum() < 2 or (rule.predict(top)[live, c] > 0).sum() * 2 > live.sum():
+            return ""
+        t = int(top[0, c])
+        name = (f"Python keyword {quote_token(self.table.stripped[t])}" if self.table.base[t] == KEYWORD
+                else self.table.quoted(t))
+        cls = int(classes[0, c])
+        if cls in DISTINCTIVE - {WHITESPACE} or cls >= SCRIPT0:
+            name += f" in {self.table.class_name(cls)}"
+        return name
+
+    @staticmethod
+    def _languages(by_class: np.ndarray, total: float) -> list[int]:
+        """Two or more languages of one family (French, German, Spanish; Russian, Ukrainian, Bulgarian) that
+        together hold half of the examples' weight, each a tenth of it."""
+        for family in ((FRENCH, GERMAN, SPANISH, EUROPEAN), (RUSSIAN, UKRAINIAN, BULGARIAN)):
+            weight = {k: by_class[k] for k in family if k < len(by_class)}
+            some = [k for k, v in weight.items() if v >= 0.1 * total]
+            if len(some) >= 2 and sum(weight[k] for k in some) >= 0.5 * total:
+                return sorted(set(some) | ({FRENCH, GERMAN, SPANISH} if EUROPEAN in some else set()))
+        return []
 
     def _token_set(self, tokens: np.ndarray, by_token: np.ndarray, total: float, center_acts: np.ndarray,
                    inverse: np.ndarray):
@@ -153,7 +207,10 @@ class RuleLabeller:
         keep = order[:n]
         mean = np.array([center_acts[inverse == j].mean() for j in keep], np.float64)
         weights = {int(tokens[j]): float(m / mean.max()) for j, m in zip(keep, mean)}
-        names = ", ".join(repr(self.table.strings[int(tokens[j])]) for j in keep)
+        names = ", ".join(self.table.quoted(int(tokens[j])) for j in keep)
+        shared = {int(self.table.base[int(tokens[j])]) for j in keep}
+        if len(shared) == 1 and shared & {KEYWORD, BRACKET, DIGITS, PUNCT}:    # "brackets '(', '['"
+            return f"{self.table.class_name(shared.pop())} {names}", WeightedTokenRule(weights)
         return f"the tokens {names}", WeightedTokenRule(weights)
 
     def _in_context(self, unit: UnitView, classes: np.ndarray, ok: np.ndarray, w: np.ndarray, candidates: list):
@@ -174,31 +231,37 @@ class RuleLabeller:
         toks, inv = np.unique(prev_tok[live], return_inverse=True)
         pt_weight = np.bincount(inv, weights=w[live])
         pt = int(toks[np.argmax(pt_weight)])
-        # the class that surrounds the unit's token (other than its own): "newline amid base64"
+        # the class that surrounds the unit's token (other than its own): "newline in base64"
         near_by_class = {k: near_class_count(classes, k) for k in set(int(x) for x in np.unique(classes[ok]))
-                         | set(int(x) for x in np.unique(prev_cls)) if k not in (PAD, WHITESPACE)}
+                         | set(int(x) for x in np.unique(prev_cls)) if k not in VAGUE | {WHITESPACE}}
         amid = None
         if near_by_class:
             share = {k: w[near[ok, c] >= 2].sum() / total for k, near in near_by_class.items()}
             k_best = max(share, key=share.get)
             if share[k_best] >= self.context_share:
                 amid = k_best
+        contexts = code_contexts(self.table, unit.tokens)
+        for where in CODE_CONTEXTS:
+            inside = contexts[where]
+            if w[inside[ok, c]].sum() >= self.context_share * total:
+                out += [(f"{label} {where}", CodeContextRule(rule, self.table, where), pred * inside)
+                        for label, rule, pred in list(candidates)]
         if amid is not None:
             around = near_by_class[amid] >= 2
             for label, rule, pred in list(candidates):
                 if self.table.class_name(amid) not in label:
-                    out.append((f"{label} amid {self.table.class_name(amid)}", AmidRule(rule, self.table, amid),
+                    out.append((in_text_of(label, self.table.class_name(amid)), AmidRule(rule, self.table, amid),
                                 pred * around))
         after_class = np.zeros(unit.tokens.shape, bool)     # predictions on the labelling windows, from
         after_class[:, 1:] = classes[:, :-1] == pc           # the classes already known (no re-classify)
         after_token = np.zeros(unit.tokens.shape, bool)
         after_token[:, 1:] = unit.tokens[:, :-1] == pt
         for label, rule, pred in list(candidates):
-            if pc_weight[pc] >= self.context_share * total and pc != PAD and self.table.class_name(pc) not in label:
+            if pc_weight[pc] >= self.context_share * total and pc not in VAGUE and self.table.class_name(pc) not in label:
                 out.append((f"{label} after {self.table.class_name(pc)}",
                             AfterRule(rule, self.table, prev_classes=frozenset([pc])), pred * after_class))
             if pt_weight.max() >= self.context_share * total:
-                out.append((f"{label} after {self.table.strings[pt]!r}",
+                out.append((f"{label} after {self.table.quoted(pt)}",
                             AfterRule(rule, self.table, prev_tokens=frozenset([pt])), pred * after_token))
         return out
 
@@ -221,6 +284,15 @@ class RuleLabeller:
         ids = frozenset(i for i, s in enumerate(self.table.stripped)
                         if s.lower().startswith(stem) and self.table.base[i] == WORD)
         return f"words starting {stem!r}", TokenRule(ids)
+
+
+def in_text_of(label: str, class_name: str) -> str:
+    """A rule's label restricted to text of one class, the class first as the paper writes them
+    ("Arabic script: '⟨0xD8⟩'", "base64: '7', '1'"); other labels take "… in <class>"."""
+    for head in ("the tokens ", "the token "):
+        if label.startswith(head):
+            return f"{class_name}: {label[len(head):]}"
+    return f"{label} in {class_name}"
 
 
 # --------------------------------------------------------------------------------------- scoring

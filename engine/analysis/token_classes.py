@@ -29,21 +29,31 @@ import numpy as np
 from engine.stats import UnitStats
 
 __all__ = ["TokenTable", "Rule", "ClassRule", "TokenRule", "TokenInClassRule", "WeightedTokenRule", "AfterRule",
-           "AmidRule", "near_class_count",
-           "previous_classes", "class_share", "CLASS_LABELS"]
+           "AmidRule", "CodeContextRule", "near_class_count", "code_contexts", "CODE_CONTEXTS", "quote_token",
+           "previous_classes", "class_share", "CLASS_LABELS", "LANGUAGES"]
 
 # fixed token classes; scripts get ids from SCRIPT0 on, one per script seen in the vocabulary
 PAD, WHITESPACE, DNA, HEX, BASE64, DIGITS, KEYWORD, BRACKET, PUNCT, UPPER, WORD, OTHER, PARTIAL = range(13)
-SCRIPT0 = 13
+# languages, decided from the words around a token (``_LANGUAGE_EVIDENCE``)
+FRENCH, GERMAN, SPANISH, RUSSIAN, UKRAINIAN, BULGARIAN, CHINESE, JAPANESE, EUROPEAN = range(13, 22)
+LANGUAGES = (FRENCH, GERMAN, SPANISH, RUSSIAN, UKRAINIAN, BULGARIAN, CHINESE, JAPANESE, EUROPEAN)
+SCRIPT0 = 22
 CLASS_LABELS = {
-    PAD: "", WHITESPACE: "whitespace / indentation", DNA: "DNA (ACGT runs)", HEX: "hex digits",
+    PAD: "", WHITESPACE: "whitespace / indentation", DNA: "DNA", HEX: "hex",
     BASE64: "base64", DIGITS: "digits", KEYWORD: "Python keywords", BRACKET: "brackets",
     PUNCT: "punctuation", UPPER: "upper-case words", WORD: "words", OTHER: "mixed tokens",
-    PARTIAL: "partial characters",
+    PARTIAL: "partial characters", FRENCH: "French text", GERMAN: "German text", SPANISH: "Spanish text",
+    RUSSIAN: "Russian text", UKRAINIAN: "Ukrainian text", BULGARIAN: "Bulgarian text", CHINESE: "Chinese text",
+    JAPANESE: "Japanese text", EUROPEAN: "French / German / Spanish text",
 }
 _CONTEXT_RADIUS = 6
-_SCRIPT_NAMES = {"CJK": "CJK characters", "HANGUL": "Hangul (Korean)", "HIRAGANA": "Japanese kana",
+_SCRIPT_NAMES = {"CJK": "CJK characters", "HANGUL": "Korean text", "HIRAGANA": "Japanese kana",
                  "KATAKANA": "Japanese kana"}
+# (class, wordfreq code, script of its words, letters only it uses among its neighbours); "en" has no class
+_LANGUAGE_EVIDENCE = ((None, "en", "LATIN", ""), (FRENCH, "fr", "LATIN", "èêçœàùâîôûé"),
+                      (GERMAN, "de", "LATIN", "äöüß"), (SPANISH, "es", "LATIN", "ñ¿¡áíóúé"),
+                      (RUSSIAN, "ru", "CYRILLIC", "ыэё"), (UKRAINIAN, "uk", "CYRILLIC", "іїєґ"),
+                      (BULGARIAN, "bg", "CYRILLIC", "ъ"))
 _ESCAPE = re.compile(r"\\x([0-9a-f]{2})")
 
 
@@ -98,9 +108,14 @@ class TokenTable:
     chars: np.ndarray         # int16 [V, len(_CHAR_STATS)] character counts that decide DNA/hex/base64
     scripts: list[str]        # script names; class SCRIPT0 + i
     stripped: list[str]
+    evidence: np.ndarray      # bool [V, len(_LANGUAGE_EVIDENCE)] the token is a word of that language only
+    code: np.ndarray          # int8 [V, len(_CODE_FLAGS)] what a token holds of code's structure
+    display: list[str]        # as the app shows tokens (a byte that is not whole UTF-8 as ⟨0xD8⟩)
 
     @classmethod
-    def from_strings(cls, strings: Sequence[str]) -> "TokenTable":
+    def from_strings(cls, strings: Sequence[str], display: Sequence[str] | None = None) -> "TokenTable":
+        """``strings``: each token's text with incomplete UTF-8 bytes as ``\\xd8`` (``vocab_strings``);
+        ``display``: as the app shows them (``readable_strings``), default ``strings``."""
         V = len(strings)
         base = np.full(V, OTHER, dtype=np.int16)
         chars = np.zeros((V, len(_CHAR_STATS)), dtype=np.int16)
@@ -135,18 +150,26 @@ class TokenTable:
                 base[i] = PUNCT
             elif t.isalpha():
                 base[i] = UPPER if t.isupper() and len(t) >= 2 else WORD
-        return cls(list(strings), base, chars, scripts, stripped)
+        display = list(strings) if display is None else list(display)[:V]
+        return cls(list(strings), base, chars, scripts, stripped, _language_evidence(stripped),
+                   _code_flags(strings), display)
 
     @classmethod
     def from_tokenizer(cls, tokenizer, vocab_size: int | None = None) -> "TokenTable":
         V = vocab_size if vocab_size is not None else tokenizer.vocab_size
-        return cls.from_strings(tokenizer.vocab_strings()[:V])
+        readable = getattr(tokenizer, "readable_strings", None)
+        return cls.from_strings(tokenizer.vocab_strings()[:V], readable()[:V] if readable else None)
 
     def class_name(self, c: int) -> str:
         if c >= SCRIPT0:
             script = self.scripts[c - SCRIPT0]
             return _SCRIPT_NAMES.get(script, f"{script.title()} script")
         return CLASS_LABELS[c]
+
+    def quoted(self, token: int) -> str:
+        """A token as a label names it: its text as the app shows it (⟨0xD8⟩ for a partial character,
+        ↵ for a newline, → for a tab), in quotes that show its spaces."""
+        return quote_token(self.display[token])
 
     def classify(self, tokens_EW: np.ndarray) -> np.ndarray:
         """Class of every token (E, W) of windows, using its neighbours for ambiguous tokens."""
@@ -169,7 +192,79 @@ class TokenTable:
             for s in range(len(self.scripts)):
                 near = _neighbour_sum((base == SCRIPT0 + s).astype(np.float32))
                 out[partial & (near >= 1)] = SCRIPT0 + s
+        self._languages_(out, ids, valid)
         return out
+
+    def _script_class(self, name: str) -> int | None:
+        return SCRIPT0 + self.scripts.index(name) if name in self.scripts else None
+
+    def _languages_(self, out: np.ndarray, ids: np.ndarray, valid: np.ndarray) -> None:
+        """Word tokens in text of one language take its class (in place): Latin words where ≥ 2 of the
+        tokens within ±6 are French (German, Spanish) words that English lacks, more than of the other two and
+        than English-only words;
+        Cyrillic the same among Russian, Ukrainian and Bulgarian; CJK characters are Japanese
+        next to kana, else Chinese; kana are Japanese."""
+        ev = np.where(valid[..., None], self.evidence[ids], False).astype(np.float32)        # (E, W, L)
+        near = _neighbour_sum(ev) + ev
+        cols = {code: j for j, (_, code, _, _) in enumerate(_LANGUAGE_EVIDENCE)}
+        cyrillic = self._script_class("CYRILLIC")
+        for members, codes, rival in (((WORD, UPPER, OTHER, PARTIAL), ("fr", "de", "es"), near[..., cols["en"]]),
+                                      ((cyrillic,), ("ru", "uk", "bg"), None)):
+            if members == (None,):
+                continue
+            counts = near[..., [cols[c] for c in codes]]                                     # (E, W, 3)
+            order = np.sort(counts, axis=-1)
+            best = np.argmax(counts, axis=-1)
+            ok = (order[..., -1] >= 2) & np.isin(out, members)
+            if rival is not None:
+                ok &= order[..., -1] > rival
+                out[ok & (order[..., -1] == order[..., -2])] = EUROPEAN     # foreign, but which one is a tie
+            ok &= order[..., -1] > order[..., -2]
+            for j, code in enumerate(codes):
+                out[ok & (best == j)] = next(c for c, k, _, _ in _LANGUAGE_EVIDENCE if k == code)
+        cjk = self._script_class("CJK")
+        kana = [k for k in (self._script_class("HIRAGANA"), self._script_class("KATAKANA")) if k is not None]
+        if kana:
+            is_kana = np.isin(out, kana)
+            if cjk is not None:
+                near_kana = _neighbour_sum(is_kana.astype(np.float32)) >= 1
+                out[(out == cjk) & near_kana] = JAPANESE
+            out[is_kana] = JAPANESE
+        if cjk is not None:
+            out[out == cjk] = CHINESE
+
+
+def quote_token(text: str) -> str:
+    """A token's text in quotes, its line breaks and tabs made visible (↵, →) as the app draws them."""
+    text = text.replace("\r", "").replace("\n", "↵").replace("\t", "→")
+    return f'"{text}"' if "'" in text and '"' not in text else f"'{text}'"
+
+
+def _language_evidence(stripped: Sequence[str]) -> np.ndarray:
+    """[V, languages]: the token is one of a language's frequent words (wordfreq's lists, as the corpus
+    samples them) and not an English one (French, German, Spanish) or of no other language of its script
+    (English, Russian, Ukrainian, Bulgarian), or holds a letter that language uses and English does not."""
+    from engine.data.languages import language     # wordfreq's lists: loaded once per process
+
+    words = [frozenset(language(code, (script,)).words) for _, code, script, _ in _LANGUAGE_EVIDENCE]
+    out = np.zeros((len(stripped), len(_LANGUAGE_EVIDENCE)), bool)
+    english = next(j for j, e in enumerate(_LANGUAGE_EVIDENCE) if e[1] == "en")
+    for i, t in enumerate(stripped):
+        w = t.lower()
+        if not w.isalpha():
+            continue
+        for j, (_, _, script, letters) in enumerate(_LANGUAGE_EVIDENCE):
+            if w in words[j]:
+                # a Latin word counts for each non-English language that has it, if English has not;
+                # English words and Cyrillic ones count only if no other language of their script has them
+                if script == "LATIN" and j != english:
+                    others = [english]
+                else:
+                    others = [k for k, e in enumerate(_LANGUAGE_EVIDENCE) if k != j and e[2] == script]
+                out[i, j] = not any(w in words[k] for k in others)
+            if letters and any(ch in letters for ch in w):
+                out[i, j] = True
+    return out
 
 
 def _neighbour_sum(x_EW: np.ndarray, radius: int = _CONTEXT_RADIUS) -> np.ndarray:
@@ -218,6 +313,71 @@ def _composition_ok(cls_: int, counts: np.ndarray, min_chars: int) -> np.ndarray
         ok &= (counts[..., _COL["upper"]] >= 1) & (counts[..., _COL["lower"]] >= 1)
         ok &= (counts[..., _COL["digit"]] + counts[..., _COL["plus_slash"]]) >= 1
     return ok
+
+
+# --------------------------------------------------------------------------------------- code contexts
+# columns of TokenTable.code: '#' characters, quote characters outside triple quotes, holds a newline,
+# ends with a newline, ends with a newline and indentation, is only spaces / tabs
+_CODE_FLAGS = ("hash", "quotes", "newline", "ends_newline", "ends_indent", "blank")
+_INDENT_END = re.compile(r"\n[ \t]+$")
+
+
+def _code_flags(strings: Sequence[str]) -> np.ndarray:
+    out = np.zeros((len(strings), len(_CODE_FLAGS)), np.int8)
+    for i, s in enumerate(strings):
+        single = s.replace('"""', "").replace("'''", "")
+        out[i] = (min(s.count("#"), 1), min(single.count('"') + single.count("'"), 9), "\n" in s,
+                  s.endswith("\n"), bool(_INDENT_END.search(s)), bool(s) and not s.strip(" \t"))
+    return out
+
+
+CODE_CONTEXTS = ("in comments", "in string literals", "after indentation", "at line start")
+
+
+def code_contexts(table: TokenTable, tokens_EW: np.ndarray) -> dict[str, np.ndarray]:
+    """Where each token of windows (E, W) stands in code, read from the window alone (bool (E, W) per
+    name of ``CODE_CONTEXTS``): after a '#' on its line; after an odd number of quotes on its line (not
+    in a comment); the first token of an indented line; the first token of a line."""
+    tokens_EW = np.asarray(tokens_EW)
+    valid = tokens_EW >= 0
+    f = np.where(valid[..., None], table.code[np.where(valid, tokens_EW, 0)], 0)            # (E, W, flags)
+    col = {name: j for j, name in enumerate(_CODE_FLAGS)}
+    E, W = tokens_EW.shape
+    idx = np.broadcast_to(np.arange(W), (E, W))
+    last_hash = np.maximum.accumulate(np.where(f[..., col["hash"]] > 0, idx, -1), axis=1)
+    nl_at = np.where(f[..., col["newline"]] > 0, idx, -1)
+    last_nl_before = np.full((E, W), -1)
+    last_nl_before[:, 1:] = np.maximum.accumulate(nl_at, axis=1)[:, :-1]
+    comment = (last_hash >= 0) & (last_hash > last_nl_before) & valid
+    # quotes on the line before the token: the running count less the count at the line's start
+    q = np.cumsum(f[..., col["quotes"]], axis=1) - f[..., col["quotes"]]                     # before each token
+    q_line = np.where(last_nl_before >= 0,
+                      np.take_along_axis(np.cumsum(f[..., col["quotes"]], axis=1), np.maximum(last_nl_before, 0),
+                                         axis=1), 0)
+    string = ((q - q_line) % 2 == 1) & ~comment & valid
+    prev = np.zeros_like(f)
+    prev[:, 1:] = f[:, :-1]
+    prev2 = np.zeros_like(f)
+    prev2[:, 2:] = f[:, :-2]
+    me_blank = f[..., col["blank"]] > 0
+    indented = ((prev[..., col["ends_indent"]] > 0)
+                | ((prev[..., col["blank"]] > 0) & (prev2[..., col["ends_newline"]] > 0))) & ~me_blank & valid
+    line_start = (prev[..., col["ends_newline"]] > 0) & ~me_blank & valid
+    return {"in comments": comment, "in string literals": string, "after indentation": indented,
+            "at line start": line_start}
+
+
+@dataclass
+class CodeContextRule:
+    """Another rule, only where the token stands in one place of code ("Python keyword 'return' after
+    indentation", "words in comments")."""
+
+    rule: object
+    table: TokenTable
+    context: str
+
+    def predict(self, tokens_EW: np.ndarray) -> np.ndarray:
+        return self.rule.predict(tokens_EW) * code_contexts(self.table, tokens_EW)[self.context]
 
 
 # --------------------------------------------------------------------------------------- rules

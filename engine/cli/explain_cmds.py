@@ -111,8 +111,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise
     _fold(args.bundle)
     meds = ", ".join(f"{n} {summary[n + '_median']:.3f}" for n in SCORE_NAMES if math.isfinite(summary[n + "_median"]))
-    print(f"explained {int(summary['explained']):,} {args.units} ({int(summary['failed'])} failed; "
-          f"{int(summary['requests']):,} requests); median scores: {meds or 'none'}")
+    partly = int(summary["explained"] - summary["fully_scored"])
+    print(f"explained {int(summary['explained']):,} {args.units} ({int(summary['failed'])} failed"
+          + (f", {partly} not fully scored" if partly else "")
+          + f"; {int(summary['requests']):,} requests); median scores: {meds or 'none'}")
     return 0
 
 

@@ -199,10 +199,13 @@ class ChatClient:
         self.close()
 
     # ------------------------------------------------------------------------------------ requests
-    def chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256, logprobs: bool = False) -> Reply:
-        """One chat completion (retried as the module docstring says)."""
+    def chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256, logprobs: bool = False,
+             response_format: dict[str, Any] | None = None) -> Reply:
+        """One chat completion (retried as the module docstring says); ``response_format`` is sent as given."""
         body: dict[str, Any] = {"model": self.endpoint.model, "messages": list(messages), "max_tokens": max_tokens,
                                 "temperature": self.endpoint.temperature}
+        if response_format is not None:
+            body["response_format"] = response_format
         want_logprobs = logprobs and self.logprobs_supported
         if want_logprobs:
             body.update(logprobs=True, top_logprobs=10)

@@ -7,7 +7,10 @@ time on threads, each unit's requests one after another (so at most that many re
 flight). Each finished unit's record goes to the journal at once (``append_journal``); the caller
 folds the journal into the bundle afterwards (``engine.bundle.explanations.fold_journal``).
 
-A refusal or a malformed answer fails that unit only (its record says so); an ``EndpointError``
+Each question asks for structured output first and re-asks once after a malformed answer
+(``engine.explain.ask``). A refusal or a malformed explanation fails that unit only (its record
+says so); a scorer whose answers stay malformed leaves its score None and its error in the record,
+and the other scores stand (such a unit is redone on resume, as a failed one is); an ``EndpointError``
 (unreachable server, bad key, retries exhausted) stops the job. Cancel stops at the next finished
 unit; units in flight finish their current request and are dropped (they are redone on resume).
 
@@ -29,9 +32,10 @@ from engine.bundle import open_bundle
 from engine.bundle.explanations import SCORE_NAMES, append_journal, now_iso
 from engine.errors import UserError
 from engine.events import Cancelled, CancelToken, Message, Progress, RateMeter, StageFinished, StageStarted
+from engine.explain.ask import REASK_FACTOR, Asker, Question, explanation_schema
 from engine.explain.client import ChatClient, Endpoint, EndpointError, LLMError, dumps_messages
 from engine.explain.examples import ExampleConfig, UnitExamples, unit_examples
-from engine.explain.prompts import PROMPT_VERSION, explain_messages, parse_explanation
+from engine.explain.prompts import PROMPT_VERSION, explain_messages, parse_explanation, parse_explanation_json
 from engine.explain.scoring import score_all
 
 __all__ = ["SelectionError", "select_units", "Estimate", "estimate", "explain_unit", "explain_job",
@@ -116,15 +120,22 @@ class UnitSource:
 
 @dataclass
 class Estimate:
+    """``requests``: one per question (explain, each detection and fuzzing batch, each simulation
+    example); ``max_requests``: with every question asked twice (a re-ask after a malformed answer).
+    Prompt tokens and time are for ``requests``."""
+
     units: int
     requests: int
     prompt_tokens: int
     seconds: float | None          # at the measured rate (None: not measured)
+    max_requests: int = 0
 
     def text(self) -> str:
         t = "" if self.seconds is None else f", about {_duration(self.seconds)} at the measured rate"
-        return (f"{self.units:,} units: up to {self.requests:,} requests, about {self.prompt_tokens:,} prompt "
-                f"tokens{t}")
+        reask = (f" ({self.max_requests:,} if every answer had to be asked again)"
+                 if self.max_requests > self.requests else "")
+        return (f"{self.units:,} units: up to {self.requests:,} requests{reask}, about {self.prompt_tokens:,} "
+                f"prompt tokens{t}")
 
 
 def _duration(s: float) -> str:
@@ -152,7 +163,7 @@ def estimate(source: UnitSource, units: Sequence[int], seconds_per_request: floa
     per_unit = chars / max(len(probe), 1) / CHARS_PER_TOKEN
     requests = cfg.requests_per_unit() * len(units)
     seconds = None if seconds_per_request is None else requests * seconds_per_request / max(concurrency, 1)
-    return Estimate(len(units), requests, int(per_unit * len(units)), seconds)
+    return Estimate(len(units), requests, int(per_unit * len(units)), seconds, REASK_FACTOR * requests)
 
 
 def ex_chars(vocab: Sequence[str], ex: UnitExamples) -> float:
@@ -163,17 +174,25 @@ def ex_chars(vocab: Sequence[str], ex: UnitExamples) -> float:
     return float(np.mean([sum(len(vocab[int(t)]) for t in tokens if t >= 0) + 14 for tokens, _ in every]))
 
 
-def explain_unit(client: ChatClient, vocab: Sequence[str], ex: UnitExamples, config: ExampleConfig) -> dict[str, Any]:
-    """Explain and score one unit: its record (status "ok", or "refused" / "failed" with the error)."""
+def explain_unit(asker: Asker | ChatClient, vocab: Sequence[str], ex: UnitExamples,
+                 config: ExampleConfig) -> dict[str, Any]:
+    """Explain and score one unit: its record (status "ok", or "refused" / "failed" with the error; an
+    "ok" record whose ``error`` is not empty lacks the scores it names)."""
+    asker = asker if isinstance(asker, Asker) else Asker(asker)
+    client = asker.client
     rec: dict[str, Any] = {"kind": ex.kind, "unit": ex.index, "model": client.endpoint.model,
                            "endpoint": client.endpoint.host, "prompt_version": PROMPT_VERSION,
                            "explanation": "", **{k: None for k in SCORE_NAMES}, "error": ""}
     before = (client.usage.requests, client.usage.prompt_tokens, client.usage.completion_tokens)
     try:
-        reply = client.chat(explain_messages(vocab, ex.sections(), ex.max_act, ex.promoted, ex.suppressed),
-                            max_tokens=80)
-        rec["explanation"] = parse_explanation(reply)
-        rec.update(score_all(client, rec["explanation"], vocab, ex, config.batch, config.seed))
+        question = Question(explain_messages(vocab, ex.sections(), ex.max_act, ex.promoted, ex.suppressed),
+                            explanation_schema(), "explanation", parse_text=parse_explanation,
+                            parse_json=parse_explanation_json, max_tokens=120,
+                            json_hint=' (JSON: {"explanation": "<at most 15 words>"})')
+        rec["explanation"] = asker.ask(question)
+        errors: dict[str, str] = {}
+        rec.update(score_all(asker, rec["explanation"], vocab, ex, config.batch, config.seed, errors=errors))
+        rec["error"] = "; ".join(f"{name}: {err}" for name, err in errors.items())
         rec["status"] = "ok"
     except EndpointError:
         raise
@@ -194,6 +213,7 @@ def _medians(records: list[dict]) -> dict[str, float]:
         v = v[np.isfinite(v)]
         out[f"{name}_median"] = float(np.median(v)) if v.size else float("nan")
     out["explained"] = float(sum(r["status"] == "ok" for r in records))
+    out["fully_scored"] = float(sum(r["status"] == "ok" and not r.get("error") for r in records))
     out["failed"] = float(sum(r["status"] != "ok" for r in records))
     return out
 
@@ -208,7 +228,8 @@ def pending_units(bundle_path, kind: str, units: Sequence[int], model: str, forc
         with open_bundle(bundle_path) as b:
             existing = b.explanations(kind)
     have = existing
-    return [u for u in units if not (u in have and have[u].get("status") == "ok" and have[u].get("model") == model
+    return [u for u in units if not (u in have and have[u].get("status") == "ok" and not have[u].get("error")
+                                     and have[u].get("model") == model
                                      and have[u].get("prompt_version") == PROMPT_VERSION)]
 
 
@@ -227,6 +248,7 @@ def explain_job(bundle_path, kind: str, units: Sequence[int], endpoint: Endpoint
     skipped = len(units) - len(todo)
     client = client_factory(endpoint)
     client.cancel = cancel
+    asker = Asker(client)
     records: list[dict] = []
     t0 = time.perf_counter()
     try:
@@ -244,7 +266,7 @@ def explain_job(bundle_path, kind: str, units: Sequence[int], endpoint: Endpoint
                 while queue and len(running) < 2 * endpoint.concurrency:
                     u = queue.pop(0)
                     ex = source.examples(u)      # bundle reads stay on this thread
-                    running[pool.submit(explain_unit, client, source.vocab, ex, config)] = u
+                    running[pool.submit(explain_unit, asker, source.vocab, ex, config)] = u
 
             try:
                 fill()
@@ -268,7 +290,8 @@ def explain_job(bundle_path, kind: str, units: Sequence[int], endpoint: Endpoint
                 for fut in running:
                     fut.cancel()
         summary = {**_medians(records), "requests": float(client.usage.requests),
-                   "prompt_tokens": float(client.usage.prompt_tokens), "retries": float(client.usage.retries)}
+                   "prompt_tokens": float(client.usage.prompt_tokens), "retries": float(client.usage.retries),
+                   "reasks": float(asker.reasks), "structured_output": float(asker.structured)}
         yield StageFinished("explain", seconds=time.perf_counter() - t0, summary=summary)
         return summary
     finally:

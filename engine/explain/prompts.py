@@ -16,7 +16,10 @@ Score:
   0–9 per token (the predicted activation). With logprobs the prediction is the expected digit.
 
 Every answer is digits, one per line, so one parser (``parse_digits``) reads all three scorers
-and, given logprobs, the probability of each digit.
+and, given logprobs, the probability of each digit. Asked for structured output
+(``engine.explain.ask``), the answers are ``{"answers": [digits]}`` and ``{"explanation": "…"}``,
+read by ``parse_digits_json`` (the logprobs of the digit tokens inside the JSON) and
+``parse_explanation_json``.
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ from engine.explain.client import MalformedReply, RefusalError, Reply
 
 __all__ = ["PROMPT_VERSION", "quantise", "render_marked", "render_plain", "explain_messages",
            "detection_messages", "fuzzing_messages", "simulation_messages", "parse_explanation", "parse_digits",
-           "Example"]
+           "parse_explanation_json", "parse_digits_json", "Example"]
 
-PROMPT_VERSION = "superpos-explain-1"
+PROMPT_VERSION = "superpos-explain-2"     # 2: structured output where the server takes it, one re-ask
 
 Example = tuple[np.ndarray, np.ndarray]    # (tokens [W] int, -1 = padding; acts [W] float)
 
@@ -156,7 +159,7 @@ def parse_explanation(reply: Reply) -> str:
     if _REFUSAL.match(text):
         raise RefusalError(f"the model declined: {text[:100]}")
     found = re.findall(r"explanation\s*:\s*(.+)", text, flags=re.I)
-    line = (found[-1] if found else text.splitlines()[0]).strip()
+    line = (found[-1] if found else re.sub(r"^\s*explanation\s*:", "", text.splitlines()[0], flags=re.I)).strip()
     if len(line) > 1 and line[0] == line[-1] == '"' and line.count('"') == 2:     # "a quoted answer"
         line = line[1:-1].strip()
     if not line:
@@ -164,7 +167,8 @@ def parse_explanation(reply: Reply) -> str:
     return line[:300]
 
 
-_DIGIT_LINE = re.compile(r"^\s*(?:\d+\s*[:.)\t-]\s*)?([0-9])\s*$")
+_DIGIT_LINE = re.compile(r"^\s*(?:[A-Za-z]+\s*)?(?:\d+\s*[:.)\t-]\s*)?([0-9])\s*[.,]?\s*$")
+_DIGITS_ONLY = re.compile(r"^[\s\[\](),;0-9]+$")
 
 
 def parse_digits(reply: Reply, n: int, top: int = 9) -> np.ndarray:
@@ -175,11 +179,19 @@ def parse_digits(reply: Reply, n: int, top: int = 9) -> np.ndarray:
         raise RefusalError(f"the model declined: {text[:100]}")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     digits = []
-    for ln in lines:
-        m = _DIGIT_LINE.match(ln)
-        if m is None:
+    if len(lines) == 1 and n > 1 and _DIGITS_ONLY.match(lines[0]):     # "1, 0, 1" on one line
+        digits = [int(d) for d in re.findall(r"\d+", lines[0])]
+        if any(d > 9 for d in digits):
+            raise MalformedReply(f"expected digits 0-9, got {lines[0].strip()[:40]!r}")
+        lines = []
+    read = [_read_line(ln, top) for ln in lines]
+    hits = [i for i, d in enumerate(read) if d is not None]
+    if hits:                  # words before the first answer line or after the last ("Here are my answers:")
+        lines, read = lines[hits[0]:hits[-1] + 1], read[hits[0]:hits[-1] + 1]
+    for ln, d in zip(lines, read):
+        if d is None:
             raise MalformedReply(f"expected one digit per line, got {ln.strip()[:40]!r}")
-        digits.append(int(m.group(1)))
+        digits.append(d)
     if len(digits) != n:
         raise MalformedReply(f"expected {n} lines of digits, got {len(digits)}")
     values = np.clip(np.asarray(digits, np.float64), 0, top)
@@ -187,11 +199,49 @@ def parse_digits(reply: Reply, n: int, top: int = 9) -> np.ndarray:
     return expected if expected is not None else values
 
 
-def _expected_digits(reply: Reply, n: int, top: int) -> np.ndarray | None:
-    """Expected digit per answer line from the logprobs of the output tokens that are the lines' last
-    digit (None where logprobs are missing or do not line up)."""
+_YES_NO = re.compile(r"^\s*(?:[A-Za-z]+\s*)?(?:\d+\s*[:.)\t-]\s*)?(yes|no|true|false)\b[.!]?\s*$", re.I)
+
+
+def _read_line(line: str, top: int) -> int | None:
+    """One answer line's digit ("1", "3: 1", "Excerpt 2: 0"; for 0/1 answers also "yes" / "no"), else None."""
+    m = _DIGIT_LINE.match(line)
+    if m is not None:
+        return int(m.group(1))
+    m = _YES_NO.match(line) if top == 1 else None
+    return None if m is None else int(m.group(1).lower() in ("yes", "true"))
+
+
+def parse_explanation_json(data, reply: Reply) -> str:
+    """The explanation of a structured answer ``{"explanation": "…"}``."""
+    text = data.get("explanation") if isinstance(data, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise MalformedReply('expected {"explanation": "<text>"}')
+    if _REFUSAL.match(text):
+        raise RefusalError(f"the model declined: {text[:100]}")
+    return " ".join(text.split())[:300]
+
+
+def parse_digits_json(data, reply: Reply, n: int, top: int = 9) -> np.ndarray:
+    """The n answers of a structured answer ``{"answers": [d, …]}``: the digits, or with logprobs the
+    expected digit of each (from the output tokens that are the answers' digits)."""
+    answers = data.get("answers") if isinstance(data, dict) else None
+    if not isinstance(answers, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in answers):
+        raise MalformedReply(f'expected {{"answers": [{n} digits]}}, got {json.dumps(data)[:60]}')
+    if len(answers) != n:
+        raise MalformedReply(f"expected {n} answers, got {len(answers)}")
+    values = np.clip(np.asarray(answers, np.float64), 0, top)
+    expected = _expected(_digit_tokens(reply, "json"), n, top)
+    return expected if expected is not None else values
+
+
+def _digit_tokens(reply: Reply, shape: str) -> list[tuple[str, dict[str, float]]] | None:
+    """The output tokens (with their alternatives) that are the answer's digits, in order: in a JSON
+    answer every token that is one digit (up to quotes, commas, brackets); in text the last digit of
+    each line."""
     if not reply.logprobs:
         return None
+    if shape == "json":
+        return [(t, alts) for t, alts in reply.logprobs if _one_digit(t) is not None]
     out = []
     line_digit: tuple[str, dict[str, float]] | None = None
     for token, alts in reply.logprobs + [("\n", {})]:
@@ -201,14 +251,32 @@ def _expected_digits(reply: Reply, n: int, top: int) -> np.ndarray | None:
             if line_digit is not None:
                 out.append(line_digit)
             line_digit = None
-    if len(out) != n:
+    return out
+
+
+def _one_digit(token: str) -> int | None:
+    t = token.strip(" \t\n,[]{}:\"")
+    return int(t) if len(t) == 1 and t.isdigit() else None
+
+
+def _expected(tokens: list | None, n: int, top: int) -> np.ndarray | None:
+    """Expected digit per answer from its token's alternatives (None where they do not line up)."""
+    if tokens is None or len(tokens) != n:
         return None
     values = []
-    for _, alts in out:
-        probs = {int(k.strip()): math.exp(v) for k, v in alts.items()
-                 if k.strip().isdigit() and len(k.strip()) == 1 and int(k.strip()) <= top}
+    for _, alts in tokens:
+        probs: dict[int, float] = {}
+        for k, v in alts.items():
+            d = _one_digit(k)
+            if d is not None and d <= top:
+                probs[d] = probs.get(d, 0.0) + math.exp(v)
         total = sum(probs.values())
         if total <= 0:
             return None
         values.append(sum(d * p for d, p in probs.items()) / total)
     return np.asarray(values, np.float64)
+
+
+def _expected_digits(reply: Reply, n: int, top: int) -> np.ndarray | None:
+    """Expected digit per answer line of a text answer, from its logprobs (None where missing)."""
+    return _expected(_digit_tokens(reply, "text"), n, top)

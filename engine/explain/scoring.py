@@ -10,8 +10,11 @@
   and truth over all their tokens (``engine.analysis.labels.spearman``: 0 for a constant prediction,
   the same score the offline labels get).
 
-Every function takes the ``ChatClient``; requests go out one after another (the job runs units in
-parallel).
+Every scorer asks through an ``engine.explain.ask.Asker`` (structured output where the server takes it,
+the free-text parser otherwise, one re-ask after a malformed answer); requests go out one after
+another (the job runs units in parallel). ``score_all`` runs the three independently: a scorer whose
+answers stay malformed (or that the model refuses) scores None and says why in ``errors``, and the
+others keep their scores.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from typing import Sequence
 import numpy as np
 
 from engine.analysis.labels import spearman
-from engine.explain.client import ChatClient
+from engine.explain.ask import Asker, Question, digits_schema
+from engine.explain.client import ChatClient, EndpointError, LLMError
 from engine.explain.examples import UnitExamples
-from engine.explain.prompts import (Example, detection_messages, fuzzing_messages, parse_digits, quantise,
-                                    simulation_messages)
+from engine.explain.prompts import (Example, detection_messages, fuzzing_messages, parse_digits, parse_digits_json,
+                                    quantise, simulation_messages)
 
 __all__ = ["balanced_accuracy", "detection", "fuzzing", "simulation", "score_all", "fuzz_marks"]
 
@@ -45,21 +49,30 @@ def _shuffled(active: Sequence[Example], silent: Sequence[Example], rng: np.rand
     return [items[i][0] for i in order], np.array([items[i][1] for i in order], bool)
 
 
-def _ask_batches(client: ChatClient, build, examples: list, batch: int) -> np.ndarray:
+def digits_question(messages: list, n: int, top: int, name: str, logprobs: bool = False) -> Question:
+    """Ask for n digits 0..top: {"answers": [...]} under a schema, or one per line in text."""
+    return Question(messages, digits_schema(n, top), name,
+                    parse_text=lambda reply: parse_digits(reply, n, top=top),
+                    parse_json=lambda data, reply: parse_digits_json(data, reply, n, top=top),
+                    max_tokens=4 * n + 24, logprobs=logprobs,
+                    json_hint=f' (JSON: {{"answers": [{n} digits from 0 to {top}]}})')
+
+
+def _ask_batches(asker: Asker, build, examples: list, batch: int, name: str) -> np.ndarray:
     out = []
     for a in range(0, len(examples), batch):
         part = examples[a:a + batch]
-        reply = client.chat(build(part), max_tokens=4 * len(part) + 8)
-        out.append(parse_digits(reply, len(part), top=1))
+        out.append(asker.ask(digits_question(build(part), len(part), 1, name)))
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def detection(client: ChatClient, explanation: str, vocab: Sequence[str], ex: UnitExamples, batch: int,
+def detection(asker: Asker, explanation: str, vocab: Sequence[str], ex: UnitExamples, batch: int,
               rng: np.random.Generator) -> float:
     examples, truth = _shuffled(ex.held_active, ex.held_silent, rng)
     if not truth.any() or truth.all():
         return float("nan")
-    said = _ask_batches(client, lambda part: detection_messages(explanation, vocab, part), examples, batch)
+    said = _ask_batches(asker, lambda part: detection_messages(explanation, vocab, part), examples, batch,
+                        "detection")
     return balanced_accuracy(said >= 0.5, truth)
 
 
@@ -83,35 +96,49 @@ def fuzz_marks(ex: UnitExamples, examples: list[Example], truth: np.ndarray, rng
     return marks
 
 
-def fuzzing(client: ChatClient, explanation: str, vocab: Sequence[str], ex: UnitExamples, batch: int,
+def fuzzing(asker: Asker, explanation: str, vocab: Sequence[str], ex: UnitExamples, batch: int,
             rng: np.random.Generator) -> float:
     examples, truth = _shuffled(ex.held_active, ex.held_silent, rng)
     if not truth.any() or truth.all():
         return float("nan")
     marks = fuzz_marks(ex, examples, truth, rng)
     pairs = list(zip(examples, marks))
-    said = _ask_batches(client, lambda part: fuzzing_messages(explanation, vocab, [e for e, _ in part],
-                                                              [m for _, m in part]), pairs, batch)
+    said = _ask_batches(asker, lambda part: fuzzing_messages(explanation, vocab, [e for e, _ in part],
+                                                             [m for _, m in part]), pairs, batch, "fuzzing")
     return balanced_accuracy(said >= 0.5, truth)
 
 
-def simulation(client: ChatClient, explanation: str, vocab: Sequence[str], ex: UnitExamples) -> float:
+def simulation(asker: Asker, explanation: str, vocab: Sequence[str], ex: UnitExamples) -> float:
     preds, trues = [], []
     for tokens, acts in ex.simulation:
         valid = tokens >= 0
-        reply = client.chat(simulation_messages(explanation, vocab, tokens), max_tokens=4 * int(valid.sum()) + 8,
-                            logprobs=True)
-        preds.append(parse_digits(reply, int(valid.sum()), top=9))
+        preds.append(asker.ask(digits_question(simulation_messages(explanation, vocab, tokens), int(valid.sum()), 9,
+                                               "simulation", logprobs=True)))
         trues.append(np.asarray(acts, np.float64)[valid])
     if not preds:
         return float("nan")
     return spearman(np.concatenate(preds), np.concatenate(trues))
 
 
-def score_all(client: ChatClient, explanation: str, vocab: Sequence[str], ex: UnitExamples, batch: int,
-              seed: int = 0) -> dict[str, float]:
-    """{"detection", "fuzzing", "simulation"} of one explanation (deterministic shuffles for ``seed``)."""
+def score_all(asker: Asker | ChatClient, explanation: str, vocab: Sequence[str], ex: UnitExamples, batch: int,
+              seed: int = 0, errors: dict[str, str] | None = None) -> dict[str, float | None]:
+    """{"detection", "fuzzing", "simulation"} of one explanation (deterministic shuffles for ``seed``).
+    Each scorer on its own: one whose answers cannot be read (or are refused) is None, and its error
+    goes into ``errors``; an ``EndpointError`` (the server is unusable) stops them all."""
+    asker = asker if isinstance(asker, Asker) else Asker(asker)
     rng = np.random.default_rng([seed, ex.index, 7])
-    return {"detection": detection(client, explanation, vocab, ex, batch, rng),
-            "fuzzing": fuzzing(client, explanation, vocab, ex, batch, rng),
-            "simulation": simulation(client, explanation, vocab, ex)}
+    marks_rng = np.random.default_rng([seed, ex.index, 8])
+    scorers = {"detection": lambda: detection(asker, explanation, vocab, ex, batch, rng),
+               "fuzzing": lambda: fuzzing(asker, explanation, vocab, ex, batch, marks_rng),
+               "simulation": lambda: simulation(asker, explanation, vocab, ex)}
+    out: dict[str, float | None] = {}
+    for name, run in scorers.items():
+        try:
+            out[name] = run()
+        except EndpointError:
+            raise
+        except LLMError as exc:
+            out[name] = None
+            if errors is not None:
+                errors[name] = str(exc)
+    return out

@@ -10,6 +10,14 @@ explanations of the form ``the token "X"``:
 - simulation: 9 for tokens that are X (stripped), else 0; with ``logprobs`` it also sends
   top_logprobs (0.8 on the answer, 0.2 on the digit one away).
 
+With ``response_format`` in a request it answers as the schema asks (``{"explanation": …}``,
+``{"answers": [digits]}``, with logprobs on the digit tokens) when ``structured="json"`` (the default;
+llama.cpp server, Ollama, vLLM, LM Studio), answers in free text when ``"ignore"``, and refuses the
+request (HTTP 400 naming ``response_format``, as servers without it do) when ``"reject"``.
+``wrong`` maps a question ("explain", "detection", "fuzzing", "simulation") to how many answers to
+it come out malformed first (in free text or JSON, whichever the request asked for), so re-asks and
+the scorers' independence can be tested.
+
 An explanation that names no such token makes it answer 0 everywhere. ``script`` is a list of
 faults served first, one per request: ``429`` / ``500`` (status codes; ``Retry-After: 0``),
 ``"broken"`` (invalid JSON), ``"sleep"`` (answers after ``sleep_s``), ``"refuse"`` (a refusal),
@@ -33,7 +41,12 @@ _TARGET = re.compile(r'the token "(.+?)"')
 
 
 class FakeLLM:
-    def __init__(self, script: list | None = None, sleep_s: float = 2.0, logprobs: bool = True):
+    def __init__(self, script: list | None = None, sleep_s: float = 2.0, logprobs: bool = True,
+                 structured: str = "json", wrong: dict[str, int] | None = None):
+        if structured not in ("json", "ignore", "reject"):
+            raise ValueError(f"structured must be json, ignore or reject, not {structured!r}")
+        self.structured = structured
+        self.wrong = dict(wrong or {})
         self.script = list(script or [])
         self.sleep_s = sleep_s
         self.logprobs = logprobs
@@ -59,12 +72,16 @@ class FakeLLM:
                     return self._send(fault, b'{"error": "busy"}', {"Retry-After": "0"})
                 if fault == "broken":
                     return self._send(200, b'{"choices": [{"message": {"content": "1')
+                if body.get("response_format") is not None and fake.structured == "reject":
+                    return self._send(400, b'{"error": {"message": "Unrecognized request argument supplied: '
+                                           b'response_format"}}')
                 if fault == "sleep":
                     time.sleep(fake.sleep_s)
-                message, lines = fake.answer(body, fault)
+                as_json = body.get("response_format") is not None and fake.structured == "json"
+                message, lines = fake.answer(body, fault, as_json)
                 choice = {"index": 0, "message": message, "finish_reason": "stop"}
                 if fault is None and lines is not None and body.get("logprobs") and fake.logprobs:
-                    choice["logprobs"] = {"content": _logprobs(lines)}
+                    choice["logprobs"] = {"content": _logprobs(lines, as_json)}
                 data = {"id": "fake", "object": "chat.completion", "model": body.get("model"), "choices": [choice],
                         "usage": {"prompt_tokens": len(json.dumps(body)) // 4, "completion_tokens": 5}}
                 self._send(200, json.dumps(data).encode())
@@ -98,7 +115,28 @@ class FakeLLM:
         self.close()
 
     # ------------------------------------------------------------------------------------ answers
-    def answer(self, body: dict, fault) -> tuple[dict, list[int] | None]:
+    def answer(self, body: dict, fault, as_json: bool = False) -> tuple[dict, list[int] | None]:
+        question = _question(body["messages"][0]["content"])
+        with self._lock:
+            if self.wrong.get(question, 0) > 0:
+                self.wrong[question] -= 1
+                fault = fault or "wrong"
+        if fault == "wrong":       # what small models do: the right kind of text, not the asked format
+            content = ('{"answer": "The next token is probably a word"}' if as_json else
+                       "The next token is probably a word.\nI think the unit fires on common words.")
+            if question == "explain" and not as_json:
+                content = ""
+            return {"role": "assistant", "content": content or "Explanation:"}, None
+        message, lines = self._answer(body, fault)
+        if as_json and message.get("content") is not None and fault is None:
+            if question == "explain":
+                text = message["content"].split(":", 1)[1].strip()
+                message = {"role": "assistant", "content": json.dumps({"explanation": text})}
+            else:
+                message = {"role": "assistant", "content": json.dumps({"answers": lines})}
+        return message, lines
+
+    def _answer(self, body: dict, fault) -> tuple[dict, list[int] | None]:
         if fault == "refuse":
             return {"role": "assistant", "content": None, "refusal": "I can't help with that."}, None
         if fault == "empty":
@@ -106,7 +144,7 @@ class FakeLLM:
         if fault == "nonsense":
             return {"role": "assistant", "content": "Here is what I think about these excerpts."}, None
         system = body["messages"][0]["content"]
-        user = body["messages"][-1]["content"]
+        user = next(m["content"] for m in body["messages"] if m["role"] == "user")     # a re-ask adds more
         if system.startswith("You are a meticulous"):
             marked = Counter(m.strip() for m in re.findall(r"<<(.+?)>>", user))
             best = marked.most_common(1)[0][0] if marked else "?"
@@ -126,13 +164,26 @@ class FakeLLM:
         return {"role": "assistant", "content": "\n".join(str(v) for v in lines)}, lines
 
 
-def _logprobs(lines: list[int]) -> list[dict]:
-    out = []
+def _question(system: str) -> str:
+    if system.startswith("You are a meticulous"):
+        return "explain"
+    if "whether the unit fires" in system:
+        return "detection"
+    return "fuzzing" if "some tokens are marked" in system else "simulation"
+
+
+def _logprobs(lines: list[int], as_json: bool = False) -> list[dict]:
+    """Output tokens: the digits one per line (or in ``{"answers": [d, d]}``), each digit 0.8 likely
+    and the digit one away 0.2."""
+    def plain(token):
+        return {"token": token, "logprob": 0.0, "top_logprobs": [{"token": token, "logprob": 0.0}]}
+
+    out = [plain('{"'), plain("answers"), plain('":'), plain(" [")] if as_json else []
     for i, v in enumerate(lines):
         alt = v - 1 if v > 0 else v + 1
         out.append({"token": str(v), "logprob": math.log(0.8),
                     "top_logprobs": [{"token": str(v), "logprob": math.log(0.8)},
                                      {"token": str(alt), "logprob": math.log(0.2)}]})
         if i < len(lines) - 1:
-            out.append({"token": "\n", "logprob": 0.0, "top_logprobs": [{"token": "\n", "logprob": 0.0}]})
-    return out
+            out.append(plain(", " if as_json else "\n"))
+    return out + ([plain("]}")] if as_json else [])

@@ -184,3 +184,16 @@ def test_byte_tokens_read_as_hex_not_escapes(bundle):
         assert "⟨0x" in shown[i] and "\\x" not in shown[i]
         assert shown[i].replace("⟨0x", "").replace("⟩", "").strip()
     assert all(a == b for a, b in zip(raw, shown) if "\\x" not in a)
+
+
+def test_language_labels_are_found_by_the_language_name(bundle):
+    """The labeller names languages ("French text", "… in Chinese text"); typing the name finds them."""
+    cols = dict(bundle.columns("feature"))
+    names = ["French text", "the token ' se' in Spanish text", "Arabic script (top: ' >=')", "words"]
+    cols["label"] = np.array([names[i % len(names)] for i in range(len(cols["label"]))], dtype=object)
+    model = UnitTableModel()
+    model.set_table(UnitTable.from_columns("feature", cols, list(bundle.tokenizer().vocab_strings())))
+    for query, want in (("french", 0), ("Spanish", 1), ("arabic", 2)):
+        model.set_filter(UnitFilter(text=query, hide_dead=False))
+        shown = set(_shown(model))
+        assert {i for i in range(len(cols["label"])) if i % len(names) == want} <= shown, query

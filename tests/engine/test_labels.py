@@ -31,6 +31,9 @@ class FakeTokenizer:
     def vocab_strings(self) -> tuple[str, ...]:
         return tuple(VOCAB)
 
+    def readable_strings(self) -> tuple[str, ...]:
+        return tuple(t.replace("\\xd8", "⟨0xD8⟩") for t in VOCAB)
+
 
 def _stream(rng, n=24_000):
     tokens, kinds = [], []
@@ -104,6 +107,7 @@ def labelled():
         "polysemantic": act(((kinds == "dna") & ~is_("\n")) | is_("(")) * np.where(is_("("), 1.5, 0.6),
         "dna_newline": act((kinds == "dna") & is_("\n")),          # line breaks of DNA, not of code
         "two_tokens": act(is_(" self", "return")),
+        "top_differs": act((kinds == "dna") & ~is_("\n")) + 5.0 * np.isin(np.arange(N), np.flatnonzero(is_("("))[:4]),
     }
     names = list(units)
     acts = np.stack([units[n] for n in names], axis=1)
@@ -125,8 +129,7 @@ def test_known_units_get_their_label_and_a_high_score(labelled, name, expected):
 
 def test_context_and_token_sets(labelled):
     """The newline of DNA text is told from the newline of code; two tokens are named together."""
-    assert labelled["labels"]["dna_newline"] in ("the token '\\n' amid DNA (ACGT runs)",
-                                                 "whitespace / indentation amid DNA (ACGT runs)")
+    assert labelled["labels"]["dna_newline"] in ("DNA: '↵'", "whitespace / indentation in DNA")
     assert labelled["scores"]["dna_newline"] > 0.6
     assert labelled["labels"]["two_tokens"] in ("the tokens ' self', 'return'", "the tokens 'return', ' self'")
     assert labelled["scores"]["two_tokens"] > 0.6
@@ -237,7 +240,7 @@ def test_classes_survive_a_tokenizer_that_splits_into_letters():
     assert all("DNA" in c for c in classes(list("GATTACAGGCATTAGC")))
     assert all(c == "base64" for c in classes(list("Zb9x+Y3/dEa7FzXc")))
     assert set(classes(list("3fa0") + [" "] + list("9d1c") + [" "] + list("e4b0") + [" "] + list("00ff"))) \
-        <= {"hex digits", "whitespace / indentation"}
+        <= {"hex", "whitespace / indentation"}
     prose = classes([" the", " cat", " is", " a", " cat", "\n", " the", " a"])
     assert not any(c in ("DNA (ACGT runs)", "hex digits", "base64") for c in prose)
 
@@ -289,3 +292,45 @@ def test_windows_of_a_sample_of_whole_contexts_stay_in_their_context():
     assert t1.tolist() == [5, 6, 7, -1, -1]
     (t2, _), = sample_windows(tokens, acts, pos[:1], 2, 2)      # one stretch (schema <= 4): no cut
     assert t2.tolist() == [2, 3, 4, 5, 6]
+
+
+def test_labels_show_bytes_as_the_app_does_and_say_when_the_top_examples_differ(labelled):
+    assert not any("\\x" in lab for lab in labelled["labels"].values())
+    assert labelled["labels"]["top_differs"] == "DNA (top: '(')"          # the top examples are "(", the bulk DNA
+    assert "(top:" not in labelled["labels"]["dna"]
+
+
+def test_languages_are_named_from_their_words_and_scripts():
+    vocab = [" pour", " dans", " le", " monde", " toujours", " the", " of", " and", " und", " nicht", " jeweils",
+             " der", " было", " это", " від", " він", "的", "是", "の", "は", "日", " ", "\n", "def", "#", " x", "'"]
+    table = TokenTable.from_strings(vocab)
+    ids = {t.strip() or t: i for i, t in enumerate(vocab)}
+
+    def classes(words):
+        return [table.class_name(c) for c in table.classify(np.array([[ids[w] for w in words]]))[0]]
+
+    assert set(classes(["pour", "dans", "le", "monde", "toujours"])) == {"French text"}
+    assert set(classes(["und", "nicht", "jeweils", "der"])) == {"German text"}
+    assert set(classes(["the", "of", "the", "le", "of"])) == {"words"}             # English stays words
+    assert set(classes(["было", "это", "было"])) == {"Russian text"}
+    assert set(classes(["від", "він", "від"])) == {"Ukrainian text"}
+    assert set(classes(["的", "是", "的"])) == {"Chinese text"}
+    assert set(classes(["日", "の", "は"])) == {"Japanese text"}
+
+
+def test_code_contexts_from_the_window():
+    from engine.analysis.token_classes import code_contexts
+    vocab = ["#", " note", " here", "\n", "x", " =", " '", "abc", "'", "\n    ", "return"]
+    table = TokenTable.from_strings(vocab)
+    where = code_contexts(table, np.arange(len(vocab))[None])
+    assert list(np.flatnonzero(where["in comments"][0])) == [0, 1, 2, 3]
+    assert list(np.flatnonzero(where["in string literals"][0])) == [7, 8]
+    assert list(np.flatnonzero(where["after indentation"][0])) == [10]
+    assert list(np.flatnonzero(where["at line start"][0])) == [4]
+
+
+def test_tokens_in_text_of_a_class_read_class_first():
+    from engine.analysis.labels import in_text_of
+    assert in_text_of("the token '⟨0xD8⟩'", "Arabic script") == "Arabic script: '⟨0xD8⟩'"
+    assert in_text_of("the tokens '7', '1'", "base64") == "base64: '7', '1'"
+    assert in_text_of("whitespace / indentation", "DNA") == "whitespace / indentation in DNA"
