@@ -65,6 +65,17 @@ def _guarded(what: str) -> Callable:
     return wrap
 
 
+def _other_units(prefix: str, row: dict, n_other: int) -> dict[str, np.ndarray]:
+    """A unit's ids of the other kind (aligned or correlated neurons / features) and their values; an id
+    a damaged file puts outside [0, n_other) reads as "none" (-1, NaN), so a pane shows the rest."""
+    ids = np.asarray(row[f"{prefix}_ids"], np.int32)
+    values = np.asarray(row[f"{prefix}_values"], np.float32)
+    bad = (ids < 0) | (ids >= n_other)
+    if bad.any():
+        ids, values = np.where(bad, -1, ids).astype(np.int32), np.where(bad, np.nan, values).astype(np.float32)
+    return {f"{prefix}_ids": ids, f"{prefix}_values": values}
+
+
 class _CallersIndex(Exception):
     """A dictionary index the bundle does not have (re-raised as IndexError, not as damage)."""
 
@@ -245,11 +256,9 @@ class Bundle:
             logit_bottom_values=np.asarray(row["logit_bottom_values"], np.float32),
             logit_hist=np.asarray(row["logit_hist"], np.int64),
             logit_hist_edges=np.linspace(lo, hi, B + 1) if np.isfinite([lo, hi]).all() else np.full(B + 1, np.nan),
-            align_ids=np.asarray(row["align_ids"], np.int32),
-            align_values=np.asarray(row["align_values"], np.float32),
+            **_other_units("align", row, self._n["neuron" if kind == "feature" else "feature"]),
             align_l1=float(row["align_l1"]),
-            corr_ids=np.asarray(row["corr_ids"], np.int32),
-            corr_values=np.asarray(row["corr_values"], np.float32),
+            **_other_units("corr", row, self._n["neuron" if kind == "feature" else "feature"]),
         )
 
     @_guarded("a column")

@@ -256,6 +256,8 @@ def test_a_long_job_leaves_the_startup_freeze_in_place(qtbot):
     freezes the survivors again, so the app's start-up freeze is never silently undone."""
     import gc
 
+    gc.collect()              # what is frozen below is alive (earlier tests' garbage would be collected after
+    sentinel = [object()]     # the unfreeze and make the count fall for a reason that is not this one)
     gc.freeze()
     frozen = gc.get_freeze_count()
     jobs = JobController()
@@ -263,3 +265,4 @@ def test_a_long_job_leaves_the_startup_freeze_in_place(qtbot):
         jobs.start("count", counting_job(2000, sleep_every=100))
     gc.collect()
     assert gc.get_freeze_count() >= 0.9 * frozen
+    assert not any(o is sentinel for o in gc.get_objects())      # frozen objects are not in any generation

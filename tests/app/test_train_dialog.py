@@ -384,9 +384,8 @@ def test_a_run_cancelled_from_the_cli_resumes_in_the_app(window, dialog, tmp_pat
 def test_the_plots_keep_their_height_for_the_whole_run(window, dialog, fake_pipeline, tmp_path, qtbot, monkeypatch):
     """The guesses and SAE text blocks appear mid-run; the four plots must not shrink for them."""
     from engine.events import Glimpse, Progress
-    from conftest import FakePipeline
 
-    class TalkativePipeline(FakePipeline):
+    class TalkativePipeline(type(fake_pipeline)):      # the app tests' FakePipeline (its conftest is not importable by name)
         def _run(self, cfg, out_path, workdir, resume, cancel, family):
             rows = tuple(((1, 2, 3) * 8, 4, ((4, 0.6), (5, 0.2), (6, 0.1))) for _ in range(8))
             for event in super()._run(cfg, out_path, workdir, resume, cancel, family):

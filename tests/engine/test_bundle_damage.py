@@ -206,3 +206,21 @@ def test_a_ten_megabyte_token_is_shown_bounded(tmp_path):
         tok = b.tokenizer()
         longest = max(len(s) for s in tok.vocab_strings())
         assert longest == MAX_SHOWN_CHARS + 1 and max(len(s) for s in tok.readable_strings()) == MAX_SHOWN_CHARS + 1
+
+
+def test_ids_of_the_other_kind_out_of_range_read_as_none(tmp_path):
+    """A damaged /neurons/corr_ids naming feature 1,000,000 must not reach a pane as an id."""
+    import h5py
+
+    from engine.bundle import open_bundle
+    from engine.testing.synthetic import write_synthetic_bundle
+
+    path = write_synthetic_bundle(tmp_path / "b.h5", n_features=8, n_neurons=4, vocab_size=300, n_tokens=400)
+    with h5py.File(path, "a") as f:
+        ids = f["neurons/corr_ids"][:]
+        ids[0, 0] = 1_000_000
+        f["neurons/corr_ids"][:] = ids
+    with open_bundle(path) as b:
+        dash = b.dashboard("neuron", 0)
+    assert dash.corr_ids[0] == -1 and np.isnan(dash.corr_values[0])
+    assert ((dash.corr_ids == -1) | ((dash.corr_ids >= 0) & (dash.corr_ids < 8))).all()
