@@ -132,8 +132,13 @@ def _prepare_data(cfg: RunConfig, workdir: Path, resume: bool, cancel: CancelTok
     tokens = yield from staged(tokenize_corpus(cfg.corpus, tokenizer, cancel=cancel), 1, n_stages)
     if len(tokens.val) < cfg.model.n_ctx + 2:
         from engine.data.sources import CorpusError
-        raise CorpusError(f"the corpus's validation split has only {len(tokens.val)} tokens; it needs at "
-                          f"least {cfg.model.n_ctx + 2}. Use a larger corpus or a larger validation fraction.")
+        total = len(tokens.train) + len(tokens.val)
+        if total < 4 * (cfg.model.n_ctx + 2):     # whitespace only, or a few lines: no split could help
+            raise CorpusError(f"the corpus holds only {total:,} tokens of text (is it empty or only whitespace?); "
+                              f"a run needs many contexts of {cfg.model.n_ctx} tokens. Point --corpus at more text.")
+        raise CorpusError(f"the corpus's validation split ({cfg.corpus.val_fraction:.0%} of its documents) has only "
+                          f"{len(tokens.val):,} tokens; it needs at least {cfg.model.n_ctx + 2}. Use a larger "
+                          "corpus, or one with more documents (the split holds out whole documents).")
     return PreparedData(cfg, tokenizer, tokens, source_description=repr(source))
 
 

@@ -161,3 +161,15 @@ def test_cli_run_with_a_jumprelu_architecture_recipe_end_to_end(tmp_path, capsys
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     assert "matryoshka (k = 6, prefixes 32/64/256)" in capsys.readouterr().out
+
+
+def test_a_whitespace_only_corpus_says_so_not_validation_fraction(tmp_path):
+    from engine.data.sources import CorpusError
+
+    text = tmp_path / "blank.txt"
+    text.write_text(" \n\t\n" * 2000 + "a b\n", encoding="utf-8")
+    cfg = preset("tiny").with_overrides(corpus={"spec": str(text), "max_chars": None}, tokenizer={"vocab_size": 300})
+    with pytest.raises(CorpusError) as err:
+        collect(prepare_data(cfg, tmp_path / "work"))
+    assert "fraction" not in str(err.value)
+    assert "empty or only whitespace" in str(err.value) or "no usable text" in str(err.value)
