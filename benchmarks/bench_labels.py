@@ -129,8 +129,10 @@ def main(argv=None) -> int:
             labels, scores = label_units(stats, labeller=table_owner, held_out=held_out_of(bundle, kind))
             seconds = time.perf_counter() - t0
             after = mix(labels, scores)
-            figures[kind] = {when: {"median_score": m["median score"], "bare_token": m["'the token …'"],
-                                    "words": m["'words'"], "loose_fit": m["loose fit"]}
+            figures[kind] = {when: {"median_score": m["median score"], "token_lists": m["token lists"],
+                                    "the_token": m["'the token(s)…'"], "language": m["names a language"],
+                                    "code_context": m["code context"], "escaped_bytes": m["escaped bytes"],
+                                    "loose_fit": m["loose fit"]}
                              for when, m in (("before", before), ("after", after))}
             print(f"\n{kind}s ({after['labelled']:,} labelled; relabelled in {seconds:.1f} s)")
             print(f"  {'':18}{'before':>10}{'after':>10}")

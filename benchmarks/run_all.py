@@ -106,8 +106,10 @@ def ablation_figure(r: dict) -> str:
 
 
 def labels_figure(r: dict) -> str:
-    f = r["feature"]["after"]
-    return f"{f['median_score']:.3f} / {f['bare_token']:.1%}"
+    f, b = r["feature"]["after"], r["feature"]["before"]
+    return (f"{f['median_score']:.3f} / {f['token_lists']:.1%} / {f['language']:.1%} / {f['code_context']:.1%} / "
+            f"{f['escaped_bytes']:.1%} (the labels the bundle stores: {b['median_score']:.3f} / {b['token_lists']:.1%}"
+            f" / {b['language']:.1%} / {b['code_context']:.1%} / {b['escaped_bytes']:.1%})")
 
 
 def feature_map_figure(r: dict) -> str:
@@ -219,7 +221,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("feature-map", "feature map first paint, 149,504 points", _b("bench_feature_map.py"), feature_map_figure),
     Figure("write-guard", "bundle write through the full-disk guard vs HDF5's own driver",
            _b("bench_write_guard.py"), write_guard_figure),
-    Figure("labels", "offline labels: median held-out score / bare \"the token\" labels (features)",
+    Figure("labels", "offline labels of the demo's features: median held-out score / bare token lists / naming a "
+           "language / a place in code / escaped bytes",
            _b("bench_labels.py"), labels_figure, needs_demo=True),
     Figure("act-cache", "3 TopK SAEs (512 -> 4,096, 100k activations each): from the model's stream vs one "
            "activation cache + 3 trainings", _b("bench_act_cache.py"), act_cache_figure),

@@ -43,7 +43,8 @@ FAKE = {
     "sae-vs-saelens": {"warmup": 32, "timed": 6, "recipes": {"topk": {
         "ratio": 6.0, "superpos_l0": 20.0, "saelens_l0": 20.0, "superpos_nmse": 0.1, "saelens_nmse": 0.12}}},
     "ablation": {"new_ms": 200.0, "cached_ms": 8.0, "per_position_ms": 17000.0},
-    "labels": {"feature": {"after": {"median_score": 0.6, "bare_token": 0.134}}},
+    "labels": {"feature": {when: {"median_score": 0.6, "token_lists": 0.6, "language": 0.09, "code_context": 0.07,
+                                  "escaped_bytes": 0.0} for when in ("before", "after")}},
     "harvest": {"ratio": 0.87, "harvest_per_s": 50000.0},
     "quick-feature-map": {"points": 2560, "first_paint_ms": 80.0, "pan_ms": 40.0, "hover_ms": 1.0},
     "lens": {"bundle": "demo", "keystroke_256_ms": 11.8, "windows_256": 256},
