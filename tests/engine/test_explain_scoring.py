@@ -12,20 +12,7 @@ from engine.explain.examples import ExampleConfig, UnitExamples, unit_examples
 from engine.explain.prompts import explain_messages, parse_explanation, quantise
 from engine.explain.scoring import balanced_accuracy, fuzz_marks, score_all
 from engine.testing.fake_llm import FakeLLM
-
-VOCAB = [" the", " cat", " sat", " zq", " on", " mat", "\n", " a", " dog", " ran"]
-ZQ = 3
-W = 8
-
-
-def _example(rng, active: bool):
-    tokens = rng.choice([t for t in range(len(VOCAB)) if t != ZQ], size=W)
-    acts = np.zeros(W, np.float32)
-    if active:
-        where = rng.choice(W, size=2, replace=False)
-        tokens[where] = ZQ
-        acts[where] = rng.uniform(2.0, 10.0, size=2)
-    return tokens.astype(np.int64), acts
+from explain_units import VOCAB, W, ZQ, example as _example
 
 
 @pytest.fixture

@@ -14,20 +14,9 @@ from engine.explain.job import explain_unit
 from engine.explain.prompts import simulation_messages
 from engine.explain.scoring import digits_question
 from engine.testing.fake_llm import FakeLLM
+from explain_units import VOCAB, W, ZQ, example as _example
 
-VOCAB = [" the", " cat", " sat", " zq", " on", " mat", "\n", " a", " dog", " ran"]
-ZQ, W = 3, 8
 SCORERS = ("detection", "fuzzing", "simulation")
-
-
-def _example(rng, active: bool):
-    tokens = rng.choice([t for t in range(len(VOCAB)) if t != ZQ], size=W)
-    acts = np.zeros(W, np.float32)
-    if active:
-        where = rng.choice(W, size=2, replace=False)
-        tokens[where] = ZQ
-        acts[where] = rng.uniform(2.0, 10.0, size=2)
-    return tokens.astype(np.int64), acts
 
 
 @pytest.fixture(scope="module")
