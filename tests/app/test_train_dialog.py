@@ -411,7 +411,8 @@ def test_the_plots_keep_their_height_for_the_whole_run(window, dialog, fake_pipe
     with qtbot.waitSignal(window.jobs.jobFinished, timeout=15000):
         assert dialog.start()
         qtbot.waitUntil(lambda: dialog.live.sae_label.isVisibleTo(dialog.live), timeout=10000)
-        qtbot.wait(50)                                             # a layout pass with every block shown
+        from PySide6.QtCore import QCoreApplication, QEvent
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)   # the layout with every block shown
         measure()
     assert dialog.live.predictions_label.text() and dialog.live.baseline_label.text()
     assert len(heights) > 5 and min(heights) >= 150, heights
