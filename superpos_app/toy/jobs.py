@@ -6,7 +6,6 @@ come back."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,15 +32,14 @@ class TrainedToy:
 
 
 def retrain_job(cfg: ToyConfig):
-    """A ``LatestRunner`` job: the toy model of ``cfg`` trained; returns (TrainedToy, seconds). A newer
-    request cancels it between steps (``Cancelled``)."""
+    """A ``LatestRunner`` job: the toy model of ``cfg`` trained (the runner times it). A newer request
+    cancels it between steps (``Cancelled``)."""
 
-    def job(token: CancelToken) -> tuple[TrainedToy, float]:
+    def job(token: CancelToken) -> TrainedToy:
         torch_on_one_thread()
-        t0 = time.perf_counter()
         result = run_to_completion(train_toy(cfg, token))
         W_MN = result.W_IMN[0]
-        return TrainedToy(cfg, W_MN, result.b_IN[0], float(result.loss_I[0]), measure(W_MN)), time.perf_counter() - t0
+        return TrainedToy(cfg, W_MN, result.b_IN[0], float(result.loss_I[0]), measure(W_MN))
     return job
 
 

@@ -1,5 +1,5 @@
 """The Toy Models window: sliders for n, m, S and the importance decay retrain the toy model live
-(debounced, latest request wins: ``jobs.ToyRunner``), and buttons run the longer jobs — the
+(debounced, latest request wins: the app's one ``LatestRunner`` running ``jobs.retrain_job``), and buttons run the longer jobs — the
 dimensionality sweep over sparsity, the phase diagram, an SAE on the hidden layer and its recovery
 against sparsity — with progress and Cancel. The GUI thread only sets data on plot items."""
 
@@ -188,8 +188,7 @@ class ToyWindow(QMainWindow):
     def retrain(self) -> None:
         self.runner.submit(retrain_job(self.config()))
 
-    def _on_trained(self, _request_id: int, result: tuple[TrainedToy, float], _job_seconds: float) -> None:
-        toy, seconds = result
+    def _on_trained(self, _request_id: int, toy: TrainedToy, seconds: float) -> None:
         if toy.cfg != self.config():
             return                            # a slider moved since: a newer request is on its way
         self.toy = toy
