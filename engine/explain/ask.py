@@ -95,7 +95,7 @@ class Asker:
                                         response_format=response_format), structured
             except EndpointError as exc:
                 text = str(exc).lower()
-                if not (structured and "http 400" in text and any(w in text for w in _FORMAT_WORDS)):
+                if not (structured and exc.status == 400 and any(w in text for w in _FORMAT_WORDS)):
                     raise
                 self.structured = False        # this server does not take it: free text from now on
 

@@ -55,7 +55,12 @@ class LLMError(UserError, RuntimeError):
 
 
 class EndpointError(LLMError):
-    """The endpoint cannot be used: unreachable, refusing our key or model, or failing after retries."""
+    """The endpoint cannot be used: unreachable, refusing our key or model, or failing after retries.
+    ``status`` is the HTTP status when the server rejected the request itself (4xx), else None."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class RefusalError(LLMError):
@@ -253,7 +258,7 @@ class ChatClient:
                 if status == 429 or status >= 500:
                     problem, wait = f"HTTP {status}", _retry_after(response)
                 elif status >= 400:
-                    raise EndpointError(f"{ep.host} rejected the request (HTTP {status}: {_short(text)})")
+                    raise EndpointError(f"{ep.host} rejected the request (HTTP {status}: {_short(text)})", status)
                 else:
                     try:
                         reply = _parse(text)
